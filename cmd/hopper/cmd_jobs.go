@@ -1,0 +1,558 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+func newSubmitCmd(a *app) *cobra.Command {
+	var model, prompt, webhook, id string
+	var priority int
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "submit [FILE|-]",
+		Short: "Queue a job: a JSON file, standard input, or -m/-p flags",
+		Long: `Submit checks a job and queues it in new/, atomically and durably, then
+prints its ID. Flags set fields of the job (they win over the file's).
+Bad input is refused with a message and nothing is written.`,
+		Example: `  hopper submit -m llama3.2 -p "Why is the sky blue?"
+  echo '{"model":"llama3.2","prompt":"hi"}' | hopper submit -
+  hopper submit job.json --priority 10 --wait`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var data []byte
+			var err error
+			switch {
+			case len(args) == 1 && args[0] == "-":
+				data, err = io.ReadAll(cmd.InOrStdin())
+			case len(args) == 1:
+				data, err = os.ReadFile(args[0])
+			case model == "" && prompt == "":
+				return usageErrorf("give a job FILE, - for standard input, or -m MODEL -p PROMPT")
+			default:
+				data = []byte("{}")
+			}
+			if err != nil {
+				return err
+			}
+			set := map[string]any{}
+			if cmd.Flags().Changed("model") {
+				set["model"] = model
+			}
+			if cmd.Flags().Changed("prompt") {
+				set["prompt"] = prompt
+			}
+			if cmd.Flags().Changed("priority") {
+				set["priority"] = priority
+			}
+			if cmd.Flags().Changed("webhook") {
+				set["webhook"] = webhook
+			}
+			if len(set) > 0 {
+				if data, err = setFields(data, set); err != nil {
+					return err
+				}
+			}
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			id, err := s.Submit(data, spool.SubmitOptions{ID: id})
+			if err != nil {
+				return fmt.Errorf("job refused, nothing was queued: %w", err)
+			}
+			fmt.Fprintln(a.stdout, id)
+			if !wait {
+				return nil
+			}
+			return a.waitAndPrint(cmd.Context(), s, id)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&model, "model", "m", "", "the model to run")
+	f.StringVarP(&prompt, "prompt", "p", "", "the prompt (a generate job)")
+	f.IntVar(&priority, "priority", 0, "higher runs first")
+	f.StringVar(&webhook, "webhook", "", "URL to notify when the job changes state")
+	f.StringVar(&id, "id", "", "name the job (default: a generated, time-sorted ID)")
+	f.BoolVar(&wait, "wait", false, "wait for the job to finish and print the answer")
+	return cmd
+}
+
+// setFields sets top-level fields of a JSON object, keeping the others'
+// bytes.
+func setFields(data []byte, set map[string]any) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("job refused, nothing was queued: flags can only be combined with a JSON object")
+	}
+	for k, v := range set {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		obj[k] = b
+	}
+	return json.Marshal(obj)
+}
+
+// waitAndPrint waits for job id to finish and prints its answer; a failed
+// job is an error.
+func (a *app) waitAndPrint(ctx context.Context, s *spool.Spool, id string) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := s.Wait(ctx, id)
+	if err != nil {
+		return err
+	}
+	return a.printAnswer(r)
+}
+
+func (a *app) printAnswer(r *spool.Record) error {
+	if r.State == spool.StateFailed {
+		return fmt.Errorf("job %s failed (%s): %s", r.ID, r.Error.Kind, r.Error.Message)
+	}
+	text := answerText(r)
+	fmt.Fprint(a.stdout, text)
+	if !strings.HasSuffix(text, "\n") {
+		fmt.Fprintln(a.stdout)
+	}
+	return nil
+}
+
+// answerText is the human part of a record's answer: the message content,
+// the generated text, or (for embeddings and anything else) the JSON.
+func answerText(r *spool.Record) string {
+	if len(r.Output) > 0 {
+		return string(r.Output)
+	}
+	var resp struct {
+		Message *struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		Response *string `json:"response"`
+		Choices  []struct {
+			Message *struct {
+				Content string `json:"content"`
+			} `json:"message"`
+			Text *string `json:"text"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(r.Response, &resp) == nil {
+		switch {
+		case resp.Message != nil:
+			return resp.Message.Content
+		case resp.Response != nil:
+			return *resp.Response
+		case len(resp.Choices) > 0 && resp.Choices[0].Message != nil:
+			return resp.Choices[0].Message.Content
+		case len(resp.Choices) > 0 && resp.Choices[0].Text != nil:
+			return *resp.Choices[0].Text
+		}
+	}
+	return string(r.Response)
+}
+
+func newLsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls [STATE...]",
+		Short: "List jobs (queued, working, deferred, held, done, failed)",
+		Example: `  hopper ls
+  hopper ls queued failed
+  hopper ls done --json | jq -r '.[].id'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			states, err := parseStates(args)
+			if err != nil {
+				return err
+			}
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			recs, err := s.List(states...)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if recs == nil {
+					recs = []*spool.Record{}
+				}
+				return writeJSON(a.stdout, recs)
+			}
+			now := time.Now()
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tAGE\tATTEMPTS\tNOTE")
+			for _, r := range recs {
+				note := ""
+				if r.Error != nil {
+					note = string(r.Error.Kind) + ": " + r.Error.Message
+				}
+				if r.Function != "" && r.Model == "" {
+					r.Model = "fn:" + r.Function
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.State, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, truncate(note, 60))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+var stateNames = map[string]spool.State{
+	"queued": spool.StateQueued, "new": spool.StateQueued,
+	"working": spool.StateWorking, "loading": spool.StateWorking, "running": spool.StateWorking, "cur": spool.StateWorking,
+	"deferred": spool.StateDeferred, "held": spool.StateHeld, "hold": spool.StateHeld,
+	"done": spool.StateDone, "failed": spool.StateFailed,
+}
+
+func parseStates(args []string) ([]spool.State, error) {
+	var out []spool.State
+	for _, a := range args {
+		st, ok := stateNames[strings.ToLower(a)]
+		if !ok {
+			return nil, usageErrorf("unknown state %q: use queued, working, deferred, held, done or failed", a)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newShowCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "show ID",
+		Short:   "Print a job's record as JSON",
+		Example: `  hopper show 20261127T231005.123456Z-7f3a9c | jq .error`,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			r, err := s.Get(args[0])
+			if err != nil {
+				return jobLookupError(err)
+			}
+			return writeJSON(a.stdout, r)
+		},
+	}
+}
+
+func newCatCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "cat ID",
+		Short:   "Print a finished job's answer text",
+		Example: `  hopper cat daily-report`,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			r, err := s.Get(args[0])
+			if err != nil {
+				return jobLookupError(err)
+			}
+			if !r.State.Terminal() {
+				return fmt.Errorf("job %s is %s and has no answer yet; try 'hopper tail %s'", r.ID, r.State, r.ID)
+			}
+			return a.printAnswer(r)
+		},
+	}
+}
+
+func newTailCmd(a *app) *cobra.Command {
+	var raw bool
+	cmd := &cobra.Command{
+		Use:   "tail ID",
+		Short: "Follow a job's output as it is generated, until it ends",
+		Example: `  hopper tail 20261127T231005.123456Z-7f3a9c
+  hopper tail --raw ID   # the target's NDJSON chunks as they arrive`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			printed := false
+			r, err := s.Follow(ctx, args[0], func(line []byte) error {
+				if raw {
+					_, err := fmt.Fprintf(a.stdout, "%s\n", line)
+					return err
+				}
+				if t := chunkText(line); t != "" {
+					printed = true
+					_, err := io.WriteString(a.stdout, t)
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				return jobLookupError(err)
+			}
+			if raw {
+				return nil
+			}
+			if !printed {
+				return a.printAnswer(r)
+			}
+			fmt.Fprintln(a.stdout)
+			if r.State == spool.StateFailed {
+				return fmt.Errorf("job %s failed (%s): %s", r.ID, r.Error.Kind, r.Error.Message)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&raw, "raw", false, "print the raw NDJSON chunks")
+	return cmd
+}
+
+// chunkText is the text a stream chunk adds (Ollama chat or generate, or
+// an OpenAI chunk).
+func chunkText(line []byte) string {
+	var c struct {
+		Message *struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		Response string `json:"response"`
+		Choices  []struct {
+			Delta *struct {
+				Content string `json:"content"`
+			} `json:"delta"`
+			Text string `json:"text"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(line, &c) != nil {
+		return ""
+	}
+	switch {
+	case c.Message != nil:
+		return c.Message.Content
+	case len(c.Choices) > 0 && c.Choices[0].Delta != nil:
+		return c.Choices[0].Delta.Content
+	case len(c.Choices) > 0:
+		return c.Choices[0].Text
+	}
+	return c.Response
+}
+
+func jobLookupError(err error) error {
+	if errors.Is(err, spool.ErrNotFound) {
+		return fmt.Errorf("%w (see 'hopper ls')", err)
+	}
+	return err
+}
+
+func newCancelCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "cancel ID...",
+		Short:   "Cancel jobs: queued, deferred and held ones at once, a running one by aborting its request",
+		Example: `  hopper cancel 20261127T231005.123456Z-7f3a9c`,
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var errs []error
+			for _, id := range args {
+				running, err := s.Cancel(id, "canceled by hopper cancel")
+				switch {
+				case err != nil:
+					errs = append(errs, jobLookupError(err))
+				case running:
+					fmt.Fprintf(a.stdout, "%s: running; asked the runner to abort it\n", id)
+				default:
+					fmt.Fprintf(a.stdout, "%s: canceled\n", id)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+func newRetryCmd(a *app) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "retry ID...|--failed",
+		Short: "Queue failed jobs again, keeping their history",
+		Example: `  hopper retry 20261127T231005.123456Z-7f3a9c
+  hopper retry --failed`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) > 0) {
+				return usageErrorf("give job IDs or --failed, not both")
+			}
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if all {
+				recs, err := s.List(spool.StateFailed)
+				if err != nil {
+					return err
+				}
+				for _, r := range recs {
+					if len(r.Job) > 0 {
+						args = append(args, r.ID)
+					}
+				}
+			}
+			var errs []error
+			for _, id := range args {
+				if err := s.Retry(id); err != nil {
+					errs = append(errs, jobLookupError(err))
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s: queued again\n", id)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVar(&all, "failed", false, "retry every failed job that has a JSON job to run")
+	return cmd
+}
+
+func newHoldCmd(a *app, release bool) *cobra.Command {
+	use, short, verb := "hold ID...", "Park queued or deferred jobs in hold/; they never run or expire there", "held"
+	op := (*spool.Spool).Hold
+	if release {
+		use, short, verb = "release ID...", "Queue held jobs again", "released"
+		op = (*spool.Spool).Release
+	}
+	return &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: "  hopper " + strings.Fields(use)[0] + " 20261127T231005.123456Z-7f3a9c",
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var errs []error
+			for _, id := range args {
+				if err := op(s, id); err != nil {
+					errs = append(errs, jobLookupError(err))
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s: %s\n", id, verb)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+func newPauseCmd(a *app, resume bool) *cobra.Command {
+	use, short := "pause", "Stop claiming new jobs (creates SPOOL/PAUSED); the running job finishes"
+	if resume {
+		use, short = "resume", "Claim jobs again (removes SPOOL/PAUSED)"
+	}
+	return &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: "  hopper " + use,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if resume {
+				if err := s.Resume(); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, "resumed: the runner claims jobs again")
+				return nil
+			}
+			if err := s.Pause(); err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, "paused: the runner claims nothing new ('hopper resume' to go on)")
+			return nil
+		},
+	}
+}
+
+func newPruneCmd(a *app) *cobra.Command {
+	var olderThan string
+	cmd := &cobra.Command{
+		Use:   "prune --older-than AGE [STATE...]",
+		Short: "Remove done and failed records older than AGE",
+		Example: `  hopper prune --older-than 7d
+  hopper prune --older-than 36h failed`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if olderThan == "" {
+				return usageErrorf("--older-than is required, e.g. --older-than 7d")
+			}
+			d, err := parseDuration(olderThan)
+			if err != nil || d <= 0 {
+				return usageErrorf("--older-than: want a duration like 7d or 36h, got %q", olderThan)
+			}
+			states, err := parseStates(args)
+			if err != nil {
+				return err
+			}
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			n, err := s.Prune(time.Now().Add(-d), states...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "removed %d records\n", n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&olderThan, "older-than", "", "age of the records to remove (7d, 36h, 90m)")
+	return cmd
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/runner"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+func newInitCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "init",
+		Short:   "Create the spool directories",
+		Example: "  hopper init\n  hopper init --spool /var/spool/hopper",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openSpool(true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			fmt.Fprintf(a.stdout, "spool ready at %s\n\nnext:\n  hopper serve                                   # run jobs against Ollama\n  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | hopper submit -\n  hopper ls\n", s.Path())
+			return nil
+		},
+	}
+}
+
+func newServeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the runner: claim queued jobs and run them against Ollama, one at a time",
+		Long: `serve creates the spool if needed, takes its runner lock (one runner per
+spool), finishes what a crash left behind, and runs queued jobs one at a time
+against the Ollama target until SIGTERM or SIGINT. On the first signal it
+claims nothing new and lets the running job finish within shutdown_grace;
+after that the job is aborted and stays queued, with no attempt charged.`,
+		Example: `  hopper serve
+  hopper serve --ollama http://gpu-box:11434 --http off
+  OLLAMA_HOST=127.0.0.1:11434 hopper serve --log-format json`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			s, err := a.openSpool(true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			client, err := ollama.New(cfg.Ollama, nil)
+			if err != nil {
+				return fmt.Errorf("config: ollama: %w", err)
+			}
+			r, err := runner.New(runnerConfig(cfg, s, client, a))
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a.printBanner(ctx, cfg, s, client)
+			err = r.Run(ctx)
+			if errors.Is(err, spool.ErrLocked) {
+				return err
+			}
+			a.logger.Info("stopped")
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.String("http", Default().HTTP, `HTTP front address, or "off"`)
+	f.String("ollama", Default().Ollama, "the Ollama target `URL` (default $OLLAMA_HOST, then http://127.0.0.1:11434)")
+	a.bindFlag("http", f.Lookup("http"))
+	a.bindFlag("ollama", f.Lookup("ollama"))
+	return cmd
+}
+
+func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) runner.Config {
+	return runner.Config{
+		Spool:      s,
+		Target:     client,
+		TargetName: client.BaseURL(),
+		Policy: runner.Policy{
+			Schedule: cfg.Schedule,
+			MaxWait:  cfg.MaxWait,
+			Pinned:   cfg.Pinned,
+		},
+		KeepAlive:     cfg.KeepAlive,
+		MaxAttempts:   cfg.MaxAttempts,
+		Timeout:       cfg.Timeout,
+		MaxAge:        cfg.MaxAge,
+		ShutdownGrace: cfg.ShutdownGrace,
+		Settle:        cfg.Settle,
+		RetryBase:     cfg.RetryBackoff,
+		RetryMax:      cfg.RetryBackoffMax,
+		Logger:        a.logger,
+	}
+}
+
+// printBanner says at start what this runner serves and whether the target
+// answers.
+func (a *app) printBanner(ctx context.Context, cfg Config, s *spool.Spool, client *ollama.Client) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	target := client.BaseURL()
+	if v, err := client.Version(ctx); err != nil {
+		target += fmt.Sprintf("  NOT REACHABLE (%v): jobs wait until it answers", err)
+	} else {
+		target += "  up, Ollama " + v
+		if ms, err := client.Running(ctx); err == nil && len(ms) > 0 {
+			names := make([]string, len(ms))
+			for i, m := range ms {
+				names[i] = m.Name
+			}
+			target += ", loaded: " + strings.Join(names, ", ")
+		}
+	}
+	paused := "no"
+	if s.Paused() {
+		paused = "YES: nothing runs until 'hopper resume'"
+	}
+	fmt.Fprintf(a.stdout, "hopper %s\n  spool   %s\n  target  %s\n  http    %s\n  paused  %s\n",
+		buildVersion(debug.ReadBuildInfo()).Version, s.Path(), target, httpLine(cfg), paused)
+}
+
+func httpLine(cfg Config) string {
+	if cfg.HTTP == "off" {
+		return "off"
+	}
+	return "off (the HTTP front is not part of this build yet)"
+}

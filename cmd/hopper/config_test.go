@@ -1,0 +1,675 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// parse is parseConfig on a string, named hopper.yaml in errors.
+func parse(t *testing.T, file string, env []string) (Config, error) {
+	t.Helper()
+	return parseConfig(strings.NewReader(file), "hopper.yaml", env, nil)
+}
+
+// configError asserts err is a *ConfigError for key and returns it.
+func configError(t *testing.T, err error, key string) *ConfigError {
+	t.Helper()
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got error %v (%T), want a *ConfigError for %q", err, err, key)
+	}
+	if ce.Key != key {
+		t.Fatalf("got key %q in %q, want %q", ce.Key, err, key)
+	}
+	return ce
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoFileGivesDefaults(t *testing.T) {
+	for _, file := range []string{"", "# only a comment\n", "---\n"} {
+		cfg, err := parse(t, file, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", file, err)
+		}
+		if !reflect.DeepEqual(cfg, Default()) {
+			t.Errorf("%q: got %+v, want Default() %+v", file, cfg, Default())
+		}
+	}
+	cfg, err := parseConfig(nil, "", nil, nil)
+	if err != nil || !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("no file: got %+v, %v; want Default()", cfg, err)
+	}
+}
+
+const examplePath = "../../configs/hopper.yaml"
+
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	f, err := os.Open(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := parseConfig(f, examplePath, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	if !reflect.DeepEqual(cfg, want) {
+		got, wantV := reflect.ValueOf(cfg), reflect.ValueOf(want)
+		for i := range got.NumField() {
+			if !reflect.DeepEqual(got.Field(i).Interface(), wantV.Field(i).Interface()) {
+				t.Errorf("%s: example has %#v, Default() has %#v", got.Type().Field(i).Name,
+					got.Field(i).Interface(), wantV.Field(i).Interface())
+			}
+		}
+	}
+}
+
+func TestExampleConfigSetsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	present := map[string]bool{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := prefix + n.Content[i].Value
+			present[key] = true
+			if v := n.Content[i+1]; v.Kind == yaml.MappingNode && key != "functions" {
+				walk(v, key+".")
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	for key := range configKeys() {
+		if element, ok := strings.CutPrefix(key, "hooks.webhooks[]."); ok {
+			// The default has no webhooks: their fields are documented in comments.
+			if !regexp.MustCompile(`(?m)^\s*#\s+(- )?` + element + `\b`).Match(data) {
+				t.Errorf("the example does not document %s", key)
+			}
+			continue
+		}
+		if !present[key] {
+			t.Errorf("the example does not set %s", key)
+		}
+	}
+	for key := range present {
+		if _, ok := configKeys()[key]; !ok {
+			t.Errorf("the example sets %s, which Config does not have", key)
+		}
+	}
+}
+
+// flagSet returns flags bound to config keys the way bindFlag binds them, and
+// sets the given ones as if on the command line.
+func flagSet(t *testing.T, set map[string]string) map[string][]*pflag.Flag {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.String("spool", "./spool", "")
+	fs.String("max-wait", "", "")
+	fs.StringSlice("tokens", nil, "")
+	fs.Duration("timeout", 0, "")
+	var args []string
+	for name, v := range set {
+		args = append(args, "--"+name+"="+v)
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]*pflag.Flag{
+		"spool":    {fs.Lookup("spool")},
+		"max_wait": {fs.Lookup("max-wait")},
+		"tokens":   {fs.Lookup("tokens")},
+		"timeout":  {fs.Lookup("timeout")},
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	const file = "max_wait: 1m\nspool: /file\nhooks:\n  dir: /file/hooks\n  secret: whsec_ZmlsZQ==\n"
+	env := []string{"HOPPER_MAX_WAIT=2m", "HOPPER_HOOKS_SECRET=whsec_ZW52"}
+	for _, tc := range []struct {
+		name       string
+		file       string
+		env        []string
+		flags      map[string]string
+		wantWait   time.Duration
+		wantSecret string
+	}{
+		{"DefaultsWhenNothingIsSet", "", nil, nil, 10 * time.Minute, ""},
+		{"FileBeatsDefault", file, nil, nil, time.Minute, "whsec_ZmlsZQ=="},
+		{"EnvBeatsFile", file, env, nil, 2 * time.Minute, "whsec_ZW52"},
+		{"FlagBeatsEnv", file, env, map[string]string{"max-wait": "3m"}, 3 * time.Minute, "whsec_ZW52"},
+		{"FlagBeatsDefault", "", nil, map[string]string{"max-wait": "4m"}, 4 * time.Minute, ""},
+		{"EnvBeatsDefault", "", env, nil, 2 * time.Minute, "whsec_ZW52"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig(strings.NewReader(tc.file), "hopper.yaml", tc.env, flagSet(t, tc.flags))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MaxWait != tc.wantWait {
+				t.Errorf("max_wait: got %v, want %v", cfg.MaxWait, tc.wantWait)
+			}
+			if cfg.Hooks.Secret != tc.wantSecret {
+				t.Errorf("hooks.secret: got %q, want %q", cfg.Hooks.Secret, tc.wantSecret)
+			}
+		})
+	}
+	t.Run("NestedEnvKeepsTheFileSiblings", func(t *testing.T) {
+		cfg, err := parseConfig(strings.NewReader(file), "hopper.yaml", env, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Hooks.Dir != "/file/hooks" || cfg.Spool != "/file" {
+			t.Errorf("got hooks.dir %q, spool %q; want the file's", cfg.Hooks.Dir, cfg.Spool)
+		}
+	})
+	t.Run("FlagsNotGivenDoNotOverride", func(t *testing.T) {
+		cfg, err := parseConfig(strings.NewReader(file), "hopper.yaml", nil, flagSet(t, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Spool != "/file" {
+			t.Errorf("spool: got %q, want the file's /file", cfg.Spool)
+		}
+	})
+	t.Run("ListsFromEnvAndFlagsAndFile", func(t *testing.T) {
+		cfg, err := parseConfig(strings.NewReader("tokens: [f1, f2]\npinned: a, b\n"), "hopper.yaml",
+			[]string{"HOPPER_HOOKS_ALLOW=10.0.0.0/8, hooks.internal"}, flagSet(t, map[string]string{"tokens": "x,y"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"x", "y"}; !slices.Equal(cfg.Tokens, want) {
+			t.Errorf("tokens: got %q, want %q", cfg.Tokens, want)
+		}
+		if want := []string{"a", "b"}; !slices.Equal(cfg.Pinned, want) {
+			t.Errorf("pinned: got %q, want %q", cfg.Pinned, want)
+		}
+		if want := []string{"10.0.0.0/8", "hooks.internal"}; !slices.Equal(cfg.Hooks.Allow, want) {
+			t.Errorf("hooks.allow: got %q, want %q", cfg.Hooks.Allow, want)
+		}
+	})
+	t.Run("TypedFlagsOverlayToo", func(t *testing.T) {
+		cfg, err := parseConfig(nil, "", nil, flagSet(t, map[string]string{"timeout": "90s"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Timeout != 90*time.Second {
+			t.Errorf("timeout: got %v, want 1m30s", cfg.Timeout)
+		}
+	})
+	t.Run("EmptyEnvCountsAsUnset", func(t *testing.T) {
+		cfg, err := parseConfig(strings.NewReader(file), "hopper.yaml", []string{"HOPPER_SPOOL="}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Spool != "/file" {
+			t.Errorf("spool: got %q, want the file's /file", cfg.Spool)
+		}
+	})
+}
+
+func TestEnvNames(t *testing.T) {
+	for key, want := range map[string]string{
+		"hooks.secret":     "HOPPER_HOOKS_SECRET",
+		"max_wait":         "HOPPER_MAX_WAIT",
+		"retention.failed": "HOPPER_RETENTION_FAILED",
+		"log.level":        "HOPPER_LOG_LEVEL",
+	} {
+		if got := envName(key); got != want {
+			t.Errorf("envName(%q) = %q, want %q", key, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for _, key := range envKeys() {
+		if other, dup := seen[envName(key)]; dup {
+			t.Errorf("%s and %s share %s", key, other, envName(key))
+		}
+		seen[envName(key)] = key
+	}
+	if _, ok := seen["HOPPER_FUNCTIONS"]; ok {
+		t.Error("functions must not be settable from the environment")
+	}
+}
+
+func TestUnknownKeyIsAnErrorNamingKeyAndFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, key, want string
+	}{
+		{"Typo", "spool: x\nmax_wiat: 1m\n", "max_wiat",
+			`config hopper.yaml:2: unknown key "max_wiat" (did you mean "max_wait"?)`},
+		{"Nested", "hooks:\n  secrett: x\n", "hooks.secrett",
+			`config hopper.yaml:2: unknown key "hooks.secrett" (did you mean "hooks.secret"?)`},
+		{"InAListElement", "hooks:\n  webhooks:\n    - url: https://x\n      evnts: [job.done]\n", "hooks.webhooks[0].evnts",
+			`config hopper.yaml:4: unknown key "hooks.webhooks[0].evnts" (did you mean "hooks.webhooks[0].events"?)`},
+		{"AtTheWrongLevel", "format: json\n", "format",
+			`config hopper.yaml:1: unknown key "format" (did you mean "log.format"?)`},
+		{"WrongCase", "Max_Wait: 1m\n", "Max_Wait",
+			`config hopper.yaml:1: unknown key "Max_Wait" (did you mean "max_wait"?)`},
+		{"NothingClose", "frobnicate: 1\n", "frobnicate",
+			`config hopper.yaml:1: unknown key "frobnicate"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.file, nil)
+			configError(t, err, tc.key)
+			if err.Error() != tc.want {
+				t.Errorf("got  %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFunctionsKeepTheirKeysAsWritten(t *testing.T) {
+	cfg, err := parse(t, "functions:\n  Summarize:\n    model: llama3.2\n    format: {properties: {firstName: {type: string}}}\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, ok := cfg.Functions["Summarize"].(map[string]any)
+	if !ok {
+		t.Fatalf("functions: got %#v, want key Summarize", cfg.Functions)
+	}
+	props := fn["format"].(map[string]any)["properties"].(map[string]any)
+	if _, ok := props["firstName"]; !ok {
+		t.Errorf("schema properties: got %v, want firstName kept", props)
+	}
+}
+
+func TestBadValuesNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        []string
+		key, want  string
+	}{
+		{"DurationInFile", "max_wait: abc\n", nil, "max_wait",
+			`config hopper.yaml:1: max_wait: must be a duration like "10m", got "abc"`},
+		{"DurationInEnv", "", []string{"HOPPER_MAX_WAIT=abc"}, "max_wait",
+			`config $HOPPER_MAX_WAIT: max_wait: must be a duration like "10m", got "abc"`},
+		{"NestedDuration", "retention:\n  done: 1 week\n", nil, "retention.done",
+			`config hopper.yaml:2: retention.done: must be a duration like "10m", got "1 week"`},
+		{"DurationWithoutUnit", "timeout: 30\n", nil, "timeout",
+			`config hopper.yaml:1: timeout: must be a duration like "10m", got "30"`},
+		{"Integer", "max_attempts: three\n", nil, "max_attempts",
+			`config hopper.yaml:1: max_attempts: must be an integer, got "three"`},
+		{"Bool", "fsync: maybe\n", nil, "fsync",
+			`config hopper.yaml:1: fsync: must be true or false, got "maybe"`},
+		{"BoolInEnv", "", []string{"HOPPER_FSYNC=nope"}, "fsync",
+			`config $HOPPER_FSYNC: fsync: must be true or false, got "nope"`},
+		{"MappingForAString", "spool: {a: b}\n", nil, "spool",
+			`config hopper.yaml:1: spool: must be a string, got a mapping`},
+		{"ScalarForAMapping", "hooks: yes\n", nil, "hooks",
+			`config hopper.yaml:1: hooks: must be a mapping, got "yes"`},
+		{"MappingForAList", "tokens: {a: b}\n", nil, "tokens",
+			`config hopper.yaml:1: tokens: must be a list, got a mapping`},
+		{"Mode", "dir_mode: rwx\n", nil, "dir_mode",
+			`config hopper.yaml:1: dir_mode: must be an octal mode like "0750", got "rwx"`},
+		{"Size", "max_job_size: lots\n", nil, "max_job_size",
+			`config hopper.yaml:1: max_job_size: must be a size like "32MiB", got "lots"`},
+		{"SetTwice", "spool: a\nspool: b\n", nil, "spool",
+			`config hopper.yaml:2: spool: set twice (first on line 1)`},
+		{"Validation", "\n\nschedule: lifo\n", nil, "schedule",
+			`config hopper.yaml:3: schedule: must be drain or fifo, got "lifo"`},
+		{"ValidationFromEnv", "", []string{"HOPPER_LOG_LEVEL=trace"}, "log.level",
+			`config $HOPPER_LOG_LEVEL: log.level: must be debug, info, warn or error, got "trace"`},
+		{"ValidationInAList", "hooks:\n  webhooks:\n    - url: https://a\n    - url: ftp://b\n", nil, "hooks.webhooks[1].url",
+			`config hopper.yaml:4: hooks.webhooks[1].url: must be an http or https URL, got "ftp://b"`},
+		{"NotAMapping", "- a\n- b\n", nil, "",
+			`config hopper.yaml:1: must be a mapping of settings`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.file, tc.env)
+			configError(t, err, tc.key)
+			if err.Error() != tc.want {
+				t.Errorf("got  %s\nwant %s", err, tc.want)
+			}
+		})
+	}
+	t.Run("YAMLSyntax", func(t *testing.T) {
+		_, err := parse(t, "spool: [a\n", nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "config hopper.yaml: yaml:") {
+			t.Errorf("got %v, want a YAML error naming the file", err)
+		}
+	})
+	t.Run("BadDurationWithoutASource", func(t *testing.T) {
+		err := &ConfigError{Key: "max_wait", Err: func() error { _, err := parseDuration("abc"); return err }()}
+		if want := `config: max_wait: must be a duration like "10m", got "abc"`; err.Error() != want {
+			t.Errorf("got %s, want %s", err, want)
+		}
+	})
+}
+
+func TestValuesAsWritten(t *testing.T) {
+	cfg, err := parse(t, `
+keep_alive: 5m
+max_age: 7d
+retention: {done: 36h, failed: 1d12h}
+dir_mode: 0700
+file_mode: "600"
+max_job_size: 1048576
+fsync: false
+max_attempts: 5
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.KeepAlive != "5m" || cfg.MaxAge != 7*24*time.Hour || cfg.Retention.Done != 36*time.Hour ||
+		cfg.Retention.Failed != 36*time.Hour || cfg.DirMode != 0o700 || cfg.FileMode != 0o600 ||
+		cfg.MaxJobSize != 1<<20 || cfg.Fsync || cfg.MaxAttempts != 5 {
+		t.Errorf("got %+v", cfg)
+	}
+	cfg, err = parse(t, "keep_alive: 3600\n", nil)
+	if err != nil || cfg.KeepAlive != "3600" {
+		t.Errorf("keep_alive 3600: got %q, %v; want \"3600\" kept as a string", cfg.KeepAlive, err)
+	}
+}
+
+func TestYAMLMergeKeys(t *testing.T) {
+	cfg, err := parse(t, `
+hooks:
+  webhooks:
+    - &hook {url: https://a.example, events: [job.done]}
+    - {<<: *hook, url: https://b.example}
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Webhook{
+		{URL: "https://a.example", Events: []string{"job.done"}},
+		{URL: "https://b.example", Events: []string{"job.done"}},
+	}
+	if !reflect.DeepEqual(cfg.Hooks.Webhooks, want) {
+		t.Errorf("got %+v, want %+v", cfg.Hooks.Webhooks, want)
+	}
+}
+
+func TestOllamaFallsBackToOLLAMA_HOST(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        []string
+		want       string
+	}{
+		{"Default", "", nil, "http://127.0.0.1:11434"},
+		{"EmptyInFileMeansUnset", `ollama: ""`, []string{"OLLAMA_HOST=gpu"}, "http://gpu:11434"},
+		{"Host", "", []string{"OLLAMA_HOST=gpu"}, "http://gpu:11434"},
+		{"HostPort", "", []string{"OLLAMA_HOST=gpu:8080"}, "http://gpu:8080"},
+		{"URL", "", []string{"OLLAMA_HOST=http://gpu:8080"}, "http://gpu:8080"},
+		{"HTTPWithoutPort", "", []string{"OLLAMA_HOST=http://gpu"}, "http://gpu:80"},
+		{"HTTPSWithoutPort", "", []string{"OLLAMA_HOST=https://gpu"}, "https://gpu:443"},
+		{"AllInterfaces", "", []string{"OLLAMA_HOST=0.0.0.0"}, "http://0.0.0.0:11434"},
+		{"PortOnly", "", []string{"OLLAMA_HOST=:9999"}, "http://127.0.0.1:9999"},
+		{"IPv6", "", []string{"OLLAMA_HOST=::1"}, "http://[::1]:11434"},
+		{"IPv6Port", "", []string{"OLLAMA_HOST=[::1]:9999"}, "http://[::1]:9999"},
+		{"Path", "", []string{"OLLAMA_HOST=https://proxy.example/ollama/"}, "https://proxy.example:443/ollama"},
+		{"Quoted", "", []string{`OLLAMA_HOST="gpu"`}, "http://gpu:11434"},
+		{"FileBeatsOLLAMA_HOST", "ollama: http://file:1", []string{"OLLAMA_HOST=gpu"}, "http://file:1"},
+		{"HOPPER_OLLAMABeatsOLLAMA_HOST", "", []string{"OLLAMA_HOST=gpu", "HOPPER_OLLAMA=env"}, "http://env:11434"},
+		{"FileValueIsNormalisedToo", "ollama: gpu", nil, "http://gpu:11434"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parse(t, tc.file, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Ollama != tc.want {
+				t.Errorf("got %q, want %q", cfg.Ollama, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{"ftp://gpu", "gpu:port", "gpu:70000", "http://a b"} {
+		t.Run("Refuses "+bad, func(t *testing.T) {
+			_, err := parse(t, "", []string{"OLLAMA_HOST=" + bad})
+			if ce := configError(t, err, "ollama"); ce.Source != "$OLLAMA_HOST" {
+				t.Errorf("source: got %q, want $OLLAMA_HOST", ce.Source)
+			}
+		})
+	}
+}
+
+func TestHTTPOnANonLoopbackAddressNeedsTokens(t *testing.T) {
+	for _, tc := range []struct {
+		http   string
+		tokens []string
+		ok     bool
+	}{
+		{"127.0.0.1:11435", nil, true},
+		{"localhost:11435", nil, true},
+		{"[::1]:11435", nil, true},
+		{"127.0.0.1:0", nil, true},
+		{"off", nil, true},
+		{"0.0.0.0:11435", nil, false},
+		{":11435", nil, false},
+		{"192.168.1.5:11435", nil, false},
+		{"gpu.example:11435", nil, false},
+		{"0.0.0.0:11435", []string{"s3cret"}, true},
+		{"127.0.0.1", nil, false},
+		{"127.0.0.1:http", nil, false},
+		{"", nil, false},
+	} {
+		c := Default()
+		c.HTTP, c.Tokens = tc.http, tc.tokens
+		err := c.Validate()
+		if tc.ok && err != nil {
+			t.Errorf("http %q, tokens %q: %v", tc.http, tc.tokens, err)
+		}
+		if !tc.ok {
+			configError(t, err, "http")
+		}
+	}
+	_, err := parse(t, "http: 0.0.0.0:11435\n", nil)
+	if want := `config hopper.yaml:1: http: "0.0.0.0:11435" is not a loopback address: set tokens to serve it, or listen on 127.0.0.1`; err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		mod func(*Config)
+	}{
+		{"spool", func(c *Config) { c.Spool = "" }},
+		{"ollama", func(c *Config) { c.Ollama = "gpu:11434" }},
+		{"tokens[1]", func(c *Config) { c.Tokens = []string{"a", " "} }},
+		{"keep_alive", func(c *Config) { c.KeepAlive = "7d" }},
+		{"keep_alive", func(c *Config) { c.KeepAlive = "" }},
+		{"schedule", func(c *Config) { c.Schedule = "lifo" }},
+		{"pinned[0]", func(c *Config) { c.Pinned = []string{""} }},
+		{"max_attempts", func(c *Config) { c.MaxAttempts = 0 }},
+		{"max_wait", func(c *Config) { c.MaxWait = -time.Second }},
+		{"timeout", func(c *Config) { c.Timeout = 0 }},
+		{"max_age", func(c *Config) { c.MaxAge = -time.Hour }},
+		{"shutdown_grace", func(c *Config) { c.ShutdownGrace = -1 }},
+		{"retention.done", func(c *Config) { c.Retention.Done = -1 }},
+		{"retention.failed", func(c *Config) { c.Retention.Failed = -1 }},
+		{"settle", func(c *Config) { c.Settle = 0 }},
+		{"retry_backoff", func(c *Config) { c.RetryBackoff = 0 }},
+		{"retry_backoff_max", func(c *Config) { c.RetryBackoffMax = time.Second }},
+		{"hooks.secret", func(c *Config) { c.Hooks.Secret = "hunter2" }},
+		{"hooks.secret", func(c *Config) { c.Hooks.Secret = "whsec_not base64!" }},
+		{"hooks.allow[0]", func(c *Config) { c.Hooks.Allow = []string{"10.0.0.0/33"} }},
+		{"hooks.allow[0]", func(c *Config) { c.Hooks.Allow = []string{"https://x"} }},
+		{"hooks.webhooks[0].url", func(c *Config) { c.Hooks.Webhooks = []Webhook{{URL: "example.com/hook"}} }},
+		{"hooks.webhooks[0].secret", func(c *Config) { c.Hooks.Webhooks = []Webhook{{URL: "https://x", Secret: "s"}} }},
+		{"hooks.webhooks[0].events[1]", func(c *Config) {
+			c.Hooks.Webhooks = []Webhook{{URL: "https://x", Events: []string{"job.done", "job.finished"}}}
+		}},
+		{"log.format", func(c *Config) { c.Log.Format = "xml" }},
+		{"log.level", func(c *Config) { c.Log.Level = "INFO" }},
+		{"dir_mode", func(c *Config) { c.DirMode = 0o1777 }},
+		{"dir_mode", func(c *Config) { c.DirMode = 0o600 }},
+		{"file_mode", func(c *Config) { c.FileMode = 0o440 }},
+		{"max_job_size", func(c *Config) { c.MaxJobSize = 0 }},
+	} {
+		c := Default()
+		tc.mod(&c)
+		configError(t, c.Validate(), tc.key)
+	}
+	c := Default()
+	c.KeepAlive = "1h30m"
+	c.Hooks.Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	c.Hooks.Allow = []string{"10.0.0.0/8", "fd00::1", "hooks.internal"}
+	c.Hooks.Webhooks = []Webhook{{URL: "http://127.0.0.1:9/hook", Events: []string{"job.done", "batch.done"}}}
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid settings refused: %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"10m":   10 * time.Minute,
+		"36h":   36 * time.Hour,
+		"7d":    7 * 24 * time.Hour,
+		"1d12h": 36 * time.Hour,
+		"1.5d":  36 * time.Hour,
+		"2d30m": 48*time.Hour + 30*time.Minute,
+		"0":     0,
+		"0d":    0,
+		" 90s ": 90 * time.Second,
+		"-1h":   -time.Hour,
+		"-1d":   -24 * time.Hour,
+	} {
+		got, err := parseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "7", "d", "1dd", "1d-3h", "1d 3h", ".d", "1.2.3d", "1e3d", "99999999d", "7days", "1w", "1h2m3s4"} {
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
+		} else if want := `must be a duration like "10m", got "` + in + `"`; err.Error() != want {
+			t.Errorf("parseDuration(%q): got %q, want %q", in, err, want)
+		}
+	}
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"7d", "1d12h", "36h", "-1.5d", "0", "1dd", "9223372036s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseDuration(s)
+		if strings.Contains(s, "d") {
+			return
+		}
+		want, werr := time.ParseDuration(strings.TrimSpace(s))
+		if (err == nil) != (werr == nil) || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; time.ParseDuration: %v, %v", s, got, err, want, werr)
+		}
+	})
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"33554432": 32 << 20,
+		"32MiB":    32 << 20,
+		"32 mib":   32 << 20,
+		"512KB":    512000,
+		"1.5GiB":   3 << 29,
+		"100B":     100,
+		"1MB":      1e6,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "32XB", "-1", "1.5", "1e6", "9999999999GiB"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %v, want an error", in, got)
+		}
+	}
+	if got := ByteSize(32 << 20).String(); got != "32MiB" {
+		t.Errorf("String: got %q, want 32MiB", got)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{string(example), "", "max_wiat: 1m", "hooks: {webhooks: [{url: x}]}", "a: &a [*a]", "<<: {spool: x}", "hooks: &h {<<: *h}", "pinned: &p [*p]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg, err := parseConfig(strings.NewReader(s), "fuzz.yaml", nil, nil)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %T %v, want a *ConfigError", err, err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("parseConfig returned an invalid config: %v", err)
+		}
+	})
+}
+
+func TestFindConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	xdg := filepath.Join(dir, "xdg")
+	env := []string{"XDG_CONFIG_HOME=" + xdg}
+	write := func(path string) string {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		abs, _ := filepath.Abs(path)
+		return abs
+	}
+	find := func(explicit string, env []string) string {
+		t.Helper()
+		got, err := findConfig(explicit, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// /etc/hopper may exist on the machine; only check it is last.
+	if got := configSearchPath(env); got[len(got)-1] != "/etc/hopper/hopper.yaml" {
+		t.Errorf("search path %q does not end in /etc/hopper", got)
+	}
+	inXDG := write(filepath.Join(xdg, "hopper", "hopper.yaml"))
+	if got := find("", env); got != inXDG {
+		t.Errorf("got %q, want %q", got, inXDG)
+	}
+	if got := find("", []string{"HOME=" + dir}); got != "" && got != "/etc/hopper/hopper.yaml" {
+		t.Errorf("HOME without .config: got %q", got)
+	}
+	inConfigs := write(filepath.Join("configs", "hopper.yaml"))
+	if got := find("", env); got != inConfigs {
+		t.Errorf("got %q, want %q (./configs before XDG)", got, inConfigs)
+	}
+	inDot := write("hopper.yaml")
+	if got := find("", env); got != inDot {
+		t.Errorf("got %q, want %q (. first)", got, inDot)
+	}
+	if got := find("", append(env, "HOPPER_CONFIG=other.yaml")); got != filepath.Join(dir, "other.yaml") {
+		t.Errorf("$HOPPER_CONFIG: got %q", got)
+	}
+	if got := find("/x/flag.yaml", append(env, "HOPPER_CONFIG=other.yaml")); got != "/x/flag.yaml" {
+		t.Errorf("--config: got %q, want it to beat $HOPPER_CONFIG", got)
+	}
+}

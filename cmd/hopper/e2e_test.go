@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// The end-to-end tests run the built hopper binary as a real subprocess
+// against an in-process fake Ollama over loopback.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// hopperBin builds the hopper binary once per test run.
+func hopperBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hopper-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "hopper")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// world is a spool, a fake Ollama and the environment for hopper commands.
+type world struct {
+	t     *testing.T
+	spool string
+	fake  *ollamatest.Server
+	env   []string
+}
+
+func newWorld(t *testing.T, opts ...ollamatest.Option) *world {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and runs the binary")
+	}
+	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
+	w := &world{t: t, spool: filepath.Join(t.TempDir(), "spool"), fake: ollamatest.NewServer(t, opts...)}
+	w.env = append(os.Environ(),
+		"HOPPER_OLLAMA="+w.fake.URL,
+		"HOPPER_SPOOL="+w.spool,
+		"HOPPER_HTTP=off",
+		"HOPPER_RETRY_BACKOFF=20ms",
+		"HOPPER_RETRY_BACKOFF_MAX=100ms",
+		"HOPPER_SETTLE=100ms",
+		"HOPPER_CONFIG=/dev/null",
+	)
+	w.hopper("init")
+	return w
+}
+
+// hopper runs a command to completion and returns its standard output.
+func (w *world) hopper(args ...string) string {
+	w.t.Helper()
+	out, err := w.hopperErr(args...)
+	if err != nil {
+		w.t.Fatalf("hopper %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (w *world) hopperErr(args ...string) (string, error) {
+	cmd := exec.Command(hopperBin(w.t), args...)
+	cmd.Env = w.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+// server is a running hopper serve.
+type server struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *bytes.Buffer
+}
+
+func (w *world) serve(extra ...string) *server {
+	w.t.Helper()
+	cmd := exec.Command(hopperBin(w.t), append([]string{"serve"}, extra...)...)
+	cmd.Env = w.env
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1), log: log}
+	go func() { s.done <- cmd.Wait() }()
+	w.t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		if w.t.Failed() {
+			w.t.Logf("hopper serve output:\n%s", s.log.String())
+		}
+	})
+	return s
+}
+
+// stop sends sig and waits for the process to exit.
+func (s *server) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("hopper serve did not exit after %v", sig)
+	}
+}
+
+// drop writes a job file rsync-style: a dot-named temp, then a rename.
+func (w *world) drop(name, body string) {
+	w.t.Helper()
+	dir := filepath.Join(w.spool, "new")
+	tmp := filepath.Join(dir, "."+name+".Xa1b2c")
+	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+".json")); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) count(dir string) int {
+	entries, _ := os.ReadDir(filepath.Join(w.spool, dir))
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *world) record(dir, id string) *spool.Record {
+	w.t.Helper()
+	data, err := os.ReadFile(filepath.Join(w.spool, dir, id+".json"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	r, err := spool.ParseRecord(data)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r
+}
+
+// waitFor polls cond until it holds, or fails the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func chatJob(model, text string) string {
+	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, model, text)
+}
+
+func answer(t *testing.T, r *spool.Record) string {
+	var resp struct {
+		Message struct{ Content string } `json:"message"`
+	}
+	if err := json.Unmarshal(r.Response, &resp); err != nil {
+		t.Fatalf("%s: response %s: %v", r.ID, r.Response, err)
+	}
+	return resp.Message.Content
+}
+
+// modelChanges counts how often consecutive chat requests at the fake named
+// different models.
+func modelChanges(fake *ollamatest.Server) int {
+	changes, last := 0, ""
+	for _, req := range fake.Requests() {
+		if req.Path != "/api/chat" {
+			continue
+		}
+		var m struct{ Model string }
+		_ = json.Unmarshal(req.Body, &m)
+		if m.Model != last {
+			changes, last = changes+1, m.Model
+		}
+	}
+	return changes
+}
+
+func runInterleaved(t *testing.T, schedule string, n int) *world {
+	w := newWorld(t, ollamatest.WithMaxLoaded(1), ollamatest.WithLoadDelay(5*time.Millisecond))
+	w.env = append(w.env, "HOPPER_SCHEDULE="+schedule)
+	w.hopper("pause")
+	w.serve()
+	models := []string{"m1", "m2", "m3"}
+	for i := range n {
+		w.drop(fmt.Sprintf("job%04d", i), chatJob(models[i%3], fmt.Sprintf("question %d", i)))
+	}
+	w.hopper("resume")
+	waitFor(t, fmt.Sprintf("%d jobs in done/", n), func() bool { return w.count("done") == n })
+	for i := range n {
+		id := fmt.Sprintf("job%04d", i)
+		r := w.record("done", id)
+		if got := answer(t, r); !strings.Contains(got, fmt.Sprintf("question %d", i)) || r.Model != models[i%3] {
+			t.Errorf("%s: got answer %q from %s, want the reply to question %d from %s", id, got, r.Model, i, models[i%3])
+		}
+	}
+	if got := w.fake.MaxInFlight(); got != 1 {
+		t.Errorf("got %d requests in flight at the target at once, want 1", got)
+	}
+	if w.count("failed") != 0 || w.count("new") != 0 || w.count("cur") != 0 {
+		t.Errorf("got failed=%d new=%d cur=%d, want all empty", w.count("failed"), w.count("new"), w.count("cur"))
+	}
+	return w
+}
+
+func TestServeDrainByModel200JobsLoadEachModelOnce(t *testing.T) {
+	w := runInterleaved(t, "drain", 200)
+	if got := w.fake.Loads(); got > 3 {
+		t.Errorf("got %d model loads for 3 models, want at most 3", got)
+	}
+}
+
+func TestServeFIFOLoadsOnEveryModelChange(t *testing.T) {
+	w := runInterleaved(t, "fifo", 200)
+	if loads, changes := w.fake.Loads(), modelChanges(w.fake); loads != changes || changes != 200 {
+		t.Errorf("got %d loads and %d model changes, want 200 of each", loads, changes)
+	}
+}
+
+func TestServeColdModelWaitsNoLongerThanMaxWaitPlusOneJob(t *testing.T) {
+	w := newWorld(t, ollamatest.WithMaxLoaded(1), ollamatest.WithTokens(4), ollamatest.WithTokenDelay(10*time.Millisecond))
+	w.env = append(w.env, "HOPPER_MAX_WAIT=300ms")
+	w.serve()
+	w.drop("warm000", chatJob("m1", "w"))
+	waitFor(t, "the warm model to be loaded", func() bool { return w.count("done") == 1 })
+	w.drop("cold", chatJob("m2", "c"))
+	// Keep jobs for the resident model arriving after the cold one, as a
+	// busy chat window would: drain-by-model alone would starve the cold job.
+	n := 1
+	waitFor(t, "the cold job to finish", func() bool {
+		if w.count("new") < 2 && n < 500 {
+			w.drop(fmt.Sprintf("warm%03d", n), chatJob("m1", "w"))
+			n++
+		}
+		return w.count("done")+w.count("failed") == n+1 || w.count("failed") > 0 || fileExists(filepath.Join(w.spool, "done", "cold.json"))
+	})
+	cold := w.record("done", "cold")
+	limit := cold.SubmittedAt.Add(300 * time.Millisecond)
+	// The warm job running when the cold job's max_wait ran out is the last
+	// one allowed before it: no later warm job may start between the limit
+	// and the cold job's start.
+	var late []string
+	for i := 1; i < n; i++ {
+		r, err := readRecord(w.spool, fmt.Sprintf("warm%03d", i))
+		if err != nil || r.StartedAt == nil {
+			continue // still queued: it runs after the cold job
+		}
+		if r.StartedAt.After(limit) && r.StartedAt.Before(*cold.StartedAt) {
+			late = append(late, r.ID)
+		}
+	}
+	if len(late) > 0 {
+		t.Errorf("warm jobs %v started after the cold job's max_wait ran out and before it", late)
+	}
+	if n < 3 {
+		t.Errorf("only %d warm jobs arrived after the cold one; the test proves nothing", n-1)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// readRecord reads job id's record from whichever directory holds it.
+func readRecord(spoolDir, id string) (*spool.Record, error) {
+	for _, d := range []string{"done", "failed", "cur", "deferred"} {
+		data, err := os.ReadFile(filepath.Join(spoolDir, d, id+".json"))
+		if err == nil {
+			return spool.ParseRecord(data)
+		}
+	}
+	return nil, os.ErrNotExist
+}
+
+func TestServeSIGKILLMidJobThenRestartCompletesItOnce(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
+	s := w.serve()
+	w.drop("victim", chatJob("m1", "survive"))
+	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
+	s.stop(t, syscall.SIGKILL)
+	if w.count("cur") != 1 {
+		t.Fatalf("got %d records in cur/ after the kill, want 1", w.count("cur"))
+	}
+	w.serve()
+	waitFor(t, "the job in done/", func() bool { return w.count("done") == 1 })
+	r := w.record("done", "victim")
+	if r.Attempts != 2 || !strings.Contains(answer(t, r), "survive") {
+		t.Errorf("got attempts %d, answer %q; want 2 attempts and the full answer", r.Attempts, answer(t, r))
+	}
+	if n := w.count("cur") + w.count("failed") + w.count("new") + w.count("deferred"); n != 0 {
+		t.Errorf("got %d other records, want exactly one record in all", n)
+	}
+}
+
+func TestServeSIGTERMLetsTheRunningJobFinish(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(20), ollamatest.WithTokenDelay(20*time.Millisecond))
+	s := w.serve()
+	w.drop("current", chatJob("m1", "finish me"))
+	w.drop("next", chatJob("m1", "not me"))
+	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
+	s.stop(t, syscall.SIGTERM)
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("got exit code %d, want 0", code)
+	}
+	if w.count("done") != 1 {
+		t.Fatalf("got %d jobs in done/, want the running one", w.count("done"))
+	}
+	if w.count("new") != 1 {
+		t.Errorf("got %d queued, want the next job left queued", w.count("new"))
+	}
+}
+
+func TestServeTargetRestartMidRunFailsNothing(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(5), ollamatest.WithTokenDelay(5*time.Millisecond))
+	w.serve()
+	for i := range 20 {
+		w.drop(fmt.Sprintf("j%02d", i), chatJob("m1", "x"))
+	}
+	waitFor(t, "some jobs done", func() bool { return w.count("done") >= 3 })
+	w.fake.Stop()
+	waitFor(t, "the runner to wait on the target", func() bool { return w.count("cur") == 1 })
+	w.fake.Start()
+	waitFor(t, "all jobs done", func() bool { return w.count("done") == 20 })
+	for i := range 20 {
+		if r := w.record("done", fmt.Sprintf("j%02d", i)); r.Attempts > 2 {
+			t.Errorf("%s: got %d attempts", r.ID, r.Attempts)
+		}
+	}
+	if w.count("failed") != 0 {
+		t.Errorf("got %d failed jobs, want none", w.count("failed"))
+	}
+}
+
+func TestCLISubmitWaitTailAndCancel(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(8), ollamatest.WithTokenDelay(5*time.Millisecond))
+	w.serve()
+	out := w.hopper("submit", "--wait", "-m", "m1", "-p", "hello there")
+	lines := strings.SplitN(out, "\n", 2)
+	if !spool.ValidID(lines[0]) || !strings.Contains(lines[1], "hello there") {
+		t.Errorf("submit --wait printed %q, want the ID then the answer", out)
+	}
+	if got := w.hopper("cat", lines[0]); got != lines[1] {
+		t.Errorf("cat printed %q, want %q", got, lines[1])
+	}
+
+	w.fake.HangNext(1)
+	id := strings.TrimSpace(w.hopper("submit", "-m", "m2", "-p", "hang"))
+	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
+	if got := w.hopper("cancel", id); !strings.Contains(got, "abort") {
+		t.Errorf("cancel printed %q", got)
+	}
+	if out, err := w.hopperErr("tail", id); err == nil || !strings.Contains(out, "canceled") {
+		t.Errorf("tail of a canceled job: got %q, %v; want a failure naming the cancel", out, err)
+	}
+	r := w.record("failed", id)
+	if r.Error == nil || r.Error.Kind != spool.KindCanceled {
+		t.Errorf("got %+v, want canceled", r.Error)
+	}
+}

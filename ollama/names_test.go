@@ -1,0 +1,53 @@
+package ollama_test
+
+import (
+	"testing"
+
+	"github.com/hopper-dev/hopper/ollama"
+)
+
+func TestNormalizeModel(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"llama3.2", "llama3.2:latest"},
+		{"llama3.2:latest", "llama3.2:latest"},
+		{"Llama3.2:Latest", "llama3.2:latest"},
+		{"  llama3.2  ", "llama3.2:latest"},
+		{"llama3.2:3b", "llama3.2:3b"},
+		{"library/llama3.2", "llama3.2:latest"},
+		{"registry.ollama.ai/library/llama3.2:latest", "llama3.2:latest"},
+		{"https://registry.ollama.ai/library/llama3.2", "llama3.2:latest"},
+		{"registry.ollama.ai/jmorgan/tool:1", "jmorgan/tool:1"},
+		{"jmorgan/tool", "jmorgan/tool:latest"},
+		{"hf.co/bartowski/Qwen-GGUF:Q4_K_M", "hf.co/bartowski/qwen-gguf:q4_k_m"},
+		{"localhost:5000/ns/model", "localhost:5000/ns/model:latest"},
+		{"model:", "model:latest"},
+		{"", ""},
+		{"   ", ""},
+	}
+	for _, tt := range tests {
+		if got := ollama.NormalizeModel(tt.in); got != tt.want {
+			t.Errorf("NormalizeModel(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSameModel(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"llama3.2", "llama3.2:latest", true},
+		{"llama3.2", "LLAMA3.2", true},
+		{"registry.ollama.ai/library/x:latest", "x", true},
+		{"x", "library/x:latest", true},
+		{"llama3.2", "llama3.2:3b", false},
+		{"llama3.2", "llama3.1", false},
+		{"someone/x", "x", false},
+		{"hf.co/a/x", "x", false},
+	}
+	for _, tt := range tests {
+		if got := ollama.SameModel(tt.a, tt.b); got != tt.want {
+			t.Errorf("SameModel(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

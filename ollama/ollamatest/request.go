@@ -1,0 +1,153 @@
+package ollamatest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// decodeBody decodes a request body as gin's ShouldBindJSON does: the first
+// JSON value only; an empty body is io.EOF, which Ollama reports as
+// "missing request body".
+func decodeBody(body []byte, v any) error {
+	err := json.NewDecoder(bytes.NewReader(body)).Decode(v)
+	if errors.Is(err, io.EOF) {
+		return errors.New("missing request body")
+	}
+	return err
+}
+
+// duration is Ollama's api.Duration as it decodes keep_alive: a number of
+// seconds or a Go duration string; negative means forever.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	d.Duration = defaultKeepAlive
+	switch t := v.(type) {
+	case float64:
+		if t < 0 {
+			d.Duration = forever
+		} else {
+			d.Duration = time.Duration(t * float64(time.Second))
+		}
+	case string:
+		var err error
+		d.Duration, err = time.ParseDuration(t)
+		if err != nil {
+			return err
+		}
+		if d.Duration < 0 {
+			d.Duration = forever
+		}
+	default:
+		return fmt.Errorf("Unsupported type: '%s'", reflect.TypeOf(v))
+	}
+	return nil
+}
+
+// keepOf is the keep_alive a request asks for, Ollama's default if none.
+func keepOf(d *duration) time.Duration {
+	if d == nil {
+		return defaultKeepAlive
+	}
+	return d.Duration
+}
+
+// thinkValue is Ollama's api.ThinkValue: a bool or "high", "medium", "low".
+type thinkValue struct{ value any }
+
+func (t *thinkValue) UnmarshalJSON(data []byte) error {
+	var b bool
+	if err := json.Unmarshal(data, &b); err == nil {
+		t.value = b
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		if s != "high" && s != "medium" && s != "low" {
+			return fmt.Errorf("invalid think value: %q (must be \"high\", \"medium\", \"low\", true, or false)", s)
+		}
+		t.value = s
+		return nil
+	}
+	return errors.New(`think must be a boolean or string ("high", "medium", "low", true, or false)`)
+}
+
+// on reports whether thinking is asked for.
+func (t *thinkValue) on() bool {
+	if t == nil {
+		return false
+	}
+	b, isBool := t.value.(bool)
+	return !isBool || b
+}
+
+// numPredict reads options.num_predict; anything unusable means no limit.
+func numPredict(opts map[string]any) int {
+	if f, ok := opts["num_predict"].(float64); ok && f > 0 && f < math.MaxInt32 {
+		return int(f)
+	}
+	return 0
+}
+
+// message is one chat message of Ollama's API.
+type message struct {
+	Role      string          `json:"role"`
+	Content   string          `json:"content"`
+	Thinking  string          `json:"thinking,omitempty"`
+	Images    [][]byte        `json:"images,omitempty"`
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
+}
+
+type chatRequest struct {
+	Model       string          `json:"model"`
+	Messages    []message       `json:"messages"`
+	Stream      *bool           `json:"stream"`
+	Format      json.RawMessage `json:"format"`
+	KeepAlive   *duration       `json:"keep_alive"`
+	Tools       json.RawMessage `json:"tools"`
+	Options     map[string]any  `json:"options"`
+	Think       *thinkValue     `json:"think"`
+	TopLogprobs int             `json:"top_logprobs"`
+}
+
+type generateRequest struct {
+	Model       string          `json:"model"`
+	Prompt      string          `json:"prompt"`
+	Suffix      string          `json:"suffix"`
+	System      string          `json:"system"`
+	Template    string          `json:"template"`
+	Context     []int           `json:"context"`
+	Stream      *bool           `json:"stream"`
+	Raw         bool            `json:"raw"`
+	Format      json.RawMessage `json:"format"`
+	KeepAlive   *duration       `json:"keep_alive"`
+	Images      [][]byte        `json:"images"`
+	Options     map[string]any  `json:"options"`
+	Think       *thinkValue     `json:"think"`
+	TopLogprobs int             `json:"top_logprobs"`
+}
+
+// lastUserText is the text a chat reply answers: the last user message, or
+// the last message of any role if none is from the user.
+func lastUserText(msgs []message) string {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if strings.EqualFold(msgs[i].Role, "user") {
+			return msgs[i].Content
+		}
+	}
+	if len(msgs) > 0 {
+		return msgs[len(msgs)-1].Content
+	}
+	return ""
+}

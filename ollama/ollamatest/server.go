@@ -1,0 +1,294 @@
+package ollamatest
+
+import (
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Server is a fake Ollama listening on a loopback port.
+type Server struct {
+	// URL is the base URL, "http://127.0.0.1:PORT". It stays the same
+	// across Stop and Start.
+	URL string
+
+	tb   testing.TB
+	cfg  config
+	addr string
+
+	serving  sync.WaitGroup // Serve loops of the current listener
+	handlers sync.WaitGroup // requests in progress
+
+	mu          sync.Mutex
+	srv         *http.Server // nil while stopped
+	gen         int          // bumped on every start, so stale connections are refused
+	closed      bool
+	models      []*modelState
+	loads       int
+	requests    []Request
+	inFlight    int
+	maxInFlight int
+	faults      faults
+	tokenDelay  time.Duration
+	changed     chan struct{} // closed and replaced whenever residency changes
+	seq         int           // for OpenAI-style completion ids
+}
+
+// Request is one request the server received.
+type Request struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+	Time   time.Time // from the server's clock
+}
+
+// NewServer starts a fake Ollama on 127.0.0.1 and a free port, configured by
+// opts. It is closed by tb.Cleanup.
+func NewServer(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	cfg := config{maxLoaded: 3, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.models) == 0 {
+		cfg.models = []Model{{Name: "tiny"}}
+	}
+	s := &Server{tb: tb, cfg: cfg, tokenDelay: cfg.tokenDelay, changed: make(chan struct{})}
+	now := cfg.now()
+	for i, m := range cfg.models {
+		// Distinct times keep /api/tags (newest first) in configuration order.
+		s.models = append(s.models, newModelState(m, now.Add(-time.Duration(i)*time.Minute)))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("ollamatest: listen: %v", err)
+	}
+	s.addr = ln.Addr().String()
+	s.URL = "http://" + s.addr
+	s.serve(ln)
+	tb.Cleanup(s.Close)
+	return s
+}
+
+func (s *Server) serve(ln net.Listener) {
+	s.mu.Lock()
+	s.gen++
+	gen := s.gen
+	srv := &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handle(gen, w, r) }),
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	s.srv = srv
+	s.mu.Unlock()
+	s.serving.Go(func() { _ = srv.Serve(ln) })
+}
+
+// Stop closes the listener and every connection, as if Ollama had exited:
+// requests in progress fail, new connections are refused, and the models
+// it held are no longer resident. It returns once all handlers are done.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	_ = srv.Close()
+	s.serving.Wait()
+	s.handlers.Wait()
+	s.mu.Lock()
+	for _, st := range s.models {
+		st.resident = false
+	}
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+// Start listens again on the same address after Stop, as a restarted Ollama
+// would. It calls tb.Fatalf if the port cannot be had again, so call it from
+// the test goroutine. Start on a running or closed server does nothing.
+func (s *Server) Start() {
+	s.tb.Helper()
+	s.mu.Lock()
+	idle := s.srv == nil && !s.closed
+	s.mu.Unlock()
+	if !idle {
+		return
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		s.tb.Fatalf("ollamatest: listen again on %s: %v", s.addr, err)
+	}
+	s.serve(ln)
+}
+
+// Close stops the server for good. It is safe to call more than once.
+func (s *Server) Close() {
+	s.Stop()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+// Requests returns every request received so far, oldest first.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+// Loads returns how many model loads have happened.
+func (s *Server) Loads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads
+}
+
+// LoadsOf returns how many times the named model was loaded; any name Ollama
+// would match works ("tiny", "tiny:latest", "TINY").
+func (s *Server) LoadsOf(model string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.lookupLocked(model); st != nil {
+		return st.loads
+	}
+	return 0
+}
+
+// Resident returns the display names ("tiny:latest") of the models loaded
+// now, sorted.
+func (s *Server) Resident() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(s.cfg.now())
+	var names []string
+	for _, st := range s.models {
+		if st.resident {
+			names = append(names, st.display)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// InFlight returns how many inference requests (chat, generate, embeddings,
+// and their /v1 forms) are being handled now, including ones waiting for the
+// model. Other endpoints are not counted.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
+}
+
+// MaxInFlight returns the largest InFlight seen so far.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
+func (s *Server) lookupLocked(name string) *modelState {
+	if name == "" {
+		return nil
+	}
+	key := keyOf(name)
+	for _, st := range s.models {
+		if st.key == key {
+			return st
+		}
+	}
+	return nil
+}
+
+func (s *Server) lookup(name string) *modelState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookupLocked(name)
+}
+
+// handle records and routes one request.
+func (s *Server) handle(gen int, w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.srv == nil || s.gen != gen {
+		s.mu.Unlock()
+		panic(http.ErrAbortHandler) // a connection of a stopped server
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	defer s.handlers.Done()
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return // the client went away mid-body
+	}
+	rec := Request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Time: s.cfg.now()}
+	s.mu.Lock()
+	s.requests = append(s.requests, rec)
+	s.mu.Unlock()
+
+	methods, h, inference := s.route(r.URL.Path)
+	switch {
+	case h == nil:
+		writeText(w, http.StatusNotFound, "404 page not found")
+		return
+	case !slices.Contains(methods, r.Method):
+		writeText(w, http.StatusMethodNotAllowed, "405 method not allowed")
+		return
+	}
+	if inference {
+		s.mu.Lock()
+		s.inFlight++
+		s.maxInFlight = max(s.maxInFlight, s.inFlight)
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.inFlight--
+			s.mu.Unlock()
+		}()
+	}
+	h(w, r, rec)
+}
+
+type handlerFunc func(http.ResponseWriter, *http.Request, Request)
+
+// route maps a path to its allowed methods and handler, as Ollama's router
+// (gin, with HandleMethodNotAllowed) does for the endpoints the fake serves.
+func (s *Server) route(path string) (methods []string, h handlerFunc, inference bool) {
+	get, post := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}
+	switch path {
+	case "/":
+		return get, s.handleRoot, false
+	case "/api/version":
+		return get, s.handleVersion, false
+	case "/api/tags":
+		return get, s.handleTags, false
+	case "/api/ps":
+		return []string{http.MethodGet}, s.handlePS, false
+	case "/api/show":
+		return post, s.handleShow, false
+	case "/api/chat":
+		return post, s.handleChat, true
+	case "/api/generate":
+		return post, s.handleGenerate, true
+	case "/api/embed":
+		return post, s.handleEmbed, true
+	case "/api/embeddings":
+		return post, s.handleEmbeddings, true
+	case "/v1/chat/completions":
+		return post, s.handleOpenAIChat, true
+	case "/v1/completions":
+		return post, s.handleOpenAICompletion, true
+	case "/v1/embeddings":
+		return post, s.handleOpenAIEmbeddings, true
+	case "/v1/models":
+		return []string{http.MethodGet}, s.handleOpenAIModels, false
+	}
+	return nil, nil, false
+}

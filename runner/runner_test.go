@@ -1,0 +1,526 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+	"github.com/hopper-dev/hopper/runner"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// harness runs a Runner on a spool under t.TempDir() against a fake Ollama.
+type harness struct {
+	t    *testing.T
+	s    *spool.Spool
+	fake *ollamatest.Server
+	stop context.CancelFunc
+	done chan error
+	cfg  runner.Config
+}
+
+func newHarness(t *testing.T, configure func(*runner.Config), opts ...ollamatest.Option) *harness {
+	t.Helper()
+	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
+	fake := ollamatest.NewServer(t, opts...)
+	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	client, err := ollama.New(fake.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := runner.Config{
+		Spool:      s,
+		Target:     client,
+		TargetName: fake.URL,
+		Settle:     50 * time.Millisecond,
+		RetryBase:  10 * time.Millisecond,
+		RetryMax:   50 * time.Millisecond,
+		OutageBase: 10 * time.Millisecond,
+		OutageMax:  50 * time.Millisecond,
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	return &harness{t: t, s: s, fake: fake, cfg: cfg}
+}
+
+// start runs the runner until the test ends.
+func (h *harness) start() {
+	h.t.Helper()
+	r, err := runner.New(h.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- r.Run(ctx) }()
+	h.t.Cleanup(h.shutdown)
+}
+
+// shutdown stops the runner and waits for it; safe to call twice.
+func (h *harness) shutdown() {
+	if h.stop == nil {
+		return
+	}
+	h.stop()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		h.t.Error("the runner did not stop within 30s")
+	}
+	h.stop = nil
+}
+
+// drop writes a job file into new/ the way rsync does: a dot-named temp file,
+// then a rename.
+func (h *harness) drop(name, body string) {
+	h.t.Helper()
+	dir := filepath.Join(h.s.Path(), spool.DirNew)
+	tmp := filepath.Join(dir, "."+name+".XXXXXX")
+	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+".json")); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// wait returns job id's final record.
+func (h *harness) wait(id string) *spool.Record {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := h.s.Wait(ctx, id)
+	if err != nil {
+		h.t.Fatalf("wait for %s: %v", id, err)
+	}
+	return r
+}
+
+// eventually polls cond until it holds or 30s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func content(t *testing.T, r *spool.Record) string {
+	t.Helper()
+	var resp struct {
+		Message struct{ Content string } `json:"message"`
+	}
+	if err := json.Unmarshal(r.Response, &resp); err != nil {
+		t.Fatalf("response of %s: %v (%s)", r.ID, err, r.Response)
+	}
+	return resp.Message.Content
+}
+
+func chat(model, text string) string {
+	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, model, text)
+}
+
+func TestDroppedFileBecomesDoneRecord(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.drop("hello", chat("m1", "why is the sky blue?"))
+	r := h.wait("hello")
+	if r.State != spool.StateDone {
+		t.Fatalf("got state %s (%+v), want done", r.State, r.Error)
+	}
+	if got := content(t, r); !strings.Contains(got, "why is the sky blue?") {
+		t.Errorf("got answer %q, want the fake's reply to the prompt", got)
+	}
+	if r.Attempts != 1 || !r.ModelLoaded || r.Target != h.fake.URL || r.StartedAt == nil || r.FinishedAt == nil {
+		t.Errorf("got attempts=%d model_loaded=%v target=%q started=%v finished=%v", r.Attempts, r.ModelLoaded, r.Target, r.StartedAt, r.FinishedAt)
+	}
+	var job map[string]any
+	if err := json.Unmarshal(r.Job, &job); err != nil || job["model"] != "m1" {
+		t.Errorf("got job %s, want the job as submitted", r.Job)
+	}
+	if _, err := os.Stat(filepath.Join(h.s.Path(), "cur", "hello.out")); !os.IsNotExist(err) {
+		t.Errorf("cur/hello.out left behind: %v", err)
+	}
+}
+
+func TestStreamsIntoOutputFileWhileRunning(t *testing.T) {
+	h := newHarness(t, nil, ollamatest.WithTokens(20), ollamatest.WithTokenDelay(5*time.Millisecond))
+	h.start()
+	h.drop("live", chat("m1", "count"))
+	var lines int
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := h.s.Follow(ctx, "live", func(line []byte) error {
+		if !json.Valid(line) {
+			t.Errorf("output line is not JSON: %q", line)
+		}
+		lines++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != spool.StateDone || lines < 2 {
+		t.Errorf("got state %s after %d streamed lines, want done after several", r.State, lines)
+	}
+}
+
+func TestSendsKeepAliveAndStreamAsOllamaWants(t *testing.T) {
+	h := newHarness(t, func(c *runner.Config) { c.KeepAlive = "3600" })
+	h.start()
+	h.drop("a", `{"model":"m1","prompt":"hi","stream":false,"priority":3,"meta":{"x":1},"options":{"temperature":0.10}}`)
+	h.drop("b", `{"model":"m1","prompt":"hi","keep_alive":"10m"}`)
+	h.wait("a")
+	h.wait("b")
+	bodies := map[string]map[string]json.RawMessage{}
+	for _, req := range h.fake.Requests() {
+		if req.Path != "/api/generate" {
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(req.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		bodies[string(m["keep_alive"])] = m
+	}
+	a, ok := bodies["3600"]
+	if !ok {
+		t.Fatalf("no request carried keep_alive 3600 as a JSON number; got %v", bodies)
+	}
+	if string(a["stream"]) != "true" || a["priority"] != nil || a["meta"] != nil || string(a["options"]) != `{"temperature":0.10}` {
+		t.Errorf("got request %v, want stream true, hopper fields stripped, options byte for byte", a)
+	}
+	if _, ok := bodies[`"10m"`]; !ok {
+		t.Errorf("the job's own keep_alive \"10m\" was not sent as given; got %v", bodies)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	t.Run("A500IsDeferredThenDone", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.fake.FailNext(1, 500, "boom")
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		r := h.wait("j")
+		if r.State != spool.StateDone || r.Attempts != 2 {
+			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
+		}
+	})
+	t.Run("ADropMidStreamIsRetried", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.fake.DropMidStream(1)
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		r := h.wait("j")
+		if r.State != spool.StateDone || r.Attempts != 2 {
+			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
+		}
+	})
+	t.Run("AnErrorLineInsideTheStreamIsRetried", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.fake.ErrorMidStream(1, "runner crashed")
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		r := h.wait("j")
+		if r.State != spool.StateDone || r.Attempts != 2 {
+			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
+		}
+	})
+	t.Run("AttemptsRunOutThenFailed", func(t *testing.T) {
+		h := newHarness(t, func(c *runner.Config) { c.MaxAttempts = 2 })
+		h.fake.FailNext(5, 500, "boom")
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		r := h.wait("j")
+		if r.State != spool.StateFailed || r.Attempts != 2 || r.Error.Kind != spool.KindTarget || r.Error.Status != 500 || !strings.Contains(r.Error.Message, "boom") {
+			t.Errorf("got %s after %d attempts, error %+v; want failed after 2 with the target's message", r.State, r.Attempts, r.Error)
+		}
+	})
+	t.Run("ModelNotFoundFailsAtOnceWithOllamasMessage", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.start()
+		h.drop("j", chat("nope", "x"))
+		r := h.wait("j")
+		if r.State != spool.StateFailed || r.Attempts != 1 || r.Error.Status != 404 || r.Error.Message != "model 'nope' not found" {
+			t.Errorf("got %s after %d attempts, error %+v", r.State, r.Attempts, r.Error)
+		}
+	})
+	t.Run("OverTimeoutFails", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.fake.HangNext(1)
+		h.start()
+		h.drop("j", `{"model":"m1","prompt":"x","timeout":"200ms"}`)
+		r := h.wait("j")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindTimeout {
+			t.Errorf("got %s, error %+v; want failed (timeout)", r.State, r.Error)
+		}
+	})
+	t.Run("OlderThanMaxAgeExpires", func(t *testing.T) {
+		h := newHarness(t, func(c *runner.Config) { c.Now = func() time.Time { return time.Now().Add(time.Hour) } })
+		h.start()
+		h.drop("j", `{"model":"m1","prompt":"x","max_age":"10m"}`)
+		r := h.wait("j")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindExpired || r.Attempts != 0 {
+			t.Errorf("got %s, error %+v, attempts %d; want failed (expired) without running", r.State, r.Error, r.Attempts)
+		}
+	})
+	t.Run("BadInputFailsWithItsBytesKept", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.start()
+		h.drop("bad", `{"model": "m1", "prompt": `)
+		r := h.wait("bad")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || r.JobRaw == nil || *r.JobRaw != `{"model": "m1", "prompt": ` {
+			t.Errorf("got %s, error %+v, job_raw %v", r.State, r.Error, r.JobRaw)
+		}
+		if n := len(h.fake.Requests()); n > 0 {
+			for _, req := range h.fake.Requests() {
+				if strings.HasPrefix(req.Path, "/api/chat") || strings.HasPrefix(req.Path, "/api/generate") {
+					t.Errorf("bad input reached the target: %s", req.Path)
+				}
+			}
+		}
+	})
+	t.Run("AnUnknownFunctionFailsAsBadInput", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.start()
+		h.drop("fn", `{"function":"summarize","vars":{"text":"x"}}`)
+		r := h.wait("fn")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"summarize"`) {
+			t.Errorf("got %s, error %+v", r.State, r.Error)
+		}
+	})
+}
+
+func TestTargetOutageChargesNoAttempt(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.Stop()
+	h.start()
+	h.drop("a", chat("m1", "x"))
+	h.drop("b", chat("m2", "y"))
+	// The runner keeps probing; give it a few refused probes, then restart.
+	eventually(t, "job a to be claimed", func() bool {
+		_, err := os.Stat(filepath.Join(h.s.Path(), "cur", "a.json"))
+		_, err2 := os.Stat(filepath.Join(h.s.Path(), "cur", "b.json"))
+		return err == nil || err2 == nil
+	})
+	h.fake.Start()
+	for _, id := range []string{"a", "b"} {
+		r := h.wait(id)
+		if r.State != spool.StateDone || r.Attempts != 1 {
+			t.Errorf("%s: got %s after %d attempts, want done after 1", id, r.State, r.Attempts)
+		}
+	}
+}
+
+func TestBusyTargetChargesNoAttempt(t *testing.T) {
+	h := newHarness(t, nil)
+	h.fake.FailNext(3, 503, "")
+	h.start()
+	h.drop("a", chat("m1", "x"))
+	r := h.wait("a")
+	if r.State != spool.StateDone || r.Attempts != 1 {
+		t.Errorf("got %s after %d attempts, want done after 1", r.State, r.Attempts)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Run("AQueuedJob", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.drop("q", chat("m1", "x"))
+		if running, err := h.s.Cancel("q", "changed my mind"); err != nil || running {
+			t.Fatalf("Cancel: running=%v err=%v", running, err)
+		}
+		h.start()
+		r := h.wait("q")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindCanceled || r.Attempts != 0 {
+			t.Errorf("got %s, error %+v, attempts %d", r.State, r.Error, r.Attempts)
+		}
+	})
+	t.Run("ARunningJob", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.fake.HangNext(1)
+		h.start()
+		h.drop("run", chat("m1", "x"))
+		eventually(t, "the request to reach the target", func() bool { return h.fake.InFlight() == 1 })
+		running, err := h.s.Cancel("run", "stop")
+		if err != nil || !running {
+			r, _ := h.s.Get("run")
+			t.Fatalf("Cancel: running=%v err=%v (record %+v %+v)", running, err, r, r.Error)
+		}
+		r := h.wait("run")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindCanceled {
+			t.Errorf("got %s, error %+v", r.State, r.Error)
+		}
+		eventually(t, "the target to see the request end", func() bool { return h.fake.InFlight() == 0 })
+		// The runner goes on with the next job.
+		h.drop("next", chat("m1", "y"))
+		if r := h.wait("next"); r.State != spool.StateDone {
+			t.Errorf("next job: got %s", r.State)
+		}
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("TheRunningJobFinishesWithinTheGrace", func(t *testing.T) {
+		h := newHarness(t, func(c *runner.Config) { c.ShutdownGrace = 30 * time.Second },
+			ollamatest.WithTokens(10), ollamatest.WithTokenDelay(20*time.Millisecond))
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		eventually(t, "the request to reach the target", func() bool { return h.fake.InFlight() == 1 })
+		h.shutdown()
+		r, err := h.s.Get("j")
+		if err != nil || r.State != spool.StateDone {
+			t.Fatalf("got %v, %v; want done", r, err)
+		}
+	})
+	t.Run("PastTheGraceTheJobStaysQueuedUncharged", func(t *testing.T) {
+		h := newHarness(t, func(c *runner.Config) { c.ShutdownGrace = 50 * time.Millisecond })
+		h.fake.HangNext(1)
+		h.start()
+		h.drop("j", chat("m1", "x"))
+		eventually(t, "the request to reach the target", func() bool { return h.fake.InFlight() == 1 })
+		h.shutdown()
+		r, err := h.s.Get("j")
+		if err != nil || r.State != spool.StateQueued || r.Attempts != 0 {
+			t.Fatalf("got %+v, %v; want queued with no attempt charged", r, err)
+		}
+		// The next start runs it first.
+		h.start()
+		if r := h.wait("j"); r.State != spool.StateDone || r.Attempts != 1 {
+			t.Errorf("after restart: got %s after %d attempts", r.State, r.Attempts)
+		}
+	})
+}
+
+func TestRecoveredJobRunsAgainFirst(t *testing.T) {
+	h := newHarness(t, nil)
+	// Leave cur/ as a crash mid-job would: a working record and partial output.
+	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
+		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
+	data, _ := rec.Marshal()
+	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.json"), data, 0o640)
+	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.out"), []byte(`{"message":{"content":"par"}}`+"\n"), 0o640)
+	h.start()
+	r := h.wait("crashed")
+	if r.State != spool.StateDone || r.Attempts != 2 {
+		t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
+	}
+}
+
+func TestRecoveredJobWithAttemptsSpentIsInterrupted(t *testing.T) {
+	h := newHarness(t, func(c *runner.Config) { c.MaxAttempts = 1 })
+	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
+		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
+	data, _ := rec.Marshal()
+	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.json"), data, 0o640)
+	h.start()
+	r := h.wait("crashed")
+	if r.State != spool.StateFailed || r.Error.Kind != spool.KindInterrupted {
+		t.Errorf("got %s, error %+v; want failed (interrupted)", r.State, r.Error)
+	}
+}
+
+func TestSecondRunnerOnTheSameSpoolIsRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.drop("a", chat("m1", "x"))
+	h.wait("a") // the first runner holds the lock by now
+	r, err := runner.New(h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Run(context.Background())
+	if !errors.Is(err, spool.ErrLocked) || !strings.Contains(err.Error(), h.s.Path()) {
+		t.Errorf("got %v, want ErrLocked naming the spool", err)
+	}
+}
+
+func TestPausedRunnerClaimsNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.drop("p", chat("m1", "x"))
+	// A negative: nothing may happen for a while. Wait out a fixed window.
+	<-time.After(300 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(h.s.Path(), "new", "p.json")); err != nil {
+		t.Fatalf("job left new/ while paused: %v", err)
+	}
+	if err := h.s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.wait("p"); r.State != spool.StateDone {
+		t.Errorf("after resume: got %s", r.State)
+	}
+}
+
+// scheduleRun drops n jobs over three models in interleaved order while the
+// runner is paused, then runs them all and returns the fake's loads.
+func scheduleRun(t *testing.T, schedule string, n int) (loads, changes int) {
+	h := newHarness(t, func(c *runner.Config) { c.Policy.Schedule = schedule },
+		ollamatest.WithMaxLoaded(1), ollamatest.WithLoadDelay(time.Millisecond))
+	h.s.Pause()
+	h.start()
+	models := []string{"m1", "m2", "m3"}
+	for i := range n {
+		h.drop(fmt.Sprintf("j%04d", i), chat(models[i%3], fmt.Sprint(i)))
+	}
+	h.s.Resume()
+	for i := range n {
+		if r := h.wait(fmt.Sprintf("j%04d", i)); r.State != spool.StateDone {
+			t.Fatalf("j%04d: %s %+v", i, r.State, r.Error)
+		}
+	}
+	if got := h.fake.MaxInFlight(); got != 1 {
+		t.Errorf("got %d requests in flight at once, want 1", got)
+	}
+	last := ""
+	for _, req := range h.fake.Requests() {
+		if req.Path != "/api/chat" {
+			continue
+		}
+		var m struct{ Model string }
+		json.Unmarshal(req.Body, &m)
+		if m.Model != last {
+			changes++
+			last = m.Model
+		}
+	}
+	return h.fake.Loads(), changes
+}
+
+func TestDrainByModelLoadsEachModelOnce(t *testing.T) {
+	loads, _ := scheduleRun(t, runner.ScheduleDrain, 60)
+	if loads > 3 {
+		t.Errorf("got %d loads for 3 models, want at most 3", loads)
+	}
+}
+
+func TestFIFOLoadsOnEveryModelChange(t *testing.T) {
+	loads, changes := scheduleRun(t, runner.ScheduleFIFO, 30)
+	if loads != changes || changes != 30 {
+		t.Errorf("got %d loads and %d model changes, want both 30", loads, changes)
+	}
+}

@@ -1,0 +1,308 @@
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxRawInRecord is the largest bad input kept inline as job_raw; larger or
+// non-text input is kept beside the record as failed/ID.raw.
+const maxRawInRecord = 1 << 20
+
+// Claimed is a job the runner has taken into cur/. Its Record is the
+// runner's to update; nothing else writes cur/ID.json while it runs.
+type Claimed struct {
+	Record *Record
+	// Job is the parsed job; nil when BadInput says why it cannot run.
+	Job      *Job
+	BadInput error
+	// Canceled is set when a cancel request was waiting for the job.
+	Canceled bool
+	// Recovered is set when the job was running when hopper stopped.
+	Recovered bool
+}
+
+// Claim takes a queued entry into cur/ by renaming it. It returns an error
+// wrapping ErrGone if someone else took the file first. A name already used
+// by any job in the spool gets a unique suffix, so no record is overwritten.
+// A name that is not a valid ID is given a generated one and quarantined:
+// BadInput says why, and the runner fails it without running it.
+func (s *Spool) Claim(e Entry) (*Claimed, error) {
+	if e.Dir == DirDeferred {
+		return s.claimDeferred(e.Name)
+	}
+	if e.Dir != DirNew {
+		return nil, fmt.Errorf("claim %s/%s: only new/ and deferred/ are claimed", e.Dir, e.Name)
+	}
+	stem := strings.TrimSuffix(e.Name, ".json")
+	valid := ValidID(stem)
+	id, source := stem, ""
+	if !valid {
+		id, source = s.NewID(), e.Name
+	} else if s.taken(stem) {
+		id, source = s.uniqueName(stem), e.Name
+	}
+	for try := 0; ; try++ {
+		err := s.move(DirNew, e.Name, DirCur, id+".json")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 3 {
+			return nil, fmt.Errorf("claim %s: %w", e.Name, err)
+		}
+		if !ValidID(stem) {
+			stem = "job"
+		}
+		id, source = s.uniqueName(stem), e.Name
+	}
+	arrived := e.Arrived
+	if arrived.IsZero() {
+		arrived = s.now()
+	}
+	c, err := s.load(id, source, arrived, true)
+	if err != nil || valid {
+		return c, err
+	}
+	return c, s.quarantine(c, badInput("the file name %q is not a valid job ID (a letter or digit, then up to 127 letters, digits, '.', '_' or '-'); it was set aside as %s", e.Name, id))
+}
+
+// taken reports whether a job with this ID exists in any state but new/.
+func (s *Spool) taken(id string) bool {
+	for _, d := range []string{DirCur, DirDeferred, DirHold, DirDone, DirFailed} {
+		if s.exists(d, id+".json") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Spool) claimDeferred(name string) (*Claimed, error) {
+	if err := s.move(DirDeferred, name, DirCur, name); err != nil {
+		return nil, fmt.Errorf("claim %s: %w", name, err)
+	}
+	id := strings.TrimSuffix(name, ".json")
+	return s.load(id, "", time.Time{}, false)
+}
+
+// load reads cur/ID.json, a job file or a record, into a Claimed. A record
+// that came from new/ (fresh) starts a new round; one the runner left
+// (deferred, or running at a crash) carries on.
+func (s *Spool) load(id, source string, arrived time.Time, fresh bool) (*Claimed, error) {
+	data, tooBig, regular, err := s.readJobFile(DirCur, id+".json")
+	if err != nil {
+		return nil, fmt.Errorf("claim %s: %w", id, err)
+	}
+	rec := &Record{ID: id, State: StateQueued, Source: source, SubmittedAt: arrived}
+	c := &Claimed{Record: rec}
+	name := source
+	if name == "" {
+		name = id + ".json"
+	}
+	switch {
+	case !regular:
+		return c, s.setAside(c, badInput("%s is not a regular file", name))
+	case tooBig:
+		return c, s.setAside(c, badInput("the job is over the limit of %d bytes (max_job_size)", s.opts.MaxJobSize))
+	}
+	body := trimBOM(data)
+	if isRecord(body) {
+		if old, err := ParseRecord(body); err == nil {
+			s.resume(c, old, fresh)
+			return c, nil
+		}
+	}
+	c.Job, c.BadInput = ParseJob(data, s.opts.MaxJobSize)
+	switch {
+	case json.Valid(body):
+		rec.Job = json.RawMessage(body)
+	case !utf8.Valid(data):
+		return c, s.setAside(c, badInput("the job is not valid JSON: it is not UTF-8 text"))
+	case len(data) > maxRawInRecord:
+		return c, s.setAside(c, c.BadInput)
+	default:
+		raw := string(data)
+		rec.JobRaw = &raw
+	}
+	fillFromJob(rec, c.Job)
+	return c, nil
+}
+
+// resume continues a record: one moved back into new/ (fresh) starts a new
+// round, keeping its history; one the runner left keeps its counts.
+func (s *Spool) resume(c *Claimed, old *Record, fresh bool) {
+	rec := c.Record
+	if !fresh {
+		id, arrived := rec.ID, rec.SubmittedAt
+		*rec = *old
+		rec.ID = id
+		if rec.SubmittedAt.IsZero() {
+			rec.SubmittedAt = arrived
+		}
+	} else {
+		rec.Job, rec.JobRaw, rec.JobFile = old.Job, old.JobRaw, old.JobFile
+		if rec.Source == "" {
+			rec.Source = old.Source
+		}
+		rec.History = old.History
+		if old.Attempts > 0 || old.Error != nil {
+			rec.History = append(rec.History, Round{Attempts: old.Attempts, Error: old.Error, StartedAt: old.StartedAt, FinishedAt: old.FinishedAt})
+		}
+		if !old.SubmittedAt.IsZero() && rec.SubmittedAt.IsZero() {
+			rec.SubmittedAt = old.SubmittedAt
+		}
+	}
+	if rec.SubmittedAt.IsZero() {
+		rec.SubmittedAt = s.now()
+	}
+	if !fresh && rec.Error != nil && rec.Error.Kind == KindBadInput {
+		c.BadInput = badInput("%s", rec.Error.Message) // quarantined at claim
+		return
+	}
+	if len(rec.Job) == 0 {
+		c.BadInput = badInput("the record has no JSON job to run")
+		return
+	}
+	c.Job, c.BadInput = ParseJob(rec.Job, s.opts.MaxJobSize)
+	fillFromJob(rec, c.Job)
+}
+
+func fillFromJob(rec *Record, j *Job) {
+	if j == nil {
+		return
+	}
+	rec.Endpoint, rec.Model, rec.Priority, rec.Function = j.Endpoint, j.Model, j.Priority, j.Function
+}
+
+// setAside moves cur/ID.json, bad input that cannot go inline, to
+// failed/ID.raw so its bytes survive as they were, and quarantines the job.
+func (s *Spool) setAside(c *Claimed, why error) error {
+	rec := c.Record
+	rec.JobFile = rec.ID + ".raw"
+	if err := s.moveSync(DirCur, rec.ID+".json", DirFailed, rec.JobFile); err != nil {
+		return fmt.Errorf("set aside %s: %w", rec.ID, err)
+	}
+	return s.quarantine(c, why)
+}
+
+// quarantine marks a claimed job as bad input that must not run, and writes
+// that into cur/ID.json at once: a crash before the runner fails it must
+// neither run it (an invalid name) nor lose it (bytes set aside in failed/).
+func (s *Spool) quarantine(c *Claimed, why error) error {
+	if c.BadInput != nil && c.BadInput.Error() != why.Error() {
+		why = badInput("%s; %s", why, c.BadInput)
+	}
+	c.BadInput, c.Job = why, nil
+	c.Record.Error = &JobError{Kind: KindBadInput, Message: why.Error()}
+	data, err := c.Record.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(DirCur, c.Record.ID+".json", data, s.opts.Fsync, true); err != nil {
+		return fmt.Errorf("quarantine %s: %w", c.Record.ID, err)
+	}
+	return nil
+}
+
+// readJobFile reads dir/name if it is a regular file, without reading more
+// than the size limit. It works on the directory's descriptor because
+// os.Root follows a symlink that stays inside the spool even with
+// O_NOFOLLOW: a symlink, FIFO, device or directory is never opened, and
+// regular is false.
+func (s *Spool) readJobFile(dir, name string) (data []byte, tooBig, regular bool, err error) {
+	d, ok := s.dirs[dir]
+	if !ok || !plainName(name) {
+		return nil, false, false, fmt.Errorf("read %s/%s: not a file in a spool directory", dir, name)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(d.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, false, false, &fs.PathError{Op: "stat", Path: dir + "/" + name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, false, false, nil
+	}
+	fd, err := unix.Openat(int(d.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, false, false, nil // replaced by a symlink since
+	}
+	if err != nil {
+		return nil, false, false, &fs.PathError{Op: "open", Path: dir + "/" + name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), s.path+"/"+dir+"/"+name)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, false, nil // replaced since
+	}
+	if fi.Size() > s.opts.MaxJobSize {
+		return nil, true, true, nil
+	}
+	data, err = io.ReadAll(io.LimitReader(f, s.opts.MaxJobSize+1))
+	if err != nil {
+		return nil, false, true, err
+	}
+	if int64(len(data)) > s.opts.MaxJobSize {
+		return nil, true, true, nil
+	}
+	return data, false, true, nil
+}
+
+// Update rewrites cur/ID.json atomically, without fsync: an intermediate
+// state a crash may lose.
+func (s *Spool) Update(r *Record) error {
+	data, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(DirCur, r.ID+".json", data, false, true); err != nil {
+		return fmt.Errorf("update %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Finish ends a claimed job: cur/ID.json is rewritten with the record's
+// state (done, failed or deferred) and fsynced, then renamed into that
+// state's directory, and the job's ID.out and ID.cancel are removed.
+func (s *Spool) Finish(r *Record) error {
+	dir := dirOf(r.State)
+	if dir != DirDone && dir != DirFailed && dir != DirDeferred {
+		return fmt.Errorf("finish %s: state %q is not final", r.ID, r.State)
+	}
+	data, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	name := r.ID + ".json"
+	if err := s.writeFile(DirCur, name, data, s.opts.Fsync, true); err != nil {
+		return fmt.Errorf("finish %s: %w", r.ID, err)
+	}
+	if err := s.moveSync(DirCur, name, dir, name); err != nil {
+		return fmt.Errorf("finish %s: %w", r.ID, err)
+	}
+	s.removeRunFiles(r.ID)
+	return nil
+}
+
+func (s *Spool) removeRunFiles(id string) {
+	_ = s.root.Remove(DirCur + "/" + id + ".out")
+	_ = s.root.Remove(DirCur + "/" + id + ".cancel")
+}
+
+// CreateOutput creates (or truncates) cur/ID.out for the job's live output.
+func (s *Spool) CreateOutput(id string) (*os.File, error) {
+	return s.root.OpenFile(DirCur+"/"+id+".out", os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, s.opts.FileMode)
+}
+
+// CancelRequested reports whether cur/ID.cancel exists.
+func (s *Spool) CancelRequested(id string) bool { return s.exists(DirCur, id+".cancel") }

@@ -1,0 +1,16 @@
+//go:build darwin || freebsd || netbsd || dragonfly
+
+package spool
+
+import (
+	"syscall"
+	"time"
+)
+
+func statCtime(sys any) (time.Time, bool) {
+	st, ok := sys.(*syscall.Stat_t)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(st.Ctimespec.Sec), int64(st.Ctimespec.Nsec)), true
+}

@@ -1,0 +1,43 @@
+// Package spool is hopper's maildir-style job store: a directory tree in which
+// every state of every job is one plain file, readable with ls, cat and jq.
+//
+// Layout (see DESIGN §1):
+//
+//	tmp/       writers stage files here, then rename(2) them into place
+//	new/       queued jobs: NAME.json, exactly as submitted
+//	cur/       claimed jobs: ID.json (the record), ID.out (live output),
+//	           ID.cancel (a request to abort the running job)
+//	deferred/  records waiting to retry; not_before says when
+//	hold/      jobs parked by a person; never run, never expire
+//	done/      finished records
+//	failed/    failed, canceled, expired and rejected records; ID.raw keeps
+//	           the original bytes of bad input too large or not text
+//	batches/   batch records
+//	PAUSED     if it exists, the runner claims nothing new
+//	.hopper/   the runner lock and runtime state
+//
+// Contract:
+//
+//   - Every move between states is a rename(2) within one filesystem; on
+//     Linux it is renameat2(RENAME_NOREPLACE), so no record is ever
+//     overwritten. A move whose source is gone returns ErrGone: someone else
+//     took the file first.
+//   - Files are created in tmp/ and renamed into place. With Options.Fsync the
+//     file is fsynced before the rename and the directory after it wherever
+//     recovery depends on it (submits, and records entering done/, failed/,
+//     deferred/). Intermediate rewrites (loading, working) and ID.out are not
+//     fsynced.
+//   - Completion is two steps: rewrite cur/ID.json with its final state, then
+//     rename it. Recover finishes a move a crash interrupted, and hands back
+//     the jobs that were running so they run again first.
+//   - All access goes through an os.Root opened on the spool directory, and
+//     job files are opened with O_NOFOLLOW: a symlink dropped into new/ never
+//     makes hopper read or write outside the spool.
+//   - One runner per spool holds Lock; every other operation (submit, cancel,
+//     hold, retry, ...) is safe to run from other processes at the same time,
+//     because each one is a single rename that either wins or finds the file
+//     gone.
+//
+// The package knows nothing of Ollama: a Queue is given the function that
+// compares model names.
+package spool

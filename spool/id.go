@@ -1,0 +1,54 @@
+package spool
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidID reports whether id may name a job: a letter or digit, then up to
+// 127 letters, digits, dots, underscores or hyphens.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// idGen makes IDs like 20261127T231005.123456Z-7f3a9c: UTC time to the
+// microsecond, then 24 random bits. Within one process they strictly
+// increase; across processes the random part keeps them apart.
+type idGen struct {
+	mu   sync.Mutex
+	now  func() time.Time
+	last time.Time
+}
+
+func newIDGen(now func() time.Time) *idGen { return &idGen{now: now} }
+
+func (g *idGen) next() string {
+	g.mu.Lock()
+	t := g.now().UTC().Truncate(time.Microsecond)
+	if !t.After(g.last) {
+		t = g.last.Add(time.Microsecond)
+	}
+	g.last = t
+	g.mu.Unlock()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return t.Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// NewID returns a fresh job ID.
+func (s *Spool) NewID() string { return s.ids.next() }
+
+// uniqueName derives a fresh ID from a name already in use, keeping it
+// readable: daily → daily.20261127T231005.123456Z-7f3a9c.
+func (s *Spool) uniqueName(stem string) string {
+	id := s.ids.next()
+	max := 128 - len(id) - 1
+	if len(stem) > max {
+		stem = strings.TrimRight(stem[:max], ".")
+	}
+	return stem + "." + id
+}

@@ -1,0 +1,311 @@
+package spool
+
+import (
+	"container/heap"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Entry is one claimable file in the queue index.
+type Entry struct {
+	Dir      string    // DirNew or DirDeferred
+	Name     string    // file name in Dir
+	Model    string    // as the job names it ("" for function jobs until expanded)
+	Priority int       // higher first
+	Arrived  time.Time // ctime in new/, or the record's submitted_at
+	// NotBefore holds a deferred record back until then.
+	NotBefore time.Time
+	// Bad marks a file that will never parse: the runner claims it only to
+	// fail it, without calling the target.
+	Bad bool
+}
+
+// before orders entries FIFO: arrival, then name.
+func (e *Entry) before(o *Entry) bool {
+	if !e.Arrived.Equal(o.Arrived) {
+		return e.Arrived.Before(o.Arrived)
+	}
+	if e.Name != o.Name {
+		return e.Name < o.Name
+	}
+	return e.Dir < o.Dir
+}
+
+// Queue is the in-memory index of claimable jobs, fed by a Watcher. It
+// answers the scheduler's questions — the top priority, the oldest job at a
+// priority, the oldest job at a priority for one model — each in O(1) or
+// O(log n), and takes inserts and removals in O(log n). It is safe for
+// concurrent use.
+type Queue struct {
+	mu       sync.Mutex
+	modelKey func(string) string
+	items    map[string]*item // by Dir/Name
+	classes  map[int]*class
+	prios    []int // priorities with ready entries, highest first
+	waiting  timeHeap
+	bad      []*item
+	changed  chan struct{}
+}
+
+type item struct {
+	Entry
+	key      string
+	model    string // modelKey(Entry.Model)
+	idxAll   int
+	idxModel int
+	idxWait  int
+	ready    bool
+}
+
+type class struct {
+	all     entryHeap
+	byModel map[string]*entryHeap
+}
+
+// NewQueue returns an empty queue. modelKey maps a model name to the form
+// in which two names for one model are equal (nil: names as given).
+func NewQueue(modelKey func(string) string) *Queue {
+	if modelKey == nil {
+		modelKey = func(s string) string { return s }
+	}
+	return &Queue{modelKey: modelKey, items: map[string]*item{}, classes: map[int]*class{}, changed: make(chan struct{}, 1)}
+}
+
+// Changed is signalled (without blocking, coalesced) whenever entries are
+// added.
+func (q *Queue) Changed() <-chan struct{} { return q.changed }
+
+func (q *Queue) signal() {
+	select {
+	case q.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Put adds an entry or replaces the one with the same Dir and Name.
+func (q *Queue) Put(e Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	key := e.Dir + "/" + e.Name
+	if old, ok := q.items[key]; ok {
+		q.remove(old)
+	}
+	it := &item{Entry: e, key: key, model: q.modelKey(e.Model), idxAll: -1, idxModel: -1, idxWait: -1}
+	q.items[key] = it
+	switch {
+	case e.Bad:
+		q.bad = append(q.bad, it)
+	case !e.NotBefore.IsZero():
+		heap.Push(&q.waiting, it)
+	default:
+		q.makeReady(it)
+	}
+	q.signal()
+}
+
+// Remove drops the entry for dir/name, if present.
+func (q *Queue) Remove(dir, name string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if it, ok := q.items[dir+"/"+name]; ok {
+		q.remove(it)
+	}
+}
+
+// Has reports whether dir/name is indexed.
+func (q *Queue) Has(dir, name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.items[dir+"/"+name]
+	return ok
+}
+
+// Len is the number of indexed entries, waiting ones included.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Reset empties the queue, for a full rescan.
+func (q *Queue) Reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = map[string]*item{}
+	q.classes = map[int]*class{}
+	q.prios = nil
+	q.waiting = nil
+	q.bad = nil
+}
+
+func (q *Queue) makeReady(it *item) {
+	it.ready = true
+	c := q.classes[it.Priority]
+	if c == nil {
+		c = &class{byModel: map[string]*entryHeap{}}
+		q.classes[it.Priority] = c
+		i := sort.Search(len(q.prios), func(i int) bool { return q.prios[i] <= it.Priority })
+		q.prios = append(q.prios, 0)
+		copy(q.prios[i+1:], q.prios[i:])
+		q.prios[i] = it.Priority
+	}
+	heap.Push(&c.all, &heapRef{it: it, idx: &it.idxAll})
+	h := c.byModel[it.model]
+	if h == nil {
+		h = &entryHeap{}
+		c.byModel[it.model] = h
+	}
+	heap.Push(h, &heapRef{it: it, idx: &it.idxModel})
+}
+
+func (q *Queue) remove(it *item) {
+	delete(q.items, it.key)
+	switch {
+	case it.Bad:
+		for i, b := range q.bad {
+			if b == it {
+				q.bad = append(q.bad[:i], q.bad[i+1:]...)
+				break
+			}
+		}
+	case !it.ready:
+		if it.idxWait >= 0 {
+			heap.Remove(&q.waiting, it.idxWait)
+		}
+	default:
+		c := q.classes[it.Priority]
+		heap.Remove(&c.all, it.idxAll)
+		h := c.byModel[it.model]
+		heap.Remove(h, it.idxModel)
+		if h.Len() == 0 {
+			delete(c.byModel, it.model)
+		}
+		if c.all.Len() == 0 {
+			delete(q.classes, it.Priority)
+			for i, p := range q.prios {
+				if p == it.Priority {
+					q.prios = append(q.prios[:i], q.prios[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+}
+
+// Promote makes deferred entries whose NotBefore has passed claimable and
+// returns when the next one falls due (zero if none waits).
+func (q *Queue) Promote(now time.Time) time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	moved := false
+	for q.waiting.Len() > 0 && !q.waiting[0].NotBefore.After(now) {
+		it := heap.Pop(&q.waiting).(*item)
+		q.makeReady(it)
+		moved = true
+	}
+	if moved {
+		q.signal()
+	}
+	if q.waiting.Len() > 0 {
+		return q.waiting[0].NotBefore
+	}
+	return time.Time{}
+}
+
+// TopPriority is the highest priority with a claimable entry.
+func (q *Queue) TopPriority() (int, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.prios) == 0 {
+		return 0, false
+	}
+	return q.prios[0], true
+}
+
+// Oldest is the first entry in FIFO order at priority p.
+func (q *Queue) Oldest(p int) (Entry, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.classes[p]
+	if c == nil || c.all.Len() == 0 {
+		return Entry{}, false
+	}
+	return c.all[0].it.Entry, true
+}
+
+// OldestFor is the first entry in FIFO order at priority p whose model is
+// model (compared through the queue's modelKey).
+func (q *Queue) OldestFor(p int, model string) (Entry, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.classes[p]
+	if c == nil {
+		return Entry{}, false
+	}
+	h := c.byModel[q.modelKey(model)]
+	if h == nil || h.Len() == 0 {
+		return Entry{}, false
+	}
+	return (*h)[0].it.Entry, true
+}
+
+// Bad returns an entry that will never parse, if any: the runner fails it
+// before anything else, since it costs the target nothing.
+func (q *Queue) Bad() (Entry, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.bad) == 0 {
+		return Entry{}, false
+	}
+	return q.bad[0].Entry, true
+}
+
+// heapRef puts an item in one of several heaps, each with its own index.
+type heapRef struct {
+	it  *item
+	idx *int
+}
+
+type entryHeap []*heapRef
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].it.before(&h[j].it.Entry) }
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	*h[i].idx, *h[j].idx = i, j
+}
+func (h *entryHeap) Push(x any) {
+	r := x.(*heapRef)
+	*r.idx = len(*h)
+	*h = append(*h, r)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	*r.idx = -1
+	return r
+}
+
+// timeHeap orders waiting entries by NotBefore.
+type timeHeap []*item
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i].NotBefore.Before(h[j].NotBefore) }
+func (h timeHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idxWait, h[j].idxWait = i, j
+}
+func (h *timeHeap) Push(x any) {
+	it := x.(*item)
+	it.idxWait = len(*h)
+	*h = append(*h, it)
+}
+func (h *timeHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	it.idxWait = -1
+	return it
+}

@@ -1,0 +1,54 @@
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// Lock is the single-runner lock, an flock on .hopper/runner.lock. The lock
+// file says which process holds it.
+type Lock struct {
+	f *os.File
+}
+
+// Lock takes the runner lock without waiting. If another process holds it,
+// the error wraps ErrLocked and names that process and the spool.
+func (s *Spool) Lock(target string) (*Lock, error) {
+	name := DirState + "/runner.lock"
+	f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE, s.opts.FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("lock spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := s.root.ReadFile(name)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := strings.TrimSpace(string(bytes.ReplaceAll(holder, []byte("\n"), []byte(", "))))
+			if who == "" {
+				who = "another process"
+			}
+			return nil, fmt.Errorf("spool %s is already served by %s: %w; stop it first or use another --spool", s.path, who, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock spool: %w", err)
+	}
+	info := fmt.Sprintf("pid %d\ntarget %s\n", os.Getpid(), target)
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(info), 0)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Unlock releases the lock. It is safe to call twice.
+func (l *Lock) Unlock() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	_ = l.f.Truncate(0)
+	err := l.f.Close() // closing releases the flock
+	l.f = nil
+	return err
+}

@@ -1,0 +1,25 @@
+//go:build !linux
+
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// move renames fromDir/from to toDir/to without replacing a file. Off Linux
+// there is no RENAME_NOREPLACE: it checks, then renames.
+func (s *Spool) move(fromDir, from, toDir, to string) error {
+	if !plainName(from) || !plainName(to) {
+		return fmt.Errorf("move %s/%s to %s/%s: not file names", fromDir, from, toDir, to)
+	}
+	if s.exists(toDir, to) {
+		return fmt.Errorf("move %s/%s to %s/%s: %w", fromDir, from, toDir, to, fs.ErrExist)
+	}
+	err := s.root.Rename(fromDir+"/"+from, toDir+"/"+to)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("move %s/%s: %w", fromDir, from, ErrGone)
+	}
+	return err
+}

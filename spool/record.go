@@ -1,0 +1,161 @@
+package spool
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// State is a job's exact state; the directory holding it is the coarse one.
+type State string
+
+// The states of DESIGN §1.
+const (
+	StateQueued   State = "queued"
+	StateLoading  State = "loading"
+	StateWorking  State = "working"
+	StateDeferred State = "deferred"
+	StateHeld     State = "held"
+	StateDone     State = "done"
+	StateFailed   State = "failed"
+)
+
+// Terminal reports whether the state is final.
+func (s State) Terminal() bool { return s == StateDone || s == StateFailed }
+
+// dirOf is the directory a record in this state lives in.
+func dirOf(s State) string {
+	switch s {
+	case StateDone:
+		return DirDone
+	case StateFailed:
+		return DirFailed
+	case StateDeferred:
+		return DirDeferred
+	case StateHeld:
+		return DirHold
+	case StateQueued:
+		return DirNew
+	}
+	return DirCur
+}
+
+// ErrorKind classifies why a job did not finish.
+type ErrorKind string
+
+// The error kinds of DESIGN §2.
+const (
+	KindBadInput    ErrorKind = "bad_input"
+	KindTarget      ErrorKind = "target"
+	KindUnreachable ErrorKind = "unreachable"
+	KindTimeout     ErrorKind = "timeout"
+	KindCanceled    ErrorKind = "canceled"
+	KindExpired     ErrorKind = "expired"
+	KindInterrupted ErrorKind = "interrupted"
+)
+
+// JobError is a record's error: what kind, what happened, and the target's
+// HTTP status when it answered.
+type JobError struct {
+	Kind    ErrorKind `json:"kind"`
+	Message string    `json:"message"`
+	Status  int       `json:"status,omitempty"`
+}
+
+func (e *JobError) Error() string { return string(e.Kind) + ": " + e.Message }
+
+// Round is one earlier run of a job that was retried: how it ended.
+type Round struct {
+	Attempts   int        `json:"attempts"`
+	Error      *JobError  `json:"error,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// Record is the JSON document kept for a job in cur/, deferred/, done/ and
+// failed/ (DESIGN §2).
+type Record struct {
+	ID       string `json:"id"`
+	State    State  `json:"state"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Model    string `json:"model,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	Function string `json:"function,omitempty"`
+	// Job is the job exactly as submitted when it is JSON. Otherwise JobRaw
+	// holds its bytes when they are text, and JobFile names the sibling file
+	// (ID.raw) that holds them when they are not text or too large.
+	Job     json.RawMessage `json:"job,omitempty"`
+	JobRaw  *string         `json:"job_raw,omitempty"`
+	JobFile string          `json:"job_file,omitempty"`
+	// Source is the file name the job arrived under, when the ID differs.
+	Source      string          `json:"source,omitempty"`
+	Response    json.RawMessage `json:"response,omitempty"`
+	Output      json.RawMessage `json:"output,omitempty"`
+	Error       *JobError       `json:"error,omitempty"`
+	Attempts    int             `json:"attempts"`
+	SubmittedAt time.Time       `json:"submitted_at"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	NotBefore   *time.Time      `json:"not_before,omitempty"`
+	ModelLoaded bool            `json:"model_loaded"`
+	Target      string          `json:"target,omitempty"`
+	// History keeps the rounds before a retry.
+	History []Round `json:"history,omitempty"`
+}
+
+// Marshal encodes the record as indented JSON with a trailing newline, so
+// cat and less show it well.
+func (r *Record) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("encode record %s: %w", r.ID, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseRecord decodes a record.
+func ParseRecord(data []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("parse record: %w", err)
+	}
+	if r.ID == "" || r.State == "" {
+		return nil, fmt.Errorf("parse record: no id or state")
+	}
+	return &r, nil
+}
+
+// isRecord reports whether a file's bytes are a hopper record rather than a
+// job: an object with "id", "state" and one of "job", "job_raw", "job_file".
+// A record moved back into new/ (hopper retry, hopper release, or mv by
+// hand) runs its job again and keeps its history.
+func isRecord(data []byte) bool {
+	var probe struct {
+		ID      *json.RawMessage `json:"id"`
+		State   *json.RawMessage `json:"state"`
+		Job     *json.RawMessage `json:"job"`
+		JobRaw  *json.RawMessage `json:"job_raw"`
+		JobFile *json.RawMessage `json:"job_file"`
+	}
+	if json.Unmarshal(data, &probe) != nil {
+		return false
+	}
+	return probe.ID != nil && probe.State != nil && (probe.Job != nil || probe.JobRaw != nil || probe.JobFile != nil)
+}
+
+// readRecord reads and decodes dir/name.
+func (s *Spool) readRecord(dir, name string) (*Record, error) {
+	data, err := s.root.ReadFile(dir + "/" + name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ParseRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", dir, name, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,206 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// The spool's directories and marker files, relative to its root.
+const (
+	DirTmp      = "tmp"
+	DirNew      = "new"
+	DirCur      = "cur"
+	DirDeferred = "deferred"
+	DirHold     = "hold"
+	DirDone     = "done"
+	DirFailed   = "failed"
+	DirBatches  = "batches"
+	DirState    = ".hopper"
+	FilePaused  = "PAUSED"
+)
+
+// Dirs lists every directory of a spool in the order Init creates them.
+var Dirs = []string{DirTmp, DirNew, DirCur, DirDeferred, DirHold, DirDone, DirFailed, DirBatches, DirState}
+
+// Errors callers test for.
+var (
+	// ErrGone means a file was moved or removed by someone else first.
+	ErrGone = errors.New("gone: taken by someone else")
+	// ErrNotFound means no job with that ID is anywhere in the spool.
+	ErrNotFound = errors.New("no such job")
+	// ErrLocked means another process holds the runner lock.
+	ErrLocked = errors.New("spool is locked by another runner")
+	// ErrNotInitialized means the directory is not a spool yet.
+	ErrNotInitialized = errors.New("not a spool")
+)
+
+// Options set a spool's permissions, durability and limits.
+type Options struct {
+	DirMode    fs.FileMode      // directories; default 0750
+	FileMode   fs.FileMode      // files; default 0640
+	Fsync      bool             // fsync what recovery depends on
+	MaxJobSize int64            // bytes; larger job files are bad input
+	Now        func() time.Time // the clock; default time.Now
+}
+
+// DefaultOptions returns the documented defaults.
+func DefaultOptions() Options {
+	return Options{DirMode: 0o750, FileMode: 0o640, Fsync: true, MaxJobSize: 32 << 20, Now: time.Now}
+}
+
+func (o *Options) fill() {
+	d := DefaultOptions()
+	if o.DirMode == 0 {
+		o.DirMode = d.DirMode
+	}
+	if o.FileMode == 0 {
+		o.FileMode = d.FileMode
+	}
+	if o.MaxJobSize <= 0 {
+		o.MaxJobSize = d.MaxJobSize
+	}
+	if o.Now == nil {
+		o.Now = d.Now
+	}
+}
+
+// Spool is an open spool directory. Its methods are safe for concurrent use.
+type Spool struct {
+	path string
+	root *os.Root
+	opts Options
+	ids  *idGen
+	dirs map[string]*os.File // open directories, for renameat2 and fsync
+}
+
+// Init creates the spool's directories (those missing) with Options.DirMode
+// and opens it.
+func Init(path string, o Options) (*Spool, error) {
+	o.fill()
+	// The umask narrows Mkdir's mode; the directories Init creates get
+	// exactly DirMode. Existing ones are left as they are.
+	var create []string
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(path, o.DirMode); err != nil {
+			return nil, fmt.Errorf("init spool: %w", err)
+		}
+		create = append(create, path)
+	}
+	for _, d := range Dirs {
+		p := filepath.Join(path, d)
+		err := os.Mkdir(p, o.DirMode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("init spool: %w", err)
+		}
+		create = append(create, p)
+	}
+	for _, p := range create {
+		if err := os.Chmod(p, o.DirMode); err != nil {
+			return nil, fmt.Errorf("init spool: %w", err)
+		}
+	}
+	return Open(path, o)
+}
+
+// Open opens an existing spool. It fails with ErrNotInitialized when a
+// directory is missing, and refuses directories on different filesystems,
+// since moves between them would not be atomic renames.
+func Open(path string, o Options) (*Spool, error) {
+	o.fill()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open spool %s: %w (run 'hopper init' first)", abs, ErrNotInitialized)
+		}
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	s := &Spool{path: abs, root: root, opts: o, ids: newIDGen(o.Now), dirs: map[string]*os.File{}}
+	var dev uint64
+	for i, d := range Dirs {
+		fi, err := root.Stat(d)
+		if err != nil {
+			s.Close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("open spool %s: %s/ is missing: %w (run 'hopper init' first)", abs, d, ErrNotInitialized)
+			}
+			return nil, fmt.Errorf("open spool %s: %w", abs, err)
+		}
+		if !fi.IsDir() {
+			s.Close()
+			return nil, fmt.Errorf("open spool %s: %s is not a directory", abs, d)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if ok {
+			if i == 0 {
+				dev = uint64(st.Dev)
+			} else if uint64(st.Dev) != dev {
+				s.Close()
+				return nil, fmt.Errorf("open spool %s: %s/ is on a different filesystem from %s/; every spool directory must be on one filesystem so moves are atomic renames", abs, d, Dirs[0])
+			}
+		}
+		f, err := root.Open(d)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open spool %s: %w", abs, err)
+		}
+		s.dirs[d] = f
+	}
+	return s, nil
+}
+
+// Close releases the spool's open directories.
+func (s *Spool) Close() error {
+	var errs []error
+	for _, f := range s.dirs {
+		errs = append(errs, f.Close())
+	}
+	s.dirs = nil
+	errs = append(errs, s.root.Close())
+	return errors.Join(errs...)
+}
+
+// Path is the spool's absolute path.
+func (s *Spool) Path() string { return s.path }
+
+// Options returns the options the spool was opened with.
+func (s *Spool) Options() Options { return s.opts }
+
+// Root is the os.Root all spool access goes through.
+func (s *Spool) Root() *os.Root { return s.root }
+
+func (s *Spool) now() time.Time { return s.opts.Now() }
+
+// Paused reports whether the PAUSED file exists.
+func (s *Spool) Paused() bool {
+	_, err := s.root.Lstat(FilePaused)
+	return err == nil
+}
+
+// Pause creates the PAUSED file; the runner then claims nothing new.
+func (s *Spool) Pause() error {
+	f, err := s.root.OpenFile(FilePaused, os.O_CREATE|os.O_WRONLY, s.opts.FileMode)
+	if err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	return f.Close()
+}
+
+// Resume removes the PAUSED file.
+func (s *Spool) Resume() error {
+	if err := s.root.Remove(FilePaused); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("resume: %w", err)
+	}
+	return nil
+}

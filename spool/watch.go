@@ -1,0 +1,251 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// WatchOptions configure a Watcher.
+type WatchOptions struct {
+	// Settle is how long a file in new/ that does not parse must be left
+	// unmodified before it is judged bad input: a writer that does not
+	// rename into place (cat > new/x.json) may still be writing.
+	Settle time.Duration
+	Logger *slog.Logger
+	// OnCancel is called with a job's ID when cur/ID.cancel appears.
+	OnCancel func(id string)
+}
+
+// Watcher feeds a Queue from new/ and deferred/: a full scan first, then
+// fsnotify events, and a full rescan whenever the kernel's event queue
+// overflowed. The watcher is only a wake-up; the files are the truth.
+type Watcher struct {
+	s       *Spool
+	q       *Queue
+	o       WatchOptions
+	fsw     *fsnotify.Watcher
+	pending map[string]time.Time // new/ names that did not parse yet → when to look again
+	warned  map[string]bool
+}
+
+// NewWatcher starts watching, then scans new/ and deferred/ into q, so that
+// when it returns the queue is complete and nothing arriving later is
+// missed. Call Run to keep the queue current.
+func (s *Spool) NewWatcher(q *Queue, o WatchOptions) (*Watcher, error) {
+	if o.Settle <= 0 {
+		o.Settle = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	fsw, err := fsnotify.NewBufferedWatcher(4096)
+	if err != nil {
+		return nil, fmt.Errorf("watch spool: %w", err)
+	}
+	for _, d := range []string{DirNew, DirDeferred, DirCur} {
+		if err := fsw.Add(filepath.Join(s.path, d)); err != nil {
+			fsw.Close()
+			return nil, fmt.Errorf("watch %s/: %w", d, err)
+		}
+	}
+	w := &Watcher{s: s, q: q, o: o, fsw: fsw, pending: map[string]time.Time{}, warned: map[string]bool{}}
+	if err := w.scan(); err != nil {
+		fsw.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Run applies events to the queue until ctx is done, then closes the
+// watcher.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer w.fsw.Close()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		w.resetTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return nil
+			}
+			w.handle(ev)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return nil
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.o.Logger.Warn("watcher overflowed; rescanning the spool")
+				w.q.Reset()
+				w.pending = map[string]time.Time{}
+				if err := w.scan(); err != nil {
+					w.o.Logger.Error("rescan failed", "err", err)
+				}
+				continue
+			}
+			w.o.Logger.Error("watcher", "err", err)
+		case <-timer.C:
+			w.recheck()
+		}
+	}
+}
+
+// resetTimer arms the timer for the earliest pending recheck.
+func (w *Watcher) resetTimer(t *time.Timer) {
+	next := time.Hour
+	now := time.Now()
+	for _, at := range w.pending {
+		if d := at.Sub(now); d < next {
+			next = max(d, time.Millisecond)
+		}
+	}
+	t.Reset(next)
+}
+
+func (w *Watcher) recheck() {
+	now := time.Now()
+	for name, at := range w.pending {
+		if !at.After(now) {
+			delete(w.pending, name)
+			w.indexNew(name)
+		}
+	}
+}
+
+func (w *Watcher) handle(ev fsnotify.Event) {
+	dir, name := filepath.Base(filepath.Dir(ev.Name)), filepath.Base(ev.Name)
+	switch dir {
+	case DirNew:
+		switch {
+		case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
+			w.q.Remove(DirNew, name)
+			delete(w.pending, name)
+		case ev.Has(fsnotify.Create):
+			w.indexNew(name)
+		case ev.Has(fsnotify.Write):
+			// Still being written: look again once it has been quiet.
+			if _, ok := w.pending[name]; ok || w.q.Has(DirNew, name) {
+				w.q.Remove(DirNew, name)
+				w.pending[name] = time.Now().Add(w.o.Settle)
+			}
+		}
+	case DirDeferred:
+		switch {
+		case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
+			w.q.Remove(DirDeferred, name)
+		case ev.Has(fsnotify.Create):
+			w.indexDeferred(name)
+		}
+	case DirCur:
+		if id, ok := strings.CutSuffix(name, ".cancel"); ok && ev.Has(fsnotify.Create) && w.o.OnCancel != nil {
+			w.o.OnCancel(id)
+		}
+	}
+}
+
+func (w *Watcher) scan() error {
+	for _, d := range []string{DirNew, DirDeferred} {
+		entries, err := fs.ReadDir(w.s.root.FS(), d)
+		if err != nil {
+			return fmt.Errorf("scan %s/: %w", d, err)
+		}
+		for _, e := range entries {
+			if d == DirNew {
+				w.indexNew(e.Name())
+			} else {
+				w.indexDeferred(e.Name())
+			}
+		}
+	}
+	return nil
+}
+
+// Candidate reports whether a name in new/ is a job file hopper should look
+// at: not dot-named, ending in .json.
+func Candidate(name string) bool {
+	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") && len(name) > len(".json")
+}
+
+// indexNew looks at new/name and puts it in the queue, leaves it pending, or
+// ignores it.
+func (w *Watcher) indexNew(name string) {
+	if !Candidate(name) {
+		return
+	}
+	fi, err := w.s.root.Lstat(DirNew + "/" + name)
+	if err != nil {
+		return // gone already
+	}
+	if !fi.Mode().IsRegular() {
+		if !w.warned[name] {
+			w.warned[name] = true
+			w.o.Logger.Warn("ignoring new/"+name+": not a regular file", "mode", fi.Mode().String())
+		}
+		return
+	}
+	e, err := w.s.inspect(name, fi)
+	if err != nil {
+		if time.Since(fi.ModTime()) < w.o.Settle {
+			w.pending[name] = fi.ModTime().Add(w.o.Settle)
+			return
+		}
+		e.Bad = true
+	}
+	if !ValidID(strings.TrimSuffix(name, ".json")) {
+		e.Bad = true // Claim quarantines it
+	}
+	w.q.Put(e)
+}
+
+// inspect reads new/name enough to index it: model and priority. An error
+// means it does not parse (yet).
+func (s *Spool) inspect(name string, fi fs.FileInfo) (Entry, error) {
+	e := Entry{Dir: DirNew, Name: name, Arrived: ctime(fi)}
+	data, tooBig, regular, err := s.readJobFile(DirNew, name)
+	if err != nil {
+		return e, err
+	}
+	if tooBig || !regular {
+		e.Bad = true
+		return e, nil
+	}
+	if isRecord(trimBOM(data)) {
+		r, err := ParseRecord(trimBOM(data))
+		if err != nil {
+			return e, err
+		}
+		data = r.Job
+	}
+	j, err := ParseJob(data, s.opts.MaxJobSize)
+	if err != nil {
+		return e, err
+	}
+	e.Model, e.Priority = j.Model, j.Priority
+	return e, nil
+}
+
+func (w *Watcher) indexDeferred(name string) {
+	if !Candidate(name) {
+		return
+	}
+	r, err := w.s.readRecord(DirDeferred, name)
+	if err != nil {
+		w.o.Logger.Warn("ignoring deferred/"+name, "err", err)
+		return
+	}
+	e := Entry{Dir: DirDeferred, Name: name, Model: r.Model, Priority: r.Priority, Arrived: r.SubmittedAt}
+	if r.NotBefore != nil {
+		e.NotBefore = *r.NotBefore
+	}
+	w.q.Put(e)
+}

@@ -1,0 +1,97 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// writeFile writes data to dir/name atomically: it is staged in tmp/,
+// fsynced when sync is set, and renamed into place. With replace false the
+// rename never overwrites (fs.ErrExist); with replace true it atomically
+// replaces an existing file. With sync set the directory is fsynced too.
+func (s *Spool) writeFile(dir, name string, data []byte, sync, replace bool) error {
+	tmp := DirTmp + "/." + name + "." + s.ids.next()
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.opts.FileMode)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.root.Remove(tmp)
+		}
+	}()
+	// The umask narrows OpenFile's mode; job files and records get
+	// exactly FileMode.
+	if err := f.Chmod(s.opts.FileMode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if replace {
+		err = s.root.Rename(tmp, dir+"/"+name)
+	} else {
+		err = s.move(DirTmp, tmp[len(DirTmp)+1:], dir, name)
+	}
+	if err != nil {
+		return err
+	}
+	ok = true
+	if sync {
+		return s.syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir fsyncs one of the spool's directories so a rename into it survives
+// power loss.
+func (s *Spool) syncDir(dir string) error {
+	f, ok := s.dirs[dir]
+	if !ok {
+		return fmt.Errorf("sync %s: not a spool directory", dir)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s/: %w", dir, err)
+	}
+	return nil
+}
+
+// moveSync moves a file and, with Options.Fsync, fsyncs the destination
+// directory.
+func (s *Spool) moveSync(fromDir, from, toDir, to string) error {
+	if err := s.move(fromDir, from, toDir, to); err != nil {
+		return err
+	}
+	if s.opts.Fsync {
+		return s.syncDir(toDir)
+	}
+	return nil
+}
+
+// plainName reports whether name is one file name rather than a path: the
+// *at system calls on the spool's directory handles would resolve a path,
+// ".." included, outside the spool.
+func plainName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// exists reports whether dir/name exists (as anything).
+func (s *Spool) exists(dir, name string) bool {
+	_, err := s.root.Lstat(dir + "/" + name)
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}
