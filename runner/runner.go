@@ -88,11 +88,18 @@ func (c *Config) fill() {
 
 // Runner runs the jobs of one spool against one target.
 type Runner struct {
-	cfg     Config
-	log     *slog.Logger
-	queue   *spool.Queue
-	cancels chan string
+	cfg   Config
+	log   *slog.Logger
+	queue *spool.Queue
+	// models is what the target had loaded when next last asked, so the
+	// attempt that follows need not ask again; nil: ask.
+	models []string
 }
+
+// cancelPoll is how often a running job's cancel request (cur/ID.cancel) is
+// looked for. Polling one file is cheaper than watching cur/, where every
+// streamed chunk is a write event.
+const cancelPoll = 100 * time.Millisecond
 
 // New checks the configuration and returns a Runner; Run starts it.
 func New(cfg Config) (*Runner, error) {
@@ -101,10 +108,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.fill()
 	return &Runner{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		queue:   spool.NewQueue(ollama.NormalizeModel),
-		cancels: make(chan string, 64),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		queue: spool.NewQueue(ollama.NormalizeModel),
 	}, nil
 }
 
@@ -137,12 +143,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	w, err := s.NewWatcher(r.queue, spool.WatchOptions{
 		Settle: r.cfg.Settle,
 		Logger: r.log,
-		OnCancel: func(id string) {
-			select {
-			case r.cancels <- id:
-			default: // the runner re-checks cur/ID.cancel before and after each job
-			}
-		},
 	})
 	if err != nil {
 		return err
@@ -196,7 +196,6 @@ func (r *Runner) loop(ctx context.Context) error {
 			case <-r.queue.Changed():
 			case <-wait.C:
 			case <-pausePoll.C:
-			case <-r.cancels: // nothing is running; queued jobs are canceled by whoever asked
 			}
 			continue
 		}
@@ -223,11 +222,11 @@ func (r *Runner) next(ctx context.Context) (spool.Entry, bool) {
 	if _, ok := r.queue.TopPriority(); !ok {
 		return spool.Entry{}, false
 	}
-	var resident []string
+	r.models = nil
 	if r.cfg.Policy.Schedule != ScheduleFIFO {
-		resident = r.resident(ctx)
+		r.models = r.resident(ctx)
 	}
-	return Pick(r.queue, resident, r.cfg.Now(), r.cfg.Policy)
+	return Pick(r.queue, r.models, r.cfg.Now(), r.cfg.Policy)
 }
 
 // resident asks the target which models are loaded; on error, none.
@@ -245,8 +244,15 @@ func (r *Runner) resident(ctx context.Context) []string {
 	return names
 }
 
+// isResident reports whether model is loaded on the target, using what
+// next just learned if it asked.
 func (r *Runner) isResident(ctx context.Context, model string) bool {
-	for _, m := range r.resident(ctx) {
+	models := r.models
+	r.models = nil
+	if models == nil {
+		models = r.resident(ctx)
+	}
+	for _, m := range models {
 		if ollama.SameModel(m, model) {
 			return true
 		}
@@ -434,6 +440,8 @@ func (r *Runner) attempt(ctx context.Context, rec *spool.Record, job *spool.Job,
 	}
 	var grace <-chan time.Time
 	stopping := ctx.Done()
+	poll := time.NewTicker(cancelPoll)
+	defer poll.Stop()
 	for {
 		select {
 		case res := <-done:
@@ -444,8 +452,8 @@ func (r *Runner) attempt(ctx context.Context, rec *spool.Record, job *spool.Job,
 				}
 			}
 			return res
-		case id := <-r.cancels:
-			if id == rec.ID || s.CancelRequested(rec.ID) {
+		case <-poll.C:
+			if s.CancelRequested(rec.ID) && context.Cause(jobCtx) == nil {
 				log.Info("cancel requested; aborting the request")
 				cancel(errCanceled)
 			}
@@ -470,20 +478,25 @@ func (r *Runner) awaitTarget(ctx context.Context, id string, round int) bool {
 	for i := 0; i < round && delay < r.cfg.OutageMax; i++ {
 		delay *= 2
 	}
+	poll := time.NewTicker(cancelPoll)
+	defer poll.Stop()
 	for {
 		delay = min(delay, r.cfg.OutageMax)
 		t := time.NewTimer(r.jitter(delay))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case cid := <-r.cancels:
-			t.Stop()
-			if cid == id || r.cfg.Spool.CancelRequested(id) {
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
 				return false
+			case <-poll.C:
+				if r.cfg.Spool.CancelRequested(id) {
+					t.Stop()
+					return false
+				}
+			case <-t.C:
+				break wait
 			}
-			continue
-		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := r.cfg.Target.Version(pctx)

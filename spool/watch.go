@@ -20,8 +20,6 @@ type WatchOptions struct {
 	// rename into place (cat > new/x.json) may still be writing.
 	Settle time.Duration
 	Logger *slog.Logger
-	// OnCancel is called with a job's ID when cur/ID.cancel appears.
-	OnCancel func(id string)
 }
 
 // Watcher feeds a Queue from new/ and deferred/: a full scan first, then
@@ -50,7 +48,7 @@ func (s *Spool) NewWatcher(q *Queue, o WatchOptions) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch spool: %w", err)
 	}
-	for _, d := range []string{DirNew, DirDeferred, DirCur} {
+	for _, d := range []string{DirNew, DirDeferred} {
 		if err := fsw.Add(filepath.Join(s.path, d)); err != nil {
 			fsw.Close()
 			return nil, fmt.Errorf("watch %s/: %w", d, err)
@@ -145,10 +143,6 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			w.q.Remove(DirDeferred, name)
 		case ev.Has(fsnotify.Create):
 			w.indexDeferred(name)
-		}
-	case DirCur:
-		if id, ok := strings.CutSuffix(name, ".cancel"); ok && ev.Has(fsnotify.Create) && w.o.OnCancel != nil {
-			w.o.OnCancel(id)
 		}
 	}
 }

@@ -375,21 +375,3 @@ func TestWatcherDeferred(t *testing.T) {
 	}
 }
 
-func TestWatcherReportsCancel(t *testing.T) {
-	s := newSpool(t)
-	canceled := make(chan string, 1)
-	watch(t, s, WatchOptions{OnCancel: func(id string) { canceled <- id }})
-	id := submit(t, s, job)
-	claim(t, s, DirNew, id+".json")
-	if _, err := s.Cancel(id, ""); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case got := <-canceled:
-		if got != id {
-			t.Errorf("got %q, want %q", got, id)
-		}
-	case <-time.After(wait):
-		t.Fatal("OnCancel was not called")
-	}
-}
