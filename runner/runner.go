@@ -9,6 +9,7 @@ import (
 
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"time"
 
@@ -36,6 +37,11 @@ type Config struct {
 	MaxAge        time.Duration // 0: jobs never expire
 	ShutdownGrace time.Duration // default 30s
 	Settle        time.Duration // see spool.WatchOptions
+	// RetainDone and RetainFailed prune finished records older than this
+	// from done/ and failed/, checked every RetentionCheck (default 10m);
+	// 0 keeps them forever.
+	RetainDone, RetainFailed time.Duration
+	RetentionCheck           time.Duration
 
 	RetryBase  time.Duration // first deferral after a failed attempt; default 5s
 	RetryMax   time.Duration // cap on deferrals; default 5m
@@ -72,6 +78,9 @@ func (c *Config) fill() {
 	if c.OutageMax <= 0 {
 		c.OutageMax = 30 * time.Second
 	}
+	if c.RetentionCheck <= 0 {
+		c.RetentionCheck = 10 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,9 +97,12 @@ func (c *Config) fill() {
 
 // Runner runs the jobs of one spool against one target.
 type Runner struct {
-	cfg   Config
-	log   *slog.Logger
-	queue *spool.Queue
+	cfg    Config
+	log    *slog.Logger
+	queue  *spool.Queue
+	reload chan Config
+	// retention is read by the retain goroutine; the loop swaps it on reload.
+	retention atomic.Pointer[[2]time.Duration]
 	// models is what the target had loaded when next last asked, so the
 	// attempt that follows need not ask again; nil: ask.
 	models []string
@@ -107,11 +119,42 @@ func New(cfg Config) (*Runner, error) {
 		return nil, errors.New("runner: a spool and a target are required")
 	}
 	cfg.fill()
-	return &Runner{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		queue: spool.NewQueue(ollama.NormalizeModel),
-	}, nil
+	r := &Runner{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		queue:  spool.NewQueue(ollama.NormalizeModel),
+		reload: make(chan Config, 1),
+	}
+	r.retention.Store(&[2]time.Duration{cfg.RetainDone, cfg.RetainFailed})
+	return r, nil
+}
+
+// Reconfigure hands the runner new settings (after SIGHUP). They apply from
+// the next job on; the running job keeps its own. The spool, the target and
+// the logger cannot change: those need a restart.
+func (r *Runner) Reconfigure(c Config) {
+	select {
+	case <-r.reload: // a newer one replaces a pending one
+	default:
+	}
+	r.reload <- c
+}
+
+// applyReload adopts pending settings, if any. Only the loop goroutine calls
+// it, between jobs.
+func (r *Runner) applyReload() {
+	select {
+	case c := <-r.reload:
+		c.Spool, c.Target, c.TargetName, c.Logger = r.cfg.Spool, r.cfg.Target, r.cfg.TargetName, r.cfg.Logger
+		if c.Now == nil {
+			c.Now = r.cfg.Now
+		}
+		c.fill()
+		r.cfg = c
+		r.retention.Store(&[2]time.Duration{c.RetainDone, c.RetainFailed})
+		r.log.Info("settings reloaded", "schedule", c.Policy.Schedule, "max_wait", c.Policy.MaxWait, "max_attempts", c.MaxAttempts, "timeout", c.Timeout)
+	default:
+	}
 }
 
 // Causes of an aborted request.
@@ -153,9 +196,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer close(watchDone)
 		_ = w.Run(wctx)
 	}()
+	retainDone := make(chan struct{})
+	go func() {
+		defer close(retainDone)
+		r.retain(wctx, r.cfg.RetentionCheck)
+	}()
 	defer func() {
 		stopWatch()
 		<-watchDone
+		<-retainDone
 	}()
 
 	if rec != nil {
@@ -169,6 +218,35 @@ func (r *Runner) Run(ctx context.Context) error {
 	return r.loop(ctx)
 }
 
+// retain prunes done/ and failed/ per the retention settings, at start and
+// then every RetentionCheck, until ctx ends.
+func (r *Runner) retain(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		keep := r.retention.Load()
+		for _, p := range []struct {
+			keep  time.Duration
+			state spool.State
+		}{{keep[0], spool.StateDone}, {keep[1], spool.StateFailed}} {
+			if p.keep <= 0 {
+				continue
+			}
+			n, err := r.cfg.Spool.Prune(time.Now().Add(-p.keep), p.state)
+			if err != nil {
+				r.log.Error("retention", "state", p.state, "err", err)
+			} else if n > 0 {
+				r.log.Info("retention pruned records", "state", p.state, "removed", n, "older_than", p.keep)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // loop claims and runs jobs until ctx is done.
 func (r *Runner) loop(ctx context.Context) error {
 	s := r.cfg.Spool
@@ -177,6 +255,7 @@ func (r *Runner) loop(ctx context.Context) error {
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for ctx.Err() == nil {
+		r.applyReload()
 		if s.Paused() {
 			select {
 			case <-ctx.Done():
@@ -196,6 +275,8 @@ func (r *Runner) loop(ctx context.Context) error {
 			case <-r.queue.Changed():
 			case <-wait.C:
 			case <-pausePoll.C:
+			case c := <-r.reload:
+				r.reload <- c // applied at the top of the loop
 			}
 			continue
 		}

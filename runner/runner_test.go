@@ -524,3 +524,26 @@ func TestFIFOLoadsOnEveryModelChange(t *testing.T) {
 		t.Errorf("got %d loads and %d model changes, want both 30", loads, changes)
 	}
 }
+
+func TestRetentionPrunesOldRecords(t *testing.T) {
+	h := newHarness(t, func(c *runner.Config) {
+		c.RetainDone = time.Hour
+		c.RetentionCheck = 20 * time.Millisecond
+	})
+	h.start()
+	h.drop("old", chat("m1", "x"))
+	h.drop("new", chat("m1", "y"))
+	h.wait("old")
+	h.wait("new")
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(filepath.Join(h.s.Path(), "done", "old.json"), past, past); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the old record to be pruned", func() bool {
+		_, err := os.Stat(filepath.Join(h.s.Path(), "done", "old.json"))
+		return os.IsNotExist(err)
+	})
+	if _, err := os.Stat(filepath.Join(h.s.Path(), "done", "new.json")); err != nil {
+		t.Errorf("the recent record was pruned too: %v", err)
+	}
+}

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/hopper-dev/hopper/configs"
 
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -20,17 +25,47 @@ import (
 
 func newInitCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:     "init",
-		Short:   "Create the spool directories",
+		Use:   "init",
+		Short: "Create the spool, an example hopper.yaml and a hooks directory",
+		Long: `init creates the spool's directories, writes ./hopper.yaml (every setting,
+documented, with its default; an existing file is kept) and the hooks
+directory with a sample hook (hooks/done.sample), then says what to try next.`,
 		Example: "  hopper init\n  hopper init --spool /var/spool/hopper",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
 			s, err := a.openSpool(true)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			fmt.Fprintf(a.stdout, "spool ready at %s\n\nnext:\n  hopper serve                                   # run jobs against Ollama\n  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | hopper submit -\n  hopper ls\n", s.Path())
+			fmt.Fprintf(a.stdout, "spool    %s\n", s.Path())
+			conf := "hopper.yaml"
+			if _, err := os.Stat(conf); err == nil {
+				fmt.Fprintf(a.stdout, "config   %s (kept as it was)\n", conf)
+			} else {
+				example := bytes.Replace(configs.Example, []byte("\nspool: ./spool\n"), []byte("\nspool: "+cfg.Spool+"\n"), 1)
+				if err := renameio.WriteFile(conf, example, 0o640); err != nil {
+					return fmt.Errorf("write %s: %w", conf, err)
+				}
+				fmt.Fprintf(a.stdout, "config   %s (every setting, documented)\n", conf)
+			}
+			if err := os.MkdirAll(cfg.Hooks.Dir, cfg.DirMode); err != nil {
+				return fmt.Errorf("create hooks directory: %w", err)
+			}
+			sample := filepath.Join(cfg.Hooks.Dir, "done.sample")
+			if _, err := os.Stat(sample); err != nil {
+				if err := renameio.WriteFile(sample, configs.SampleHook, 0o750); err != nil {
+					return fmt.Errorf("write %s: %w", sample, err)
+				}
+			}
+			fmt.Fprintf(a.stdout, "hooks    %s (see done.sample)\n\nnext:\n", cfg.Hooks.Dir)
+			fmt.Fprintf(a.stdout, "  hopper serve &                                             # run jobs against Ollama at %s\n", cfg.Ollama)
+			fmt.Fprintf(a.stdout, "  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | hopper submit -   # queue a job; prints its ID\n")
+			fmt.Fprintf(a.stdout, "  hopper status                                              # what is queued, running, loaded\n")
 			return nil
 		},
 	}
@@ -70,6 +105,8 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a.printBanner(ctx, cfg, s, client)
+			stopReload := a.reloadOnHUP(cfg, func(next Config) { r.Reconfigure(runnerConfig(next, s, client, a)) })
+			defer stopReload()
 			err = r.Run(ctx)
 			if errors.Is(err, spool.ErrLocked) {
 				return err
@@ -84,6 +121,42 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 	a.bindFlag("http", f.Lookup("http"))
 	a.bindFlag("ollama", f.Lookup("ollama"))
 	return cmd
+}
+
+// reloadOnHUP re-reads the configuration on every SIGHUP and hands it to
+// apply; a bad configuration is logged and the running one kept. It returns
+// a function that stops listening.
+func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			next, err := a.loadConfig()
+			if err != nil {
+				a.logger.Error("SIGHUP: the configuration has an error; keeping the running one", "err", err)
+				continue
+			}
+			for _, k := range []struct{ key, was, now string }{
+				{"spool", current.Spool, next.Spool}, {"ollama", current.Ollama, next.Ollama}, {"http", current.HTTP, next.HTTP},
+			} {
+				if k.was != k.now {
+					a.logger.Warn("SIGHUP: "+k.key+" changed; it takes effect at the next restart", "running", k.was, "configured", k.now)
+				}
+			}
+			apply(next)
+			a.logger.Info("SIGHUP: configuration reloaded")
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) runner.Config {
@@ -102,6 +175,8 @@ func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) run
 		MaxAge:        cfg.MaxAge,
 		ShutdownGrace: cfg.ShutdownGrace,
 		Settle:        cfg.Settle,
+		RetainDone:    cfg.Retention.Done,
+		RetainFailed:  cfg.Retention.Failed,
 		RetryBase:     cfg.RetryBackoff,
 		RetryMax:      cfg.RetryBackoffMax,
 		Logger:        a.logger,

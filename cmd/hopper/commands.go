@@ -24,6 +24,7 @@ func addCommands(root *cobra.Command, a *app) {
 		newPauseCmd(a, false),
 		newPauseCmd(a, true),
 		newPruneCmd(a),
+		newStatusCmd(a),
 	)
 }
 

@@ -101,14 +101,32 @@ func (w *world) hopperErr(args ...string) (string, error) {
 type server struct {
 	cmd  *exec.Cmd
 	done chan error
-	log  *bytes.Buffer
+	log  *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (w *world) serve(extra ...string) *server {
 	w.t.Helper()
 	cmd := exec.Command(hopperBin(w.t), append([]string{"serve"}, extra...)...)
 	cmd.Env = w.env
-	log := &bytes.Buffer{}
+	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -401,4 +419,36 @@ func TestCLISubmitWaitTailAndCancel(t *testing.T) {
 	if r.Error == nil || r.Error.Kind != spool.KindCanceled {
 		t.Errorf("got %+v, want canceled", r.Error)
 	}
+}
+
+func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(20), ollamatest.WithTokenDelay(20*time.Millisecond))
+	conf := filepath.Join(t.TempDir(), "hopper.yaml")
+	if err := os.WriteFile(conf, []byte("max_attempts: 3\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	s := w.serve()
+	w.drop("long", chatJob("m1", "keep going"))
+	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
+	if err := os.WriteFile(conf, []byte("max_attempts: 1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload to be logged", func() bool { return strings.Contains(s.log.String(), "configuration reloaded") })
+	waitFor(t, "the running job to finish", func() bool { return fileExists(filepath.Join(w.spool, "done", "long.json")) })
+	if r := w.record("done", "long"); r.Attempts != 1 {
+		t.Errorf("the running job: got %d attempts, want 1 (not dropped by the reload)", r.Attempts)
+	}
+	// The new max_attempts applies to the next job: one 500 now fails it.
+	w.fake.FailNext(1, 500, "boom")
+	w.drop("after", chatJob("m1", "x"))
+	waitFor(t, "the next job to fail", func() bool { return fileExists(filepath.Join(w.spool, "failed", "after.json")) })
+	if r := w.record("failed", "after"); r.Attempts != 1 {
+		t.Errorf("got %d attempts, want 1 after reloading max_attempts: 1", r.Attempts)
+	}
+	// A broken config is refused and the running settings kept.
+	os.WriteFile(conf, []byte("max_atempts: 2\n"), 0o640)
+	_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(s.log.String(), "keeping the running one") })
 }

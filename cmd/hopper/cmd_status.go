@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// status is what `hopper status --json` prints.
+type status struct {
+	Spool        string         `json:"spool"`
+	Paused       bool           `json:"paused"`
+	Counts       map[string]int `json:"counts"`
+	OldestQueued *time.Time     `json:"oldest_queued_at,omitempty"`
+	OldestAge    float64        `json:"oldest_queued_age_seconds"`
+	Running      []runningJob   `json:"running"`
+	Target       targetStatus   `json:"target"`
+}
+
+type runningJob struct {
+	ID           string  `json:"id"`
+	Model        string  `json:"model"`
+	State        string  `json:"state"`
+	Attempts     int     `json:"attempts"`
+	Elapsed      float64 `json:"elapsed_seconds"`
+	OutputChunks int     `json:"output_chunks"`
+}
+
+type targetStatus struct {
+	URL     string          `json:"url"`
+	Up      bool            `json:"up"`
+	Version string          `json:"version,omitempty"`
+	Error   string          `json:"error,omitempty"`
+	Models  []residentModel `json:"models"`
+}
+
+type residentModel struct {
+	Name      string    `json:"name"`
+	ExpiresAt time.Time `json:"expires_at"`
+	SizeVRAM  int64     `json:"size_vram"`
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	var watch bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the queue, the running job, and the target's health",
+		Example: `  hopper status
+  hopper status --json | jq .counts
+  hopper status --watch`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			s, err := a.openSpool(false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			client, err := ollama.New(cfg.Ollama, nil)
+			if err != nil {
+				return fmt.Errorf("config: ollama: %w", err)
+			}
+			if !watch {
+				return a.printStatus(cmd.Context(), s, client)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				if isTerminal(a.stdout) {
+					fmt.Fprint(a.stdout, "\033[H\033[2J") // home, clear: refresh in place
+				}
+				if err := a.printStatus(ctx, s, client); err != nil {
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-tick.C:
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "refresh until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "refresh interval with --watch")
+	return cmd
+}
+
+func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.Client) (status, error) {
+	st, err := s.Stats()
+	if err != nil {
+		return status{}, err
+	}
+	now := time.Now()
+	out := status{
+		Spool:  s.Path(),
+		Paused: st.Paused,
+		Counts: map[string]int{"queued": st.Queued, "running": st.Running, "deferred": st.Deferred,
+			"held": st.Held, "done": st.Done, "failed": st.Failed},
+		Running: []runningJob{},
+		Target:  targetStatus{URL: client.BaseURL(), Models: []residentModel{}},
+	}
+	if !st.OldestQueued.IsZero() {
+		out.OldestQueued = &st.OldestQueued
+		out.OldestAge = now.Sub(st.OldestQueued).Seconds()
+	}
+	running, err := s.List(spool.StateWorking)
+	if err != nil {
+		return status{}, err
+	}
+	for _, r := range running {
+		j := runningJob{ID: r.ID, Model: r.Model, State: string(r.State), Attempts: r.Attempts, OutputChunks: s.OutputLines(r.ID)}
+		if r.StartedAt != nil {
+			j.Elapsed = now.Sub(*r.StartedAt).Seconds()
+		}
+		out.Running = append(out.Running, j)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if v, err := client.Version(ctx); err != nil {
+		out.Target.Error = err.Error()
+	} else {
+		out.Target.Up, out.Target.Version = true, v
+		if ms, err := client.Running(ctx); err == nil {
+			for _, m := range ms {
+				out.Target.Models = append(out.Target.Models, residentModel{Name: m.Name, ExpiresAt: m.ExpiresAt, SizeVRAM: m.SizeVRAM})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (a *app) printStatus(ctx context.Context, s *spool.Spool, client *ollama.Client) error {
+	st, err := a.collectStatus(ctx, s, client)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return writeJSON(a.stdout, st)
+	}
+	w := a.stdout
+	paused := "no"
+	if st.Paused {
+		paused = "YES ('hopper resume' to go on)"
+	}
+	fmt.Fprintf(w, "spool    %s\npaused   %s\n", st.Spool, paused)
+	c := st.Counts
+	oldest := ""
+	if st.OldestQueued != nil {
+		oldest = fmt.Sprintf(" (oldest %s)", age(time.Duration(st.OldestAge*float64(time.Second))))
+	}
+	fmt.Fprintf(w, "queue    queued %d%s · running %d · deferred %d · held %d · done %d · failed %d\n",
+		c["queued"], oldest, c["running"], c["deferred"], c["held"], c["done"], c["failed"])
+	for _, j := range st.Running {
+		fmt.Fprintf(w, "running  %s  %s  %s  %s  ~%d tokens  attempt %d\n", j.ID, j.Model, j.State,
+			time.Duration(j.Elapsed*float64(time.Second)).Round(time.Second), j.OutputChunks, j.Attempts)
+	}
+	if !st.Target.Up {
+		fmt.Fprintf(w, "target   %s  DOWN: %s\n", st.Target.URL, st.Target.Error)
+		return nil
+	}
+	models := make([]string, len(st.Target.Models))
+	for i, m := range st.Target.Models {
+		models[i] = m.Name
+	}
+	loaded := "nothing loaded"
+	if len(models) > 0 {
+		loaded = "loaded: " + strings.Join(models, ", ")
+	}
+	fmt.Fprintf(w, "target   %s  up (Ollama %s), %s\n", st.Target.URL, st.Target.Version, loaded)
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,17 @@
+// Package configs holds hopper's example configuration, embedded so that
+// `hopper init` can write it. configs/hopper.yaml documents every setting;
+// configs/functions/ holds example functions.
+package configs
+
+import _ "embed"
+
+// Example is configs/hopper.yaml: every setting with its default.
+//
+//go:embed hopper.yaml
+var Example []byte
+
+// SampleHook is an example hook executable that `hopper init` writes into
+// the hooks directory as done.sample.
+//
+//go:embed done.sample
+var SampleHook []byte
