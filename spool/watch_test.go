@@ -374,4 +374,3 @@ func TestWatcherDeferred(t *testing.T) {
 		t.Error("the claimed record is still indexed")
 	}
 }
-

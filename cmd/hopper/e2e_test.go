@@ -50,6 +50,7 @@ func hopperBin(t *testing.T) string {
 // world is a spool, a fake Ollama and the environment for hopper commands.
 type world struct {
 	t     *testing.T
+	dir   string // the working directory of every hopper command
 	spool string
 	fake  *ollamatest.Server
 	env   []string
@@ -61,7 +62,8 @@ func newWorld(t *testing.T, opts ...ollamatest.Option) *world {
 		t.Skip("end-to-end test: builds and runs the binary")
 	}
 	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
-	w := &world{t: t, spool: filepath.Join(t.TempDir(), "spool"), fake: ollamatest.NewServer(t, opts...)}
+	dir := t.TempDir()
+	w := &world{t: t, dir: dir, spool: filepath.Join(dir, "spool"), fake: ollamatest.NewServer(t, opts...)}
 	w.env = append(os.Environ(),
 		"HOPPER_OLLAMA="+w.fake.URL,
 		"HOPPER_SPOOL="+w.spool,
@@ -87,7 +89,7 @@ func (w *world) hopper(args ...string) string {
 
 func (w *world) hopperErr(args ...string) (string, error) {
 	cmd := exec.Command(hopperBin(w.t), args...)
-	cmd.Env = w.env
+	cmd.Env, cmd.Dir = w.env, w.dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -125,7 +127,7 @@ func (b *syncBuffer) String() string {
 func (w *world) serve(extra ...string) *server {
 	w.t.Helper()
 	cmd := exec.Command(hopperBin(w.t), append([]string{"serve"}, extra...)...)
-	cmd.Env = w.env
+	cmd.Env, cmd.Dir = w.env, w.dir
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
