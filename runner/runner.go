@@ -48,6 +48,10 @@ type Config struct {
 	OutageBase time.Duration // first probe delay when the target is unavailable; default 500ms
 	OutageMax  time.Duration // cap on probe delays; default 30s
 
+	// Ready, if set, is called once the runner holds the lock, has recovered
+	// the spool and watches it (for systemd's READY=1).
+	Ready func()
+
 	Logger *slog.Logger
 	Now    func() time.Time
 	Jitter func() float64 // in [0,1); default math/rand/v2
@@ -207,6 +211,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		<-retainDone
 	}()
 
+	if r.cfg.Ready != nil {
+		r.cfg.Ready()
+	}
 	if rec != nil {
 		for _, c := range rec.Rerun {
 			if ctx.Err() != nil {

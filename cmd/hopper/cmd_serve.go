@@ -98,7 +98,9 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("config: ollama: %w", err)
 			}
-			r, err := runner.New(runnerConfig(cfg, s, client, a))
+			rc := runnerConfig(cfg, s, client, a)
+			rc.Ready = func() { sdNotify(a.env, "READY=1") }
+			r, err := runner.New(rc)
 			if err != nil {
 				return err
 			}
@@ -107,6 +109,10 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			a.printBanner(ctx, cfg, s, client)
 			stopReload := a.reloadOnHUP(cfg, func(next Config) { r.Reconfigure(runnerConfig(next, s, client, a)) })
 			defer stopReload()
+			go func() {
+				<-ctx.Done()
+				sdNotify(a.env, "STOPPING=1")
+			}()
 			err = r.Run(ctx)
 			if errors.Is(err, spool.ErrLocked) {
 				return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -453,4 +454,27 @@ func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
 	os.WriteFile(conf, []byte("max_atempts: 2\n"), 0o640)
 	_ = s.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(s.log.String(), "keeping the running one") })
+}
+
+func TestServeTellsSystemdItIsReady(t *testing.T) {
+	w := newWorld(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w.env = append(w.env, "NOTIFY_SOCKET="+sock)
+	s := w.serve()
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("got %q, %v; want READY=1", buf[:n], err)
+	}
+	s.stop(t, syscall.SIGTERM)
+	n, err = conn.Read(buf)
+	if err != nil || string(buf[:n]) != "STOPPING=1" {
+		t.Errorf("got %q, %v; want STOPPING=1", buf[:n], err)
+	}
 }
