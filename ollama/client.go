@@ -79,6 +79,14 @@ func (c *Client) Do(ctx context.Context, path string, body []byte, onChunk func(
 		t := time.AfterFunc(c.StallTimeout, func() { cancel(errStalled) })
 		defer t.Stop()
 		r = &stallReader{r: resp.Body, t: t, d: c.StallTimeout}
+		if user := onChunk; user != nil {
+			// Time spent in the caller's onChunk is not the target stalling.
+			onChunk = func(chunk []byte) error {
+				t.Stop()
+				defer t.Reset(c.StallTimeout)
+				return user(chunk)
+			}
+		}
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	var out json.RawMessage
@@ -177,8 +185,6 @@ type chunkError struct{ err error }
 func (e *chunkError) Error() string { return e.err.Error() }
 func (e *chunkError) Unwrap() error { return e.err }
 
-var errStalled = errors.New("stream stalled")
-
 // stallReader rearms the stall timer whenever bytes arrive.
 type stallReader struct {
 	r io.Reader
@@ -192,68 +198,4 @@ func (s *stallReader) Read(p []byte) (int, error) {
 		s.t.Reset(s.d)
 	}
 	return n, err
-}
-
-// get fetches path and decodes its JSON answer into v.
-func (c *Client) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path), nil)
-	if err != nil {
-		return fmt.Errorf("get %s: %w", path, err)
-	}
-	resp, err := c.send(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("get %s: %w", path, ctx.Err())
-		}
-		return &JobFailedError{Status: resp.StatusCode, Message: "get " + path + ": bad answer", Err: err}
-	}
-	return nil
-}
-
-// Version returns the server's version from GET /api/version.
-func (c *Client) Version(ctx context.Context) (string, error) {
-	var v struct {
-		Version string `json:"version"`
-	}
-	if err := c.get(ctx, "/api/version", &v); err != nil {
-		return "", err
-	}
-	return v.Version, nil
-}
-
-// RunningModel is one model the server holds in memory, from GET /api/ps.
-type RunningModel struct {
-	Name          string       `json:"name"`
-	Model         string       `json:"model"`
-	Size          int64        `json:"size"`
-	Digest        string       `json:"digest"`
-	Details       ModelDetails `json:"details"`
-	ExpiresAt     time.Time    `json:"expires_at"`
-	SizeVRAM      int64        `json:"size_vram"`
-	ContextLength int          `json:"context_length"`
-}
-
-// ModelDetails describes a model's format and size class.
-type ModelDetails struct {
-	ParentModel       string   `json:"parent_model"`
-	Format            string   `json:"format"`
-	Family            string   `json:"family"`
-	Families          []string `json:"families"`
-	ParameterSize     string   `json:"parameter_size"`
-	QuantizationLevel string   `json:"quantization_level"`
-}
-
-// Running lists the models the server has loaded (GET /api/ps).
-func (c *Client) Running(ctx context.Context) ([]RunningModel, error) {
-	var v struct {
-		Models []RunningModel `json:"models"`
-	}
-	if err := c.get(ctx, "/api/ps", &v); err != nil {
-		return nil, err
-	}
-	return v.Models, nil
 }

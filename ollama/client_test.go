@@ -443,3 +443,19 @@ func TestRunningClassifiesFailures(t *testing.T) {
 	_, err := c.Running(t.Context())
 	wantUnavailable(503, 0)(t, err)
 }
+
+func TestDoStallTimeoutIgnoresTimeSpentInOnChunk(t *testing.T) {
+	c := rawServer(t, func(w http.ResponseWriter, r *http.Request) {
+		writeLines(w, "application/x-ndjson",
+			`{"model":"tiny","message":{"role":"assistant","content":"a"},"done":false}`+"\n",
+			`{"model":"tiny","message":{"role":"assistant","content":""},"done":true}`+"\n")
+	})
+	c.StallTimeout = 20 * time.Millisecond
+	_, err := c.Do(t.Context(), "/api/chat", []byte(chatBody), func([]byte) error {
+		<-time.After(60 * time.Millisecond) // a slow disk on our side
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+}

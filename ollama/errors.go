@@ -2,6 +2,7 @@ package ollama
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -59,6 +60,11 @@ type RejectedError struct {
 
 // Error returns the target's message exactly as it gave it.
 func (e *RejectedError) Error() string { return e.Message }
+
+var (
+	errStalled   = errors.New("stream stalled")
+	errNotObject = errors.New("not a JSON object")
+)
 
 // maxErrorBody bounds how much of an error response is read.
 const maxErrorBody = 1 << 20

@@ -155,7 +155,9 @@ func TestClientAgainstFakeClassifiesFaults(t *testing.T) {
 		}
 	})
 	t.Run("StalledTokensAreJobFailed", func(t *testing.T) {
-		c, s := fakeClient(t, ollamatest.WithTokens(50))
+		// 1000 tokens, 5ms apart: the generation is still running when the
+		// first chunk arrives and slows it down for good.
+		c, s := fakeClient(t, ollamatest.WithTokens(1000), ollamatest.WithTokenDelay(5*time.Millisecond))
 		c.StallTimeout = 50 * time.Millisecond
 		_, err := c.Do(t.Context(), "/api/chat", body, func([]byte) error {
 			s.SlowTokens(time.Hour)

@@ -112,9 +112,6 @@ func (a *ndjsonAggregate) putLogprobs(o *object, after ...string) {
 	}
 }
 
-// errStreamEnded reports a stream that stopped before its final chunk.
-var errStreamEnded = errors.New("stream ended before the final chunk")
-
 // readNDJSON reads an Ollama stream from r, passing each line to onChunk.
 // I/O errors come back wrapped in *readError for the caller to classify.
 func readNDJSON(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
@@ -137,7 +134,7 @@ func readNDJSON(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			return nil, &readError{io.ErrUnexpectedEOF, errStreamEnded.Error()}
+			return nil, &readError{io.ErrUnexpectedEOF, "stream ended before the final chunk"}
 		}
 		if err != nil {
 			return nil, &readError{err, "connection lost mid-stream"}

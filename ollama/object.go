@@ -3,7 +3,6 @@ package ollama
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 )
 
@@ -15,8 +14,6 @@ type member struct {
 	key string
 	val json.RawMessage
 }
-
-var errNotObject = errors.New("not a JSON object")
 
 func parseObject(data []byte) (object, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))

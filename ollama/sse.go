@@ -219,9 +219,6 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// errNoDone reports an event stream that stopped before "data: [DONE]".
-var errNoDone = errors.New("event stream ended before [DONE]")
-
 // readSSE reads an OpenAI event stream from r, passing each data payload to
 // onChunk. I/O errors come back wrapped in *readError for the caller.
 func readSSE(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
@@ -278,7 +275,7 @@ func readSSE(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
 					return agg.result()
 				}
 			}
-			return nil, &readError{io.ErrUnexpectedEOF, errNoDone.Error()}
+			return nil, &readError{io.ErrUnexpectedEOF, "event stream ended before [DONE]"}
 		}
 		if err != nil {
 			return nil, &readError{err, "connection lost mid-stream"}

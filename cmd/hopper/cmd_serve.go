@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -98,15 +99,30 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("config: ollama: %w", err)
 			}
+			// A generation that sends nothing for this long has stalled: the
+			// attempt fails and is retried.
+			client.StallTimeout = stallTimeout
 			rc := runnerConfig(cfg, s, client, a)
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
 			if err != nil {
 				return err
 			}
+			var ln net.Listener
+			if cfg.HTTP != "off" {
+				if ln, err = listenFront(cfg); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a.printBanner(ctx, cfg, s, client)
+			a.printBanner(ctx, cfg, s, client, ln)
+			frontDone := make(chan error, 1)
+			if ln != nil {
+				go func() { frontDone <- a.serveFront(ctx, cfg, s, ln) }()
+			} else {
+				frontDone <- nil
+			}
 			stopReload := a.reloadOnHUP(cfg, func(next Config) { r.Reconfigure(runnerConfig(next, s, client, a)) })
 			defer stopReload()
 			go func() {
@@ -114,6 +130,10 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 				sdNotify(a.env, "STOPPING=1")
 			}()
 			err = r.Run(ctx)
+			stop() // the runner is done (or never started): stop the front too
+			if ferr := <-frontDone; ferr != nil && err == nil {
+				err = fmt.Errorf("http front: %w", ferr)
+			}
 			if errors.Is(err, spool.ErrLocked) {
 				return err
 			}
@@ -165,6 +185,9 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 	}
 }
 
+// stallTimeout is how long a streaming answer may go silent.
+const stallTimeout = 5 * time.Minute
+
 func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) runner.Config {
 	return runner.Config{
 		Spool:      s,
@@ -191,7 +214,7 @@ func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) run
 
 // printBanner says at start what this runner serves and whether the target
 // answers.
-func (a *app) printBanner(ctx context.Context, cfg Config, s *spool.Spool, client *ollama.Client) {
+func (a *app) printBanner(ctx context.Context, cfg Config, s *spool.Spool, client *ollama.Client, ln net.Listener) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	target := client.BaseURL()
@@ -212,12 +235,12 @@ func (a *app) printBanner(ctx context.Context, cfg Config, s *spool.Spool, clien
 		paused = "YES: nothing runs until 'hopper resume'"
 	}
 	fmt.Fprintf(a.stdout, "hopper %s\n  spool   %s\n  target  %s\n  http    %s\n  paused  %s\n",
-		buildVersion(debug.ReadBuildInfo()).Version, s.Path(), target, httpLine(cfg), paused)
+		buildVersion(debug.ReadBuildInfo()).Version, s.Path(), target, httpLine(ln), paused)
 }
 
-func httpLine(cfg Config) string {
-	if cfg.HTTP == "off" {
+func httpLine(ln net.Listener) string {
+	if ln == nil {
 		return "off"
 	}
-	return "off (the HTTP front is not part of this build yet)"
+	return "http://" + ln.Addr().String() + "  (jobs API, Ollama and OpenAI drop-in: OLLAMA_HOST=" + ln.Addr().String() + ")"
 }

@@ -12,6 +12,7 @@ func addCommands(root *cobra.Command, a *app) {
 	root.AddCommand(
 		newInitCmd(a),
 		newServeCmd(a),
+		newHTTPCmd(a),
 		newSubmitCmd(a),
 		newLsCmd(a),
 		newShowCmd(a),

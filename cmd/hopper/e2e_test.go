@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,7 +128,13 @@ func (b *syncBuffer) String() string {
 
 func (w *world) serve(extra ...string) *server {
 	w.t.Helper()
-	cmd := exec.Command(hopperBin(w.t), append([]string{"serve"}, extra...)...)
+	return w.start(append([]string{"serve"}, extra...)...)
+}
+
+// start runs a long-running hopper command until the test ends.
+func (w *world) start(args ...string) *server {
+	w.t.Helper()
+	cmd := exec.Command(hopperBin(w.t), args...)
 	cmd.Env, cmd.Dir = w.env, w.dir
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
@@ -142,7 +149,7 @@ func (w *world) serve(extra ...string) *server {
 			<-s.done
 		}
 		if w.t.Failed() {
-			w.t.Logf("hopper serve output:\n%s", s.log.String())
+			w.t.Logf("hopper %s output:\n%s", args[0], s.log.String())
 		}
 	})
 	return s
@@ -477,4 +484,8 @@ func TestServeTellsSystemdItIsReady(t *testing.T) {
 	if err != nil || string(buf[:n]) != "STOPPING=1" {
 		t.Errorf("got %q, %v; want STOPPING=1", buf[:n], err)
 	}
+}
+
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
 }

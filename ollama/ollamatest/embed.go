@@ -88,6 +88,11 @@ type embedResponse struct {
 func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequest, inputs []string,
 	fail func(http.ResponseWriter, int, string)) (embedResponse, bool) {
 	start := time.Now()
+	if req.Model == "" {
+		// Ollama 0.17.4 schedules the unparsed empty name and fails there.
+		fail(w, http.StatusInternalServerError, "unqualified name: registry.ollama.ai/library/!MISSING!:latest")
+		return embedResponse{}, false
+	}
 	st := s.lookup(req.Model)
 	if st == nil {
 		fail(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
@@ -117,12 +122,8 @@ func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequ
 // handleEmbed serves POST /api/embed.
 func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request, rec Request) {
 	var req embedRequest
-	if err := decodeBody(rec.Body, &req); err != nil {
+	if err := decodeBody(rec.Body, &req, "EmbedRequest"); err != nil {
 		writeOllamaError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if req.Model == "" {
-		writeOllamaError(w, http.StatusNotFound, "model '' not found")
 		return
 	}
 	inputs, ok := embedInputs(req.Input)
@@ -145,7 +146,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request, rec Re
 		KeepAlive *duration      `json:"keep_alive"`
 		Options   map[string]any `json:"options"`
 	}
-	if err := decodeBody(rec.Body, &req); err != nil {
+	if err := decodeBody(rec.Body, &req, "EmbeddingRequest"); err != nil {
 		writeOllamaError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -177,23 +178,19 @@ func (s *Server) handleOpenAIEmbeddings(w http.ResponseWriter, r *http.Request, 
 		Dimensions     int    `json:"dimensions"`
 		EncodingFormat string `json:"encoding_format"`
 	}
-	if err := decodeBody(rec.Body, &req); err != nil {
-		openaiError(w, http.StatusBadRequest, err.Error())
+	if err := decodeBody(rec.Body, &req, "EmbedRequest"); err != nil {
+		openaiBadRequest(w, err.Error())
 		return
 	}
 	if req.EncodingFormat != "" && !strings.EqualFold(req.EncodingFormat, "float") && !strings.EqualFold(req.EncodingFormat, "base64") {
-		openaiError(w, http.StatusBadRequest, fmt.Sprintf("Invalid value for 'encoding_format' = %s. Supported values: ['float', 'base64'].", req.EncodingFormat))
+		openaiBadRequest(w, fmt.Sprintf("Invalid value for 'encoding_format' = %s. Supported values: ['float', 'base64'].", req.EncodingFormat))
 		return
 	}
 	if req.Input == "" {
 		req.Input = []any{""}
 	}
 	if a, isArray := req.Input.([]any); req.Input == nil || isArray && len(a) == 0 {
-		openaiError(w, http.StatusBadRequest, "invalid input")
-		return
-	}
-	if req.Model == "" {
-		openaiError(w, http.StatusNotFound, "model '' not found")
+		openaiBadRequest(w, "invalid input")
 		return
 	}
 	inputs, ok := embedInputs(req.Input)

@@ -135,14 +135,17 @@ func TestErrorMidStream(t *testing.T) {
 }
 
 func TestStopAndStart(t *testing.T) {
-	s := ollamatest.NewServer(t, ollamatest.WithModels("tiny"))
+	s := ollamatest.NewServer(t, ollamatest.WithModels("tiny"), ollamatest.WithTokens(1000))
 	url := s.URL
 	post(t, s, "/api/chat", chatWith("tiny", `-1`)).ok(t)
 
-	// A generation in progress dies with the server.
-	s.SlowTokens(time.Hour)
+	// A generation in progress (1000 tokens, 5s) dies with the server.
+	s.SlowTokens(5 * time.Millisecond)
 	r, closeBody := stream(t, t.Context(), s, "/api/chat", chat)
 	defer closeBody()
+	if _, err := r.ReadBytes('\n'); err != nil {
+		t.Fatal(err)
+	}
 	s.Stop()
 	if _, err := io.ReadAll(r); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("reading the stream across Stop: %v, want it cut short", err)

@@ -253,7 +253,9 @@ func TestEmbeddings(t *testing.T) {
 				Embedding json.RawMessage
 				Index     int
 			}
-			Usage struct{ PromptTokens int `json:"prompt_tokens"` }
+			Usage struct {
+				PromptTokens int `json:"prompt_tokens"`
+			}
 		}
 		_ = json.Unmarshal([]byte(post(t, s, "/v1/embeddings", `{"model":"emb","input":["alpha"]}`).ok(t).body), &f)
 		_ = json.Unmarshal([]byte(post(t, s, "/v1/embeddings", `{"model":"emb","input":["alpha"],"encoding_format":"base64"}`).ok(t).body), &b)

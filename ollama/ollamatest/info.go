@@ -107,7 +107,7 @@ func (s *Server) handleShow(w http.ResponseWriter, _ *http.Request, rec Request)
 		Model string `json:"model"`
 		Name  string `json:"name"`
 	}
-	if err := decodeBody(rec.Body, &req); err != nil {
+	if err := decodeBody(rec.Body, &req, "ShowRequest"); err != nil {
 		writeOllamaError(w, http.StatusBadRequest, err.Error())
 		return
 	}

@@ -11,7 +11,7 @@ import (
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req chatRequest
-	if err := decodeBody(rec.Body, &req); err != nil {
+	if err := decodeBody(rec.Body, &req, "ChatRequest"); err != nil {
 		writeOllamaError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -61,7 +61,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request)
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req generateRequest
-	if err := decodeBody(rec.Body, &req); err != nil {
+	if err := decodeBody(rec.Body, &req, "GenerateRequest"); err != nil {
 		writeOllamaError(w, http.StatusBadRequest, err.Error())
 		return
 	}

@@ -14,11 +14,20 @@ import (
 
 // decodeBody decodes a request body as gin's ShouldBindJSON does: the first
 // JSON value only; an empty body is io.EOF, which Ollama reports as
-// "missing request body".
-func decodeBody(body []byte, v any) error {
+// "missing request body". Type errors name apiType (Ollama's Go type, e.g.
+// "ChatRequest") as encoding/json does in Ollama.
+func decodeBody(body []byte, v any, apiType string) error {
 	err := json.NewDecoder(bytes.NewReader(body)).Decode(v)
-	if errors.Is(err, io.EOF) {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
 		return errors.New("missing request body")
+	case errors.As(err, &te) && te.Field != "":
+		names := strings.NewReplacer("ollamatest.message", "api.Message", "ollamatest.duration", "api.Duration",
+			"ollamatest.thinkValue", "api.ThinkValue", "ollamatest.openaiMessage", "openai.Message",
+			"ollamatest.openaiStreamOptions", "openai.StreamOptions")
+		return fmt.Errorf("json: cannot unmarshal %s into Go struct field %s.%s of type %s",
+			te.Value, apiType, te.Field, names.Replace(te.Type.String()))
 	}
 	return err
 }
@@ -50,6 +59,7 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 			d.Duration = forever
 		}
 	default:
+		//lint:ignore ST1005 this is Ollama's message, word for word
 		return fmt.Errorf("Unsupported type: '%s'", reflect.TypeOf(v))
 	}
 	return nil

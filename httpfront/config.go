@@ -1,0 +1,212 @@
+package httpfront
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// Defaults for the zero fields of a Config.
+const (
+	DefaultAddr              = "127.0.0.1:11435"
+	DefaultTarget            = "http://127.0.0.1:11434"
+	DefaultMaxBody           = 32 << 20
+	DefaultDropInPriority    = 100
+	DefaultMaxWaiters        = 1024
+	DefaultMaxWait           = 5 * time.Minute
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute
+	DefaultShutdownGrace     = 10 * time.Second
+)
+
+// ErrInsecure means the front was asked to listen on an address other
+// machines can reach without any bearer token.
+var ErrInsecure = errors.New("refusing to listen on a non-loopback address without a bearer token")
+
+// Config sets up a Server. Zero fields take the defaults above.
+type Config struct {
+	// Spool is the open spool the front reads and writes. Required.
+	Spool *spool.Spool
+	// Addr is where ListenAndServe listens ("127.0.0.1:11435").
+	Addr string
+	// Tokens are the accepted bearer tokens. Empty means no auth, which is
+	// allowed only on a loopback address.
+	Tokens []string
+	// Target is the Ollama base URL the read-only endpoints are proxied to.
+	Target string
+	// MaxBody caps a request body in bytes (default 32 MiB); larger is 413.
+	MaxBody int64
+	// DropInPriority is the priority of jobs queued by the Ollama and
+	// OpenAI drop-in endpoints (default 100; 0 means the default). The
+	// X-Hopper-Priority header overrides it per request.
+	DropInPriority int
+	// MaxWaiters caps the requests waiting on jobs at once: long-polls,
+	// output streams and drop-in requests. Over it the front answers 503.
+	MaxWaiters int
+	// MaxWait caps the ?wait= of a long-poll (default 5m).
+	MaxWait time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers (default 10s).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a request's body (default 1m); it does not
+	// limit how long a response may stream.
+	ReadTimeout time.Duration
+	// ShutdownGrace is how long Serve lets drop-in requests finish once
+	// its context ends (default 10s); those still waiting then have their
+	// jobs canceled.
+	ShutdownGrace time.Duration
+	// Logger receives the front's logs (default: discarded).
+	Logger *slog.Logger
+	// HTTPClient is used for the proxied endpoints and the target probe of
+	// /metrics (default: a client with http.DefaultTransport).
+	HTTPClient *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	hooks hooks // for tests
+}
+
+// hooks let tests see what the front is doing without sleeping.
+type hooks struct {
+	// onWait is called with a job's ID when a request starts waiting on it.
+	onWait func(id string)
+	// onLanded is called once a record landing in done/ or failed/ has
+	// been observed for the metrics.
+	onLanded func(id string)
+}
+
+// ConfigError names the setting of a Config that is wrong, by its key in
+// hopper.yaml where it has one.
+type ConfigError struct {
+	Field  string
+	Reason string
+	Err    error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("http front: %s: %s", e.Field, e.Reason)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Default fills the zero fields of c with the defaults.
+func (c *Config) Default() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Target == "" {
+		c.Target = DefaultTarget
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.DropInPriority == 0 {
+		c.DropInPriority = DefaultDropInPriority
+	}
+	if c.MaxWaiters == 0 {
+		c.MaxWaiters = DefaultMaxWaiters
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks c after Default. Errors are *ConfigError; an address
+// reachable from other machines without tokens wraps ErrInsecure.
+func (c *Config) Validate() error {
+	if c.Spool == nil {
+		return &ConfigError{Field: "spool", Reason: "no spool given"}
+	}
+	for i, t := range c.Tokens {
+		if strings.TrimSpace(t) == "" || t != strings.TrimSpace(t) {
+			return &ConfigError{Field: fmt.Sprintf("tokens[%d]", i), Reason: "a token must be non-empty and have no surrounding spaces"}
+		}
+	}
+	if len(c.Tokens) == 0 && !LoopbackAddr(c.Addr) {
+		return &ConfigError{Field: "http", Reason: fmt.Sprintf("%s is not a loopback address; set tokens to serve it", c.Addr), Err: ErrInsecure}
+	}
+	if _, err := targetURL(c.Target); err != nil {
+		return &ConfigError{Field: "ollama", Reason: err.Error()}
+	}
+	switch {
+	case c.MaxBody < 0:
+		return &ConfigError{Field: "max_body", Reason: "must be positive"}
+	case c.MaxWaiters < 0:
+		return &ConfigError{Field: "max_waiters", Reason: "must be positive"}
+	case c.MaxWait < 0, c.ReadHeaderTimeout < 0, c.ReadTimeout < 0, c.ShutdownGrace < 0:
+		return &ConfigError{Field: "timeouts", Reason: "durations must be positive"}
+	}
+	return nil
+}
+
+// targetURL parses the Ollama base URL; a bare host:port (as OLLAMA_HOST
+// allows) means http.
+func targetURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid target URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid target URL %q: want http://host:port", s)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u, nil
+}
+
+// LoopbackAddr reports whether a listen address ("host:port") can only be
+// reached from this machine: localhost or a loopback IP. An empty host
+// means every interface, which is not.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	host = strings.Trim(host, "[]")
+	if i := strings.IndexByte(host, '%'); i >= 0 {
+		host = host[:i]
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackListener reports whether a listener accepts only local
+// connections: a loopback TCP address or a Unix socket.
+func loopbackListener(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return LoopbackAddr(a.String())
+}

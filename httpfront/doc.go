@@ -1,0 +1,61 @@
+// Package httpfront is hopper's HTTP front end (DESIGN §5). It only reads
+// and writes spool files, so it may run in its own process beside the
+// runner; it notices jobs finishing and output arriving with fsnotify on
+// cur/, deferred/, done/ and failed/ (the watcher is only a wake-up: every
+// waiter also looks now and then, and polls when watching is unavailable).
+//
+// Endpoints:
+//
+//	POST   /jobs              submit a job file; 202, Location: /jobs/ID, the record so far.
+//	                          Idempotency-Key (or the job's idempotency_key): the same key
+//	                          and body within 24h is the same job (200, Idempotent-Replayed);
+//	                          the same key with another body is 422.
+//	GET    /jobs/{id}         the record; ?wait=30s long-polls until done or failed
+//	GET    /jobs/{id}/out     live output as NDJSON, ending when the job ends
+//	DELETE /jobs/{id}         queued, deferred or held: canceled now (200);
+//	                          running: asked to stop (202); finished: 409
+//	GET    /jobs              ?state=queued,working&limit=100, newest first
+//	POST   /api/chat /api/generate /api/embed /api/embeddings
+//	POST   /v1/chat/completions /v1/completions /v1/embeddings
+//	                          the Ollama drop-in: queued as volatile jobs at priority 100
+//	                          (X-Hopper-Priority overrides) and answered as Ollama answers
+//	GET    / /api/tags /api/ps /api/version /v1/models /v1/models/{model}, POST /api/show
+//	                          proxied to the target unchanged
+//	GET    /healthz           "ok" when the spool is there; never needs a token
+//	GET    /metrics           Prometheus
+//
+// Drop-in answers follow Ollama: NDJSON chunks relayed live from cur/ID.out
+// unless "stream": false (/v1: SSE "data:" events and "data: [DONE]" when
+// "stream": true), one JSON object otherwise. The status line is held back
+// until the first chunk, so a job the target refuses gets the target's own
+// status and message. A failed job maps to a status as follows:
+//
+//	target       the target's status (4xx, or 5xx after the retries); 500 for an
+//	             error inside a 200 stream
+//	bad_input    400
+//	canceled     499 "request canceled: REASON" (Ollama's status for a canceled request)
+//	timeout      504
+//	expired      503 (as Ollama's full queue)
+//	unreachable  502
+//	interrupted  500
+//
+// in Ollama's {"error": "..."} shape, or OpenAI's {"error": {"message",
+// "type", "param", "code"}} on /v1 with type "api_error", as Ollama's
+// OpenAI layer reports every failure of the handler behind it (requests
+// that layer refuses itself, such as malformed JSON, are
+// "invalid_request_error"). Once a stream has begun, an error ends
+// it with an {"error": ...} line (/v1: a data: event holding the error
+// object). An attempt that fails after part of its output was streamed is
+// not retried for the client: the stream ends with the error and the job is
+// canceled, since another attempt's output could not continue the first.
+// A client that disconnects cancels its job.
+//
+// Errors on every endpoint are JSON: 400 malformed JSON (on /jobs with its
+// line and column; on the drop-in in Ollama's words), 401 with
+// WWW-Authenticate: Bearer, 404 unknown job, 409, 413, 415, 422 a JSON body
+// that is not a valid job, 503 when MaxWaiters requests already wait.
+//
+// Job IDs in paths must pass spool.ValidID; anything else ("..",
+// "%2e%2e", "/etc/passwd") is 400 before the spool is touched, and every
+// file access goes through the spool's os.Root.
+package httpfront

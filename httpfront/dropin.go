@@ -1,0 +1,457 @@
+package httpfront
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// dropInPaths maps each Ollama and OpenAI-style path the front queues to
+// the job endpoint it becomes.
+var dropInPaths = map[string]string{
+	"/api/chat":            "chat",
+	"/api/generate":        "generate",
+	"/api/embed":           "embed",
+	"/api/embeddings":      "embeddings",
+	"/v1/chat/completions": "openai.chat",
+	"/v1/completions":      "openai.completions",
+	"/v1/embeddings":       "openai.embeddings",
+}
+
+func isDropIn(path string) bool {
+	_, ok := dropInPaths[path]
+	return ok
+}
+
+// dropInRequest is what the front needs to know of a drop-in request
+// before it queues it; the target checks the rest.
+type dropInRequest struct {
+	endpoint     string
+	openai       bool
+	model        string
+	stream       bool
+	includeUsage bool
+	fields       map[string]json.RawMessage
+}
+
+// parseDropIn checks a request as Ollama does before it would queue it,
+// with Ollama's status codes and words: the body must decode (only its
+// first JSON value is read, as gin's ShouldBindJSON does), and name a
+// model. Each endpoint decodes into a type named as Ollama's, so a type
+// error reads as Ollama's does.
+func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
+	req := &dropInRequest{endpoint: endpoint, openai: strings.HasPrefix(endpoint, "openai.")}
+	type StreamOptions struct {
+		IncludeUsage bool `json:"include_usage"`
+	}
+	var err error
+	var messages []json.RawMessage
+	modelRequired := false // "model is required" (400) rather than "model '' not found" (404)
+	switch endpoint {
+	case "chat":
+		type ChatRequest struct {
+			Model  string `json:"model"`
+			Stream *bool  `json:"stream"`
+		}
+		var v ChatRequest
+		err = decodeFirst(body, &v)
+		req.model, req.stream, modelRequired = v.Model, v.Stream == nil || *v.Stream, true
+	case "generate":
+		type GenerateRequest struct {
+			Model  string `json:"model"`
+			Stream *bool  `json:"stream"`
+		}
+		var v GenerateRequest
+		err = decodeFirst(body, &v)
+		req.model, req.stream = v.Model, v.Stream == nil || *v.Stream
+	case "embed":
+		type EmbedRequest struct {
+			Model string `json:"model"`
+		}
+		var v EmbedRequest
+		err = decodeFirst(body, &v)
+		req.model = v.Model
+	case "embeddings":
+		type EmbeddingRequest struct {
+			Model string `json:"model"`
+		}
+		var v EmbeddingRequest
+		err = decodeFirst(body, &v)
+		req.model, modelRequired = v.Model, true
+	case "openai.chat":
+		type ChatCompletionRequest struct {
+			Model         string            `json:"model"`
+			Messages      []json.RawMessage `json:"messages"`
+			Stream        bool              `json:"stream"`
+			StreamOptions *StreamOptions    `json:"stream_options"`
+		}
+		var v ChatCompletionRequest
+		err = decodeFirst(body, &v)
+		req.model, req.stream, messages, modelRequired = v.Model, v.Stream, v.Messages, true
+		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
+	case "openai.completions":
+		type CompletionRequest struct {
+			Model         string         `json:"model"`
+			Stream        bool           `json:"stream"`
+			StreamOptions *StreamOptions `json:"stream_options"`
+		}
+		var v CompletionRequest
+		err = decodeFirst(body, &v)
+		req.model, req.stream = v.Model, v.Stream
+		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
+	case "openai.embeddings":
+		type EmbedRequest struct {
+			Model string `json:"model"`
+		}
+		var v EmbedRequest
+		err = decodeFirst(body, &v)
+		req.model = v.Model
+	default:
+		return nil, errorf(http.StatusInternalServerError, "unknown endpoint %q", endpoint)
+	}
+	if err != nil {
+		msg := err.Error()
+		switch {
+		case errors.Is(err, io.EOF) && req.openai:
+			msg = "EOF" // Ollama's OpenAI layer passes the decoder's error on
+		case errors.Is(err, io.EOF):
+			msg = msgMissingBody
+		case req.openai:
+			msg = strings.ReplaceAll(msg, "httpfront.", "openai.")
+		default:
+			msg = strings.ReplaceAll(msg, "httpfront.", "api.")
+		}
+		return nil, errorf(http.StatusBadRequest, "%s", msg)
+	}
+	if endpoint == "openai.chat" && len(messages) == 0 {
+		return nil, errorf(http.StatusBadRequest, "[] is too short - 'messages'")
+	}
+	// The model is checked by Ollama's handlers, behind its OpenAI layer,
+	// which reports their errors as "api_error".
+	switch {
+	case req.model == "" && modelRequired:
+		return nil, &httpError{status: http.StatusBadRequest, msg: msgModelRequired, oaType: "api_error"}
+	case strings.TrimSpace(req.model) == "":
+		return nil, &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("model '%s' not found", req.model), oaType: "api_error"}
+	}
+	if err := decodeFirst(body, &req.fields); err != nil || req.fields == nil {
+		return nil, errorf(http.StatusBadRequest, "the request body must be a JSON object")
+	}
+	return req, nil
+}
+
+// decodeFirst decodes the first JSON value of body, as gin does.
+func decodeFirst(body []byte, v any) error {
+	return json.NewDecoder(bytes.NewReader(body)).Decode(v)
+}
+
+// job is the job file for the request: the body as sent, with the
+// endpoint set from the path and the priority from the header, the
+// body's own "priority", or the configured default, in that order.
+func (s *Server) dropInJob(r *http.Request, req *dropInRequest) ([]byte, *httpError) {
+	fields := make(map[string]json.RawMessage, len(req.fields)+2)
+	for k, v := range req.fields {
+		fields[k] = v
+	}
+	fields["endpoint"] = json.RawMessage(strconv.Quote(req.endpoint))
+	if v := r.Header.Get("X-Hopper-Priority"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "X-Hopper-Priority must be an integer, got %q", v)
+		}
+		fields["priority"] = json.RawMessage(strconv.Itoa(n))
+	} else if _, ok := fields["priority"]; !ok {
+		fields["priority"] = json.RawMessage(strconv.Itoa(s.cfg.DropInPriority))
+	}
+	job, err := json.Marshal(fields)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return job, nil
+}
+
+// dropIn serves one Ollama or OpenAI-style endpoint: the request is queued
+// as a volatile job, and answered as Ollama would answer it once the job
+// has run, streaming its output live when the client streams.
+func (s *Server) dropIn(endpoint string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, e := s.readBody(w, r)
+		if e != nil {
+			writeError(w, r, e)
+			return
+		}
+		req, e := parseDropIn(endpoint, body)
+		if e != nil {
+			writeError(w, r, e)
+			return
+		}
+		job, e := s.dropInJob(r, req)
+		if e != nil {
+			writeError(w, r, e)
+			return
+		}
+		if !s.acquire() {
+			writeError(w, r, s.busy(r))
+			return
+		}
+		defer s.release()
+		id, err := s.sp.Submit(job, spool.SubmitOptions{Volatile: true})
+		if err != nil {
+			var bad *spool.BadInputError
+			if errors.As(err, &bad) {
+				writeError(w, r, errorf(http.StatusBadRequest, "%s", bad.Reason))
+				return
+			}
+			writeError(w, r, storageError("queue the request", err))
+			return
+		}
+		w.Header().Set("X-Hopper-Job-Id", id)
+		if s.cfg.hooks.onWait != nil {
+			s.cfg.hooks.onWait(id)
+		}
+		if req.stream {
+			s.streamAnswer(w, r, id, req)
+		} else {
+			s.waitAnswer(w, r, id)
+		}
+	})
+}
+
+// waitAnswer answers once the job has finished: its response as one JSON
+// object, or its error.
+func (s *Server) waitAnswer(w http.ResponseWriter, r *http.Request, id string) {
+	rec, err := s.follow(r.Context(), id, nil, nil)
+	if err != nil {
+		s.abandon(id, r, err)
+		if r.Context().Err() == nil {
+			writeError(w, r, storageError("wait for the job", err))
+		}
+		return
+	}
+	if rec.State != spool.StateDone {
+		writeError(w, r, recordError(rec))
+		return
+	}
+	writeJSON(w, http.StatusOK, compact(rec.Response))
+}
+
+// errRetrying stops relaying when an attempt failed after part of its
+// output reached the client: the next attempt's output would not continue
+// it.
+var errRetrying = errors.New("the attempt failed after output reached the client")
+
+// streamAnswer relays the job's output as it is written: NDJSON chunks as
+// Ollama streams them, or for /v1 SSE "data:" events ending with
+// "data: [DONE]". The status line waits for the first chunk, so a job the
+// target refuses before streaming gets the target's own status code.
+func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string, req *dropInRequest) {
+	rc := http.NewResponseController(w)
+	started, sent := false, 0
+	begin := func() {
+		if started {
+			return
+		}
+		started = true
+		if req.openai {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+		} else {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	write := func(payload []byte) error {
+		begin()
+		var err error
+		if req.openai {
+			_, err = fmt.Fprintf(w, "data: %s\n\n", payload)
+		} else {
+			_, err = w.Write(append(payload, '\n'))
+		}
+		if err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	relay := func(line []byte) error {
+		if isErrorLine(line) {
+			return nil // the attempt is failing; how the job ends decides
+		}
+		if req.openai && !req.includeUsage && isUsageOnly(line) {
+			return nil // hopper always asks for usage; this client did not
+		}
+		sent++
+		return write(line)
+	}
+	newAttempt := func() error {
+		if sent > 0 {
+			return errRetrying
+		}
+		return nil // nothing reached the client: wait for the retry
+	}
+	rec, err := s.follow(r.Context(), id, relay, newAttempt)
+	if errors.Is(err, errRetrying) {
+		msg := "the job failed mid-stream and would run again"
+		if cur, err := s.record(id); err == nil && cur.Error != nil {
+			msg = cur.Error.Message
+		}
+		s.abandon(id, r, err)
+		s.writeStreamError(w, req, &httpError{status: http.StatusInternalServerError, msg: msg})
+		return
+	}
+	if err != nil {
+		s.abandon(id, r, err)
+		if !started && r.Context().Err() == nil {
+			writeError(w, r, storageError("follow the job", err))
+		}
+		return
+	}
+	if rec.State != spool.StateDone {
+		e := recordError(rec)
+		if !started {
+			writeError(w, r, e)
+			return
+		}
+		s.writeStreamError(w, req, e)
+		return
+	}
+	if sent == 0 {
+		// The job ran before any of its output was seen (or answered with
+		// one object, as a load-only request does): send the answer whole.
+		if !req.openai {
+			if reason := doneReason(rec.Response); reason == "load" || reason == "unload" {
+				writeJSON(w, http.StatusOK, compact(rec.Response))
+				return
+			}
+			_ = write(compact(rec.Response))
+			return
+		}
+		for _, chunk := range chunksOf(rec.Response, req.includeUsage) {
+			if write(chunk) != nil {
+				return
+			}
+		}
+	}
+	if req.openai {
+		begin()
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+		_ = rc.Flush()
+	}
+}
+
+// writeStreamError ends a stream that has begun with an error, as Ollama
+// does: an {"error": ...} line, or for /v1 a data: event holding OpenAI's
+// error object (which OpenAI's SDKs raise).
+func (s *Server) writeStreamError(w http.ResponseWriter, req *dropInRequest, e *httpError) {
+	if req.openai {
+		fmt.Fprintf(w, "data: %s\n\n", errorJSON(shapeOpenAI, e))
+	} else {
+		w.Write(append(errorJSON(shapeOllama, e), '\n'))
+	}
+	_ = http.NewResponseController(w).Flush()
+}
+
+// abandon cancels a drop-in job nobody will read: its client left, or it
+// can no longer be answered.
+func (s *Server) abandon(id string, r *http.Request, cause error) {
+	reason := "the HTTP client disconnected"
+	switch {
+	case errors.Is(cause, errRetrying):
+		reason = "an attempt failed after part of its answer reached the HTTP client, and a retry cannot continue it"
+	case r.Context().Err() == nil:
+		reason = "the HTTP request ended: " + cause.Error()
+	}
+	running, err := s.cancel(id, reason)
+	switch {
+	case errors.Is(err, errFinished) || errors.Is(err, spool.ErrNotFound):
+	case err != nil:
+		s.log.Warn("cannot cancel an abandoned job", "job", id, "err", err)
+	default:
+		s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
+	}
+}
+
+// isErrorLine reports whether a stream line is an {"error": ...} object.
+func isErrorLine(line []byte) bool {
+	if !bytes.Contains(line, []byte(`"error"`)) {
+		return false
+	}
+	var v struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(line, &v) == nil && len(v.Error) > 0 && !bytes.Equal(v.Error, []byte("null"))
+}
+
+// isUsageOnly reports whether an OpenAI chunk is the usage chunk sent for
+// stream_options.include_usage: no choices, and usage.
+func isUsageOnly(line []byte) bool {
+	if !bytes.Contains(line, []byte(`"usage"`)) {
+		return false
+	}
+	var v struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   json.RawMessage   `json:"usage"`
+	}
+	return json.Unmarshal(line, &v) == nil && len(v.Choices) == 0 && len(v.Usage) > 0 && !bytes.Equal(v.Usage, []byte("null"))
+}
+
+func doneReason(resp json.RawMessage) string {
+	var v struct {
+		DoneReason string `json:"done_reason"`
+	}
+	_ = json.Unmarshal(resp, &v)
+	return v.DoneReason
+}
+
+// compact returns JSON without insignificant space (records store it
+// indented).
+func compact(raw json.RawMessage) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return raw
+	}
+	return buf.Bytes()
+}
+
+// chunksOf turns an OpenAI non-streaming answer into the stream chunks
+// that carry it: one chunk with every choice (a chat message becomes its
+// delta), then the usage chunk if the client asked for usage.
+func chunksOf(resp json.RawMessage, includeUsage bool) [][]byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(resp, &m) != nil {
+		return [][]byte{compact(resp)}
+	}
+	usage := m["usage"]
+	delete(m, "usage")
+	var object string
+	_ = json.Unmarshal(m["object"], &object)
+	if object == "chat.completion" {
+		m["object"] = json.RawMessage(`"chat.completion.chunk"`)
+		var choices []map[string]json.RawMessage
+		if json.Unmarshal(m["choices"], &choices) == nil {
+			for _, c := range choices {
+				if msg, ok := c["message"]; ok {
+					c["delta"] = msg
+					delete(c, "message")
+				}
+			}
+			m["choices"], _ = json.Marshal(choices)
+		}
+	}
+	first, _ := json.Marshal(m)
+	out := [][]byte{first}
+	if includeUsage && len(usage) > 0 {
+		m["choices"] = json.RawMessage("[]")
+		m["usage"] = usage
+		last, _ := json.Marshal(m)
+		out = append(out, last)
+	}
+	return out
+}

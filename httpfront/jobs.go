@@ -1,0 +1,465 @@
+package httpfront
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// Limits of GET /jobs.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 10000
+)
+
+// jobID reads and checks the {id} of a /jobs/{id} path. The mux has
+// already unescaped it, so %2e%2e arrives as "..", which ValidID refuses
+// like every other name that is not a plain job ID: no path ever reaches
+// the file system.
+func jobID(r *http.Request) (string, *httpError) {
+	id := r.PathValue("id")
+	if !spool.ValidID(id) {
+		return "", errorf(http.StatusBadRequest, "invalid job ID %q: an ID is a letter or digit, then up to 127 letters, digits, '.', '_' or '-'", id)
+	}
+	return id, nil
+}
+
+// syntaxError describes malformed JSON with its position, or returns nil.
+func syntaxError(body []byte) *httpError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errorf(http.StatusBadRequest, "the request body is empty: send the job as a JSON object")
+	}
+	if json.Valid(body) {
+		return nil
+	}
+	var v any
+	err := json.Unmarshal(body, &v)
+	var syn *json.SyntaxError
+	if !errors.As(err, &syn) {
+		return errorf(http.StatusBadRequest, "malformed JSON: %v", err)
+	}
+	// Offset counts the bad byte itself; point at it.
+	at := syn.Offset
+	if at > 0 && at < int64(len(body)) {
+		at--
+	}
+	line, col := position(body, at)
+	e := errorf(http.StatusBadRequest, "malformed JSON at line %d, column %d: %s", line, col, syn.Error())
+	if syn.Offset >= int64(len(body)) {
+		e.msg = fmt.Sprintf("malformed JSON: the body ends early at line %d, column %d (was it cut off?)", line, col)
+	}
+	e.extra = map[string]any{"line": line, "column": col, "offset": at}
+	return e
+}
+
+// position turns a byte offset into a 1-based line and column.
+func position(data []byte, offset int64) (line, col int) {
+	offset = min(offset, int64(len(data)))
+	line, col = 1, 1
+	for _, b := range data[:offset] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+// writeRecord answers with a record as its file holds it.
+func writeRecord(w http.ResponseWriter, status int, rec *spool.Record) {
+	data, err := rec.Marshal()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("X-Hopper-State", string(rec.State))
+	writeJSON(w, status, data)
+}
+
+// record reads job id's record, looking again when the job moved while it
+// looked.
+func (s *Server) record(id string) (*spool.Record, error) {
+	var err error
+	for try := 0; try < 5; try++ {
+		var rec *spool.Record
+		rec, err = s.sp.Get(id)
+		if !errors.Is(err, spool.ErrGone) {
+			return rec, err
+		}
+	}
+	return nil, err
+}
+
+// submitJob serves POST /jobs: the body is a job file. It answers 202 with
+// the record so far and Location: /jobs/ID.
+func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
+	body, e := s.readBody(w, r)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	if e := syntaxError(body); e != nil {
+		writeError(w, r, e)
+		return
+	}
+	job, err := spool.ParseJob(body, s.sp.Options().MaxJobSize)
+	if err != nil {
+		writeError(w, r, badJob(err))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		key = job.IdempotencyKey
+	}
+	if len(key) > MaxKeyLen {
+		writeError(w, r, errorf(http.StatusBadRequest, "the idempotency key is %d bytes; at most %d are allowed", len(key), MaxKeyLen))
+		return
+	}
+	var id string
+	if key != "" {
+		var replay *spool.Record
+		id, replay, e = s.submitOnce(body, key)
+		if e != nil {
+			writeError(w, r, e)
+			return
+		}
+		if replay != nil {
+			w.Header().Set("Location", "/jobs/"+replay.ID)
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeRecord(w, http.StatusOK, replay)
+			return
+		}
+	} else {
+		id, err = s.sp.Submit(body, spool.SubmitOptions{})
+		if err != nil {
+			writeError(w, r, badJob(err))
+			return
+		}
+	}
+	s.log.Info("job queued", "job", id, "remote", r.RemoteAddr)
+	rec, err := s.record(id)
+	if err != nil {
+		// It is queued; describe it as far as we know.
+		rec = &spool.Record{ID: id, State: spool.StateQueued, SubmittedAt: s.cfg.Now().UTC()}
+	}
+	w.Header().Set("Location", "/jobs/"+id)
+	writeRecord(w, http.StatusAccepted, rec)
+}
+
+// badJob answers a job the spool refused: 422 for a job that is JSON but
+// cannot run, 500 for anything else.
+func badJob(err error) *httpError {
+	var bad *spool.BadInputError
+	if errors.As(err, &bad) {
+		return errorf(http.StatusUnprocessableEntity, "%s", bad.Reason)
+	}
+	return storageError("submit", err)
+}
+
+// submitOnce submits body under an idempotency key. It returns the new
+// job's ID, or the record of the job the key already names (replay).
+func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.Record, e *httpError) {
+	hash := bodyHash(body)
+	for try := 0; try < 3; try++ {
+		id = s.sp.NewID()
+		old, err := s.keys.claim(key, hash, id)
+		if err != nil {
+			return "", nil, storageError("idempotency key", err)
+		}
+		if old == nil {
+			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id}); err != nil {
+				s.keys.release(key)
+				return "", nil, badJob(err)
+			}
+			return id, nil, nil
+		}
+		if old.BodyHash != hash {
+			e := errorf(http.StatusUnprocessableEntity, "the idempotency key %q was already used for job %s with a different request body; use a new key for a new job", key, old.ID)
+			e.extra = map[string]any{"id": old.ID}
+			return "", nil, e
+		}
+		rec, err := s.record(old.ID)
+		if err == nil {
+			return "", rec, nil
+		}
+		if !errors.Is(err, spool.ErrNotFound) {
+			return "", nil, storageError("read job", err)
+		}
+		if s.cfg.Now().Sub(old.CreatedAt) < keyInFlight {
+			e := errorf(http.StatusConflict, "a request with the idempotency key %q is still being handled; try again shortly", key)
+			e.header = http.Header{"Retry-After": {"1"}}
+			return "", nil, e
+		}
+		// The key names a job that no longer exists (pruned, or its
+		// submit never completed): the key is free again.
+		s.keys.release(key)
+	}
+	return "", nil, errorf(http.StatusConflict, "the idempotency key %q is contended; try again", key)
+}
+
+// getJob serves GET /jobs/{id}; ?wait=30s (or ?wait=30) long-polls until
+// the job is done or failed or the wait is over, and answers the record
+// either way.
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id, e := jobID(r)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	wait, e := waitParam(r.URL.Query().Get("wait"), s.cfg.MaxWait)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	rec, err := s.record(id)
+	if err != nil {
+		writeError(w, r, storageError("read job", err))
+		return
+	}
+	if wait > 0 && !rec.State.Terminal() {
+		if !s.acquire() {
+			writeError(w, r, s.busy(r))
+			return
+		}
+		defer s.release()
+		ctx, cancel := s.waitContext(r.Context())
+		defer cancel()
+		ctx, cancelWait := context.WithTimeout(ctx, wait)
+		defer cancelWait()
+		if s.cfg.hooks.onWait != nil {
+			s.cfg.hooks.onWait(id)
+		}
+		final, err := s.follow(ctx, id, nil, nil)
+		switch {
+		case err == nil:
+			rec = final
+		case r.Context().Err() != nil:
+			return // the client left
+		case ctx.Err() != nil:
+			if now, err := s.record(id); err == nil {
+				rec = now
+			}
+		default:
+			writeError(w, r, storageError("wait for job", err))
+			return
+		}
+	}
+	writeRecord(w, http.StatusOK, rec)
+}
+
+// waitParam parses ?wait=: a Go duration or a number of seconds, capped.
+func waitParam(v string, max time.Duration) (time.Duration, *httpError) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return 0, errorf(http.StatusBadRequest, "invalid wait %q: give a duration like 30s or a number of seconds", v)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, errorf(http.StatusBadRequest, "invalid wait %q: it cannot be negative", v)
+	}
+	return min(d, max), nil
+}
+
+// jobOutput serves GET /jobs/{id}/out: the job's live output as NDJSON,
+// each line as the target sent it, from the first; it ends when the job
+// ends. A job that already finished has no output left (its answer is the
+// record's response), so the body is empty.
+func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
+	id, e := jobID(r)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	rec, err := s.record(id)
+	if err != nil {
+		writeError(w, r, storageError("read job", err))
+		return
+	}
+	if rec.State.Terminal() {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("X-Hopper-State", string(rec.State))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if !s.acquire() {
+		writeError(w, r, s.busy(r))
+		return
+	}
+	defer s.release()
+	ctx, cancel := s.waitContext(r.Context())
+	defer cancel()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	if s.cfg.hooks.onWait != nil {
+		s.cfg.hooks.onWait(id)
+	}
+	_, err = s.follow(ctx, id, func(line []byte) error {
+		if _, err := w.Write(append(line, '\n')); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}, nil)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("job output", "job", id, "err", err)
+	}
+}
+
+// cancelJob serves DELETE /jobs/{id}: a queued, deferred or held job is
+// canceled at once (200 with its failed record); a running one is asked to
+// stop (202; the runner aborts it and it lands in failed/ as canceled).
+// A finished job is 409.
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	id, e := jobID(r)
+	if e != nil {
+		writeError(w, r, e)
+		return
+	}
+	reason := r.URL.Query().Get("reason")
+	if reason == "" {
+		reason = "canceled over HTTP"
+	}
+	running, err := s.cancel(id, reason)
+	if err != nil {
+		if errors.Is(err, errFinished) {
+			rec, _ := s.record(id)
+			e := errorf(http.StatusConflict, "job %s already finished", id)
+			if rec != nil {
+				e.msg = fmt.Sprintf("job %s already finished (%s)", id, rec.State)
+				e.extra = map[string]any{"state": rec.State}
+			}
+			writeError(w, r, e)
+			return
+		}
+		writeError(w, r, storageError("cancel", err))
+		return
+	}
+	s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
+	rec, err := s.record(id)
+	if err != nil {
+		writeError(w, r, storageError("read job", err))
+		return
+	}
+	if running {
+		writeRecord(w, http.StatusAccepted, rec)
+		return
+	}
+	writeRecord(w, http.StatusOK, rec)
+}
+
+// errFinished means a job could not be canceled because it had finished.
+var errFinished = errors.New("the job already finished")
+
+// cancel cancels job id, trying again when a runner claimed it meanwhile.
+func (s *Server) cancel(id, reason string) (running bool, err error) {
+	for try := 0; try < 5; try++ {
+		dir, err := s.sp.Find(id)
+		if err != nil {
+			return false, err
+		}
+		if dir == spool.DirDone || dir == spool.DirFailed {
+			return false, errFinished
+		}
+		running, err = s.sp.Cancel(id, reason)
+		if err == nil {
+			return running, nil
+		}
+		if !errors.Is(err, spool.ErrGone) {
+			if d, ferr := s.sp.Find(id); ferr == nil && (d == spool.DirDone || d == spool.DirFailed) {
+				return false, errFinished
+			}
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("cancel %s: the job kept moving", id)
+}
+
+// listJobs serves GET /jobs?state=queued,working&limit=100: records newest
+// first, as {"jobs": [...], "total": N} where total counts every match.
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var states []spool.State
+	for _, v := range q["state"] {
+		for _, st := range strings.Split(v, ",") {
+			st = strings.TrimSpace(st)
+			if st == "" {
+				continue
+			}
+			if !slices.Contains(allStates, spool.State(st)) {
+				writeError(w, r, errorf(http.StatusBadRequest, "unknown state %q: use %s", st, joinStates()))
+				return
+			}
+			states = append(states, spool.State(st))
+		}
+	}
+	limit := defaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, r, errorf(http.StatusBadRequest, "invalid limit %q: give a number from 1 to %d", v, maxListLimit))
+			return
+		}
+		limit = min(n, maxListLimit)
+	}
+	recs, err := s.sp.List(states...)
+	if err != nil {
+		writeError(w, r, storageError("list jobs", err))
+		return
+	}
+	if len(states) > 0 {
+		// loading and working share cur/: keep only the exact states asked.
+		recs = slices.DeleteFunc(recs, func(rec *spool.Record) bool { return !slices.Contains(states, rec.State) })
+	}
+	slices.SortStableFunc(recs, func(a, b *spool.Record) int {
+		if c := b.SubmittedAt.Compare(a.SubmittedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	total := len(recs)
+	if len(recs) > limit {
+		recs = recs[:limit]
+	}
+	if recs == nil {
+		recs = []*spool.Record{}
+	}
+	data, err := json.Marshal(struct {
+		Jobs  []*spool.Record `json:"jobs"`
+		Total int             `json:"total"`
+	}{recs, total})
+	if err != nil {
+		writeError(w, r, errorf(http.StatusInternalServerError, "encode: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, append(data, '\n'))
+}
+
+var allStates = []spool.State{spool.StateQueued, spool.StateLoading, spool.StateWorking,
+	spool.StateDeferred, spool.StateHeld, spool.StateDone, spool.StateFailed}
+
+func joinStates() string {
+	names := make([]string, len(allStates))
+	for i, st := range allStates {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,206 @@
+package httpfront
+
+import (
+	"context"
+	"io/fs"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// probeTimeout bounds the target probe made at each scrape.
+const probeTimeout = 2 * time.Second
+
+// metrics is the front's Prometheus registry (its own, not the global
+// one). Counts of jobs are taken from the spool directories at scrape
+// time; durations are observed from records as they land in done/ and
+// failed/, so they cover every job finished while this front runs,
+// whoever ran it.
+type metrics struct {
+	s        *Server
+	reg      *prometheus.Registry
+	duration *prometheus.HistogramVec
+	wait     prometheus.Histogram
+	finished *prometheus.CounterVec
+	loads    *prometheus.CounterVec
+
+	jobs, oldest, targetUp, paused, waiters *prometheus.Desc
+}
+
+// jobBuckets span a fast embedding to a long generation, in seconds.
+var jobBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		s:   s,
+		reg: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hopper_job_duration_seconds",
+			Help:    "Time from a job's last start to its end, by how it ended (done or failed).",
+			Buckets: jobBuckets,
+		}, []string{"state"}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hopper_job_queue_wait_seconds",
+			Help:    "Time a job waited between being queued and first starting.",
+			Buckets: jobBuckets,
+		}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hopper_jobs_finished_total",
+			Help: "Jobs that landed in done/ or failed/, by state and error kind.",
+		}, []string{"state", "error_kind"}),
+		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hopper_model_loads_total",
+			Help: "Finished jobs that paid for loading their model, by model.",
+		}, []string{"model"}),
+		jobs: prometheus.NewDesc("hopper_jobs",
+			"Jobs in the spool by state directory (queued new/, running cur/, deferred, held, done, failed), counted at scrape time.",
+			[]string{"state"}, nil),
+		oldest: prometheus.NewDesc("hopper_oldest_queued_job_age_seconds",
+			"Age of the oldest job in new/ (0 when none waits).", nil, nil),
+		targetUp: prometheus.NewDesc("hopper_target_up",
+			"Whether the Ollama target answered GET /api/version at scrape time.", nil, nil),
+		paused: prometheus.NewDesc("hopper_paused",
+			"Whether the spool is paused (the PAUSED file exists).", nil, nil),
+		waiters: prometheus.NewDesc("hopper_http_waiters",
+			"HTTP requests waiting on jobs: long-polls, output streams and drop-in requests.", nil, nil),
+	}
+	m.reg.MustRegister(m.duration, m.wait, m.finished, m.loads, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: nil, Registry: m.reg})
+}
+
+// Describe and Collect make metrics the collector of the scrape-time
+// values.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.jobs
+	ch <- m.oldest
+	ch <- m.targetUp
+	ch <- m.paused
+	ch <- m.waiters
+}
+
+var stateDirs = []struct{ dir, state string }{
+	{spool.DirNew, "queued"}, {spool.DirCur, "running"}, {spool.DirDeferred, "deferred"},
+	{spool.DirHold, "held"}, {spool.DirDone, "done"}, {spool.DirFailed, "failed"},
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.s
+	now := s.cfg.Now()
+	var oldest time.Time
+	for _, d := range stateDirs {
+		names, err := readNames(s.sp.Root(), d.dir)
+		if err != nil {
+			continue
+		}
+		n := 0
+		for _, name := range names {
+			if !spool.Candidate(name) {
+				continue
+			}
+			n++
+			if d.dir == spool.DirNew {
+				if fi, err := s.sp.Root().Lstat(d.dir + "/" + name); err == nil {
+					if t := changeTime(fi); oldest.IsZero() || t.Before(oldest) {
+						oldest = t
+					}
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(n), d.state)
+	}
+	age := 0.0
+	if !oldest.IsZero() {
+		age = max(now.Sub(oldest).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(m.targetUp, prometheus.GaugeValue, boolValue(s.probeTarget()))
+	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(s.sp.Paused()))
+	ch <- prometheus.MustNewConstMetric(m.waiters, prometheus.GaugeValue, float64(len(s.waiters)))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func readNames(root *os.Root, dir string) ([]string, error) {
+	f, err := root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// probeTarget reports whether the target answers GET /api/version.
+func (s *Server) probeTarget() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.target.String()+"/api/version", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// landed observes a record that arrived in done/ or failed/.
+func (s *Server) landed(dir, id string) {
+	rec, err := s.readRecord(dir, id)
+	if err != nil {
+		return // moved on already, or not a record
+	}
+	m := s.metrics
+	state := string(rec.State)
+	kind := ""
+	if rec.Error != nil {
+		kind = string(rec.Error.Kind)
+	}
+	m.finished.WithLabelValues(state, kind).Inc()
+	if rec.StartedAt != nil && rec.FinishedAt != nil {
+		m.duration.WithLabelValues(state).Observe(max(rec.FinishedAt.Sub(*rec.StartedAt).Seconds(), 0))
+	}
+	first := rec.StartedAt
+	if len(rec.History) > 0 && rec.History[0].StartedAt != nil {
+		first = rec.History[0].StartedAt
+	}
+	if first != nil && !rec.SubmittedAt.IsZero() {
+		m.wait.Observe(max(first.Sub(rec.SubmittedAt).Seconds(), 0))
+	}
+	// A model the target does not have was never loaded, whatever the
+	// runner guessed before asking.
+	if rec.ModelLoaded && rec.Model != "" && !(rec.Error != nil && rec.Error.Status == http.StatusNotFound) {
+		m.loads.WithLabelValues(rec.Model).Inc()
+	}
+	if s.cfg.hooks.onLanded != nil {
+		s.cfg.hooks.onLanded(id)
+	}
+}
+
+// changeTime is when a file arrived in its directory: the rename into it
+// set its ctime. Where ctime is not available, the mtime stands in.
+func changeTime(fi fs.FileInfo) time.Time {
+	if t, ok := ctime(fi); ok {
+		return t
+	}
+	return fi.ModTime()
+}
+
+var _ prometheus.Collector = (*metrics)(nil)

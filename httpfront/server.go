@@ -1,0 +1,342 @@
+package httpfront
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// Server is the HTTP front of one spool. Its handler is safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	sp      *spool.Spool
+	log     *slog.Logger
+	target  *url.URL
+	tokens  [][32]byte // sha256 of each token, compared in constant time
+	handler http.Handler
+	proxy   *httputil.ReverseProxy
+	hub     *hub
+	keys    *keyStore
+	metrics *metrics
+	waiters chan struct{} // a slot per request waiting on a job
+
+	// quit is closed when shutdown begins: long-polls and output streams
+	// answer at once.
+	quit     chan struct{}
+	quitOnce sync.Once
+
+	inflight sync.WaitGroup // handlers running, so Serve can wait for them
+	stop     context.CancelFunc
+	bg       sync.WaitGroup // the hub and the key sweeper
+	close    sync.Once
+}
+
+// New checks cfg and returns a Server. It starts watching the spool; Close
+// (or the end of Serve) stops that.
+func New(cfg Config) (*Server, error) {
+	cfg.Default()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	target, _ := targetURL(cfg.Target)
+	s := &Server{
+		cfg:     cfg,
+		sp:      cfg.Spool,
+		log:     cfg.Logger,
+		target:  target,
+		waiters: make(chan struct{}, cfg.MaxWaiters),
+		quit:    make(chan struct{}),
+	}
+	for _, t := range cfg.Tokens {
+		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	}
+	keys, err := newKeyStore(cfg.Spool, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	s.keys = keys
+	s.metrics = newMetrics(s)
+	s.proxy = s.newProxy()
+	s.handler = s.routes()
+	s.hub = newHub(cfg.Spool, s.log, s.landed)
+
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.bg.Add(2)
+	go func() {
+		defer s.bg.Done()
+		s.hub.run(ctx)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.sweepKeys(ctx)
+	}()
+	return s, nil
+}
+
+// Handler returns the front's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops watching the spool. It does not close the spool. It is safe
+// to call twice.
+func (s *Server) Close() error {
+	s.close.Do(func() {
+		s.beginShutdown()
+		s.stop()
+		s.bg.Wait()
+	})
+	return nil
+}
+
+func (s *Server) beginShutdown() { s.quitOnce.Do(func() { close(s.quit) }) }
+
+// ListenAndServe listens on cfg.Addr and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http front: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves HTTP on ln until ctx ends, then shuts down gracefully:
+// it stops accepting, ends long-polls and output streams at once, lets
+// drop-in requests finish for up to ShutdownGrace, then closes the
+// connections still open (which cancels their jobs). It closes ln and the
+// Server before it returns. It refuses a listener other machines can reach
+// when no tokens are set.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.Close()
+	if len(s.tokens) == 0 && !loopbackListener(ln.Addr()) {
+		ln.Close()
+		return &ConfigError{Field: "http", Reason: fmt.Sprintf("%s is not a loopback address; set tokens to serve it", ln.Addr()), Err: ErrInsecure}
+	}
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("http front listening", "addr", ln.Addr().String(), "auth", len(s.tokens) > 0)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http front: %w", err)
+	case <-ctx.Done():
+	}
+	s.beginShutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("http front: grace is over; closing the connections still open", "err", err)
+		cancelBase()
+		srv.Close()
+	}
+	<-errc
+	s.inflight.Wait()
+	return nil
+}
+
+// routes builds the handler: auth and accounting around a ServeMux.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+
+	mux.HandleFunc("POST /jobs", s.submitJob)
+	mux.HandleFunc("GET /jobs", s.listJobs)
+	mux.HandleFunc("GET /jobs/{id}", s.getJob)
+	mux.HandleFunc("GET /jobs/{id}/out", s.jobOutput)
+	mux.HandleFunc("DELETE /jobs/{id}", s.cancelJob)
+
+	for path, endpoint := range dropInPaths {
+		mux.Handle("POST "+path, s.dropIn(endpoint))
+	}
+
+	for _, p := range []string{"GET /{$}", "GET /api/tags", "GET /api/ps", "GET /api/version",
+		"GET /v1/models", "GET /v1/models/{model...}", "POST /api/show"} {
+		mux.HandleFunc(p, s.proxied)
+	}
+	return s.guard(mux)
+}
+
+// guard wraps every request: it counts it in flight, checks the bearer
+// token (all but /healthz), and logs it.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		start := time.Now()
+		if r.URL.Path != "/healthz" {
+			if e := s.authorize(r); e != nil {
+				writeError(w, r, e)
+				s.log.Info("http: unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", e.msg)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "took", time.Since(start))
+	})
+}
+
+// authorize checks the bearer token when tokens are set.
+func (s *Server) authorize(r *http.Request) *httpError {
+	if len(s.tokens) == 0 {
+		return nil
+	}
+	unauthorized := func(msg, challenge string) *httpError {
+		return &httpError{status: http.StatusUnauthorized, msg: msg, code: "invalid_api_key",
+			header: http.Header{"Www-Authenticate": {challenge}}}
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return unauthorized("missing bearer token: send the header 'Authorization: Bearer <token>'", `Bearer realm="hopper"`)
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return unauthorized("the Authorization header is not a bearer token: send 'Authorization: Bearer <token>'", `Bearer realm="hopper", error="invalid_request"`)
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	match := 0
+	for i := range s.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], s.tokens[i][:])
+	}
+	if match != 1 {
+		return unauthorized("invalid bearer token", `Bearer realm="hopper", error="invalid_token"`)
+	}
+	return nil
+}
+
+// acquire takes a waiter slot; false means the front is at MaxWaiters.
+func (s *Server) acquire() bool {
+	select {
+	case s.waiters <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) release() { <-s.waiters }
+
+// busy is the answer when no waiter slot is free.
+func (s *Server) busy(r *http.Request) *httpError {
+	msg := fmt.Sprintf("too many requests are waiting on jobs (max_waiters is %d); try again shortly", s.cfg.MaxWaiters)
+	if isDropIn(r.URL.Path) {
+		msg = msgBusy // Ollama's own words for a full queue
+	}
+	return &httpError{status: http.StatusServiceUnavailable, msg: msg, header: http.Header{"Retry-After": {"1"}}}
+}
+
+// acceptedTypes are the request content types taken as JSON. curl -d sends
+// application/x-www-form-urlencoded and fetch() with a string text/plain,
+// and Ollama reads the body as JSON whatever the header says.
+var acceptedTypes = map[string]bool{
+	"application/json":                  true,
+	"text/json":                         true,
+	"text/plain":                        true,
+	"application/x-www-form-urlencoded": true,
+}
+
+// readBody reads a request body within MaxBody and ReadTimeout, after
+// checking its content type.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
+	if r.ContentLength != 0 {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || !(acceptedTypes[mt] || strings.HasSuffix(mt, "+json")) {
+				return nil, errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: send JSON (application/json)", ct)
+			}
+		}
+	}
+	if r.ContentLength > s.cfg.MaxBody {
+		return nil, tooLarge(s.cfg.MaxBody)
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+	defer rc.SetReadDeadline(time.Time{})
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, tooLarge(s.cfg.MaxBody)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, errorf(http.StatusRequestTimeout, "reading the request body took longer than %s", s.cfg.ReadTimeout)
+		}
+		return nil, errorf(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) *httpError {
+	return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than the limit of %d bytes", limit)
+}
+
+// healthz answers 200 "ok" when every spool directory is there.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	for _, d := range spool.Dirs {
+		fi, err := s.sp.Root().Stat(d)
+		if err == nil && !fi.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "spool %s: %s/: %v\n", s.sp.Path(), d, err)
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// sweepKeys removes expired idempotency keys now and every hour.
+func (s *Server) sweepKeys(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n := s.keys.sweep(); n > 0 {
+			s.log.Debug("removed expired idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// waitContext is ctx ended also when shutdown begins, for requests that
+// should answer at once then (long-polls, output streams).
+func (s *Server) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

@@ -1,0 +1,173 @@
+package ollamatest
+
+import "net/http"
+
+type openaiDelta struct {
+	Role      string `json:"role"`
+	Content   string `json:"content"`
+	Reasoning string `json:"reasoning,omitempty"`
+}
+
+type openaiChunkChoice struct {
+	Index        int         `json:"index"`
+	Delta        openaiDelta `json:"delta"`
+	FinishReason *string     `json:"finish_reason"`
+}
+
+type openaiChatChunk struct {
+	ID                string              `json:"id"`
+	Object            string              `json:"object"`
+	Created           int64               `json:"created"`
+	Model             string              `json:"model"`
+	SystemFingerprint string              `json:"system_fingerprint"`
+	Choices           []openaiChunkChoice `json:"choices"`
+	Usage             *openaiUsage        `json:"usage,omitempty"`
+}
+
+type openaiChoice struct {
+	Index        int         `json:"index"`
+	Message      openaiDelta `json:"message"`
+	FinishReason *string     `json:"finish_reason"`
+}
+
+type openaiChatCompletion struct {
+	ID                string         `json:"id"`
+	Object            string         `json:"object"`
+	Created           int64          `json:"created"`
+	Model             string         `json:"model"`
+	SystemFingerprint string         `json:"system_fingerprint"`
+	Choices           []openaiChoice `json:"choices"`
+	Usage             openaiUsage    `json:"usage"`
+}
+
+// openaiChat is /v1/chat/completions' format. Stream chunks carry the time
+// they were made, the whole answer the time of the final response.
+type openaiChat struct {
+	s         *Server
+	id, model string
+	streaming bool
+	usage     bool
+}
+
+func (o openaiChat) fail(w http.ResponseWriter, status int, msg string) { openaiError(w, status, msg) }
+func (o openaiChat) stream() bool                                       { return o.streaming }
+func (o openaiChat) contentType() string                                { return sseType }
+
+func (o openaiChat) chunk(model string, d openaiDelta, reason *string) openaiChatChunk {
+	return openaiChatChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.s.cfg.now().Unix(), Model: model,
+		SystemFingerprint: "fp_ollama", Choices: []openaiChunkChoice{{Delta: d, FinishReason: reason}}}
+}
+
+func (o openaiChat) token(tk token) []byte {
+	d := openaiDelta{Role: "assistant", Content: tk.text}
+	if tk.thinking {
+		d = openaiDelta{Role: "assistant", Reasoning: tk.text}
+	}
+	return sseEvent(o.chunk(o.model, d, nil))
+}
+
+func (o openaiChat) final(a *answer) []byte {
+	c := o.chunk(a.model, openaiDelta{Role: "assistant"}, finishReason(a.reason))
+	b := sseEvent(c)
+	if o.usage {
+		u := usageOf(a)
+		c.Usage, c.Choices = &u, []openaiChunkChoice{}
+		b = append(b, sseEvent(c)...)
+	}
+	return append(b, "data: [DONE]\n\n"...)
+}
+
+// midError is what Ollama's ChatWriter makes of an {"error": ...} line: a
+// chunk decoded from it as if it were a chat response, so an empty one.
+func (o openaiChat) midError(string) []byte {
+	return sseEvent(o.chunk("", openaiDelta{Role: "assistant"}, nil))
+}
+
+func (o openaiChat) answer(w http.ResponseWriter, a *answer) {
+	encodeJSON(w, http.StatusOK, "application/json", openaiChatCompletion{
+		ID: o.id, Object: "chat.completion", Created: a.created.Unix(), Model: a.model, SystemFingerprint: "fp_ollama",
+		Choices: []openaiChoice{{Message: openaiDelta{Role: "assistant", Content: a.content, Reasoning: a.thinking},
+			FinishReason: finishReason(a.reason)}},
+		Usage: usageOf(a),
+	})
+}
+
+type openaiTextChoice struct {
+	Text         string  `json:"text"`
+	Index        int     `json:"index"`
+	FinishReason *string `json:"finish_reason"`
+}
+
+// openaiTextChunk is Ollama's CompletionChunk; note choices before model.
+type openaiTextChunk struct {
+	ID                string             `json:"id"`
+	Object            string             `json:"object"`
+	Created           int64              `json:"created"`
+	Choices           []openaiTextChoice `json:"choices"`
+	Model             string             `json:"model"`
+	SystemFingerprint string             `json:"system_fingerprint"`
+	Usage             *openaiUsage       `json:"usage,omitempty"`
+}
+
+type openaiTextCompletion struct {
+	ID                string             `json:"id"`
+	Object            string             `json:"object"`
+	Created           int64              `json:"created"`
+	Model             string             `json:"model"`
+	SystemFingerprint string             `json:"system_fingerprint"`
+	Choices           []openaiTextChoice `json:"choices"`
+	Usage             openaiUsage        `json:"usage"`
+}
+
+// openaiCompletion is /v1/completions' format. With include_usage Ollama
+// puts a zero usage on every chunk and the real one on a last, choiceless
+// chunk.
+type openaiCompletion struct {
+	s         *Server
+	id, model string
+	streaming bool
+	usage     bool
+}
+
+func (o openaiCompletion) fail(w http.ResponseWriter, status int, msg string) {
+	openaiError(w, status, msg)
+}
+func (o openaiCompletion) stream() bool        { return o.streaming }
+func (o openaiCompletion) contentType() string { return sseType }
+
+func (o openaiCompletion) chunk(model, text string, reason *string) openaiTextChunk {
+	c := openaiTextChunk{ID: o.id, Object: "text_completion", Created: o.s.cfg.now().Unix(), Model: model,
+		SystemFingerprint: "fp_ollama", Choices: []openaiTextChoice{{Text: text, FinishReason: reason}}}
+	if o.usage {
+		c.Usage = &openaiUsage{}
+	}
+	return c
+}
+
+func (o openaiCompletion) token(tk token) []byte {
+	if tk.thinking {
+		return sseEvent(o.chunk(o.model, "", nil)) // the completions API has no place for thinking
+	}
+	return sseEvent(o.chunk(o.model, tk.text, nil))
+}
+
+func (o openaiCompletion) final(a *answer) []byte {
+	c := o.chunk(a.model, "", finishReason(a.reason))
+	b := sseEvent(c)
+	if o.usage {
+		u := usageOf(a)
+		c.Usage, c.Choices = &u, []openaiTextChoice{}
+		b = append(b, sseEvent(c)...)
+	}
+	return append(b, "data: [DONE]\n\n"...)
+}
+
+func (o openaiCompletion) midError(string) []byte { return sseEvent(o.chunk("", "", nil)) }
+
+func (o openaiCompletion) answer(w http.ResponseWriter, a *answer) {
+	encodeJSON(w, http.StatusOK, "application/json", openaiTextCompletion{
+		ID: o.id, Object: "text_completion", Created: a.created.Unix(), Model: a.model, SystemFingerprint: "fp_ollama",
+		Choices: []openaiTextChoice{{Text: a.content, FinishReason: finishReason(a.reason)}},
+		Usage:   usageOf(a),
+	})
+}
