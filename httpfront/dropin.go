@@ -202,7 +202,7 @@ func (s *Server) dropIn(endpoint string) http.Handler {
 			return
 		}
 		defer s.release()
-		id, err := s.sp.Submit(job, spool.SubmitOptions{Volatile: true})
+		id, err := s.sp.Submit(job, spool.SubmitOptions{Volatile: true, Origin: spool.OriginHTTP})
 		if err != nil {
 			var bad *spool.BadInputError
 			if errors.As(err, &bad) {

@@ -140,7 +140,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		id, err = s.sp.Submit(body, spool.SubmitOptions{})
+		id, err = s.sp.Submit(body, spool.SubmitOptions{Origin: spool.OriginHTTP})
 		if err != nil {
 			writeError(w, r, badJob(err))
 			return
@@ -177,7 +177,7 @@ func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.R
 			return "", nil, storageError("idempotency key", err)
 		}
 		if old == nil {
-			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id}); err != nil {
+			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id, Origin: spool.OriginHTTP}); err != nil {
 				s.keys.release(key)
 				return "", nil, badJob(err)
 			}

@@ -48,7 +48,12 @@ func Streams(endpoint string) bool {
 // hopperFields are the job fields hopper consumes; they never reach the
 // target. "stream" is hopper's to set.
 var hopperFields = []string{"endpoint", "function", "vars", "webhook", "meta", "priority",
-	"max_attempts", "timeout", "max_age", "idempotency_key", "stream"}
+	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "stream"}
+
+// OriginHTTP marks a job the HTTP front wrote ("origin": "http"). Its
+// webhook came from a network client, so deliveries to it are guarded
+// against reaching private addresses; jobs dropped as files are trusted.
+const OriginHTTP = "http"
 
 // Job is a parsed job file: hopper's fields, and the request body for the
 // target with every other field kept byte for byte.
@@ -64,6 +69,7 @@ type Job struct {
 	Timeout        time.Duration // 0: the configured default
 	MaxAge         time.Duration // 0: the configured default
 	IdempotencyKey string
+	Origin         string // OriginHTTP, or "" for a job dropped as a file
 	// Body holds the fields passed through to the target: everything but
 	// hopper's own fields, each value exactly as submitted.
 	Body map[string]json.RawMessage
@@ -169,6 +175,7 @@ func (j *Job) take() error {
 	duration("timeout", &j.Timeout)
 	duration("max_age", &j.MaxAge)
 	str("idempotency_key", &j.IdempotencyKey)
+	str("origin", &j.Origin)
 	if raw, ok := f["model"]; ok && err == nil {
 		if e := json.Unmarshal(raw, &j.Model); e != nil {
 			err = badInput("\"model\" must be a string, got %s", describe(raw))
@@ -219,10 +226,16 @@ func (j *Job) Request(extra map[string]json.RawMessage) ([]byte, error) {
 	for k, v := range extra {
 		out[k] = v
 	}
+	return marshalObject(out)
+}
+
+// marshalObject encodes a JSON object without escaping <, > and &, so
+// every value keeps the bytes it was submitted with.
+func marshalObject(obj map[string]json.RawMessage) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(out); err != nil {
+	if err := enc.Encode(obj); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil

@@ -15,6 +15,9 @@ import (
 type SubmitOptions struct {
 	// ID names the job; empty generates one.
 	ID string
+	// Origin, when set, is written into the job as its "origin" field,
+	// replacing any the job gives (the HTTP front sets OriginHTTP).
+	Origin string
 	// Volatile skips fsync even when the spool fsyncs: for callers that
 	// wait on a connection anyway (the HTTP drop-in).
 	Volatile bool
@@ -24,8 +27,14 @@ type SubmitOptions struct {
 // new/ID.json, new/ fsynced. Bad input is refused with a *BadInputError and
 // nothing is written. It returns the job's ID.
 func (s *Spool) Submit(data []byte, o SubmitOptions) (string, error) {
-	if _, err := ParseJob(data, s.opts.MaxJobSize); err != nil {
+	j, err := ParseJob(data, s.opts.MaxJobSize)
+	if err != nil {
 		return "", err
+	}
+	if o.Origin != "" && j.Origin != o.Origin {
+		if data, err = setOrigin(data, o.Origin); err != nil {
+			return "", err
+		}
 	}
 	id := o.ID
 	if id == "" {
@@ -328,4 +337,15 @@ func (s *Spool) Prune(cutoff time.Time, states ...State) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// setOrigin sets a job's "origin" field, keeping every other value's bytes.
+func setOrigin(data []byte, origin string) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(trimBOM(data), &obj); err != nil {
+		return nil, jsonError(data, err)
+	}
+	v, _ := json.Marshal(origin)
+	obj["origin"] = v
+	return marshalObject(obj)
 }

@@ -2,6 +2,8 @@ package spool
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -148,4 +150,26 @@ func TestSubmitConcurrently(t *testing.T) {
 		}
 	}
 	wantNames(t, s, DirTmp)
+}
+
+func TestSubmitWithOriginMarksTheJobAndKeepsOtherValues(t *testing.T) {
+	s := newSpool(t)
+	id, err := s.Submit([]byte(`{"model":"m","prompt":"<a&b>","origin":"file","options":{"temperature":0.10}}`), SubmitOptions{Origin: OriginHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(s.Path(), DirNew, id+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := ParseJob(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Origin != OriginHTTP || string(j.Body["prompt"]) != `"<a&b>"` || string(j.Body["options"]) != `{"temperature":0.10}` {
+		t.Errorf("got origin %q, prompt %s, options %s", j.Origin, j.Body["prompt"], j.Body["options"])
+	}
+	if _, ok := j.Body["origin"]; ok {
+		t.Error("origin passed through to the target")
+	}
 }
