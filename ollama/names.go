@@ -14,7 +14,13 @@ const (
 // "registry.ollama.ai/library/llama3.2:latest" both become "llama3.2:latest";
 // "hf.co/user/repo:Q4_K_M" keeps its host and namespace), lowercased because
 // Ollama matches names case-insensitively. An empty name stays empty.
-func NormalizeModel(name string) string {
+func NormalizeModel(name string) string { return strings.ToLower(DisplayName(name)) }
+
+// DisplayName returns Ollama's shortest display form of a model name
+// (model.Name.DisplayShortest), as /api/ps and /api/tags show it: the tag
+// always, the namespace unless it is "library", the host unless it is
+// "registry.ollama.ai". Case is kept. An empty name stays empty.
+func DisplayName(name string) string {
 	name = strings.TrimSpace(name)
 	if name == "" {
 		return ""
@@ -28,7 +34,7 @@ func NormalizeModel(name string) string {
 		b.WriteString(namespace + "/")
 	}
 	b.WriteString(model + ":" + tag)
-	return strings.ToLower(b.String())
+	return b.String()
 }
 
 // SameModel reports whether two names denote the same model for Ollama.

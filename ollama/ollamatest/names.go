@@ -5,44 +5,12 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/hopper-dev/hopper/ollama"
 )
 
-// displayName returns Ollama's shortest display form of a model name
-// (model.Name.DisplayShortest): the tag always, the namespace unless it is
-// "library", the host unless it is "registry.ollama.ai".
-func displayName(s string) string {
-	s = strings.TrimSpace(s)
-	var host, namespace, model, tag string
-	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
-		s, tag = s[:i], s[i+1:]
-	}
-	if i := strings.LastIndex(s, "/"); i >= 0 {
-		s, model = s[:i], s[i+1:]
-		if j := strings.LastIndex(s, "/"); j >= 0 {
-			host, namespace = s[:j], s[j+1:]
-		} else {
-			namespace = s
-		}
-	} else {
-		model = s
-	}
-	if _, h, ok := strings.Cut(host, "://"); ok {
-		host = h
-	}
-	if tag == "" {
-		tag = "latest"
-	}
-	switch {
-	case host != "" && !strings.EqualFold(host, "registry.ollama.ai"):
-		if namespace == "" {
-			namespace = "library"
-		}
-		return host + "/" + namespace + "/" + model + ":" + tag
-	case namespace != "" && !strings.EqualFold(namespace, "library"):
-		return namespace + "/" + model + ":" + tag
-	}
-	return model + ":" + tag
-}
+// displayName returns Ollama's shortest display form of a model name.
+func displayName(s string) string { return ollama.DisplayName(s) }
 
 // keyOf is the case-insensitive identity Ollama matches model names by.
 func keyOf(name string) string { return strings.ToLower(displayName(name)) }
