@@ -61,6 +61,8 @@ type Config struct {
 	// its context ends (default 10s); those still waiting then have their
 	// jobs canceled.
 	ShutdownGrace time.Duration
+	// Functions resolves POST /functions/{name}; nil: no functions.
+	Functions Functions
 	// Logger receives the front's logs (default: discarded).
 	Logger *slog.Logger
 	// HTTPClient is used for the proxied endpoints and the target probe of

@@ -168,6 +168,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /jobs/{id}/out", s.jobOutput)
 	mux.HandleFunc("DELETE /jobs/{id}", s.cancelJob)
+	mux.HandleFunc("POST /functions/{name}", s.invokeFunction)
 
 	for path, endpoint := range dropInPaths {
 		mux.Handle("POST "+path, s.dropIn(endpoint))

@@ -13,6 +13,7 @@ import (
 
 	"time"
 
+	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -24,12 +25,19 @@ type Target interface {
 	Version(ctx context.Context) (string, error)
 }
 
+// Functions resolves the named functions that function jobs call;
+// *functions.Registry is one.
+type Functions interface {
+	Lookup(name string) (*functions.Function, error)
+}
+
 // Config configures a Runner. Zero durations take the documented defaults.
 type Config struct {
 	Spool      *spool.Spool
 	Target     Target
 	TargetName string // recorded in each record's "target"
 	Policy     Policy
+	Functions  Functions // nil: no functions are defined
 
 	KeepAlive     string        // the job's keep_alive when it gives none; default "-1"
 	MaxAttempts   int           // default 3
@@ -361,11 +369,13 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 	case c.BadInput != nil:
 		r.fail(rec, spool.KindBadInput, c.BadInput.Error(), 0)
 		return
-	case c.Job.Function != "":
-		r.fail(rec, spool.KindBadInput, fmt.Sprintf("unknown function %q: no function of that name is defined", c.Job.Function), 0)
-		return
 	}
 	job := c.Job
+	fn, err := r.expand(rec, job)
+	if err != nil {
+		r.fail(rec, spool.KindBadInput, err.Error(), 0)
+		return
+	}
 	maxAttempts := r.cfg.MaxAttempts
 	if job.MaxAttempts > 0 {
 		maxAttempts = job.MaxAttempts
@@ -395,6 +405,8 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 		res := r.attempt(ctx, rec, job, body, timeout)
 		var unavailable *ollama.UnavailableError
 		switch {
+		case res.err == nil && fn != nil && r.checkAnswer(rec, fn, res.response, maxAttempts):
+			return // the answer did not match the function's schema
 		case res.err == nil:
 			t := r.cfg.Now()
 			rec.State, rec.Response, rec.Error, rec.FinishedAt, rec.NotBefore = spool.StateDone, res.response, nil, &t, nil
@@ -440,6 +452,70 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 		r.deferJob(rec, res.err, status)
 		return
 	}
+}
+
+// expand turns a function job into the request it stands for: the
+// function's expansion of the vars, plus the job's own pass-through fields,
+// with the job's settings winning over the function's. It returns the
+// function (nil for an ordinary job); an error is bad input.
+func (r *Runner) expand(rec *spool.Record, job *spool.Job) (*functions.Function, error) {
+	if job.Function == "" {
+		return nil, nil
+	}
+	if r.cfg.Functions == nil {
+		return nil, fmt.Errorf("unknown function %q: no functions are defined", job.Function)
+	}
+	fn, err := r.cfg.Functions.Lookup(job.Function)
+	if err != nil {
+		return nil, err
+	}
+	body, endpoint, err := fn.Expand(job.Vars)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range job.Body {
+		if _, clash := body[k]; clash {
+			return nil, fmt.Errorf("function %q sets %q; a job calling it cannot", fn.Name, k)
+		}
+		body[k] = v
+	}
+	job.Body, job.Endpoint, job.Model = body, endpoint, fn.Model
+	if job.MaxAttempts == 0 {
+		job.MaxAttempts = fn.MaxAttempts
+	}
+	if job.Timeout == 0 {
+		job.Timeout = fn.Timeout
+	}
+	if job.MaxAge == 0 {
+		job.MaxAge = fn.MaxAge
+	}
+	if job.Webhook == "" {
+		job.Webhook = fn.Webhook
+	}
+	rec.Endpoint, rec.Model, rec.Function, rec.Vars = endpoint, fn.Model, fn.Name, job.Vars
+	if rec.Request, err = job.Request(nil); err != nil {
+		return nil, err
+	}
+	return fn, nil
+}
+
+// checkAnswer validates a function job's answer against its schema. A
+// valid answer's parsed object goes in the record's output and checkAnswer
+// returns false; an invalid one costs the attempt (deferred, or failed once
+// attempts are spent) and checkAnswer returns true.
+func (r *Runner) checkAnswer(rec *spool.Record, fn *functions.Function, response json.RawMessage, maxAttempts int) bool {
+	out, err := fn.Check(ollama.AnswerText(response))
+	if err == nil {
+		rec.Output = out
+		return false
+	}
+	rec.Response = response // keep the answer that failed, to look at
+	if rec.Attempts >= maxAttempts {
+		r.fail(rec, spool.KindTarget, fmt.Sprintf("%v (after %d attempts)", err, rec.Attempts), 0)
+	} else {
+		r.deferJob(rec, err, 0)
+	}
+	return true
 }
 
 // extraFields are the request fields hopper sets: stream, and keep_alive

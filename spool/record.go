@@ -82,6 +82,10 @@ type Record struct {
 	Model    string `json:"model,omitempty"`
 	Priority int    `json:"priority,omitempty"`
 	Function string `json:"function,omitempty"`
+	// Vars and Request are a function job's vars and the request they
+	// expanded into.
+	Vars    json.RawMessage `json:"vars,omitempty"`
+	Request json.RawMessage `json:"request,omitempty"`
 	// Job is the job exactly as submitted when it is JSON. Otherwise JobRaw
 	// holds its bytes when they are text, and JobFile names the sibling file
 	// (ID.raw) that holds them when they are not text or too large.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -41,10 +42,16 @@ process, as another user, beside the runner.`,
 			if err != nil {
 				return err
 			}
+			reg, err := functions.NewRegistry(cfg.Functions, cfg.FunctionsDir, a.logger.With("part", "functions"))
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("functions: %w (check them with 'hopper functions validate')", err)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go func() { _ = reg.Watch(ctx) }()
 			fmt.Fprintf(a.stdout, "hopper http front on http://%s for spool %s (target %s)\n", ln.Addr(), s.Path(), cfg.Ollama)
-			return a.serveFront(ctx, cfg, s, ln)
+			return a.serveFront(ctx, cfg, s, reg, ln)
 		},
 	}
 	cmd.Flags().String("http", Default().HTTP, "listen `ADDRESS`")
@@ -65,14 +72,15 @@ func listenFront(cfg Config) (net.Listener, error) {
 }
 
 // serveFront runs the HTTP front on ln until ctx ends.
-func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, ln net.Listener) error {
+func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns httpfront.Functions, ln net.Listener) error {
 	front, err := httpfront.New(httpfront.Config{
-		Spool:   s,
-		Addr:    cfg.HTTP,
-		Tokens:  cfg.Tokens,
-		Target:  cfg.Ollama,
-		MaxBody: int64(cfg.MaxJobSize),
-		Logger:  a.logger.With("part", "http"),
+		Spool:     s,
+		Functions: fns,
+		Addr:      cfg.HTTP,
+		Tokens:    cfg.Tokens,
+		Target:    cfg.Ollama,
+		MaxBody:   int64(cfg.MaxJobSize),
+		Logger:    a.logger.With("part", "http"),
 	})
 	if err != nil {
 		ln.Close()

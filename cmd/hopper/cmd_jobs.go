@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -133,35 +135,19 @@ func (a *app) printAnswer(r *spool.Record) error {
 	return nil
 }
 
-// answerText is the human part of a record's answer: the message content,
-// the generated text, or (for embeddings and anything else) the JSON.
+// answerText is the human part of a record's answer: a function's parsed
+// output, the message content or generated text, or (for embeddings and
+// anything else) the JSON answer.
 func answerText(r *spool.Record) string {
 	if len(r.Output) > 0 {
+		var buf bytes.Buffer
+		if json.Indent(&buf, r.Output, "", "  ") == nil {
+			return buf.String()
+		}
 		return string(r.Output)
 	}
-	var resp struct {
-		Message *struct {
-			Content string `json:"content"`
-		} `json:"message"`
-		Response *string `json:"response"`
-		Choices  []struct {
-			Message *struct {
-				Content string `json:"content"`
-			} `json:"message"`
-			Text *string `json:"text"`
-		} `json:"choices"`
-	}
-	if json.Unmarshal(r.Response, &resp) == nil {
-		switch {
-		case resp.Message != nil:
-			return resp.Message.Content
-		case resp.Response != nil:
-			return *resp.Response
-		case len(resp.Choices) > 0 && resp.Choices[0].Message != nil:
-			return resp.Choices[0].Message.Content
-		case len(resp.Choices) > 0 && resp.Choices[0].Text != nil:
-			return *resp.Choices[0].Text
-		}
+	if ollama.HasText(r.Response) {
+		return ollama.AnswerText(r.Response)
 	}
 	return string(r.Response)
 }

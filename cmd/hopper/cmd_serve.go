@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/configs"
+	"github.com/hopper-dev/hopper/functions"
 
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -102,7 +103,12 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			// A generation that sends nothing for this long has stalled: the
 			// attempt fails and is retried.
 			client.StallTimeout = stallTimeout
+			reg, err := functions.NewRegistry(cfg.Functions, cfg.FunctionsDir, a.logger.With("part", "functions"))
+			if err != nil {
+				return fmt.Errorf("functions: %w (check them with 'hopper functions validate')", err)
+			}
 			rc := runnerConfig(cfg, s, client, a)
+			rc.Functions = reg
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
 			if err != nil {
@@ -117,13 +123,21 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a.printBanner(ctx, cfg, s, client, ln)
+			go func() { _ = reg.Watch(ctx) }()
 			frontDone := make(chan error, 1)
 			if ln != nil {
-				go func() { frontDone <- a.serveFront(ctx, cfg, s, ln) }()
+				go func() { frontDone <- a.serveFront(ctx, cfg, s, reg, ln) }()
 			} else {
 				frontDone <- nil
 			}
-			stopReload := a.reloadOnHUP(cfg, func(next Config) { r.Reconfigure(runnerConfig(next, s, client, a)) })
+			stopReload := a.reloadOnHUP(cfg, func(next Config) {
+				rc := runnerConfig(next, s, client, a)
+				rc.Functions = reg
+				r.Reconfigure(rc)
+				if err := reg.Reload(); err != nil {
+					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
+				}
+			})
 			defer stopReload()
 			go func() {
 				<-ctx.Done()

@@ -26,6 +26,8 @@ func addCommands(root *cobra.Command, a *app) {
 		newPauseCmd(a, true),
 		newPruneCmd(a),
 		newStatusCmd(a),
+		newFunctionsCmd(a),
+		newInvokeCmd(a),
 	)
 }
 

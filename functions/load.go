@@ -1,0 +1,748 @@
+package functions
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Set is a loaded, checked set of functions. It never changes once Load
+// returns it, so it is safe to share between goroutines.
+type Set struct {
+	fns   map[string]*Function
+	names []string
+}
+
+// Get returns the function called name.
+func (s *Set) Get(name string) (*Function, bool) {
+	if s == nil {
+		return nil, false
+	}
+	f, ok := s.fns[name]
+	return f, ok
+}
+
+// Names lists the functions' names, sorted.
+func (s *Set) Names() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.names)
+}
+
+// Lookup returns the function called name, or an *InputError saying there
+// is none, in words for the person who asked for it.
+func (s *Set) Lookup(name string) (*Function, error) {
+	if f, ok := s.Get(name); ok {
+		return f, nil
+	}
+	defined := "no functions are defined"
+	if names := s.Names(); len(names) > 0 {
+		defined = "defined: " + strings.Join(names, ", ")
+	}
+	return nil, inputError(name, "unknown function %q: no function of that name is defined (%s)", name, defined)
+}
+
+// DefinitionError is one problem with a function's definition. Source is
+// "config" (the functions: section of hopper.yaml) or the file's path; Line
+// is the line in that file when known; Field is the key at fault, dotted
+// ("vars.text.default", "messages[1].role"), or "" for the whole definition.
+type DefinitionError struct {
+	Function string
+	Source   string
+	Line     int
+	Field    string
+	Err      error
+}
+
+func (e *DefinitionError) Error() string {
+	if e.Source == "config" {
+		key := "config functions." + e.Function
+		if e.Field != "" {
+			key += "." + e.Field
+		}
+		return key + ": " + e.Err.Error()
+	}
+	where := e.Source
+	if e.Line > 0 {
+		where += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Field != "" {
+		where += ": " + e.Field
+	}
+	return where + ": " + e.Err.Error()
+}
+
+func (e *DefinitionError) Unwrap() error { return e.Err }
+
+// Load reads and checks every function: config is the functions: section of
+// hopper.yaml (names and keys as written; nil for none), and dir holds one
+// NAME.yaml or NAME.yml per function ("" or a directory that does not exist:
+// none). Files whose names start with a dot or end otherwise are ignored.
+// The error joins every problem found, each a *DefinitionError; a name
+// defined twice is one of them. On error the Set is nil.
+func Load(config map[string]any, dir string) (*Set, error) {
+	s := &Set{fns: map[string]*Function{}}
+	var errs []error
+	add := func(f *Function, problems []error) {
+		errs = append(errs, problems...)
+		if f == nil {
+			return
+		}
+		if prev, ok := s.fns[f.Name]; ok {
+			where := "in the config"
+			if prev.Source != "config" {
+				where = "in " + prev.Source
+			}
+			errs = append(errs, &DefinitionError{Function: f.Name, Source: f.Source,
+				Err: fmt.Errorf("function %q is defined twice: it is also %s", f.Name, where)})
+			return
+		}
+		s.fns[f.Name] = f
+	}
+	for _, name := range slices.Sorted(maps.Keys(config)) {
+		add(compile(name, "config", config[name], nil, nil))
+	}
+	if dir != "" {
+		entries, err := os.ReadDir(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("functions_dir %s: %w", dir, err))
+		}
+		for _, e := range entries {
+			name, ok := fileFunction(e.Name())
+			if !ok {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+				continue // a directory or a dangling link named like a function
+			}
+			add(loadFile(name, path))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.names = slices.Sorted(maps.Keys(s.fns))
+	return s, nil
+}
+
+// fileFunction returns the function a file in the functions directory
+// defines, by its name: "summarize.yaml" and "summarize.yml" define
+// "summarize"; dot files and other names define none.
+func fileFunction(file string) (string, bool) {
+	if strings.HasPrefix(file, ".") {
+		return "", false
+	}
+	for _, ext := range []string{".yaml", ".yml"} {
+		if name, ok := strings.CutSuffix(file, ext); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// loadFile reads one function's YAML file.
+func loadFile(name, path string) (*Function, []error) {
+	bad := func(err error) (*Function, []error) {
+		return nil, []error{&DefinitionError{Function: name, Source: path, Err: err}}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return bad(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return bad(errors.New("the file is empty: a function needs at least a model and a prompt"))
+		}
+		return bad(fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: ")))
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return bad(errors.New("the file holds more than one YAML document (---): one function per file"))
+	}
+	var def any
+	if err := doc.Decode(&def); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+		return bad(fmt.Errorf("not valid YAML: %s", strings.ReplaceAll(msg, "\n  ", "; ")))
+	}
+	lines := map[string]int{}
+	var format []byte
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		keyLines(root, "", lines)
+		if root.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(root.Content); i += 2 {
+				if root.Content[i].Value == "format" && root.Content[i+1].Kind == yaml.MappingNode {
+					format = orderedJSON(root.Content[i+1])
+				}
+			}
+		}
+	}
+	return compile(name, path, def, lines, format)
+}
+
+// orderedJSON writes a YAML mapping as JSON with its keys in the order
+// written: a schema's property order is the order a model writes them in
+// Ollama's structured outputs. It returns nil for what it cannot write
+// (aliases, which could expand without bound, merge keys, values JSON has
+// not), leaving the caller the unordered way.
+func orderedJSON(n *yaml.Node) []byte {
+	var b bytes.Buffer
+	switch n.Kind {
+	case yaml.MappingNode:
+		b.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+				return nil
+			}
+			val := orderedJSON(v)
+			if val == nil {
+				return nil
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(encode(k.Value))
+			b.WriteByte(':')
+			b.Write(val)
+		}
+		b.WriteByte('}')
+	case yaml.SequenceNode:
+		b.WriteByte('[')
+		for i, item := range n.Content {
+			val := orderedJSON(item)
+			if val == nil {
+				return nil
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(val)
+		}
+		b.WriteByte(']')
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil
+		}
+		v, err := normalize(v)
+		if err != nil {
+			return nil
+		}
+		return encode(v)
+	default:
+		return nil
+	}
+	return b.Bytes()
+}
+
+// keyLines records the line of every key under n, by its dotted path.
+func keyLines(n *yaml.Node, prefix string, lines map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			lines[path] = k.Line
+			keyLines(v, path, lines)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			path := fmt.Sprintf("%s[%d]", prefix, i)
+			lines[path] = item.Line
+			keyLines(item, path, lines)
+		}
+	}
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	varRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// The keys a definition may have, with what each holds, for suggestions.
+var (
+	functionKeys = []string{"description", "model", "endpoint", "system", "prompt", "messages", "vars",
+		"options", "format", "keep_alive", "timeout", "max_age", "max_attempts", "priority", "webhook"}
+	varKeys     = []string{"required", "default", "description"}
+	messageKeys = []string{"role", "content"}
+	roles       = []string{"system", "user", "assistant", "tool"}
+)
+
+// definition checks one function's definition as it collects problems.
+type definition struct {
+	name, source string
+	lines        map[string]int // key path → line; nil for the config
+	errs         []error
+}
+
+func (d *definition) bad(field, format string, args ...any) {
+	line := 0
+	for p := field; p != "" && line == 0; {
+		line = d.lines[p]
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	d.errs = append(d.errs, &DefinitionError{Function: d.name, Source: d.source, Line: line, Field: field, Err: fmt.Errorf(format, args...)})
+}
+
+// keys reports the keys of m not among known, with a suggestion each.
+func (d *definition) keys(prefix string, m map[string]any, known []string) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if slices.Contains(known, k) {
+			continue
+		}
+		if s := suggest(k, known); s != "" {
+			d.bad(prefix+k, "unknown key (did you mean %q?)", s)
+		} else {
+			d.bad(prefix+k, "unknown key (known: %s)", strings.Join(known, ", "))
+		}
+	}
+}
+
+func (d *definition) str(m map[string]any, key, field string) (string, bool) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return "", false
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		d.bad(field, "must be text, got %s", describeYAML(v))
+		return "", false
+	}
+	return s, true
+}
+
+func (d *definition) integer(m map[string]any, key string) (int, bool) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return 0, false
+	}
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case float64:
+		if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
+			return int(n), true
+		}
+	}
+	d.bad(key, "must be an integer, got %s", describeYAML(v))
+	return 0, false
+}
+
+func (d *definition) duration(m map[string]any, key string) time.Duration {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return 0
+	}
+	if n, isInt := v.(int); isInt && n == 0 {
+		return 0
+	}
+	s, isStr := v.(string)
+	dur, err := time.ParseDuration(strings.TrimSpace(s))
+	if !isStr || err != nil || dur < 0 {
+		d.bad(key, "must be a duration like \"90s\" or \"10m\", got %s", describeYAML(v))
+		return 0
+	}
+	return dur
+}
+
+// compile checks the definition def of function name, from source, and
+// builds the function. It returns every problem it finds. format, if not
+// nil, is def's format as JSON in the order written.
+func compile(name, source string, def any, lines map[string]int, format []byte) (*Function, []error) {
+	d := &definition{name: name, source: source, lines: lines}
+	if !nameRE.MatchString(name) {
+		d.bad("", "%q cannot name a function: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+	}
+	def, err := normalize(def)
+	if err != nil {
+		d.bad("", "%v", err)
+		return nil, d.errs
+	}
+	m, ok := def.(map[string]any)
+	if !ok {
+		if def == nil {
+			d.bad("", "the definition is empty: a function needs at least a model and a prompt")
+		} else {
+			d.bad("", "must be a mapping of settings (model, prompt, ...), got %s", describeYAML(def))
+		}
+		return nil, d.errs
+	}
+	d.keys("", m, functionKeys)
+
+	f := &Function{Name: name, Source: source}
+	f.Description, _ = d.str(m, "description", "description")
+	f.Model, _ = d.str(m, "model", "model")
+	if model, isStr := m["model"].(string); m["model"] == nil || (isStr && strings.TrimSpace(model) == "") {
+		d.bad("model", "is required: name the model to run, e.g. model: llama3.2")
+	}
+	f.Endpoint, _ = d.str(m, "endpoint", "endpoint")
+	if f.Endpoint != "" && f.Endpoint != "chat" && f.Endpoint != "generate" {
+		d.bad("endpoint", "must be chat or generate, got %q", f.Endpoint)
+	}
+	hasSystem, hasPrompt := false, false
+	f.System, hasSystem = d.str(m, "system", "system")
+	f.Prompt, hasPrompt = d.str(m, "prompt", "prompt")
+	d.messages(f, m["messages"])
+	d.vars(f, m["vars"])
+
+	if opts, ok := m["options"]; ok && opts != nil {
+		if om, isMap := opts.(map[string]any); isMap {
+			if len(om) > 0 {
+				f.Options, f.options = om, encode(om)
+			}
+		} else {
+			d.bad("options", "must be a mapping of Ollama options (temperature, num_ctx, ...), got %s", describeYAML(opts))
+		}
+	}
+	switch v := m["format"].(type) {
+	case nil:
+	case string:
+		// "json", or a schema written as JSON text: that keeps its
+		// properties in order even in the config, whose mappings lose it.
+		if v == "json" {
+			f.Format = encode(v)
+			break
+		}
+		if t := strings.TrimSpace(v); !strings.HasPrefix(t, "{") || !json.Valid([]byte(t)) {
+			d.bad("format", `must be "json" or a JSON schema (a mapping, or a JSON object as text), got %s`, describeYAML(v))
+			break
+		}
+		var b bytes.Buffer
+		_ = json.Compact(&b, []byte(v))
+		f.Format = b.Bytes()
+	case map[string]any:
+		f.Format = format
+		if f.Format == nil {
+			f.Format = encode(v)
+		}
+	default:
+		d.bad("format", `must be "json" or a JSON schema (a mapping), got %s`, describeYAML(v))
+	}
+	if f.Format != nil && f.Format[0] == '{' {
+		sch, err := compileSchema(f.Format)
+		if err != nil {
+			d.bad("format", "%v", err)
+		}
+		f.schema = sch
+	}
+	switch v := m["keep_alive"].(type) {
+	case nil:
+	case int, float64:
+		f.KeepAlive = fmt.Sprint(v)
+		f.keepAlive = keepAlive(f.KeepAlive)
+	case string:
+		if ka := keepAlive(v); ka != nil {
+			f.KeepAlive, f.keepAlive = v, ka
+		} else {
+			d.bad("keep_alive", `must be a number of seconds like -1 or a duration like "5m", got %q`, v)
+		}
+	default:
+		d.bad("keep_alive", `must be a number of seconds like -1 or a duration like "5m", got %s`, describeYAML(v))
+	}
+	f.Timeout = d.duration(m, "timeout")
+	f.MaxAge = d.duration(m, "max_age")
+	if n, ok := d.integer(m, "max_attempts"); ok {
+		if n < 0 {
+			d.bad("max_attempts", "must be 1 or more (0: the configured default), got %d", n)
+		}
+		f.MaxAttempts = max(n, 0)
+	}
+	f.Priority, _ = d.integer(m, "priority")
+	if hook, ok := d.str(m, "webhook", "webhook"); ok {
+		if u, err := url.Parse(hook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.bad("webhook", "must be an http or https URL, got %q", hook)
+		}
+		f.Webhook = hook
+	}
+
+	if f.Endpoint == "" {
+		f.Endpoint = "generate"
+		if len(f.Messages) > 0 || hasSystem {
+			f.Endpoint = "chat"
+		}
+	}
+	switch {
+	case !hasPrompt && len(f.Messages) == 0:
+		if m["messages"] == nil {
+			d.bad("prompt", "a function needs a prompt or messages")
+		}
+	case f.Endpoint == "generate" && len(f.Messages) > 0:
+		d.bad("messages", "endpoint generate takes a prompt, not messages: use endpoint chat, or leave endpoint out")
+	case f.Endpoint == "generate" && !hasPrompt:
+		d.bad("prompt", "endpoint generate needs a prompt")
+	}
+
+	parse := func(field, text string) *template.Template {
+		t, err := parseTemplate(field, text)
+		if err != nil {
+			d.bad(field, "%v", err)
+			return nil
+		}
+		for _, v := range varsUsed(t) {
+			if _, ok := f.Vars[v]; !ok {
+				declared := "it declares none"
+				if len(f.Vars) > 0 {
+					declared = "it declares " + quoteList(slices.Sorted(maps.Keys(f.Vars)))
+				}
+				d.bad(field, "uses var %q, which vars does not declare (%s)", v, declared)
+			}
+		}
+		return t
+	}
+	if hasSystem {
+		f.system = parse("system", f.System)
+	}
+	if hasPrompt {
+		f.prompt = parse("prompt", f.Prompt)
+	}
+	for i, msg := range f.Messages {
+		f.messages = append(f.messages, parse(fmt.Sprintf("messages[%d].content", i), msg.Content))
+	}
+	if len(d.errs) > 0 {
+		slices.SortStableFunc(d.errs, func(a, b error) int {
+			return a.(*DefinitionError).Line - b.(*DefinitionError).Line // in the order of the file
+		})
+		return nil, d.errs
+	}
+	return f, nil
+}
+
+func (d *definition) messages(f *Function, v any) {
+	if v == nil {
+		return
+	}
+	list, ok := v.([]any)
+	if !ok {
+		d.bad("messages", "must be a list of {role, content}, got %s", describeYAML(v))
+		return
+	}
+	if len(list) == 0 {
+		d.bad("messages", "is empty: give at least one {role, content}, or use a prompt")
+		return
+	}
+	for i, item := range list {
+		field := fmt.Sprintf("messages[%d]", i)
+		mm, ok := item.(map[string]any)
+		if !ok {
+			d.bad(field, "must be a mapping {role, content}, got %s", describeYAML(item))
+			continue
+		}
+		d.keys(field+".", mm, messageKeys)
+		role, ok := d.str(mm, "role", field+".role")
+		if !ok {
+			if mm["role"] == nil {
+				d.bad(field+".role", "is required: one of %s", strings.Join(roles, ", "))
+			}
+		} else if !slices.Contains(roles, role) {
+			d.bad(field+".role", "must be one of %s, got %q", strings.Join(roles, ", "), role)
+		}
+		content, ok := d.str(mm, "content", field+".content")
+		if !ok && mm["content"] == nil {
+			d.bad(field+".content", "is required: the message's text (a template)")
+		}
+		f.Messages = append(f.Messages, Message{Role: role, Content: content})
+	}
+}
+
+func (d *definition) vars(f *Function, v any) {
+	f.Vars = map[string]Var{}
+	f.defaults = map[string]any{}
+	if v == nil {
+		return
+	}
+	vm, ok := v.(map[string]any)
+	if !ok {
+		d.bad("vars", "must be a mapping of var names to {required, default, description}, got %s", describeYAML(v))
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(vm)) {
+		field := "vars." + name
+		if !varRE.MatchString(name) {
+			d.bad(field, "%q cannot name a var: use letters, digits and '_', not starting with a digit, so templates can say {{.%s}}", name, name)
+			continue
+		}
+		var decl Var
+		switch spec := vm[name].(type) {
+		case nil: // declared: optional, no default
+		case map[string]any:
+			d.keys(field+".", spec, varKeys)
+			switch r := spec["required"].(type) {
+			case nil:
+			case bool:
+				decl.Required = r
+			default:
+				d.bad(field+".required", "must be true or false, got %s", describeYAML(r))
+			}
+			decl.Description, _ = d.str(spec, "description", field+".description")
+			if def, ok := spec["default"]; ok && def != nil {
+				decl.Default = def
+				if decl.Required {
+					d.bad(field, "is required and has a default: a var with a default is never missing, so drop one of them")
+				}
+				dv, err := decodeJSON(encode(def))
+				if err != nil {
+					d.bad(field+".default", "%v", err)
+				}
+				f.defaults[name] = dv
+			}
+		default:
+			d.bad(field, "must be a mapping {required, default, description}, or empty, got %s", describeYAML(spec))
+		}
+		f.Vars[name] = decl
+	}
+}
+
+// keepAlive converts a keep_alive as written to what Ollama takes: a number
+// of seconds as a JSON number (Ollama rejects the string "3600"), a duration
+// as a string. It returns nil if v is neither.
+func keepAlive(v string) []byte {
+	v = strings.TrimSpace(v)
+	if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		return []byte(strconv.FormatFloat(f, 'f', -1, 64))
+	}
+	if _, err := time.ParseDuration(v); err != nil {
+		return nil
+	}
+	return encode(v)
+}
+
+// normalize turns a YAML-decoded value into one encoding/json can write:
+// mappings with string keys, lists, text, numbers, booleans and null.
+func normalize(v any) (any, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			n, err := normalize(x)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("mapping key %v is not text: quote it", k)
+			}
+			n, err := normalize(x)
+			if err != nil {
+				return nil, err
+			}
+			out[ks] = n
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			n, err := normalize(x)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil, fmt.Errorf("%v cannot be written as JSON", v)
+		}
+		return v, nil
+	case int64:
+		return int(v), nil
+	case uint64:
+		if v > math.MaxInt64 {
+			return float64(v), nil
+		}
+		return int(v), nil
+	case time.Time:
+		return v.Format(time.RFC3339Nano), nil
+	case nil, string, bool, int:
+		return v, nil
+	}
+	return nil, fmt.Errorf("unsupported value %v (%T)", v, v)
+}
+
+// describeYAML names a decoded YAML value for an error message.
+func describeYAML(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nothing"
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case string:
+		return strconv.Quote(excerpt(v, 40))
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// suggest returns the known key name is probably a misspelling of, or "".
+func suggest(name string, known []string) string {
+	norm := strings.ReplaceAll(strings.ToLower(name), "-", "_")
+	best, bestDist := "", len(name)/3+1
+	for _, k := range known {
+		if d := editDistance(norm, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance counts the insertions, deletions and substitutions that turn
+// a into b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}

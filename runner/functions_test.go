@@ -1,0 +1,115 @@
+package runner_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+	"github.com/hopper-dev/hopper/runner"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+const labelFunction = `model: m1
+system: 'Classify the message. Answer {"label": "..."}.'
+prompt: "{{.text}}"
+vars:
+  text: {required: true, description: the message}
+format:
+  type: object
+  properties:
+    label: {type: string, enum: [bug, feature, question]}
+  required: [label]
+max_attempts: 2
+`
+
+// withFunctions gives the runner the functions defined in files under dir.
+func withFunctions(t *testing.T, files map[string]string) func(*runner.Config) {
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(body), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg, err := functions.NewRegistry(nil, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *runner.Config) { c.Functions = reg }
+}
+
+// replyByPrompt answers with the text after "say:" in the last message, so a
+// test scripts valid and invalid answers.
+func replyByPrompt(req ollamatest.Request) string {
+	var body struct {
+		Messages []struct{ Content string } `json:"messages"`
+	}
+	json.Unmarshal(req.Body, &body)
+	if n := len(body.Messages); n > 0 {
+		if _, say, ok := strings.Cut(body.Messages[n-1].Content, "say:"); ok {
+			return say
+		}
+	}
+	return `{"label":"question"}`
+}
+
+func TestFunctionJobs(t *testing.T) {
+	newFnHarness := func(t *testing.T) *harness {
+		return newHarness(t, withFunctions(t, map[string]string{"label": labelFunction}), ollamatest.WithReply(replyByPrompt))
+	}
+	t.Run("ASchemaValidAnswerIsParsedIntoOutput", func(t *testing.T) {
+		h := newFnHarness(t)
+		h.start()
+		h.drop("ok", `{"function":"label","vars":{"text":"how do I say:{\"label\":\"question\"}"}}`)
+		r := h.wait("ok")
+		if r.State != spool.StateDone || string(r.Output) == "" {
+			t.Fatalf("got %s, error %+v, output %s", r.State, r.Error, r.Output)
+		}
+		var out struct{ Label string }
+		if err := json.Unmarshal(r.Output, &out); err != nil || out.Label != "question" {
+			t.Errorf("got output %s", r.Output)
+		}
+		if r.Function != "label" || r.Model != "m1" || r.Endpoint != "chat" || len(r.Vars) == 0 || len(r.Request) == 0 {
+			t.Errorf("record lacks the function's name, model, endpoint, vars or request: %+v", r)
+		}
+		var sent map[string]json.RawMessage
+		for _, req := range h.fake.Requests() {
+			if req.Path == "/api/chat" {
+				json.Unmarshal(req.Body, &sent)
+			}
+		}
+		if !strings.Contains(string(sent["format"]), `"enum"`) {
+			t.Errorf("the schema was not sent as format: %s", sent["format"])
+		}
+	})
+	t.Run("ASchemaInvalidAnswerCostsAnAttemptThenFails", func(t *testing.T) {
+		h := newFnHarness(t)
+		h.start()
+		h.drop("bad", `{"function":"label","vars":{"text":"say:{\"label\":\"rant\"}"}}`)
+		r := h.wait("bad")
+		if r.State != spool.StateFailed || r.Attempts != 2 || !strings.Contains(r.Error.Message, "label") || len(r.Response) == 0 {
+			t.Errorf("got %s after %d attempts, error %+v; want failed after 2 with the validation errors", r.State, r.Attempts, r.Error)
+		}
+	})
+	t.Run("AMissingRequiredVarIsBadInputNamingIt", func(t *testing.T) {
+		h := newFnHarness(t)
+		h.start()
+		h.drop("novar", `{"function":"label","vars":{}}`)
+		r := h.wait("novar")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"text"`) || r.Attempts != 0 {
+			t.Errorf("got %s, error %+v, attempts %d", r.State, r.Error, r.Attempts)
+		}
+	})
+	t.Run("AnUnknownFunctionIsBadInputNamingIt", func(t *testing.T) {
+		h := newFnHarness(t)
+		h.start()
+		h.drop("nofn", `{"function":"summarise","vars":{"text":"x"}}`)
+		r := h.wait("nofn")
+		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"summarise"`) {
+			t.Errorf("got %s, error %+v", r.State, r.Error)
+		}
+	})
+}
