@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -31,6 +32,12 @@ type Functions interface {
 	Lookup(name string) (*functions.Function, error)
 }
 
+// Emitter receives an event for every state change of a job; *hooks.Hooks
+// is one. Emit must return quickly: delivery happens elsewhere.
+type Emitter interface {
+	Emit(ev hooks.Event, jobWebhook string, untrusted bool) error
+}
+
 // Config configures a Runner. Zero durations take the documented defaults.
 type Config struct {
 	Spool      *spool.Spool
@@ -38,6 +45,7 @@ type Config struct {
 	TargetName string // recorded in each record's "target"
 	Policy     Policy
 	Functions  Functions // nil: no functions are defined
+	Hooks      Emitter   // nil: no events
 
 	KeepAlive     string        // the job's keep_alive when it gives none; default "-1"
 	MaxAttempts   int           // default 3
@@ -115,6 +123,12 @@ type Runner struct {
 	reload chan Config
 	// retention is read by the retain goroutine; the loop swaps it on reload.
 	retention atomic.Pointer[[2]time.Duration]
+	// cur is the job being run: the state last announced for it, and the
+	// job (nil for bad input), for its events.
+	cur struct {
+		state spool.State
+		job   *spool.Job
+	}
 	// models is what the target had loaded when next last asked, so the
 	// attempt that follows need not ask again; nil: ask.
 	models []string
@@ -360,6 +374,11 @@ func (r *Runner) isResident(ctx context.Context, model string) bool {
 // failed/, or (on shutdown) left queued in cur/ for the next start.
 func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 	rec := c.Record
+	r.cur.job, r.cur.state = c.Job, rec.State
+	if rec.State == spool.StateQueued && !c.Recovered {
+		r.cur.state = ""
+		r.announce(rec) // job.queued: the runner has taken it up
+	}
 	log := r.log.With("job", rec.ID)
 	now := r.cfg.Now()
 	switch {
@@ -567,6 +586,7 @@ func (r *Runner) attempt(ctx context.Context, rec *spool.Record, job *spool.Job,
 	if err := s.Update(rec); err != nil {
 		log.Error("cannot write the record", "err", err)
 	}
+	r.announce(rec)
 	out, err := s.CreateOutput(rec.ID)
 	if err != nil {
 		return result{err: fmt.Errorf("create output: %w", err)}
@@ -587,6 +607,7 @@ func (r *Runner) attempt(ctx context.Context, rec *spool.Record, job *spool.Job,
 			if err := s.Update(rec); err != nil {
 				log.Warn("cannot write the record", "err", err)
 			}
+			r.announce(rec)
 		}
 		line.Reset()
 		line.Write(bytes.TrimRight(chunk, "\r\n"))
@@ -715,5 +736,26 @@ func (r *Runner) fail(rec *spool.Record, kind spool.ErrorKind, msg string, statu
 func (r *Runner) finish(rec *spool.Record) {
 	if err := r.cfg.Spool.Finish(rec); err != nil {
 		r.log.Error("cannot finish the record", "job", rec.ID, "err", err)
+		return
+	}
+	r.announce(rec)
+}
+
+// announce emits the event for the record's new state, once it is on disk.
+// A failure to record an event is logged; it never changes the job.
+func (r *Runner) announce(rec *spool.Record) {
+	prev := r.cur.state
+	r.cur.state = rec.State
+	if r.cfg.Hooks == nil {
+		return
+	}
+	var webhook string
+	var meta json.RawMessage
+	untrusted := false
+	if j := r.cur.job; j != nil {
+		webhook, meta, untrusted = j.Webhook, j.Meta, j.Origin == spool.OriginHTTP
+	}
+	if err := r.cfg.Hooks.Emit(hooks.EventFor(rec, prev, meta, r.cfg.Now()), webhook, untrusted); err != nil {
+		r.log.Error("cannot record the event", "job", rec.ID, "state", rec.State, "err", err)
 	}
 }

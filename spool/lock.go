@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -27,7 +26,7 @@ func (s *Spool) Lock(target string) (*Lock, error) {
 		holder, _ := s.root.ReadFile(name)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			who := strings.TrimSpace(string(bytes.ReplaceAll(holder, []byte("\n"), []byte(", "))))
+			who := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(holder)), "\n", ", ")), " ")
 			if who == "" {
 				who = "another process"
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hopper-dev/hopper/configs"
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/hooks"
 
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -107,8 +109,12 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("functions: %w (check them with 'hopper functions validate')", err)
 			}
+			hk, err := hooks.New(hooksConfig(cfg, s, a.logger.With("part", "hooks")))
+			if err != nil {
+				return fmt.Errorf("hooks: %w", err)
+			}
 			rc := runnerConfig(cfg, s, client, a)
-			rc.Functions = reg
+			rc.Functions, rc.Hooks = reg, hk
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
 			if err != nil {
@@ -124,6 +130,20 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			defer stop()
 			a.printBanner(ctx, cfg, s, client, ln)
 			go func() { _ = reg.Watch(ctx) }()
+			// Deliveries go on until the runner has stopped, so the last
+			// events are sent (or stay in the outbox for the next start).
+			hctx, stopHooks := context.WithCancel(context.Background())
+			hooksDone := make(chan struct{})
+			go func() {
+				defer close(hooksDone)
+				if err := hk.Run(hctx); err != nil {
+					a.logger.Error("hooks stopped", "err", err)
+				}
+			}()
+			defer func() {
+				stopHooks()
+				<-hooksDone
+			}()
 			frontDone := make(chan error, 1)
 			if ln != nil {
 				go func() { frontDone <- a.serveFront(ctx, cfg, s, reg, ln) }()
@@ -132,7 +152,7 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			}
 			stopReload := a.reloadOnHUP(cfg, func(next Config) {
 				rc := runnerConfig(next, s, client, a)
-				rc.Functions = reg
+				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
 				if err := reg.Reload(); err != nil {
 					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
@@ -188,6 +208,9 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 				if k.was != k.now {
 					a.logger.Warn("SIGHUP: "+k.key+" changed; it takes effect at the next restart", "running", k.was, "configured", k.now)
 				}
+			}
+			if !reflect.DeepEqual(current.Hooks, next.Hooks) {
+				a.logger.Warn("SIGHUP: hooks settings changed; they take effect at the next restart")
 			}
 			apply(next)
 			a.logger.Info("SIGHUP: configuration reloaded")

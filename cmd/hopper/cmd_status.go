@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -25,6 +26,7 @@ type status struct {
 	OldestAge    float64        `json:"oldest_queued_age_seconds"`
 	Running      []runningJob   `json:"running"`
 	Target       targetStatus   `json:"target"`
+	Webhooks     *hooks.Status  `json:"webhooks,omitempty"`
 }
 
 type runningJob struct {
@@ -130,6 +132,15 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.
 		}
 		out.Running = append(out.Running, j)
 	}
+	cfg, err := a.config()
+	if err != nil {
+		return status{}, err
+	}
+	if hk, err := hooks.New(hooksConfig(cfg, s, a.logger)); err == nil {
+		if hs, err := hk.Status(); err == nil {
+			out.Webhooks = &hs
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if v, err := client.Version(ctx); err != nil {
@@ -169,6 +180,16 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, client *ollama.Cl
 	for _, j := range st.Running {
 		fmt.Fprintf(w, "running  %s  %s  %s  %s  ~%d tokens  attempt %d\n", j.ID, j.Model, j.State,
 			time.Duration(j.Elapsed*float64(time.Second)).Round(time.Second), j.OutputChunks, j.Attempts)
+	}
+	if wh := st.Webhooks; wh != nil && (wh.Pending > 0 || wh.Failed > 0 || len(wh.Disabled) > 0) {
+		line := fmt.Sprintf("webhooks pending %d · failed %d", wh.Pending, wh.Failed)
+		if wh.OldestPending != nil {
+			line += fmt.Sprintf(" (oldest pending %s)", age(time.Since(*wh.OldestPending)))
+		}
+		for _, d := range wh.Disabled {
+			line += fmt.Sprintf(" · DISABLED %s ('hopper hooks enable')", d.URL)
+		}
+		fmt.Fprintln(w, line)
 	}
 	if !st.Target.Up {
 		fmt.Fprintf(w, "target   %s  DOWN: %s\n", st.Target.URL, st.Target.Error)

@@ -28,6 +28,7 @@ func addCommands(root *cobra.Command, a *app) {
 		newStatusCmd(a),
 		newFunctionsCmd(a),
 		newInvokeCmd(a),
+		newHooksCmd(a),
 	)
 }
 

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+)
+
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// receiver collects verified webhook deliveries; refuse makes it answer 503.
+type receiver struct {
+	mu     sync.Mutex
+	events map[string][]string // job ID → event types in arrival order
+	ids    map[string]bool     // webhook-id values seen
+	bad    int
+	refuse bool
+}
+
+func newReceiver(t *testing.T) (*receiver, *httptest.Server) {
+	wh, err := standardwebhooks.NewWebhook(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &receiver{events: map[string][]string{}, ids: map[string]bool{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if rc.refuse {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if err := wh.Verify(body, r.Header); err != nil {
+			rc.bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var ev struct {
+			Type string
+			Data struct{ ID string }
+		}
+		json.Unmarshal(body, &ev)
+		if !rc.ids[r.Header.Get("webhook-id")] {
+			rc.ids[r.Header.Get("webhook-id")] = true
+			rc.events[ev.Data.ID] = append(rc.events[ev.Data.ID], ev.Type)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return rc, srv
+}
+
+func (rc *receiver) of(id string) []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]string(nil), rc.events[id]...)
+}
+
+func (rc *receiver) setRefuse(v bool) {
+	rc.mu.Lock()
+	rc.refuse = v
+	rc.mu.Unlock()
+}
+
+func finished(events []string) bool {
+	return len(events) > 0 && (events[len(events)-1] == "job.done" || events[len(events)-1] == "job.failed")
+}
+
+func TestServeDeliversSignedWebhooksInOrderAndRunsHookScripts(t *testing.T) {
+	rc, srv := newReceiver(t)
+	w := newWorld(t)
+	hookDir := filepath.Join(w.dir, "hooks")
+	os.MkdirAll(hookDir, 0o750)
+	logFile := filepath.Join(w.dir, "hook.log")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c 15)\" >> %s\n", logFile)
+	os.WriteFile(filepath.Join(hookDir, "done"), []byte(script), 0o750)
+	conf := filepath.Join(w.dir, "hopper.yaml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/all\n", hookDir, testSecret, srv.URL)), 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.serve()
+	for i := range 3 {
+		w.drop(fmt.Sprintf("j%d", i), chatJob("m1", "x"))
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("j%d", i)
+		waitFor(t, "all events of "+id, func() bool { return finished(rc.of(id)) })
+		ev := rc.of(id)
+		if ev[0] != "job.queued" || ev[len(ev)-1] != "job.done" || len(ev) < 3 {
+			t.Errorf("%s: got events %v, want job.queued ... job.done in order", id, ev)
+		}
+	}
+	waitFor(t, "the done hook to run for every job", func() bool {
+		data, _ := os.ReadFile(logFile)
+		return strings.Count(string(data), "\n") == 3
+	})
+	data, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(data), "j0 done "+filepath.Join(w.spool, "done", "j0.json")+` {"type":"job.do`) {
+		t.Errorf("hook log %q lacks the job's ID, state, record path and event on stdin", data)
+	}
+	if rc.bad != 0 {
+		t.Errorf("%d deliveries failed signature verification", rc.bad)
+	}
+}
+
+func TestServeSIGKILLWithUndeliveredEventsDeliversThemAfterRestart(t *testing.T) {
+	rc, srv := newReceiver(t)
+	rc.setRefuse(true)
+	w := newWorld(t)
+	conf := filepath.Join(w.dir, "hopper.yaml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	s := w.serve()
+	w.drop("k", fmt.Sprintf(`{"model":"m1","prompt":"x","webhook":%q}`, srv.URL+"/job"))
+	waitFor(t, "the job to finish", func() bool { return fileExists(filepath.Join(w.spool, "done", "k.json")) })
+	s.stop(t, syscall.SIGKILL)
+	if got := rc.of("k"); len(got) != 0 {
+		t.Fatalf("events delivered while refused: %v", got)
+	}
+	rc.setRefuse(false)
+	w.serve()
+	waitFor(t, "the events after restart", func() bool { return finished(rc.of("k")) })
+	if ev := rc.of("k"); ev[0] != "job.queued" {
+		t.Errorf("got %v, want every event from job.queued on, in order", ev)
+	}
+}
+
+func TestServeRefusesHTTPSubmittedWebhooksToLoopback(t *testing.T) {
+	rc, srv := newReceiver(t)
+	w := newWorld(t, ollamatest.WithModels("m1"))
+	conf := filepath.Join(w.dir, "hopper.yaml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	addr := freeAddr(t)
+	w.serve("--http", addr)
+	waitFor(t, "the front", func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	body := fmt.Sprintf(`{"model":"m1","prompt":"x","webhook":%q}`, srv.URL+"/ssrf")
+	resp, err := http.Post("http://"+addr+"/jobs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := strings.TrimPrefix(resp.Header.Get("Location"), "/jobs/")
+	waitFor(t, "the job to finish", func() bool { return fileExists(filepath.Join(w.spool, "done", id+".json")) })
+	waitFor(t, "the deliveries to be refused", func() bool {
+		out := w.hopper("hooks", "--json")
+		return strings.Count(out, id) >= 1 && strings.Contains(out, "failed")
+	})
+	if got := rc.of(id); len(got) != 0 {
+		t.Errorf("an HTTP-submitted job's webhook reached loopback: %v", got)
+	}
+}
