@@ -274,9 +274,10 @@ func buildVersion(bi *debug.BuildInfo, ok bool) versionInfo {
 
 func newVersionCmd(a *app) *cobra.Command {
 	return withoutConfig(&cobra.Command{
-		Use:   "version",
-		Short: "Print hopper's version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print hopper's version",
+		Example: "  hopper version\n  hopper version --json | jq -r .version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := buildVersion(debug.ReadBuildInfo())
 			if a.json {

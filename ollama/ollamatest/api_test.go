@@ -55,6 +55,13 @@ func TestErrorsAreOllamas(t *testing.T) {
 		{"OpenAIEmbeddingsBadFormat", "POST", "/v1/embeddings", `{"model":"tiny","input":"x","encoding_format":"hex"}`, 400, jsonType, `{"error":{"message":"Invalid value for 'encoding_format' = hex. Supported values: ['float', 'base64'].","type":"invalid_request_error","param":null,"code":null}}`},
 		{"OpenAIEmbeddingsUnknownModel", "POST", "/v1/embeddings", `{"model":"x","input":"y"}`, 404, oaType, `{"error":{"message":"model \"x\" not found, try pulling it first","type":"api_error","param":null,"code":null}}` + "\n"},
 		{"OpenAIEmbeddingsWithoutModel", "POST", "/v1/embeddings", `{"input":"y"}`, 500, oaType, `{"error":{"message":"unqualified name: registry.ollama.ai/library/!MISSING!:latest","type":"api_error","param":null,"code":null}}` + "\n"},
+		{"OpenAIEmptyBody", "POST", "/v1/completions", ``, 400, jsonType, `{"error":{"message":"EOF","type":"invalid_request_error","param":null,"code":null}}`},
+		{"OpenAIFieldTypeError", "POST", "/v1/chat/completions", `{"model":"tiny","temperature":"hot","messages":[{"role":"user","content":"x"}]}`, 400, jsonType, `{"error":{"message":"json: cannot unmarshal string into Go struct field ChatCompletionRequest.temperature of type float64","type":"invalid_request_error","param":null,"code":null}}`},
+		// Options are type-checked when the request is scheduled: 500, before any load.
+		{"OptionNotAnInteger", "POST", "/api/generate", `{"model":"tiny","prompt":"x","options":{"num_predict":"x"}}`, 500, jsonType, `{"error":"option \"num_predict\" must be of type integer"}`},
+		{"OptionNotStrings", "POST", "/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"x"}],"options":{"stop":[1]}}`, 500, jsonType, `{"error":"option \"stop\" must be of an array of strings"}`},
+		{"OptionNotABool", "POST", "/api/embed", `{"model":"tiny","input":"x","options":{"use_mmap":"yes"}}`, 500, jsonType, `{"error":"option \"use_mmap\" must be of type boolean"}`},
+		{"LegacyEmbeddingsOption", "POST", "/api/embeddings", `{"model":"tiny","prompt":"x","options":{"top_p":"x"}}`, 500, jsonType, `{"error":"option \"top_p\" must be of type float32"}`},
 		{"UnknownPath", "GET", "/api/nothing", ``, 404, "text/plain", `404 page not found`},
 		{"WrongMethod", "GET", "/api/chat", ``, 405, "text/plain", `405 method not allowed`},
 	}
@@ -68,6 +75,44 @@ func TestErrorsAreOllamas(t *testing.T) {
 	}
 	if n := s.Loads(); n != 0 {
 		t.Errorf("refused requests loaded %d models, want 0", n)
+	}
+}
+
+func TestWrongMethodSaysWhichAreAllowed(t *testing.T) {
+	s := ollamatest.NewServer(t)
+	for path, want := range map[string]string{"/api/chat": "POST", "/api/ps": "GET", "/api/tags": "HEAD, GET", "/": "HEAD, GET"} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, s.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != want {
+			t.Errorf("DELETE %s: %d, Allow %q; want 405, Allow %q", path, resp.StatusCode, resp.Header.Get("Allow"), want)
+		}
+	}
+}
+
+// TestInvalidFormatFailsAfterLoading checks that a format Ollama's runner
+// cannot use is refused once the model is loaded, with a plain
+// application/json when the answer was to stream.
+func TestInvalidFormatFailsAfterLoading(t *testing.T) {
+	s := ollamatest.NewServer(t)
+	const want = `{"error":"invalid format: \"\\\"xml\\\"\"; expected \"json\" or a valid JSON Schema object"}`
+	for _, tt := range []struct{ body, contentType string }{
+		{`{"model":"tiny","prompt":"x","format":"xml","stream":false}`, "application/json; charset=utf-8"},
+		{`{"model":"tiny","prompt":"x","format":"xml"}`, "application/json"},
+	} {
+		r := post(t, s, "/api/generate", tt.body)
+		if r.status != 500 || r.contentType != tt.contentType || r.body != want {
+			t.Errorf("%s: got %d %q %s\nwant 500 %q %s", tt.body, r.status, r.contentType, r.body, tt.contentType, want)
+		}
+	}
+	if s.LoadsOf("tiny") != 1 {
+		t.Errorf("loads = %d, want 1: the runner checks the format", s.LoadsOf("tiny"))
+	}
+	for _, format := range []string{`"json"`, `{"type":"object"}`, `null`, `""`} {
+		post(t, s, "/api/generate", `{"model":"tiny","prompt":"x","stream":false,"format":`+format+`}`).ok(t)
 	}
 }
 

@@ -7,7 +7,8 @@
 // The fake speaks the HTTP API of Ollama 0.17.4 with the shapes, status
 // codes, content types and error texts of that release's source
 // (server/routes.go, api/types.go, middleware/openai.go, openai/openai.go),
-// checked against a real 0.17.4 server:
+// checked against a real 0.17.4 server by the suite in internal/conformance,
+// which runs the same expectations against the fake and a real Ollama:
 //
 //	GET|HEAD /                 "Ollama is running"
 //	GET|HEAD /api/version      {"version":"0.17.4"}
@@ -25,7 +26,8 @@
 //	GET      /v1/models
 //
 // Other paths answer 404 "404 page not found", known paths with the wrong
-// method 405 "405 method not allowed", as Ollama's router does.
+// method 405 "405 method not allowed" with an Allow header, as Ollama's
+// router does.
 //
 // # Requests and errors
 //
@@ -40,9 +42,20 @@
 //	404 {"error":"model 'x' not found"}                     chat, generate: unknown model, even when streaming
 //	404 {"error":"model \"x\" not found, try pulling it first"}   embed, embeddings: unknown model
 //	400 {"error":"\"x\" does not support thinking"}         "think": true on a plain model
+//	500 {"error":"option \"num_ctx\" must be of type integer"}   an option of the wrong JSON type
+//	500 {"error":"invalid format: \"\\\"xml\\\"\"; expected \"json\" or a valid JSON Schema object"}
+//
+// Options are type-checked as Ollama's api.Options.FromMap does, after the
+// model is found and before it loads; unknown options are ignored. A format
+// that is neither "json" nor an object is refused after the model has loaded,
+// as Ollama's runner refuses it; when the answer was to stream, that 500
+// carries Content-Type "application/json" without a charset, as Ollama's
+// streamResponse writes errors that come before the first chunk (so does a
+// fault from ErrorMidStream that strikes before any token).
 //
 // On /v1 paths errors are {"error":{"message","type","param","code"}}: the
-// OpenAI layer's own refusals (bad JSON, no messages, bad input) are 400
+// OpenAI layer's own refusals (bad JSON, an empty body — "EOF" —, no
+// messages, a field of the wrong type, bad input) are 400
 // "invalid_request_error"; refusals of the handler behind it keep their
 // status and are typed "api_error", as in 0.17.4.
 //
@@ -84,9 +97,17 @@
 //
 // # Not mirrored
 //
-// There are no real models, templates, tool calls, images, logprobs or
-// structured outputs: those fields are accepted and ignored. Memory does not
-// limit residency, /api/ps reports the whole model in VRAM with a 4096
-// context, and prompt_eval_count counts words, not template tokens. /v1 ids
-// count up instead of being random.
+// There are no real models, templates, tool calls, images or logprobs: those
+// fields are accepted and ignored. A JSON schema in format (or /v1
+// response_format) is accepted but neither applied nor checked: a real
+// Ollama constrains the output to the schema, and refuses with 500 "invalid
+// JSON schema in format" a schema llama.cpp cannot turn into a grammar,
+// which only llama.cpp can decide. Memory does not limit residency, /api/ps
+// reports the whole model in VRAM with a 4096 context, /api/show describes a
+// made-up model (its modelfile, parameters, template, model_info and tensors
+// are plausible, not any real model's), and prompt_eval_count counts words,
+// not template tokens. Every token is one stream chunk; a real Ollama holds
+// back tokens that end inside a UTF-8 character or may begin a stop
+// sequence, so it sends fewer chunks than eval_count. /v1 ids count up
+// instead of being random.
 package ollamatest

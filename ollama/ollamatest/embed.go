@@ -98,6 +98,10 @@ func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequ
 		fail(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
 		return embedResponse{}, false
 	}
+	if err := checkOptions(req.Options); err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return embedResponse{}, false
+	}
 	load, ok := s.embedRun(ctx, w, st, keepOf(req.KeepAlive), start, fail)
 	if !ok {
 		return embedResponse{}, false
@@ -159,6 +163,10 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request, rec Re
 		writeOllamaError(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
 		return
 	}
+	if err := checkOptions(req.Options); err != nil {
+		writeOllamaError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if _, ok := s.embedRun(r.Context(), w, st, keepOf(req.KeepAlive), start, writeOllamaError); !ok {
 		return
 	}
@@ -178,7 +186,7 @@ func (s *Server) handleOpenAIEmbeddings(w http.ResponseWriter, r *http.Request, 
 		Dimensions     int    `json:"dimensions"`
 		EncodingFormat string `json:"encoding_format"`
 	}
-	if err := decodeBody(rec.Body, &req, "EmbedRequest"); err != nil {
+	if err := decodeOpenAIBody(rec.Body, &req, "EmbedRequest"); err != nil {
 		openaiBadRequest(w, err.Error())
 		return
 	}

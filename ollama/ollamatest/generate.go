@@ -1,9 +1,11 @@
 package ollamatest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -30,7 +32,10 @@ type genJob struct {
 	think    bool
 	predict  int // options.num_predict; <= 0 means no limit
 	loadOnly bool
-	start    time.Time // when the request arrived, for durations
+	// invalid, when set, is why the runner refuses the request once the
+	// model is loaded (an unusable format).
+	invalid string
+	start   time.Time // when the request arrived, for durations
 }
 
 // genStats are the measured metrics of a generation.
@@ -164,6 +169,16 @@ func (s *Server) serveGeneration(ctx context.Context, w http.ResponseWriter, j *
 		<-ctx.Done()
 		return
 	}
+	if j.invalid != "" && !j.loadOnly {
+		// Ollama's runner checks the format when the completion starts,
+		// so the model is loaded first.
+		if err := s.acquire(ctx, j.st, j.keep); err != nil {
+			return
+		}
+		s.release(j.st)
+		failGeneration(w, out, j.invalid)
+		return
+	}
 	toks, reason := s.tokens(j)
 	stopAt := -1
 	if f.kind == faultDrop || f.kind == faultMidError {
@@ -219,7 +234,7 @@ func (s *Server) serveGeneration(ctx context.Context, w http.ResponseWriter, j *
 		if started {
 			_ = write(out.midError(f.message))
 		} else {
-			out.fail(w, http.StatusInternalServerError, f.message)
+			failGeneration(w, out, f.message)
 		}
 		return
 	case err != nil:
@@ -242,6 +257,30 @@ func (s *Server) serveGeneration(ctx context.Context, w http.ResponseWriter, j *
 		return
 	}
 	out.answer(w, a)
+}
+
+// failGeneration answers 500 for a generation that failed before its first
+// token. When the answer was to stream, Ollama's streamResponse sets a plain
+// "application/json" Content-Type before gin writes the error, and gin keeps
+// it; errors from scheduling (faults injected by FailNext) come before that
+// and carry gin's "application/json; charset=utf-8".
+func failGeneration(w http.ResponseWriter, out wire, msg string) {
+	if out.stream() && out.contentType() == ndjsonType {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	out.fail(w, http.StatusInternalServerError, msg)
+}
+
+// formatError is what Ollama's runner says of a request's format
+// (llm.Completion): nothing for none, null, "", "json" or an object (a JSON
+// schema, which the fake does not check further), otherwise that it is
+// invalid.
+func formatError(format json.RawMessage) string {
+	switch f := bytes.TrimSpace(format); {
+	case len(f) == 0, string(f) == "null", string(f) == `""`, string(f) == `"json"`, f[0] == '{':
+		return ""
+	}
+	return fmt.Sprintf("invalid format: %q; expected \"json\" or a valid JSON Schema object", []byte(format))
 }
 
 // abortConn ends the response without completing it, so that the client

@@ -128,6 +128,7 @@ func (s *Server) handleShow(w http.ResponseWriter, _ *http.Request, rec Request)
 		Template     string         `json:"template"`
 		Details      modelDetails   `json:"details"`
 		ModelInfo    map[string]any `json:"model_info"`
+		Tensors      []tensorInfo   `json:"tensors"`
 		Capabilities []string       `json:"capabilities"`
 		ModifiedAt   time.Time      `json:"modified_at"`
 	}{
@@ -146,9 +147,29 @@ func (s *Server) handleShow(w http.ResponseWriter, _ *http.Request, rec Request)
 			d.Family + ".feed_forward_length":     4096,
 			d.Family + ".attention.head_count_kv": 8,
 		},
+		Tensors:      st.tensors(),
 		Capabilities: st.capabilities(),
 		ModifiedAt:   st.modified,
 	})
+}
+
+// tensorInfo is one entry of /api/show's tensors (api.Tensor).
+type tensorInfo struct {
+	Name  string   `json:"name"`
+	Type  string   `json:"type"`
+	Shape []uint64 `json:"shape"`
+}
+
+// tensors is a plausible tensor table for /api/show: the token embedding,
+// one block's attention and norm weights, and the output norm.
+func (st *modelState) tensors() []tensorInfo {
+	d := uint64(st.Dims)
+	return []tensorInfo{
+		{Name: "token_embd.weight", Type: "Q4_K", Shape: []uint64{d, 32000}},
+		{Name: "blk.0.attn_norm.weight", Type: "F32", Shape: []uint64{d}},
+		{Name: "blk.0.attn_q.weight", Type: "Q4_K", Shape: []uint64{d, d}},
+		{Name: "output_norm.weight", Type: "F32", Shape: []uint64{d}},
+	}
 }
 
 // handleOpenAIModels serves GET /v1/models from the model list, as Ollama's

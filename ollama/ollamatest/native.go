@@ -42,10 +42,15 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request)
 		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support chat", req.Model))
 		return
 	}
+	if err := checkOptions(req.Options); err != nil {
+		writeOllamaError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	j := &genJob{
 		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive),
 		think: think, predict: numPredict(req.Options), start: start,
 		prompt: lastUserText(req.Messages), loadOnly: len(req.Messages) == 0,
+		invalid: formatError(req.Format),
 	}
 	for _, m := range req.Messages {
 		j.prompts = append(j.prompts, m.Content)
@@ -93,10 +98,15 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Requ
 		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support generate", req.Model))
 		return
 	}
+	if err := checkOptions(req.Options); err != nil {
+		writeOllamaError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	j := &genJob{
 		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive),
 		think: think, predict: numPredict(req.Options), start: start,
 		prompt: req.Prompt, prompts: []string{req.System, req.Prompt}, loadOnly: req.Prompt == "",
+		invalid: formatError(req.Format),
 	}
 	if j.loadOnly {
 		out.streaming, out.raw = false, true

@@ -69,25 +69,38 @@ type openaiMessage struct {
 }
 
 type openaiChatRequest struct {
-	Model           string               `json:"model"`
-	Messages        []openaiMessage      `json:"messages"`
-	Stream          bool                 `json:"stream"`
-	StreamOptions   *openaiStreamOptions `json:"stream_options"`
-	MaxTokens       *int                 `json:"max_tokens"`
-	Tools           json.RawMessage      `json:"tools"`
-	ReasoningEffort *string              `json:"reasoning_effort"`
-	Reasoning       *struct {
+	Model            string               `json:"model"`
+	Messages         []openaiMessage      `json:"messages"`
+	Stream           bool                 `json:"stream"`
+	StreamOptions    *openaiStreamOptions `json:"stream_options"`
+	MaxTokens        *int                 `json:"max_tokens"`
+	Seed             *int                 `json:"seed"`
+	Temperature      *float64             `json:"temperature"`
+	FrequencyPenalty *float64             `json:"frequency_penalty"`
+	PresencePenalty  *float64             `json:"presence_penalty"`
+	TopP             *float64             `json:"top_p"`
+	Logprobs         *bool                `json:"logprobs"`
+	TopLogprobs      int                  `json:"top_logprobs"`
+	Tools            json.RawMessage      `json:"tools"`
+	ReasoningEffort  *string              `json:"reasoning_effort"`
+	Reasoning        *struct {
 		Effort string `json:"effort"`
 	} `json:"reasoning"`
 }
 
 type openaiCompletionRequest struct {
-	Model         string               `json:"model"`
-	Prompt        string               `json:"prompt"`
-	MaxTokens     *int                 `json:"max_tokens"`
-	Stream        bool                 `json:"stream"`
-	StreamOptions *openaiStreamOptions `json:"stream_options"`
-	Suffix        string               `json:"suffix"`
+	Model            string               `json:"model"`
+	Prompt           string               `json:"prompt"`
+	FrequencyPenalty float32              `json:"frequency_penalty"`
+	PresencePenalty  float32              `json:"presence_penalty"`
+	Seed             *int                 `json:"seed"`
+	Temperature      *float32             `json:"temperature"`
+	TopP             float32              `json:"top_p"`
+	Logprobs         *int                 `json:"logprobs"`
+	MaxTokens        *int                 `json:"max_tokens"`
+	Stream           bool                 `json:"stream"`
+	StreamOptions    *openaiStreamOptions `json:"stream_options"`
+	Suffix           string               `json:"suffix"`
 }
 
 // nextID returns Ollama-style ids such as "chatcmpl-7"; Ollama draws them at
@@ -104,7 +117,7 @@ func (s *Server) nextID(prefix string) string {
 func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req openaiChatRequest
-	if err := decodeBody(rec.Body, &req, "ChatCompletionRequest"); err != nil {
+	if err := decodeOpenAIBody(rec.Body, &req, "ChatCompletionRequest"); err != nil {
 		openaiBadRequest(w, err.Error())
 		return
 	}
@@ -194,7 +207,7 @@ func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Re
 func (s *Server) handleOpenAICompletion(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req openaiCompletionRequest
-	if err := decodeBody(rec.Body, &req, "CompletionRequest"); err != nil {
+	if err := decodeOpenAIBody(rec.Body, &req, "CompletionRequest"); err != nil {
 		openaiBadRequest(w, err.Error())
 		return
 	}

@@ -6,22 +6,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 )
 
 // decodeBody decodes a request body as gin's ShouldBindJSON does: the first
-// JSON value only; an empty body is io.EOF, which Ollama reports as
-// "missing request body". Type errors name apiType (Ollama's Go type, e.g.
-// "ChatRequest") as encoding/json does in Ollama.
+// JSON value only; an empty body is io.EOF, which Ollama's own handlers
+// report as "missing request body". Type errors name apiType (Ollama's Go
+// type, e.g. "ChatRequest") as encoding/json does in Ollama.
 func decodeBody(body []byte, v any, apiType string) error {
+	err := decodeOpenAIBody(body, v, apiType)
+	if errors.Is(err, io.EOF) {
+		return errors.New("missing request body")
+	}
+	return err
+}
+
+// decodeOpenAIBody decodes a body as Ollama's OpenAI layer does: like
+// decodeBody, but an empty body is reported as encoding/json's plain "EOF".
+func decodeOpenAIBody(body []byte, v any, apiType string) error {
 	err := json.NewDecoder(bytes.NewReader(body)).Decode(v)
 	var te *json.UnmarshalTypeError
 	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("missing request body")
 	case errors.As(err, &te) && te.Field != "":
 		names := strings.NewReplacer("ollamatest.message", "api.Message", "ollamatest.duration", "api.Duration",
 			"ollamatest.thinkValue", "api.ThinkValue", "ollamatest.openaiMessage", "openai.Message",
@@ -100,6 +110,54 @@ func (t *thinkValue) on() bool {
 	}
 	b, isBool := t.value.(bool)
 	return !isBool || b
+}
+
+// optionKinds are the JSON kinds of Ollama's api.Options fields (with
+// api.Runner's), by option name: what api.Options.FromMap requires of a
+// request's options.
+var optionKinds = map[string]string{
+	"num_ctx": "integer", "num_batch": "integer", "num_gpu": "integer", "main_gpu": "integer",
+	"use_mmap": "boolean", "num_thread": "integer",
+	"num_keep": "integer", "seed": "integer", "num_predict": "integer", "top_k": "integer",
+	"top_p": "float32", "min_p": "float32", "typical_p": "float32", "repeat_last_n": "integer",
+	"temperature": "float32", "repeat_penalty": "float32", "presence_penalty": "float32",
+	"frequency_penalty": "float32", "stop": "array",
+}
+
+// checkOptions refuses options of the wrong JSON type as Ollama does when it
+// schedules the request (after the model and its capabilities are checked,
+// before loading): a 500 naming the option. Unknown options and nulls are
+// ignored, as Ollama ignores them (it logs a warning).
+func checkOptions(opts map[string]any) error {
+	for _, key := range slices.Sorted(maps.Keys(opts)) { // Ollama's order is a map's: any
+		val := opts[key]
+		kind, known := optionKinds[key]
+		if !known || val == nil {
+			continue
+		}
+		ok := true
+		switch kind {
+		case "integer", "float32":
+			_, ok = val.(float64)
+		case "boolean":
+			_, ok = val.(bool)
+		case "array":
+			items, isArray := val.([]any)
+			if !isArray {
+				ok = false
+				break
+			}
+			for _, it := range items {
+				if _, isString := it.(string); !isString {
+					return fmt.Errorf("option %q must be of an array of strings", key)
+				}
+			}
+		}
+		if !ok {
+			return fmt.Errorf("option %q must be of type %s", key, kind)
+		}
+	}
+	return nil
 }
 
 // numPredict reads options.num_predict; anything unusable means no limit.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,6 +240,7 @@ func (s *Server) handle(gen int, w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusNotFound, "404 page not found")
 		return
 	case !slices.Contains(methods, r.Method):
+		w.Header().Set("Allow", strings.Join(methods, ", "))
 		writeText(w, http.StatusMethodNotAllowed, "405 method not allowed")
 		return
 	}
@@ -260,8 +262,11 @@ type handlerFunc func(http.ResponseWriter, *http.Request, Request)
 
 // route maps a path to its allowed methods and handler, as Ollama's router
 // (gin, with HandleMethodNotAllowed) does for the endpoints the fake serves.
+// The methods are in the order gin lists them in a 405's Allow header: the
+// order in which Ollama first registers a route of each method (HEAD, GET,
+// POST).
 func (s *Server) route(path string) (methods []string, h handlerFunc, inference bool) {
-	get, post := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}
+	get, post := []string{http.MethodHead, http.MethodGet}, []string{http.MethodPost}
 	switch path {
 	case "/":
 		return get, s.handleRoot, false

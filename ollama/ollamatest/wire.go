@@ -30,13 +30,16 @@ type wire interface {
 	answer(w http.ResponseWriter, a *answer)
 }
 
-// writeJSON writes v as gin's c.JSON does: compact, HTML-escaped, no newline.
+// writeJSON writes v as gin's c.JSON does: compact, HTML-escaped, no
+// newline, and a Content-Type unless one was set already.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // the fake's own types always marshal
 	}
-	w.Header().Set("Content-Type", jsonType)
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", jsonType)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
