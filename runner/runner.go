@@ -436,6 +436,7 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 			r.fail(rec, spool.KindCanceled, "canceled while running", 0)
 			return
 		case errors.Is(res.cause, errShutdown):
+			rec.Attempts-- // not the job's fault
 			r.requeue(rec, "hopper shut down while the job was running")
 			return
 		case errors.Is(res.cause, errTimeout):
@@ -444,6 +445,10 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 		case errors.As(res.err, &unavailable):
 			log.Warn("target unavailable; waiting for it", "err", res.err)
 			rec.Attempts-- // not the job's fault
+			rec.State, r.cur.state = spool.StateQueued, spool.StateQueued
+			if err := r.cfg.Spool.Update(rec); err != nil {
+				log.Error("cannot write the record", "err", err)
+			}
 			if !r.awaitTarget(ctx, rec.ID, outage) {
 				if ctx.Err() != nil {
 					r.requeue(rec, "hopper shut down while the target was unavailable")
@@ -714,10 +719,9 @@ func (r *Runner) deferJob(rec *spool.Record, cause error, status int) {
 	r.log.Warn("attempt failed; deferred", "job", rec.ID, "attempt", rec.Attempts, "retry_in", delay.Round(time.Millisecond), "err", cause)
 }
 
-// requeue leaves an aborted job in cur/ as queued, its attempt uncharged,
-// so the next start runs it first.
+// requeue leaves an aborted job in cur/ as queued, so the next start runs
+// it first. The caller has already uncharged the aborted attempt.
 func (r *Runner) requeue(rec *spool.Record, why string) {
-	rec.Attempts = max(rec.Attempts-1, 0)
 	rec.State = spool.StateQueued
 	if err := r.cfg.Spool.Update(rec); err != nil {
 		r.log.Error("cannot write the record", "job", rec.ID, "err", err)

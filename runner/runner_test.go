@@ -547,3 +547,24 @@ func TestRetentionPrunesOldRecords(t *testing.T) {
 		t.Errorf("the recent record was pruned too: %v", err)
 	}
 }
+
+func TestShutdownDuringAnOutageChargesNothing(t *testing.T) {
+	h := newHarness(t, func(c *runner.Config) { c.MaxAttempts = 5 })
+	h.fake.FailNext(1, 500, "boom") // attempt 1 fails: the job is deferred with 1 attempt
+	h.start()
+	h.drop("j", chat("m1", "x"))
+	eventually(t, "the first attempt to fail", func() bool {
+		r, err := h.s.Get("j")
+		return err == nil && r.Attempts == 1 && r.State == spool.StateDeferred
+	})
+	h.fake.Stop()
+	eventually(t, "the retry to find the target down", func() bool {
+		r, err := h.s.Get("j")
+		return err == nil && r.State == spool.StateQueued && r.Attempts == 1
+	})
+	h.shutdown()
+	r, err := h.s.Get("j")
+	if err != nil || r.Attempts != 1 || r.State != spool.StateQueued {
+		t.Fatalf("got %+v, %v; want queued with the 1 attempt it really made", r, err)
+	}
+}
