@@ -187,8 +187,21 @@ func fillFromJob(rec *Record, j *Job) {
 func (s *Spool) setAside(c *Claimed, why error) error {
 	rec := c.Record
 	rec.JobFile = rec.ID + ".raw"
-	if err := s.moveSync(DirCur, rec.ID+".json", DirFailed, rec.JobFile); err != nil {
-		return fmt.Errorf("set aside %s: %w", rec.ID, err)
+	// Link, then replace cur/ID.json with the record: the bytes have a name
+	// at every moment, and a crash between the two steps leaves cur/ID.json
+	// as it was, to be set aside again (the link then exists already).
+	err := s.link(DirCur, rec.ID+".json", DirFailed, rec.JobFile)
+	switch {
+	case err == nil || errors.Is(err, fs.ErrExist):
+		if s.opts.Fsync {
+			if err := s.syncDir(DirFailed); err != nil {
+				return fmt.Errorf("set aside %s: %w", rec.ID, err)
+			}
+		}
+	default: // cannot be linked (a directory): move it
+		if err := s.moveSync(DirCur, rec.ID+".json", DirFailed, rec.JobFile); err != nil {
+			return fmt.Errorf("set aside %s: %w", rec.ID, err)
+		}
 	}
 	return s.quarantine(c, why)
 }

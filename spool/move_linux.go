@@ -42,3 +42,21 @@ func (s *Spool) move(fromDir, from, toDir, to string) error {
 	}
 	return &os.LinkError{Op: "rename", Old: fromDir + "/" + from, New: toDir + "/" + to, Err: err}
 }
+
+// link gives fromDir/from a second name, toDir/to, without replacing a file
+// (linkat(2) on the directory handles; fs.ErrExist if the name is taken).
+func (s *Spool) link(fromDir, from, toDir, to string) error {
+	fd, okf := s.dirs[fromDir]
+	td, okt := s.dirs[toDir]
+	if !okf || !okt || !plainName(from) || !plainName(to) {
+		return fmt.Errorf("link %s/%s to %s/%s: not files in spool directories", fromDir, from, toDir, to)
+	}
+	err := unix.Linkat(int(fd.Fd()), from, int(td.Fd()), to, 0)
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("link %s/%s to %s/%s: %w", fromDir, from, toDir, to, fs.ErrExist)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: fromDir + "/" + from, New: toDir + "/" + to, Err: err}
+	}
+	return nil
+}

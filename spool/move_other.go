@@ -23,3 +23,15 @@ func (s *Spool) move(fromDir, from, toDir, to string) error {
 	}
 	return err
 }
+
+// link gives fromDir/from a second name, toDir/to, without replacing a file.
+func (s *Spool) link(fromDir, from, toDir, to string) error {
+	if !plainName(from) || !plainName(to) {
+		return fmt.Errorf("link %s/%s to %s/%s: not files in spool directories", fromDir, from, toDir, to)
+	}
+	err := s.root.Link(fromDir+"/"+from, toDir+"/"+to)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("link %s/%s to %s/%s: %w", fromDir, from, toDir, to, fs.ErrExist)
+	}
+	return err
+}

@@ -35,6 +35,10 @@ func (s *Spool) Submit(data []byte, o SubmitOptions) (string, error) {
 		if data, err = setOrigin(data, o.Origin); err != nil {
 			return "", err
 		}
+		// The runner checks the size of what is written, not of what came.
+		if int64(len(data)) > s.opts.MaxJobSize {
+			return "", badInput("the job is %d bytes with its \"origin\" field, over the limit of %d bytes (max_job_size)", len(data), s.opts.MaxJobSize)
+		}
 	}
 	id := o.ID
 	if id == "" {
