@@ -206,8 +206,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		r.log.Error("recovery was incomplete", "err", err)
 	}
-	if rec != nil && (rec.Finished > 0 || len(rec.Rerun) > 0 || rec.TmpRemoved > 0) {
-		r.log.Info("recovered the spool", "finished", rec.Finished, "rerun", len(rec.Rerun), "tmp_removed", rec.TmpRemoved)
+	if rec != nil && (len(rec.Finished) > 0 || len(rec.Rerun) > 0 || rec.TmpRemoved > 0) {
+		r.log.Info("recovered the spool", "finished", len(rec.Finished), "rerun", len(rec.Rerun), "tmp_removed", rec.TmpRemoved)
+	}
+	if rec != nil {
+		// A crash may have come before their final event was recorded:
+		// emit it again (webhooks are at-least-once).
+		for _, f := range rec.Finished {
+			r.cur.job, r.cur.state = nil, spool.StateWorking
+			if j, err := spool.ParseJob(f.Job, 0); err == nil {
+				r.cur.job = j
+			}
+			r.announce(f)
+		}
 	}
 	w, err := s.NewWatcher(r.queue, spool.WatchOptions{
 		Settle: r.cfg.Settle,
@@ -737,12 +748,13 @@ func (r *Runner) fail(rec *spool.Record, kind spool.ErrorKind, msg string, statu
 	r.log.Warn("failed", "job", rec.ID, "kind", kind, "err", msg)
 }
 
+// finish moves the record to its final place, emitting its event once the
+// record is durable and before it moves: a crash in between leaves it in
+// cur/, and recovery emits the event again.
 func (r *Runner) finish(rec *spool.Record) {
-	if err := r.cfg.Spool.Finish(rec); err != nil {
+	if err := r.cfg.Spool.FinishAnd(rec, func() { r.announce(rec) }); err != nil {
 		r.log.Error("cannot finish the record", "job", rec.ID, "err", err)
-		return
 	}
-	r.announce(rec)
 }
 
 // announce emits the event for the record's new state, once it is on disk.

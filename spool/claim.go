@@ -287,7 +287,14 @@ func (s *Spool) Update(r *Record) error {
 // Finish ends a claimed job: cur/ID.json is rewritten with the record's
 // state (done, failed or deferred) and fsynced, then renamed into that
 // state's directory, and the job's ID.out and ID.cancel are removed.
-func (s *Spool) Finish(r *Record) error {
+func (s *Spool) Finish(r *Record) error { return s.FinishAnd(r, nil) }
+
+// FinishAnd is Finish, calling recorded (if not nil) between the two steps:
+// once the final record is durable in cur/, before it moves. A crash before
+// recorded ran leaves the record in cur/, where Recover finds it (and
+// reports it in Recovery.Finished) — so whatever recorded does, such as
+// emitting the job's final event, is done at least once.
+func (s *Spool) FinishAnd(r *Record, recorded func()) error {
 	dir := dirOf(r.State)
 	if dir != DirDone && dir != DirFailed && dir != DirDeferred {
 		return fmt.Errorf("finish %s: state %q is not final", r.ID, r.State)
@@ -299,6 +306,9 @@ func (s *Spool) Finish(r *Record) error {
 	name := r.ID + ".json"
 	if err := s.writeFile(DirCur, name, data, s.opts.Fsync, true); err != nil {
 		return fmt.Errorf("finish %s: %w", r.ID, err)
+	}
+	if recorded != nil {
+		recorded()
 	}
 	if err := s.moveSync(DirCur, name, dir, name); err != nil {
 		return fmt.Errorf("finish %s: %w", r.ID, err)

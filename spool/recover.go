@@ -14,7 +14,7 @@ const TmpMaxAge = 36 * time.Hour
 
 // Recovery is what Recover found and did.
 type Recovery struct {
-	Finished   int        // terminal or deferred records moved on from cur/
+	Finished   []*Record  // final (or deferred) records moved on from cur/, without running again
 	Rerun      []*Claimed // jobs that were running, to run again first
 	TmpRemoved int
 }
@@ -53,7 +53,7 @@ func (s *Spool) Recover() (*Recovery, error) {
 				continue
 			}
 			s.removeRunFiles(id)
-			rec.Finished++
+			rec.Finished = append(rec.Finished, r)
 			continue
 		}
 		c, err := s.load(id, "", s.changeTime(DirCur, name), false)

@@ -149,8 +149,8 @@ func TestRecover(t *testing.T) {
 				}
 			}
 			wantNames(t, s2, DirNew)
-			if got.Finished != tt.want.finished {
-				t.Errorf("got %d finished, want %d", got.Finished, tt.want.finished)
+			if len(got.Finished) != tt.want.finished {
+				t.Errorf("got %d finished, want %d", len(got.Finished), tt.want.finished)
 			}
 			if !tt.want.rerun {
 				if len(got.Rerun) != 0 {
@@ -194,12 +194,12 @@ func TestRecoverTwiceFinishesOnce(t *testing.T) {
 	s := newSpool(t)
 	put(t, s, DirCur, "job1.json", record(t, StateDone, 1))
 	first, err := s.Recover()
-	if err != nil || first.Finished != 1 {
+	if err != nil || len(first.Finished) != 1 {
 		t.Fatalf("got %+v, %v, want one finished", first, err)
 	}
 	done := read(t, s, DirDone, "job1.json")
 	second, err := s.Recover()
-	if err != nil || second.Finished != 0 || len(second.Rerun) != 0 {
+	if err != nil || len(second.Finished) != 0 || len(second.Rerun) != 0 {
 		t.Fatalf("got %+v, %v, want nothing to do", second, err)
 	}
 	if got := read(t, s, DirDone, "job1.json"); string(got) != string(done) {

@@ -251,10 +251,9 @@ func badCases() []badCase {
 			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
 		{name: "one-byte-over-the-limit", size: corpusMaxJobSize + 1, want: failedBad("over the limit", keepFile),
 			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
-		{name: "exactly-the-limit", size: corpusMaxJobSize, want: done(keepJob), jobs: reply{status: http.StatusAccepted, mayRefuse: true},
-			// Accepted and run, or refused: never accepted and then failed.
-			httpSkip: "BUG: POST /jobs accepts a body of max_job_size bytes, then spool.Submit adds \"origin\":\"http\" after the size check, " +
-				"so the runner fails the acknowledged job as bad_input \"over the limit\""},
+		// Accepted and run, or refused: never accepted and then failed (it
+		// was, until Submit checked the size after adding "origin").
+		{name: "exactly-the-limit", size: corpusMaxJobSize, want: done(keepJob), jobs: reply{status: http.StatusAccepted, mayRefuse: true}},
 
 		// JSON, but not an object.
 		{name: "top-array", file: "top-array.json", want: failedBad(notObject+", got array", keepJob),
@@ -291,7 +290,8 @@ func badCases() []badCase {
 			// DESIGN §8: the front validates before accepting, and
 			// functions/ is the front's too.
 			jobs: jobs422("no-such-function"), chat: bad400("model is required"),
-			httpSkip: "pending functions (DESIGN §7, §8): POST /jobs accepts a job naming an unknown function (202), which then fails at claim as bad_input"},
+			httpSkip: "BUG: POST /jobs (and hopper submit) accept a job naming an unknown function (202), which then fails at claim as bad_input; " +
+				"DESIGN §8 has them validate before accepting"},
 		{name: "webhook-object", file: "webhook-object.json", want: failedBad(`"webhook" must be a string`, keepJob),
 			// A drop-in body may carry hopper's fields; they are checked.
 			jobs: jobs422(`"webhook" must be a string`), chat: bad400(`"webhook" must be a string`)},

@@ -14,15 +14,12 @@ import (
 )
 
 // TestCrashWhileSettingAsideKeepsARecord kills hopper serve the moment it
-// has set a binary job's bytes aside as failed/ID.raw, before it wrote the
-// record that explains them; after a restart the bytes must still have a
+// has set a binary job's bytes aside as failed/ID.raw, before the record
+// that explains them may be written; after a restart the bytes must have a
 // record in failed/ (DESIGN §1: a crash between two steps is completed on
-// the next start; STYLE: never drop bad input silently).
+// the next start; STYLE: never drop bad input silently). It was a bug
+// until setAside linked the bytes before it wrote the record.
 func TestCrashWhileSettingAsideKeepsARecord(t *testing.T) {
-	if !*bugsFlag {
-		t.Skip("BUG: spool.setAside moves cur/ID.json to failed/ID.raw before it writes the quarantine record to cur/ID.json; " +
-			"a crash in between leaves failed/ID.raw with no record anywhere, which recovery ignores (and retention deletes as a leftover). -torture.bugs runs it")
-	}
 	fake := ollamatest.NewServer(t, ollamatest.WithModels("m1"))
 	w := newWorld(t, true, fake, "")
 	watcher, err := fsnotify.NewWatcher()
@@ -49,9 +46,6 @@ func TestCrashWhileSettingAsideKeepsARecord(t *testing.T) {
 		}
 	}
 	id := strings.TrimSuffix(raw, ".raw")
-	if exists(filepath.Join(w.spool, spool.DirCur, id+".json")) {
-		t.Skip("the kill came after the quarantine record was written; run again")
-	}
 	w.start(nil, "serve")
 	waitFor(t, 10*time.Second, "a record for "+raw, func() bool {
 		return exists(filepath.Join(w.spool, spool.DirFailed, id+".json"))
@@ -61,6 +55,12 @@ func TestCrashWhileSettingAsideKeepsARecord(t *testing.T) {
 	if err != nil || r.JobFile != raw || r.Error == nil || r.Error.Kind != spool.KindBadInput {
 		t.Errorf("got %+v, %v; want a bad_input record whose job_file is %s", r, err, raw)
 	}
+	if got, _ := os.ReadFile(filepath.Join(w.spool, spool.DirFailed, raw)); string(got) != "\xff\xfe\x00binary\x00" {
+		t.Errorf("%s holds %q, want the bytes as dropped", raw, got)
+	}
+	if names := w.names(spool.DirCur); len(names) > 0 {
+		t.Errorf("cur/ holds %v, want it empty", names)
+	}
 }
 
 // TestCrashAfterFinishKeepsTheWebhook kills hopper serve the moment a
@@ -68,10 +68,6 @@ func TestCrashWhileSettingAsideKeepsARecord(t *testing.T) {
 // webhook outbox; after a restart the job's webhook must still get it
 // (DESIGN §6: webhooks are spooled as files so a crash loses none).
 func TestCrashAfterFinishKeepsTheWebhook(t *testing.T) {
-	if !*bugsFlag {
-		t.Skip("BUG: the runner renames a final record into done/ or failed/ (spool.Finish) before hooks.Emit writes its event to the outbox; " +
-			"a kill in between loses the job.done or job.failed webhook (a staged .msg_… file is left in outbox/pending/ and never sent). -torture.bugs runs it")
-	}
 	fake := ollamatest.NewServer(t, ollamatest.WithModels("m1"))
 	w := newWorld(t, true, fake, "")
 	hooks := newSink(t)
