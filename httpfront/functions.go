@@ -123,3 +123,19 @@ func preferAsync(r *http.Request) bool {
 	}
 	return false
 }
+
+// checkFunction refuses a job naming a function that does not exist or
+// whose vars do not expand (422), so nothing is queued that must fail.
+func (s *Server) checkFunction(job *spool.Job) *httpError {
+	if s.cfg.Functions == nil {
+		return errorf(http.StatusUnprocessableEntity, "unknown function %q: no functions are defined", job.Function)
+	}
+	fn, err := s.cfg.Functions.Lookup(job.Function)
+	if err != nil {
+		return errorf(http.StatusUnprocessableEntity, "%s", err.Error())
+	}
+	if _, _, err := fn.Expand(job.Vars); err != nil {
+		return errorf(http.StatusUnprocessableEntity, "%s", err.Error())
+	}
+	return nil
+}

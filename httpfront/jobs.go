@@ -117,6 +117,12 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, badJob(err))
 		return
 	}
+	if job.Function != "" {
+		if e := s.checkFunction(job); e != nil {
+			writeError(w, r, e)
+			return
+		}
+	}
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
 		key = job.IdempotencyKey

@@ -73,6 +73,9 @@ Bad input is refused with a message and nothing is written.`,
 				return err
 			}
 			defer s.Close()
+			if err := a.checkFunctionJob(data); err != nil {
+				return fmt.Errorf("job refused, nothing was queued: %w", err)
+			}
 			id, err := s.Submit(data, spool.SubmitOptions{ID: id})
 			if err != nil {
 				return fmt.Errorf("job refused, nothing was queued: %w", err)
@@ -541,4 +544,23 @@ func newPruneCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&olderThan, "older-than", "", "age of the records to remove (7d, 36h, 90m)")
 	return cmd
+}
+
+// checkFunctionJob refuses a job that names a function which does not
+// exist or whose vars do not expand, as the runner would at claim.
+func (a *app) checkFunctionJob(data []byte) error {
+	j, err := spool.ParseJob(data, 0)
+	if err != nil || j.Function == "" {
+		return nil // Submit reports parse errors
+	}
+	set, err := a.loadFunctions()
+	if err != nil {
+		return err
+	}
+	fn, err := set.Lookup(j.Function)
+	if err != nil {
+		return err
+	}
+	_, _, err = fn.Expand(j.Vars)
+	return err
 }

@@ -289,9 +289,7 @@ func badCases() []badCase {
 		{name: "unknown-function", file: "unknown-function.json", want: failedBad(`unknown function "no-such-function"`, keepJob),
 			// DESIGN §8: the front validates before accepting, and
 			// functions/ is the front's too.
-			jobs: jobs422("no-such-function"), chat: bad400("model is required"),
-			httpSkip: "BUG: POST /jobs (and hopper submit) accept a job naming an unknown function (202), which then fails at claim as bad_input; " +
-				"DESIGN §8 has them validate before accepting"},
+			jobs: jobs422("no-such-function"), chat: bad400("model is required")},
 		{name: "webhook-object", file: "webhook-object.json", want: failedBad(`"webhook" must be a string`, keepJob),
 			// A drop-in body may carry hopper's fields; they are checked.
 			jobs: jobs422(`"webhook" must be a string`), chat: bad400(`"webhook" must be a string`)},
