@@ -229,10 +229,25 @@ func (s *Spool) cancel(id, reason string) (running bool, err error) {
 		return false, fmt.Errorf("cancel %s: %w", id, err)
 	}
 	now := s.now()
+	previous := stateOf(dir)
 	c.Record.State = StateFailed
 	c.Record.Error = &JobError{Kind: KindCanceled, Message: reason}
 	c.Record.FinishedAt = &now
-	return false, s.Finish(c.Record)
+	var recorded func()
+	if s.canceled != nil {
+		recorded = func() { s.canceled(c.Record, previous) }
+	}
+	return false, s.FinishAnd(c.Record, recorded)
+}
+
+// stateOf is the state of a job waiting in dir.
+func stateOf(dir string) State {
+	for _, d := range dirStates {
+		if d.dir == dir {
+			return d.state
+		}
+	}
+	return ""
 }
 
 func (s *Spool) claimHeld(id string) (*Claimed, error) {

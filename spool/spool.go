@@ -76,7 +76,15 @@ type Spool struct {
 	opts Options
 	ids  *idGen
 	dirs map[string]*os.File // open directories, for renameat2 and fsync
+	// canceled is told of jobs Cancel failed without the runner.
+	canceled func(r *Record, previous State)
 }
+
+// OnCancel sets f to be called when Cancel fails a job that was not running
+// (queued, deferred or held: the runner never sees those), once its final
+// record is durable and before it moves, with the state it was canceled
+// from. hopper emits the job's event there. Set it before using the Spool.
+func (s *Spool) OnCancel(f func(r *Record, previous State)) { s.canceled = f }
 
 // Init creates the spool's directories (those missing) with Options.DirMode
 // and opens it.

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"time"
+
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -49,10 +53,28 @@ func (a *app) openSpool(create bool) (*spool.Spool, error) {
 	if err != nil {
 		return nil, err
 	}
+	open := spool.Open
 	if create {
-		return spool.Init(cfg.Spool, spoolOptions(cfg))
+		open = spool.Init
 	}
-	return spool.Open(cfg.Spool, spoolOptions(cfg))
+	s, err := open(cfg.Spool, spoolOptions(cfg))
+	if err != nil {
+		return nil, err
+	}
+	// A job canceled before it ran never reaches the runner: its event is
+	// put in the webhook outbox here, for the runner's dispatcher to send.
+	if hk, err := hooks.New(hooksConfig(cfg, s, a.logger)); err == nil {
+		s.OnCancel(func(r *spool.Record, previous spool.State) {
+			webhook, meta, untrusted := "", json.RawMessage(nil), false
+			if j, err := spool.ParseJob(r.Job, 0); err == nil {
+				webhook, meta, untrusted = j.Webhook, j.Meta, j.Origin == spool.OriginHTTP
+			}
+			if err := hk.Emit(hooks.EventFor(r, previous, meta, time.Now()), webhook, untrusted); err != nil {
+				a.logger.Error("cannot record the event", "job", r.ID, "err", err)
+			}
+		})
+	}
+	return s, nil
 }
 
 // exactArgs and minArgs are cobra's argument checks as usage errors.

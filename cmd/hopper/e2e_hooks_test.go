@@ -168,3 +168,19 @@ func TestServeRefusesHTTPSubmittedWebhooksToLoopback(t *testing.T) {
 		t.Errorf("an HTTP-submitted job's webhook reached loopback: %v", got)
 	}
 }
+
+func TestCancelingAQueuedJobEmitsItsFailedEvent(t *testing.T) {
+	rc, srv := newReceiver(t)
+	w := newWorld(t)
+	conf := filepath.Join(w.dir, "hopper.yaml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.hopper("pause")
+	w.serve()
+	id := strings.TrimSpace(w.hopper("submit", "--webhook", srv.URL+"/job", "-m", "m1", "-p", "never"))
+	w.hopper("cancel", id)
+	waitFor(t, "the failed event", func() bool { return finished(rc.of(id)) })
+	if ev := rc.of(id); len(ev) != 1 || ev[0] != "job.failed" {
+		t.Errorf("got events %v, want job.failed", ev)
+	}
+}
