@@ -280,6 +280,12 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		}
 		return rc.Flush()
 	}
+	// The final chunk (done: true) is held back until the record says the
+	// job is done: if hopper dies after the target finished but before the
+	// record was written, the job runs again, and a client that already had
+	// its final chunk would hold an answer the record does not. (On /v1,
+	// data: [DONE] plays that part and is sent only after the record.)
+	var final []byte
 	relay := func(line []byte) error {
 		if isErrorLine(line) {
 			return nil // the attempt is failing; how the job ends decides
@@ -288,9 +294,14 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 			return nil // hopper always asks for usage; this client did not
 		}
 		sent++
+		if !req.openai && isFinalChunk(line) {
+			final = append([]byte(nil), line...)
+			return nil
+		}
 		return write(line)
 	}
 	newAttempt := func() error {
+		final = nil
 		if sent > 0 {
 			return errRetrying
 		}
@@ -320,6 +331,10 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 			return
 		}
 		s.writeStreamError(w, req, e)
+		return
+	}
+	if final != nil {
+		_ = write(final)
 		return
 	}
 	if sent == 0 {
@@ -376,6 +391,15 @@ func (s *Server) abandon(id string, r *http.Request, cause error) {
 	default:
 		s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
 	}
+}
+
+// isFinalChunk reports whether an Ollama stream line is the final one
+// ("done": true).
+func isFinalChunk(line []byte) bool {
+	var c struct {
+		Done bool `json:"done"`
+	}
+	return json.Unmarshal(line, &c) == nil && c.Done
 }
 
 // isErrorLine reports whether a stream line is an {"error": ...} object.
