@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hopper-dev/hopper/spool"
 )
 
 // Hooks emits events and, while Run runs, delivers them. Its methods are
@@ -231,4 +234,21 @@ func (h *Hooks) Run(ctx context.Context) error {
 		results:   make(chan result),
 	}
 	return d.run(ctx)
+}
+
+// EmitJob emits the event for rec's new state, coming from previous, with
+// the delivery settings its job gives: the job's webhook and meta, and
+// whether it came over HTTP (then the webhook is SSRF-guarded). job may be
+// nil: it is then read from the record.
+func (h *Hooks) EmitJob(rec *spool.Record, previous spool.State, job *spool.Job) error {
+	if job == nil {
+		job, _ = spool.ParseJob(rec.Job, 0)
+	}
+	var webhook string
+	var meta json.RawMessage
+	untrusted := false
+	if job != nil {
+		webhook, meta, untrusted = job.Webhook, job.Meta, job.Origin == spool.OriginHTTP
+	}
+	return h.Emit(EventFor(rec, previous, meta, h.now()), webhook, untrusted)
 }

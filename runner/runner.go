@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/functions"
-	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -35,7 +34,7 @@ type Functions interface {
 // Emitter receives an event for every state change of a job; *hooks.Hooks
 // is one. Emit must return quickly: delivery happens elsewhere.
 type Emitter interface {
-	Emit(ev hooks.Event, jobWebhook string, untrusted bool) error
+	EmitJob(rec *spool.Record, previous spool.State, job *spool.Job) error
 }
 
 // Config configures a Runner. Zero durations take the documented defaults.
@@ -213,10 +212,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		// A crash may have come before their final event was recorded:
 		// emit it again (webhooks are at-least-once).
 		for _, f := range rec.Finished {
-			r.cur.job, r.cur.state = nil, spool.StateWorking
-			if j, err := spool.ParseJob(f.Job, 0); err == nil {
-				r.cur.job = j
-			}
+			r.cur.job, r.cur.state = nil, spool.StateWorking // the job is read from the record
 			r.announce(f)
 		}
 	}
@@ -765,13 +761,7 @@ func (r *Runner) announce(rec *spool.Record) {
 	if r.cfg.Hooks == nil {
 		return
 	}
-	var webhook string
-	var meta json.RawMessage
-	untrusted := false
-	if j := r.cur.job; j != nil {
-		webhook, meta, untrusted = j.Webhook, j.Meta, j.Origin == spool.OriginHTTP
-	}
-	if err := r.cfg.Hooks.Emit(hooks.EventFor(rec, prev, meta, r.cfg.Now()), webhook, untrusted); err != nil {
+	if err := r.cfg.Hooks.EmitJob(rec, prev, r.cur.job); err != nil {
 		r.log.Error("cannot record the event", "job", rec.ID, "state", rec.State, "err", err)
 	}
 }

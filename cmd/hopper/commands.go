@@ -1,9 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"time"
-
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/hooks"
@@ -65,11 +62,7 @@ func (a *app) openSpool(create bool) (*spool.Spool, error) {
 	// put in the webhook outbox here, for the runner's dispatcher to send.
 	if hk, err := hooks.New(hooksConfig(cfg, s, a.logger)); err == nil {
 		s.OnCancel(func(r *spool.Record, previous spool.State) {
-			webhook, meta, untrusted := "", json.RawMessage(nil), false
-			if j, err := spool.ParseJob(r.Job, 0); err == nil {
-				webhook, meta, untrusted = j.Webhook, j.Meta, j.Origin == spool.OriginHTTP
-			}
-			if err := hk.Emit(hooks.EventFor(r, previous, meta, time.Now()), webhook, untrusted); err != nil {
+			if err := hk.EmitJob(r, previous, nil); err != nil {
 				a.logger.Error("cannot record the event", "job", r.ID, "err", err)
 			}
 		})
