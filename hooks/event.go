@@ -35,6 +35,9 @@ type Event struct {
 	Response json.RawMessage `json:"response,omitempty"`
 	Output   json.RawMessage `json:"output,omitempty"`
 	Error    *spool.JobError `json:"error,omitempty"`
+	// Batch is a batch.done event's batch record: its state (completed,
+	// cancelled or failed), counts and output file.
+	Batch *spool.Batch `json:"batch,omitempty"`
 }
 
 // EventFor builds the event for rec having just entered rec.State from

@@ -53,9 +53,13 @@ func (h *Hooks) runExec(ctx context.Context) {
 	}
 }
 
-// runHook runs Dir/STATE for one event, if it is an executable file.
+// runHook runs Dir/STATE for one event, if it is an executable file; a
+// batch's event runs Dir/batch.done.
 func (h *Hooks) runHook(ctx context.Context, j execJob) {
 	name := string(j.ev.State)
+	if j.ev.Type == TypeBatchDone {
+		name = TypeBatchDone
+	}
 	log := h.log.With("hook", name, "job", j.ev.ID, "event", j.ev.Type)
 	if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 		log.Debug("no hook for this state")

@@ -252,3 +252,11 @@ func (h *Hooks) EmitJob(rec *spool.Record, previous spool.State, job *spool.Job)
 	}
 	return h.Emit(EventFor(rec, previous, meta, h.now()), webhook, untrusted)
 }
+
+// EmitBatch emits a batch's batch.done event, once its output is written
+// (or it was refused as a whole): to the configured webhooks that want it
+// and to the exec hook batch.done. Its state is the batch's.
+func (h *Hooks) EmitBatch(b *spool.Batch) error {
+	ev := Event{Type: TypeBatchDone, ID: b.ID, State: spool.State(b.State), Timestamp: h.now().UTC(), Batch: b}
+	return h.Emit(ev, "", false)
+}

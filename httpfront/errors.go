@@ -12,7 +12,7 @@ import (
 
 // StatusClientClosedRequest is what Ollama answers a request whose job was
 // canceled (its handleScheduleError: 499 "request canceled").
-const StatusClientClosedRequest = 499
+const StatusClientClosedRequest = spool.StatusClientClosedRequest
 
 // Ollama's own words, kept so that clients matching on them keep working.
 const (
@@ -132,27 +132,11 @@ func recordStatus(r *spool.Record) *httpError {
 	if e == nil {
 		return errorf(http.StatusInternalServerError, "the job failed without saying why")
 	}
-	switch e.Kind {
-	case spool.KindTarget:
-		status := e.Status
-		if status < 400 || status > 599 {
-			status = http.StatusInternalServerError // an error inside a 200 stream
-		}
-		return &httpError{status: status, msg: e.Message}
-	case spool.KindBadInput:
-		return &httpError{status: http.StatusBadRequest, msg: e.Message}
-	case spool.KindCanceled:
-		return &httpError{status: StatusClientClosedRequest, msg: msgCanceled + ": " + e.Message}
-	case spool.KindTimeout:
-		return &httpError{status: http.StatusGatewayTimeout, msg: e.Message}
-	case spool.KindExpired:
-		return &httpError{status: http.StatusServiceUnavailable, msg: e.Message}
-	case spool.KindUnreachable:
-		return &httpError{status: http.StatusBadGateway, msg: e.Message}
-	case spool.KindInterrupted:
-		return &httpError{status: http.StatusInternalServerError, msg: e.Message}
+	msg := e.Message
+	if e.Kind == spool.KindCanceled {
+		msg = msgCanceled + ": " + msg
 	}
-	return &httpError{status: http.StatusInternalServerError, msg: e.Message}
+	return &httpError{status: e.HTTPStatus(), msg: msg}
 }
 
 // storageError answers a spool failure that is not the client's doing.

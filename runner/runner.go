@@ -128,6 +128,7 @@ type Runner struct {
 		state spool.State
 		job   *spool.Job
 	}
+	batches *batches
 	// models is what the target had loaded when next last asked, so the
 	// attempt that follows need not ask again; nil: ask.
 	models []string
@@ -151,6 +152,15 @@ func New(cfg Config) (*Runner, error) {
 		reload: make(chan Config, 1),
 	}
 	r.retention.Store(&[2]time.Duration{cfg.RetainDone, cfg.RetainFailed})
+	emitBatch := func(*spool.Batch) {}
+	if be, ok := cfg.Hooks.(BatchEmitter); ok && cfg.Hooks != nil {
+		emitBatch = func(b *spool.Batch) {
+			if err := be.EmitBatch(b); err != nil {
+				r.log.Error("cannot record the batch event", "batch", b.ID, "err", err)
+			}
+		}
+	}
+	r.batches = newBatches(cfg.Spool, r.queue, cfg.Logger, emitBatch)
 	return r, nil
 }
 
@@ -234,10 +244,19 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer close(retainDone)
 		r.retain(wctx, r.cfg.RetentionCheck)
 	}()
+	if err := r.batches.open(); err != nil {
+		r.log.Error("cannot take up every batch", "err", err)
+	}
+	batchesDone := make(chan struct{})
+	go func() {
+		defer close(batchesDone)
+		r.batches.run(wctx)
+	}()
 	defer func() {
 		stopWatch()
 		<-watchDone
 		<-retainDone
+		<-batchesDone
 	}()
 
 	if r.cfg.Ready != nil {
@@ -750,6 +769,10 @@ func (r *Runner) fail(rec *spool.Record, kind spool.ErrorKind, msg string, statu
 func (r *Runner) finish(rec *spool.Record) {
 	if err := r.cfg.Spool.FinishAnd(rec, func() { r.announce(rec) }); err != nil {
 		r.log.Error("cannot finish the record", "job", rec.ID, "err", err)
+		return
+	}
+	if rec.State.Terminal() {
+		r.batches.Ended(rec)
 	}
 }
 

@@ -12,7 +12,9 @@
 //	done/      finished records
 //	failed/    failed, canceled, expired and rejected records; ID.raw keeps
 //	           the original bytes of bad input too large or not text
-//	batches/   batch records
+//	batches/   batches: NAME.jsonl (the input), NAME.json (the record),
+//	           NAME.cancel (a request to cancel it)
+//	files/     files uploaded over HTTP (OpenAI's /v1/files): ID.jsonl, ID.json
 //	PAUSED     if it exists, the runner claims nothing new
 //	.hopper/   the runner lock and runtime state
 //

@@ -46,6 +46,9 @@ type Queue struct {
 	waiting  timeHeap
 	bad      []*item
 	changed  chan struct{}
+	// batches holds batch files (new/NAME.jsonl) ready to be claimed.
+	batches      map[string]Entry
+	batchChanged chan struct{}
 }
 
 type item struct {
@@ -69,7 +72,7 @@ func NewQueue(modelKey func(string) string) *Queue {
 	if modelKey == nil {
 		modelKey = func(s string) string { return s }
 	}
-	return &Queue{modelKey: modelKey, items: map[string]*item{}, classes: map[int]*class{}, changed: make(chan struct{}, 1)}
+	return &Queue{modelKey: modelKey, items: map[string]*item{}, classes: map[int]*class{}, changed: make(chan struct{}, 1), batches: map[string]Entry{}, batchChanged: make(chan struct{}, 1)}
 }
 
 // Changed is signalled (without blocking, coalesced) whenever entries are
@@ -104,10 +107,42 @@ func (q *Queue) Put(e Entry) {
 	q.signal()
 }
 
+// PutBatch adds a batch file in new/, ready to be claimed.
+func (q *Queue) PutBatch(e Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.batches[e.Name] = e
+	select {
+	case q.batchChanged <- struct{}{}:
+	default:
+	}
+}
+
+// BatchChanged is signalled (without blocking, coalesced) whenever a batch
+// file is added.
+func (q *Queue) BatchChanged() <-chan struct{} { return q.batchChanged }
+
+// NextBatch is the batch file that arrived first, if any.
+func (q *Queue) NextBatch() (Entry, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var first Entry
+	found := false
+	for _, e := range q.batches {
+		if !found || e.before(&first) {
+			first, found = e, true
+		}
+	}
+	return first, found
+}
+
 // Remove drops the entry for dir/name, if present.
 func (q *Queue) Remove(dir, name string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if dir == DirNew {
+		delete(q.batches, name)
+	}
 	if it, ok := q.items[dir+"/"+name]; ok {
 		q.remove(it)
 	}
@@ -137,6 +172,7 @@ func (q *Queue) Reset() {
 	q.prios = nil
 	q.waiting = nil
 	q.bad = nil
+	q.batches = map[string]Entry{}
 }
 
 func (q *Queue) makeReady(it *item) {

@@ -48,7 +48,7 @@ func Streams(endpoint string) bool {
 // hopperFields are the job fields hopper consumes; they never reach the
 // target. "stream" is hopper's to set.
 var hopperFields = []string{"endpoint", "function", "vars", "webhook", "meta", "priority",
-	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "stream"}
+	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "stream"}
 
 // OriginHTTP marks a job the HTTP front wrote ("origin": "http"). Its
 // webhook came from a network client, so deliveries to it are guarded
@@ -70,6 +70,10 @@ type Job struct {
 	MaxAge         time.Duration // 0: the configured default
 	IdempotencyKey string
 	Origin         string // OriginHTTP, or "" for a job dropped as a file
+	// Batch and CustomID are set on the jobs a batch's lines become: the
+	// batch's name and the line's custom_id.
+	Batch    string
+	CustomID string
 	// Body holds the fields passed through to the target: everything but
 	// hopper's own fields, each value exactly as submitted.
 	Body map[string]json.RawMessage
@@ -176,6 +180,8 @@ func (j *Job) take() error {
 	duration("max_age", &j.MaxAge)
 	str("idempotency_key", &j.IdempotencyKey)
 	str("origin", &j.Origin)
+	str("batch", &j.Batch)
+	str("custom_id", &j.CustomID)
 	if raw, ok := f["model"]; ok && err == nil {
 		if e := json.Unmarshal(raw, &j.Model); e != nil {
 			err = badInput("\"model\" must be a string, got %s", describe(raw))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"syscall"
 )
 
 // move renames fromDir/from to toDir/to without replacing a file. Off Linux
@@ -34,4 +35,10 @@ func (s *Spool) link(fromDir, from, toDir, to string) error {
 		return fmt.Errorf("link %s/%s to %s/%s: %w", fromDir, from, toDir, to, fs.ErrExist)
 	}
 	return err
+}
+
+// syncAll flushes what the spool has written: off Linux, sync(2).
+func (s *Spool) syncAll() error {
+	syscall.Sync()
+	return nil
 }

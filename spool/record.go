@@ -65,6 +65,34 @@ type JobError struct {
 
 func (e *JobError) Error() string { return string(e.Kind) + ": " + e.Message }
 
+// StatusClientClosedRequest is the status Ollama answers a request whose
+// job was canceled (499, "request canceled").
+const StatusClientClosedRequest = 499
+
+// HTTPStatus is the HTTP status an answer failing this way has: the
+// target's own for its refusals, 400 for bad input, 499 canceled, 504
+// timeout, 503 expired, 502 unreachable, 500 otherwise.
+func (e *JobError) HTTPStatus() int {
+	switch e.Kind {
+	case KindTarget:
+		if e.Status >= 400 && e.Status <= 599 {
+			return e.Status
+		}
+		return 500 // an error inside a 200 stream
+	case KindBadInput:
+		return 400
+	case KindCanceled:
+		return StatusClientClosedRequest
+	case KindTimeout:
+		return 504
+	case KindExpired:
+		return 503
+	case KindUnreachable:
+		return 502
+	}
+	return 500
+}
+
 // Round is one earlier run of a job that was retried: how it ended.
 type Round struct {
 	Attempts   int        `json:"attempts"`

@@ -20,12 +20,13 @@ const (
 	DirDone     = "done"
 	DirFailed   = "failed"
 	DirBatches  = "batches"
+	DirFiles    = "files"
 	DirState    = ".hopper"
 	FilePaused  = "PAUSED"
 )
 
 // Dirs lists every directory of a spool in the order Init creates them.
-var Dirs = []string{DirTmp, DirNew, DirCur, DirDeferred, DirHold, DirDone, DirFailed, DirBatches, DirState}
+var Dirs = []string{DirTmp, DirNew, DirCur, DirDeferred, DirHold, DirDone, DirFailed, DirBatches, DirFiles, DirState}
 
 // Errors callers test for.
 var (
@@ -138,6 +139,12 @@ func Open(path string, o Options) (*Spool, error) {
 	var dev uint64
 	for i, d := range Dirs {
 		fi, err := root.Stat(d)
+		if d == DirFiles && errors.Is(err, fs.ErrNotExist) {
+			// Spools made before uploads existed lack it: add it.
+			if err = root.Mkdir(d, o.DirMode); err == nil || errors.Is(err, fs.ErrExist) {
+				fi, err = root.Stat(d)
+			}
+		}
 		if err != nil {
 			s.Close()
 			if errors.Is(err, fs.ErrNotExist) {

@@ -132,7 +132,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			w.indexNew(name)
 		case ev.Has(fsnotify.Write):
 			// Still being written: look again once it has been quiet.
-			if _, ok := w.pending[name]; ok || w.q.Has(DirNew, name) {
+			if _, ok := w.pending[name]; ok || w.q.Has(DirNew, name) || BatchCandidate(name) {
 				w.q.Remove(DirNew, name)
 				w.pending[name] = time.Now().Add(w.o.Settle)
 			}
@@ -173,8 +173,12 @@ func Candidate(name string) bool {
 // indexNew looks at new/name and puts it in the queue, leaves it pending, or
 // ignores it.
 func (w *Watcher) indexNew(name string) {
-	if !Candidate(name) {
+	if BatchCandidate(name) {
+		w.indexBatch(name)
 		return
+	}
+	if !Candidate(name) || w.q.Has(DirNew, name) {
+		return // not a job, or indexed already (a batch's line, put there as written)
 	}
 	fi, err := w.s.root.Lstat(DirNew + "/" + name)
 	if err != nil {
@@ -199,6 +203,28 @@ func (w *Watcher) indexNew(name string) {
 		e.Bad = true // Claim quarantines it
 	}
 	w.q.Put(e)
+}
+
+// indexBatch queues a batch file once it has been quiet for the settle
+// time: a batch has no end a parser could see, so a writer still
+// appending lines (cat >> new/x.jsonl) must not be cut short.
+func (w *Watcher) indexBatch(name string) {
+	fi, err := w.s.root.Lstat(DirNew + "/" + name)
+	if err != nil {
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		if !w.warned[name] {
+			w.warned[name] = true
+			w.o.Logger.Warn("ignoring new/"+name+": not a regular file", "mode", fi.Mode().String())
+		}
+		return
+	}
+	if quiet := time.Since(fi.ModTime()); quiet < w.o.Settle {
+		w.pending[name] = fi.ModTime().Add(w.o.Settle)
+		return
+	}
+	w.q.PutBatch(Entry{Dir: DirNew, Name: name, Arrived: ctime(fi)})
 }
 
 // inspect reads new/name enough to index it: model and priority. An error

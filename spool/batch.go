@@ -1,0 +1,745 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A batch (DESIGN §10) is a file NAME.jsonl in new/: one request per line,
+// each a hopper job object or an OpenAI Batch API line. The runner claims it
+// into batches/NAME.jsonl, writes the record batches/NAME.json, and expands
+// it, a chunk at a time, into one job per line, NAME.000001, NAME.000002, …
+// in new/, all at the batch's priority. When every line has ended, the
+// answers are written, in input order and in OpenAI's batch output shape,
+// to done/NAME.jsonl, and the failed ones also to failed/NAME.errors.jsonl.
+//
+// batches/NAME.json is written by whoever submits the batch (state
+// validating, carrying its options) and from then on by the runner alone;
+// a request to cancel is a separate file, batches/NAME.cancel, that the
+// runner acts on.
+
+// BatchState is a batch's status, named as OpenAI's Batch API names them.
+type BatchState string
+
+// The states of a batch.
+const (
+	BatchValidating BatchState = "validating"  // submitted; not yet checked and counted
+	BatchInProgress BatchState = "in_progress" // its lines are queued and running
+	BatchFinalizing BatchState = "finalizing"  // every line ended; the output is being written
+	BatchCompleted  BatchState = "completed"   // the output is written
+	BatchFailed     BatchState = "failed"      // refused as a whole (errors says why); no line ran
+	BatchCancelling BatchState = "cancelling"  // a cancel was asked for and is being carried out
+	BatchCancelled  BatchState = "cancelled"   // canceled; the output holds what had ended
+)
+
+// Terminal reports whether the batch has ended.
+func (s BatchState) Terminal() bool {
+	return s == BatchCompleted || s == BatchFailed || s == BatchCancelled
+}
+
+// Batch is the record batches/NAME.json.
+type Batch struct {
+	ID    string     `json:"id"`
+	State BatchState `json:"state"`
+	// Total is the number of lines (blank lines aside); Done and Failed
+	// count the lines that have ended so far.
+	Total    int `json:"total"`
+	Done     int `json:"done"`
+	Failed   int `json:"failed"`
+	Priority int `json:"priority"`
+	// Expanded is how many lines are queued as jobs so far, and Offset the
+	// byte offset in the input of the next line to queue.
+	Expanded int   `json:"expanded"`
+	Offset   int64 `json:"offset"`
+	// Source is the file name the batch arrived under, when the ID differs.
+	Source string `json:"source,omitempty"`
+	// Origin is OriginHTTP for batches created over HTTP.
+	Origin string `json:"origin,omitempty"`
+	// Endpoint, CompletionWindow, Metadata and InputFileID are what an
+	// OpenAI client gave when it created the batch.
+	Endpoint         string          `json:"endpoint,omitempty"`
+	CompletionWindow string          `json:"completion_window,omitempty"`
+	Metadata         json.RawMessage `json:"metadata,omitempty"`
+	InputFileID      string          `json:"input_file_id,omitempty"`
+	// Input, Output and ErrorsFile are paths relative to the spool.
+	Input      string       `json:"input,omitempty"`
+	Output     string       `json:"output,omitempty"`
+	ErrorsFile string       `json:"errors_file,omitempty"`
+	Errors     []BatchError `json:"errors,omitempty"`
+
+	CreatedAt    time.Time  `json:"created_at"`
+	InProgressAt *time.Time `json:"in_progress_at,omitempty"`
+	FinalizingAt *time.Time `json:"finalizing_at,omitempty"`
+	CompletedAt  *time.Time `json:"completed_at,omitempty"`
+	FailedAt     *time.Time `json:"failed_at,omitempty"`
+	CancellingAt *time.Time `json:"cancelling_at,omitempty"`
+	CancelledAt  *time.Time `json:"cancelled_at,omitempty"`
+}
+
+// BatchError says why a batch was refused as a whole.
+type BatchError struct {
+	Code    string `json:"code"`
+	Line    int    `json:"line,omitempty"`
+	Message string `json:"message"`
+}
+
+// Width is the number of digits in the batch's line IDs.
+func (b *Batch) Width() int { return max(6, len(strconv.Itoa(b.Total))) }
+
+// LineID is the ID of line i (from 1) of the batch.
+func (b *Batch) LineID(i int) string { return fmt.Sprintf("%s.%0*d", b.ID, b.Width(), i) }
+
+// Ended is how many lines have ended.
+func (b *Batch) Ended() int { return b.Done + b.Failed }
+
+// LineOf splits a job ID into the batch it may belong to and its line
+// number: "tickets.000042" → "tickets", 42. ok is false when the ID does
+// not end in a dot and six or more digits.
+func LineOf(id string) (batch string, line int, ok bool) {
+	i := strings.LastIndexByte(id, '.')
+	if i <= 0 || len(id)-i-1 < 6 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	if err != nil || n <= 0 || id[i+1] == '+' {
+		return "", 0, false
+	}
+	return id[:i], n, true
+}
+
+// maxBatchName leaves room for the line number in a line's ID.
+const maxBatchName = 100
+
+func validBatchName(name string) bool { return len(name) <= maxBatchName && ValidID(name) }
+
+// BatchCandidate reports whether a name in new/ is a batch file: not
+// dot-named, ending in .jsonl.
+func BatchCandidate(name string) bool {
+	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".jsonl") && len(name) > len(".jsonl")
+}
+
+// MarshalBatch encodes a batch record as indented JSON.
+func (b *Batch) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(b); err != nil {
+		return nil, fmt.Errorf("encode batch %s: %w", b.ID, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// lineReader reads a batch file's lines, skipping blank ones, and keeps
+// the byte offset of the next one. A line longer than max is reported as
+// too long and skipped without being held in memory.
+type lineReader struct {
+	r      *bufio.Reader
+	max    int64
+	buf    []byte
+	offset int64 // of the next line
+	line   int   // file line number of the last line returned
+}
+
+func newLineReader(r io.Reader, max int64, offset int64) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 256<<10), max: max, offset: offset}
+}
+
+// next returns the next non-blank line without its line ending. The slice
+// is valid until the next call. io.EOF ends the file.
+func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
+	for {
+		lr.buf = lr.buf[:0]
+		tooLong = false
+		var n int64
+		for {
+			chunk, err := lr.r.ReadSlice('\n')
+			n += int64(len(chunk))
+			if !tooLong {
+				if int64(len(lr.buf)+len(chunk)) > lr.max+2 {
+					tooLong, lr.buf = true, lr.buf[:0]
+				} else {
+					lr.buf = append(lr.buf, chunk...)
+				}
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, false, err
+			}
+			if n == 0 {
+				return nil, false, io.EOF
+			}
+			break
+		}
+		lr.offset += n
+		lr.line++
+		if tooLong {
+			return nil, true, nil
+		}
+		line = bytes.TrimRight(lr.buf, "\r\n")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		return line, false, nil
+	}
+}
+
+// customID returns a line's "custom_id" when it is a JSON object with one.
+func customID(line []byte) (string, bool) {
+	var probe struct {
+		CustomID *string `json:"custom_id"`
+	}
+	if json.Unmarshal(line, &probe) != nil || probe.CustomID == nil {
+		return "", false
+	}
+	return *probe.CustomID, true
+}
+
+// BatchCheck is what checking a batch file found.
+type BatchCheck struct {
+	Lines int // non-blank lines
+}
+
+// CheckBatch reads a batch file through and counts its lines. It refuses,
+// with a *BadInputError, a file with no lines and one in which two lines
+// share a custom_id, since answers could not be told apart. Malformed
+// lines are not refused here: each fails on its own when the batch runs.
+func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
+	lr := newLineReader(r, maxLine, 0)
+	seen := map[string]int{}
+	var c BatchCheck
+	var errs []BatchError
+	for {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return c, nil, err
+		}
+		c.Lines++
+		if tooLong {
+			continue
+		}
+		if id, ok := customID(line); ok {
+			if first, dup := seen[id]; dup {
+				if len(errs) < 100 {
+					errs = append(errs, BatchError{Code: "duplicate_custom_id", Line: lr.line,
+						Message: fmt.Sprintf("line %d repeats the custom_id %q of line %d; every line needs its own", lr.line, id, first)})
+				}
+				continue
+			}
+			seen[id] = lr.line
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		more := ""
+		if len(errs) > 1 {
+			more = fmt.Sprintf(" (and %d more)", len(errs)-1)
+		}
+		return c, errs, badInput("%s%s", errs[0].Message, more)
+	case c.Lines == 0:
+		errs = []BatchError{{Code: "empty_file", Message: "the batch has no lines: give one request per line"}}
+		return c, errs, badInput("%s", errs[0].Message)
+	}
+	return c, nil, nil
+}
+
+// openaiBatchURLs maps the url of an OpenAI Batch API line to the endpoint
+// of its job.
+var openaiBatchURLs = map[string]string{
+	"/v1/chat/completions": "openai.chat",
+	"/v1/completions":      "openai.completions",
+	"/v1/embeddings":       "openai.embeddings",
+}
+
+// BatchURLs lists the urls an OpenAI batch line may name, sorted.
+func BatchURLs() []string {
+	urls := make([]string, 0, len(openaiBatchURLs))
+	for u := range openaiBatchURLs {
+		urls = append(urls, u)
+	}
+	sort.Strings(urls)
+	return urls
+}
+
+// batchJob turns one line of batch b into the job file for it: an OpenAI
+// line's body with the endpoint its url names, or a hopper job as given,
+// plus the batch's name and priority. It returns the job's bytes and the
+// parsed job; an error is a *BadInputError saying what is wrong with the
+// line.
+func (s *Spool) batchJob(b *Batch, line []byte) ([]byte, *Job, error) {
+	line = trimBOM(line)
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(line, &obj); err != nil {
+		return nil, nil, jsonError(line, err)
+	}
+	if obj == nil {
+		return nil, nil, badInput("a batch line must be a JSON object, got null")
+	}
+	if raw, ok := obj["custom_id"]; ok && firstByte(raw) != '"' {
+		return nil, nil, badInput("\"custom_id\" must be a string, got %s", describe(raw))
+	}
+	job := obj
+	if _, openai := obj["url"]; openai || obj["body"] != nil {
+		var l struct {
+			CustomID *string                    `json:"custom_id"`
+			Method   *string                    `json:"method"`
+			URL      string                     `json:"url"`
+			Body     map[string]json.RawMessage `json:"body"`
+		}
+		if err := json.Unmarshal(line, &l); err != nil {
+			return nil, nil, badInput("not an OpenAI batch line ({\"custom_id\", \"method\": \"POST\", \"url\", \"body\": {…}}): %v", err)
+		}
+		endpoint, ok := openaiBatchURLs[l.URL]
+		switch {
+		case l.CustomID == nil:
+			return nil, nil, badInput("an OpenAI batch line needs a \"custom_id\" to match its answer")
+		case l.Method != nil && *l.Method != "POST":
+			return nil, nil, badInput("\"method\" must be \"POST\", got %q", *l.Method)
+		case !ok:
+			return nil, nil, badInput("\"url\" %q is not served: use one of %s", l.URL, strings.Join(BatchURLs(), ", "))
+		case l.Body == nil:
+			return nil, nil, badInput("\"body\" must be a JSON object holding the request")
+		}
+		for _, k := range hopperFields {
+			if _, clash := l.Body[k]; clash && k != "stream" {
+				return nil, nil, badInput("\"body\" may not set %q: it is one of hopper's own job fields", k)
+			}
+		}
+		job = l.Body
+		job["endpoint"], _ = json.Marshal(endpoint)
+		job["custom_id"], _ = json.Marshal(*l.CustomID)
+	}
+	job["batch"], _ = json.Marshal(b.ID)
+	job["priority"] = json.RawMessage(strconv.Itoa(b.Priority))
+	data, err := marshalObject(job)
+	if err != nil {
+		return nil, nil, badInput("%v", err)
+	}
+	j, err := ParseJob(data, s.opts.MaxJobSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, j, nil
+}
+
+// BatchOptions are what a submitter gives a batch beyond its lines.
+type BatchOptions struct {
+	// Name is the batch's ID; a name in use gets a unique suffix, an
+	// invalid or empty one a generated name.
+	Name     string
+	Priority int
+	Origin   string
+	// What an OpenAI client gave.
+	Endpoint         string
+	CompletionWindow string
+	Metadata         json.RawMessage
+	InputFileID      string
+}
+
+// SubmitBatch checks a batch file (CheckBatch) and queues it as
+// new/NAME.jsonl, after writing its record batches/NAME.json (validating,
+// with the options) for the runner to adopt. Refused input is a
+// *BadInputError and nothing is written. It returns the record.
+func (s *Spool) SubmitBatch(r io.Reader, o BatchOptions) (*Batch, error) {
+	tmp := DirTmp + "/.batch." + s.ids.next()
+	f, err := s.root.OpenFile(tmp, fileCreate, s.opts.FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("submit batch: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.root.Remove(tmp)
+		}
+	}()
+	_, _, cerr := CheckBatch(io.TeeReader(r, f), s.opts.MaxJobSize)
+	err = errors.Join(f.Chmod(s.opts.FileMode), s.syncIf(f), f.Close())
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("submit batch: %w", err)
+	}
+	b, err := s.createBatch(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.moveSync(DirTmp, tmp[len(DirTmp)+1:], DirNew, b.ID+".jsonl"); err != nil {
+		return nil, fmt.Errorf("submit batch %s: %w", b.ID, err)
+	}
+	ok = true
+	return b, nil
+}
+
+// SubmitBatchFile is SubmitBatch for a file uploaded with PutFile: its
+// bytes are checked and linked into new/, not copied.
+func (s *Spool) SubmitBatchFile(fileID string, o BatchOptions) (*Batch, error) {
+	meta, err := s.File(fileID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.root.Open(DirFiles + "/" + meta.ID + ".jsonl")
+	if err != nil {
+		return nil, fmt.Errorf("submit batch: %w", err)
+	}
+	_, _, cerr := CheckBatch(f, s.opts.MaxJobSize)
+	f.Close()
+	if cerr != nil {
+		return nil, cerr
+	}
+	o.InputFileID = meta.ID
+	b, err := s.createBatch(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.link(DirFiles, meta.ID+".jsonl", DirNew, b.ID+".jsonl"); err != nil {
+		return nil, fmt.Errorf("submit batch %s: %w", b.ID, err)
+	}
+	if s.opts.Fsync {
+		if err := s.syncDir(DirNew); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// createBatch picks a free name and writes the batch's first record.
+func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
+	name := o.Name
+	if !validBatchName(name) {
+		name = s.NewID()
+	}
+	if s.batchTaken(name, true) {
+		name = s.uniqueName(name)
+	}
+	b := &Batch{
+		ID: name, State: BatchValidating, Priority: o.Priority, Origin: o.Origin,
+		Endpoint: o.Endpoint, CompletionWindow: o.CompletionWindow, Metadata: o.Metadata,
+		InputFileID: o.InputFileID, CreatedAt: s.now().UTC(),
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.writeFile(DirBatches, name+".json", data, s.opts.Fsync, false); err != nil {
+		return nil, fmt.Errorf("submit batch %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// batchTaken reports whether a batch or a batch's output or first line
+// already uses the name; with queued set, a batch file waiting in new/ too.
+func (s *Spool) batchTaken(name string, queued bool) bool {
+	if queued && s.exists(DirNew, name+".jsonl") {
+		return true
+	}
+	if s.exists(DirBatches, name+".json") || s.exists(DirBatches, name+".jsonl") || s.exists(DirDone, name+".jsonl") {
+		return true
+	}
+	first := (&Batch{ID: name}).LineID(1)
+	return s.taken(first) || s.exists(DirNew, first+".json")
+}
+
+// WriteBatch rewrites batches/ID.json, fsynced when sync is set.
+func (s *Spool) WriteBatch(b *Batch, sync bool) error {
+	data, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(DirBatches, b.ID+".json", data, sync && s.opts.Fsync, true); err != nil {
+		return fmt.Errorf("write batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// readBatch reads batches/name.json.
+func (s *Spool) readBatch(name string) (*Batch, error) {
+	data, err := s.root.ReadFile(DirBatches + "/" + name + ".json")
+	if err != nil {
+		return nil, err
+	}
+	var b Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("batches/%s.json: %w", name, err)
+	}
+	if b.ID == "" {
+		b.ID = name
+	}
+	return &b, nil
+}
+
+// ClaimBatch takes the batch file new/NAME.jsonl into batches/, adopting the
+// record its submitter wrote or writing one, and checks it (ValidateBatch).
+// A name in use gets a unique suffix; an invalid one a generated name. It
+// returns an error wrapping ErrGone if the file went first.
+func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
+	stem := strings.TrimSuffix(e.Name, ".jsonl")
+	name, source := stem, ""
+	if !validBatchName(stem) {
+		name, source = s.NewID(), e.Name
+	}
+	b, err := s.readBatch(name)
+	adopt := err == nil && b.State == BatchValidating && b.Total == 0 && !s.exists(DirBatches, name+".jsonl")
+	if !adopt && source == "" && s.batchTaken(name, false) {
+		name, source = s.uniqueName(name), e.Name
+	}
+	for try := 0; ; try++ {
+		err := s.moveSync(DirNew, e.Name, DirBatches, name+".jsonl")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 3 {
+			return nil, fmt.Errorf("claim batch %s: %w", e.Name, err)
+		}
+		adopt = false
+		name, source = s.uniqueName(strings.TrimSuffix(name, ".jsonl")), e.Name
+	}
+	if !adopt {
+		created := e.Arrived
+		if created.IsZero() {
+			created = s.now()
+		}
+		b = &Batch{ID: name, State: BatchValidating, Source: source, CreatedAt: created.UTC()}
+	}
+	return b, s.ValidateBatch(b)
+}
+
+// ValidateBatch checks a claimed batch's input (CheckBatch): a good one
+// becomes in_progress with its total, a refused one failed with its
+// errors. The record is written either way.
+func (s *Spool) ValidateBatch(b *Batch) error {
+	b.Input = DirBatches + "/" + b.ID + ".jsonl"
+	f, err := s.root.Open(b.Input)
+	if err != nil {
+		return fmt.Errorf("validate batch %s: %w", b.ID, err)
+	}
+	c, errs, err := CheckBatch(f, s.opts.MaxJobSize)
+	f.Close()
+	now := s.now().UTC()
+	var bad *BadInputError
+	switch {
+	case errors.As(err, &bad):
+		b.State, b.Errors, b.FailedAt, b.Total = BatchFailed, errs, &now, c.Lines
+	case err != nil:
+		return fmt.Errorf("validate batch %s: %w", b.ID, err)
+	default:
+		b.State, b.Total, b.InProgressAt, b.Expanded, b.Offset = BatchInProgress, c.Lines, &now, 0, 0
+	}
+	return s.WriteBatch(b, true)
+}
+
+// ExpandBatch queues up to max more lines of an in-progress batch as jobs
+// new/ID.0000NN.json, from b.Offset on, then records how far it got. put
+// receives the queue entry of each job written; a line that is not a
+// valid request is failed at once (bad input, its bytes kept in the
+// record) and reported to bad. With check set, a line whose job exists
+// already anywhere is skipped: a crash may have come after it was written
+// and before the record said so. It returns the number of lines handled.
+func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad func(line int)) (int, error) {
+	f, err := s.root.Open(b.Input)
+	if err != nil {
+		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(b.Offset, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
+	}
+	lr := newLineReader(f, s.opts.MaxJobSize, b.Offset)
+	n := 0
+	for ; n < max && b.Expanded < b.Total; n++ {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			// The input lost lines since it was counted: those
+			// lines can never run.
+			b.Total = b.Expanded
+			break
+		}
+		if err != nil {
+			return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
+		}
+		i := b.Expanded + 1
+		id := b.LineID(i)
+		if check && (s.exists(DirNew, id+".json") || s.taken(id)) {
+			b.Expanded, b.Offset = i, lr.offset
+			continue
+		}
+		var data []byte
+		var j *Job
+		var jerr error
+		if tooLong {
+			jerr = badInput("the line is over the limit of %d bytes (max_job_size)", s.opts.MaxJobSize)
+		} else {
+			data, j, jerr = s.batchJob(b, line)
+		}
+		if jerr != nil {
+			if err := s.failLine(b, id, line, jerr); err != nil {
+				return n, err
+			}
+			bad(i)
+		} else {
+			err := s.writeFile(DirNew, id+".json", data, false, false)
+			if err != nil && !(check && errors.Is(err, fs.ErrExist)) {
+				return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
+			}
+			put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Priority: j.Priority, Arrived: s.now()})
+		}
+		b.Expanded, b.Offset = i, lr.offset
+	}
+	if s.opts.Fsync {
+		// The jobs must be on disk before the record says they exist.
+		if err := s.syncAll(); err != nil {
+			return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
+		}
+	}
+	return n, s.WriteBatch(b, false)
+}
+
+// failLine writes the failed record of a batch line that cannot run.
+func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
+	now := s.now()
+	rec := &Record{ID: id, State: StateFailed, SubmittedAt: now, FinishedAt: &now,
+		Error: &JobError{Kind: KindBadInput, Message: why.Error()}}
+	if json.Valid(line) {
+		rec.Job = json.RawMessage(bytes.Clone(line))
+	} else {
+		raw := strings.ToValidUTF8(string(line), "\uFFFD")
+		rec.JobRaw = &raw
+	}
+	data, err := rec.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(DirFailed, id+".json", data, false, false); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("expand batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// LineEnded reports whether a batch line's job has ended, and whether it
+// ended done.
+func (s *Spool) LineEnded(id string) (ended, done bool) {
+	if s.exists(DirDone, id+".json") {
+		return true, true
+	}
+	return s.exists(DirFailed, id+".json"), false
+}
+
+// DropQueuedLine removes a batch line's job from new/ (its batch is being
+// canceled; the batch's output says so). It reports whether it removed it:
+// false means a runner claimed it first, or it is elsewhere.
+func (s *Spool) DropQueuedLine(id string) bool {
+	return s.root.Remove(DirNew+"/"+id+".json") == nil
+}
+
+// CancelBatch asks the runner to cancel a batch: it writes
+// batches/NAME.cancel, which the runner acts on (queued lines are dropped,
+// the running one aborted, and the output written with what had ended).
+// It returns the batch as it now stands.
+func (s *Spool) CancelBatch(name string) (*Batch, error) {
+	b, err := s.GetBatch(name)
+	if err != nil {
+		return nil, err
+	}
+	if b.State.Terminal() {
+		return b, fmt.Errorf("cancel batch %s: the batch already ended (%s)", b.ID, b.State)
+	}
+	at, _ := s.now().UTC().MarshalText()
+	if err := s.writeFile(DirBatches, b.ID+".cancel", append(at, '\n'), s.opts.Fsync, true); err != nil {
+		return nil, fmt.Errorf("cancel batch %s: %w", b.ID, err)
+	}
+	return s.GetBatch(b.ID)
+}
+
+// BatchCancelRequested reports whether batches/NAME.cancel exists.
+func (s *Spool) BatchCancelRequested(name string) bool {
+	return s.exists(DirBatches, name+".cancel")
+}
+
+// GetBatch returns batch name's record. A batch still in new/ with no
+// record is described as validating; one with a cancel request that is
+// still running as cancelling.
+func (s *Spool) GetBatch(name string) (*Batch, error) {
+	if !ValidID(name) {
+		return nil, fmt.Errorf("%q is not a batch name: %w", name, ErrNotFound)
+	}
+	b, err := s.readBatch(name)
+	switch {
+	case err == nil:
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	case s.exists(DirNew, name+".jsonl") || s.exists(DirBatches, name+".jsonl"):
+		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirNew, name+".jsonl")}
+	default:
+		return nil, fmt.Errorf("batch %s: %w", name, ErrNotFound)
+	}
+	s.showCancel(b)
+	return b, nil
+}
+
+// showCancel shows a running batch with a cancel request as cancelling.
+func (s *Spool) showCancel(b *Batch) {
+	if !b.State.Terminal() && b.State != BatchCancelling && s.BatchCancelRequested(b.ID) {
+		b.State = BatchCancelling
+		if fi, err := s.root.Stat(DirBatches + "/" + b.ID + ".cancel"); err == nil {
+			t := fi.ModTime().UTC()
+			b.CancellingAt = &t
+		}
+	}
+}
+
+// ListBatches returns every batch record, oldest first. Batch files
+// waiting in new/ without a record are listed as validating.
+func (s *Spool) ListBatches() ([]*Batch, error) {
+	var out []*Batch
+	seen := map[string]bool{}
+	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+	if err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			name, ok = strings.CutSuffix(e.Name(), ".jsonl")
+		}
+		if !ok || strings.HasPrefix(name, ".") || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if b, err := s.GetBatch(name); err == nil {
+			out = append(out, b)
+		}
+	}
+	waiting, err := fs.ReadDir(s.root.FS(), DirNew)
+	if err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	for _, e := range waiting {
+		if name, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && BatchCandidate(e.Name()) && !seen[name] && ValidID(name) {
+			seen[name] = true
+			if b, err := s.GetBatch(name); err == nil {
+				out = append(out, b)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}

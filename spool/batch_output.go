@@ -1,0 +1,302 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// BatchOutputLine is one line of a batch's output, in OpenAI's batch output
+// shape: the answer (response) or, for a line that never got one, an error.
+type BatchOutputLine struct {
+	ID       string               `json:"id"`
+	CustomID *string              `json:"custom_id"`
+	Response *BatchOutputResponse `json:"response"`
+	Error    *BatchOutputError    `json:"error"`
+}
+
+// BatchOutputResponse is the answer to one line: the HTTP status it would
+// have had and the body (the target's answer, or an error object).
+type BatchOutputResponse struct {
+	StatusCode int             `json:"status_code"`
+	RequestID  string          `json:"request_id"`
+	Body       json.RawMessage `json:"body"`
+}
+
+// BatchOutputError is why a line has no answer.
+type BatchOutputError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Failed reports whether the line did not succeed.
+func (l *BatchOutputLine) Failed() bool {
+	return l.Error != nil || l.Response == nil || l.Response.StatusCode >= 300
+}
+
+// outputLine describes line id of a batch from its record (nil when it has
+// none: never queued, or dropped when the batch was canceled).
+func outputLine(id string, custom *string, rec *Record, where string, canceled bool) *BatchOutputLine {
+	l := &BatchOutputLine{ID: id, CustomID: custom}
+	switch {
+	case rec == nil && canceled:
+		l.Error = &BatchOutputError{Code: "batch_cancelled", Message: "the batch was canceled before this line ran"}
+	case rec == nil:
+		l.Error = &BatchOutputError{Code: "missing", Message: fmt.Sprintf("no record of %s in done/ or failed/ (%s)", id, where)}
+	case rec.State == StateDone:
+		body := rec.Response
+		if len(body) == 0 {
+			body = json.RawMessage("null")
+		}
+		l.Response = &BatchOutputResponse{StatusCode: 200, RequestID: id, Body: body}
+	case rec.Error == nil:
+		l.Error = &BatchOutputError{Code: "failed", Message: "the job failed without saying why"}
+	case rec.Error.Kind == KindCanceled && canceled:
+		l.Error = &BatchOutputError{Code: "batch_cancelled", Message: rec.Error.Message}
+	case rec.Error.Kind == KindCanceled:
+		l.Error = &BatchOutputError{Code: "cancelled", Message: rec.Error.Message}
+	case rec.Error.Kind == KindExpired:
+		l.Error = &BatchOutputError{Code: "batch_expired", Message: rec.Error.Message}
+	default:
+		status := rec.Error.HTTPStatus()
+		typ := "api_error"
+		if status >= 400 && status < 500 {
+			typ = "invalid_request_error"
+		}
+		body, _ := json.Marshal(map[string]any{"error": map[string]any{
+			"message": rec.Error.Message, "type": typ, "param": nil, "code": string(rec.Error.Kind),
+		}})
+		l.Response = &BatchOutputResponse{StatusCode: status, RequestID: id, Body: body}
+	}
+	return l
+}
+
+// lineRecord finds the final record of a batch line in done/ or failed/,
+// and otherwise says where the job is.
+func (s *Spool) lineRecord(id string) (*Record, string) {
+	for _, d := range []string{DirDone, DirFailed} {
+		if r, err := s.readRecord(d, id+".json"); err == nil {
+			return r, ""
+		}
+	}
+	if dir, err := s.Find(id); err == nil {
+		return nil, "it is in " + dir + "/"
+	}
+	return nil, "pruned or moved by hand?"
+}
+
+// FinishBatch writes the output of a batch whose lines have all ended:
+// done/NAME.jsonl with one line per input line in input order, and
+// failed/NAME.errors.jsonl with the lines that failed (when any did). Both
+// are streamed, one record at a time, so the answers are never all in
+// memory. The batch becomes completed (cancelled when a cancel was asked
+// for), with its counts taken from what was written. recorded is called
+// once the output files are durable, before the final record is written: a
+// crash before the record leaves the batch finalizing, and the next start
+// writes the output again and calls recorded again.
+func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
+	canceled := b.State == BatchCancelling || s.BatchCancelRequested(b.ID)
+	now := s.now().UTC()
+	if b.State != BatchFinalizing {
+		b.State, b.FinalizingAt = BatchFinalizing, &now
+		if err := s.WriteBatch(b, false); err != nil {
+			return err
+		}
+	}
+	in, err := s.root.Open(b.Input)
+	if err != nil {
+		return fmt.Errorf("finish batch %s: %w", b.ID, err)
+	}
+	defer in.Close()
+	out, err := s.createTmp("output." + b.ID)
+	if err != nil {
+		return fmt.Errorf("finish batch %s: %w", b.ID, err)
+	}
+	defer out.discard()
+	var errs *tmpFile
+	defer func() {
+		if errs != nil {
+			errs.discard()
+		}
+	}()
+
+	lr := newLineReader(in, s.opts.MaxJobSize, 0)
+	done, failed := 0, 0
+	var enc bytes.Buffer
+	for i := 1; i <= b.Total; i++ {
+		line, tooLong, err := lr.next()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("finish batch %s: %w", b.ID, err)
+		}
+		var custom *string
+		if err == nil && !tooLong {
+			if id, ok := customID(line); ok {
+				custom = &id
+			}
+		}
+		id := b.LineID(i)
+		var rec *Record
+		where := "never queued"
+		if i <= b.Expanded {
+			rec, where = s.lineRecord(id)
+		}
+		ol := outputLine(id, custom, rec, where, canceled)
+		enc.Reset()
+		if err := encodeLine(&enc, ol); err != nil {
+			return fmt.Errorf("finish batch %s: %w", b.ID, err)
+		}
+		if _, err := out.w.Write(enc.Bytes()); err != nil {
+			return fmt.Errorf("finish batch %s: %w", b.ID, err)
+		}
+		if !ol.Failed() {
+			done++
+			continue
+		}
+		failed++
+		if errs == nil {
+			if errs, err = s.createTmp("errors." + b.ID); err != nil {
+				return fmt.Errorf("finish batch %s: %w", b.ID, err)
+			}
+		}
+		if _, err := errs.w.Write(enc.Bytes()); err != nil {
+			return fmt.Errorf("finish batch %s: %w", b.ID, err)
+		}
+	}
+	b.Output = DirDone + "/" + b.ID + ".jsonl"
+	if err := out.commit(DirDone, b.ID+".jsonl"); err != nil {
+		return fmt.Errorf("finish batch %s: %w", b.ID, err)
+	}
+	if errs != nil {
+		b.ErrorsFile = DirFailed + "/" + b.ID + ".errors.jsonl"
+		if err := errs.commit(DirFailed, b.ID+".errors.jsonl"); err != nil {
+			return fmt.Errorf("finish batch %s: %w", b.ID, err)
+		}
+	}
+	b.Done, b.Failed = done, failed
+	end := s.now().UTC()
+	if canceled {
+		b.State, b.CancelledAt = BatchCancelled, &end
+		if b.CancellingAt == nil {
+			b.CancellingAt = &end
+		}
+	} else {
+		b.State, b.CompletedAt = BatchCompleted, &end
+	}
+	if recorded != nil {
+		recorded()
+	}
+	if err := s.WriteBatch(b, true); err != nil {
+		return err
+	}
+	_ = s.root.Remove(DirBatches + "/" + b.ID + ".cancel")
+	return nil
+}
+
+// encodeLine appends v as one line of JSON, leaving <, > and & as they are.
+func encodeLine(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// tmpFile is a file being written in tmp/, to be renamed into place.
+type tmpFile struct {
+	s    *Spool
+	name string // in tmp/
+	f    *os.File
+	w    *bufio.Writer
+	done bool
+}
+
+const fileCreate = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+
+func (s *Spool) createTmp(what string) (*tmpFile, error) {
+	name := "." + what + "." + s.ids.next()
+	f, err := s.root.OpenFile(DirTmp+"/"+name, fileCreate, s.opts.FileMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(s.opts.FileMode); err != nil {
+		f.Close()
+		_ = s.root.Remove(DirTmp + "/" + name)
+		return nil, err
+	}
+	return &tmpFile{s: s, name: name, f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+// commit flushes, fsyncs (when the spool does) and renames the file to
+// dir/name, replacing what is there: it is the caller's own output.
+func (t *tmpFile) commit(dir, name string) error {
+	err := t.w.Flush()
+	if err == nil {
+		err = t.s.syncIf(t.f)
+	}
+	if cerr := t.f.Close(); err == nil {
+		err = cerr
+	}
+	t.f = nil
+	if err != nil {
+		return err
+	}
+	if err := t.s.root.Rename(DirTmp+"/"+t.name, dir+"/"+name); err != nil {
+		return err
+	}
+	t.done = true
+	if t.s.opts.Fsync {
+		return t.s.syncDir(dir)
+	}
+	return nil
+}
+
+// discard removes the file unless it was committed.
+func (t *tmpFile) discard() {
+	if t.f != nil {
+		t.f.Close()
+	}
+	if !t.done {
+		_ = t.s.root.Remove(DirTmp + "/" + t.name)
+	}
+}
+
+// syncIf fsyncs f when the spool fsyncs.
+func (s *Spool) syncIf(f *os.File) error {
+	if !s.opts.Fsync {
+		return nil
+	}
+	return f.Sync()
+}
+
+// ActiveBatches returns the batches the runner has claimed and not ended:
+// those whose input is in batches/. An input without a record (a crash
+// came between the two) is returned as validating.
+func (s *Spool) ActiveBatches() ([]*Batch, error) {
+	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+	if err != nil {
+		return nil, fmt.Errorf("batches: %w", err)
+	}
+	var out []*Batch
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := s.readBatch(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirBatches, e.Name()).UTC()}
+		case err != nil:
+			return out, err
+		}
+		if !b.State.Terminal() {
+			b.Input = DirBatches + "/" + e.Name()
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
