@@ -611,8 +611,9 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 // failLine writes the failed record of a batch line that cannot run.
 func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
 	now := s.now()
+	_, i, _ := LineOf(id)
 	rec := &Record{ID: id, State: StateFailed, SubmittedAt: now, FinishedAt: &now,
-		Error: &JobError{Kind: KindBadInput, Message: why.Error()}}
+		Error: &JobError{Kind: KindBadInput, Message: fmt.Sprintf("request %d of batch %s: %v", i, b.ID, why)}}
 	if json.Valid(line) {
 		rec.Job = json.RawMessage(bytes.Clone(line))
 	} else {

@@ -30,6 +30,7 @@ func addCommands(root *cobra.Command, a *app) {
 		newFunctionsCmd(a),
 		newInvokeCmd(a),
 		newHooksCmd(a),
+		newBatchCmd(a),
 	)
 }
 

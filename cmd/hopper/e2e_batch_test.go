@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/internal/batchtest"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// dropBatch writes new/NAME.jsonl rsync-style.
+func (w *world) dropBatch(name, body string) {
+	w.t.Helper()
+	dir := filepath.Join(w.spool, "new")
+	tmp := filepath.Join(dir, "."+name+".jsonl.Xa1b2c")
+	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+".jsonl")); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// batch reads batches/NAME.json; nil if it is not there yet.
+func (w *world) batch(name string) *spool.Batch {
+	data, err := os.ReadFile(filepath.Join(w.spool, "batches", name+".json"))
+	if err != nil {
+		return nil
+	}
+	var b spool.Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil
+	}
+	return &b
+}
+
+// waitBatch waits until batch name has ended.
+func (w *world) waitBatch(name string) *spool.Batch {
+	w.t.Helper()
+	var b *spool.Batch
+	waitFor(w.t, "batch "+name+" to end", func() bool {
+		b = w.batch(name)
+		return b != nil && b.State.Terminal()
+	})
+	return b
+}
+
+func TestBatchFileDrop1000MixedLines(t *testing.T) {
+	w := newWorld(t)
+	w.serve()
+	body, ids := batchtest.Mixed(1000, 500, 777)
+	w.dropBatch("tickets", body)
+	b := w.waitBatch("tickets")
+	if b.State != spool.BatchCompleted || b.Total != 1000 || b.Done != 998 || b.Failed != 2 {
+		t.Fatalf("batch record: %+v", b)
+	}
+	out := batchtest.Read(t, filepath.Join(w.spool, "done", "tickets.jsonl"))
+	batchtest.CheckMixed(t, out, "tickets", ids, 500, 777)
+	errs := batchtest.Read(t, filepath.Join(w.spool, "failed", "tickets.errors.jsonl"))
+	if len(errs) != 2 || errs[0].ID != "tickets.000500" || errs[1].ID != "tickets.000777" {
+		t.Errorf("errors file: %+v", errs)
+	}
+	// The malformed line's record says why, in words, with its bytes.
+	r := w.record("failed", "tickets.000500")
+	if r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, "request 500 of batch tickets: the job is not valid JSON") || r.JobRaw == nil || !strings.Contains(*r.JobRaw, `"custom_id": "broken"`) {
+		t.Errorf("malformed line record: %+v, raw %v", r.Error, r.JobRaw)
+	}
+	ls := w.hopper("batch", "ls")
+	if !strings.Contains(ls, "tickets") || !strings.Contains(ls, "completed") || !strings.Contains(ls, "998") {
+		t.Errorf("hopper batch ls:\n%s", ls)
+	}
+	show := w.hopper("batch", "show", "tickets")
+	if !strings.Contains(show, "1000/1000 ended (998 done, 2 failed)") || !strings.Contains(show, "tickets.jsonl") {
+		t.Errorf("hopper batch show:\n%s", show)
+	}
+	if n := w.count("new") + w.count("cur"); n != 0 {
+		t.Errorf("%d jobs left in new/ and cur/", n)
+	}
+}
+
+func TestBatchSubmitWaitRefuseAndCancel(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(4), ollamatest.WithTokenDelay(10*time.Millisecond))
+	w.serve()
+	small := filepath.Join(w.dir, "small.jsonl")
+	body, _ := batchtest.Mixed(5, 0, 0)
+	if err := os.WriteFile(small, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := w.hopper("batch", "submit", small, "--wait")
+	if !strings.HasPrefix(out, "small\ncompleted: 5 done, 0 failed\n") || !strings.Contains(out, filepath.Join("done", "small.jsonl")) {
+		t.Errorf("hopper batch submit --wait:\n%s", out)
+	}
+	// Same name again: a unique suffix, not an overwrite.
+	again := strings.TrimSpace(w.hopper("batch", "submit", small))
+	if !strings.HasPrefix(again, "small.") {
+		t.Errorf("second submit of small.jsonl named %q", again)
+	}
+	w.waitBatch(again)
+
+	dups := filepath.Join(w.dir, "dups.jsonl")
+	_ = os.WriteFile(dups, []byte(`{"custom_id":"a","model":"m1","prompt":"x"}`+"\n"+`{"custom_id":"a","model":"m1","prompt":"y"}`+"\n"), 0o600)
+	msg, err := w.hopperErr("batch", "submit", dups)
+	if err == nil || !strings.Contains(msg, `line 2 repeats the custom_id "a" of line 1`) || !strings.Contains(msg, "nothing was queued") {
+		t.Errorf("duplicate custom_ids: err %v, output %s", err, msg)
+	}
+	if w.batch("dups") != nil {
+		t.Error("a refused batch left a record")
+	}
+
+	big, _ := batchtest.Mixed(300, 0, 0)
+	w.dropBatch("big", big)
+	waitFor(t, "some lines of big to end", func() bool {
+		b := w.batch("big")
+		return b != nil && b.Done >= 3
+	})
+	if out := w.hopper("batch", "cancel", "big"); !strings.HasPrefix(out, "cancelling:") {
+		t.Errorf("hopper batch cancel: %s", out)
+	}
+	b := w.waitBatch("big")
+	if b.State != spool.BatchCancelled || b.Done+b.Failed != 300 || b.Done < 3 || b.Failed < 200 {
+		t.Fatalf("canceled batch: %+v", b)
+	}
+	lines := batchtest.Read(t, filepath.Join(w.spool, "done", "big.jsonl"))
+	cancelled := 0
+	for _, l := range lines {
+		if l.Error != nil && l.Error.Code == "batch_cancelled" {
+			cancelled++
+		} else if l.Response == nil || l.Response.StatusCode != 200 {
+			t.Errorf("%s: neither an answer nor canceled: %+v %+v", l.ID, l.Response, l.Error)
+		}
+	}
+	if len(lines) != 300 || cancelled != b.Failed {
+		t.Errorf("%d output lines, %d canceled, record says %d failed", len(lines), cancelled, b.Failed)
+	}
+	if n := w.count("new"); n != 0 {
+		t.Errorf("%d lines left queued after the cancel", n)
+	}
+	if _, err := w.hopperErr("batch", "cancel", "big"); err == nil {
+		t.Error("canceling an ended batch succeeded")
+	}
+}
+
+func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
+	w := newWorld(t, ollamatest.WithTokens(3), ollamatest.WithTokenDelay(5*time.Millisecond))
+	s := w.serve()
+	body, ids := batchtest.Mixed(400, 0, 0)
+	w.dropBatch("night", body)
+	waitFor(t, "a quarter of the batch to end", func() bool {
+		b := w.batch("night")
+		return b != nil && b.Done >= 100
+	})
+	s.stop(t, syscall.SIGKILL)
+	w.serve()
+	b := w.waitBatch("night")
+	if b.State != spool.BatchCompleted || b.Done != 400 || b.Failed != 0 {
+		t.Fatalf("batch after the restart: %+v", b)
+	}
+	out := batchtest.Read(t, filepath.Join(w.spool, "done", "night.jsonl"))
+	batchtest.CheckMixed(t, out, "night", ids, 0, 0)
+	seen := map[string]int{}
+	for _, l := range out {
+		seen[*l.CustomID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("custom_id %s answered %d times", id, seen[id])
+		}
+	}
+	// Each line ran once, but the one running at the kill: at-least-once.
+	reran := 0
+	for i := 1; i <= 400; i++ {
+		if r := w.record("done", fmt.Sprintf("night.%06d", i)); r.Attempts > 1 {
+			reran++
+		}
+	}
+	if reran > 1 {
+		t.Errorf("%d lines ran more than once; only the one running at the kill may", reran)
+	}
+	if n := w.count("new") + w.count("cur") + w.count("failed"); n != 0 {
+		t.Errorf("%d jobs left in new/, cur/ or failed/", n)
+	}
+}

@@ -1,0 +1,121 @@
+// Package batchtest makes batch files and reads batch outputs for tests:
+// a mixed batch of OpenAI chat and embeddings lines and hopper job lines,
+// with a malformed line and a line naming a model the target lacks.
+package batchtest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// Mixed returns an n-line batch over models: line i (from 1) is an OpenAI
+// embeddings line when i%3 == 0, an OpenAI chat line when i%3 == 1 and a
+// hopper chat job otherwise; line bad (0: none) is malformed JSON and line
+// unknown (0: none) names the model "nosuchmodel". It returns the file and
+// every line's custom_id ("" for the malformed one).
+func Mixed(n, bad, unknown int, models ...string) (string, []string) {
+	if len(models) == 0 {
+		models = []string{"m1", "m2"}
+	}
+	var b strings.Builder
+	ids := make([]string, n)
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("req-%d", i)
+		ids[i-1] = id
+		model := models[i%len(models)]
+		if i == unknown {
+			model = "nosuchmodel"
+		}
+		switch {
+		case i == bad:
+			ids[i-1] = ""
+			b.WriteString(`{"custom_id": "broken", "url": "/v1/chat/completions", "body": {` + "\n")
+		case i%3 == 0:
+			fmt.Fprintf(&b, `{"custom_id": %q, "method": "POST", "url": "/v1/embeddings", "body": {"model": %q, "input": "line %d"}}`+"\n", id, model, i)
+		case i%3 == 1:
+			fmt.Fprintf(&b, `{"custom_id": %q, "method": "POST", "url": "/v1/chat/completions", "body": {"model": %q, "messages": [{"role": "user", "content": "line %d"}]}}`+"\n", id, model, i)
+		default:
+			fmt.Fprintf(&b, `{"custom_id": %q, "model": %q, "messages": [{"role": "user", "content": "line %d"}]}`+"\n", id, model, i)
+		}
+	}
+	return b.String(), ids
+}
+
+// Parse parses a batch output file's bytes, one line each.
+func Parse(t testing.TB, data []byte) []spool.BatchOutputLine {
+	t.Helper()
+	var out []spool.BatchOutputLine
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var l spool.BatchOutputLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("output line %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Read parses the batch output file at path.
+func Read(t testing.TB, path string) []spool.BatchOutputLine {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Parse(t, data)
+}
+
+// CheckMixed checks the output of Mixed(n, bad, unknown) written as batch
+// name: one line per input line in input order, each with its custom_id,
+// 200 for the good lines, 400 for the malformed one and 404 naming the
+// model for the unknown one.
+func CheckMixed(t testing.TB, out []spool.BatchOutputLine, name string, ids []string, bad, unknown int) {
+	t.Helper()
+	if len(out) != len(ids) {
+		t.Fatalf("%d output lines, want %d", len(out), len(ids))
+	}
+	width := (&spool.Batch{ID: name, Total: len(ids)}).Width()
+	for i, l := range out {
+		n := i + 1
+		if want := fmt.Sprintf("%s.%0*d", name, width, n); l.ID != want {
+			t.Errorf("line %d: id %s, want %s", n, l.ID, want)
+		}
+		switch {
+		case n == bad:
+			if l.CustomID != nil || l.Response == nil || l.Response.StatusCode != 400 {
+				t.Errorf("malformed line %d: %+v %+v", n, l.CustomID, l.Response)
+			}
+			continue
+		case n == unknown:
+			if l.Response == nil || l.Response.StatusCode != 404 || !bytes.Contains(l.Response.Body, []byte("nosuchmodel")) {
+				t.Errorf("unknown-model line %d: %+v", n, l.Response)
+			}
+		default:
+			if l.Response == nil || l.Response.StatusCode != 200 || l.Error != nil {
+				t.Errorf("line %d: response %+v, error %+v", n, l.Response, l.Error)
+				continue
+			}
+			var body struct {
+				Object  string          `json:"object"`
+				Message json.RawMessage `json:"message"`
+			}
+			_ = json.Unmarshal(l.Response.Body, &body)
+			want := map[int]string{0: "list", 1: "chat.completion", 2: ""}[n%3]
+			if body.Object != want || (want == "" && body.Message == nil) {
+				t.Errorf("line %d: body %s, want object %q", n, l.Response.Body, want)
+			}
+		}
+		if l.CustomID == nil || *l.CustomID != ids[i] {
+			t.Errorf("line %d: custom_id %v, want %s", n, l.CustomID, ids[i])
+		}
+	}
+}
