@@ -83,7 +83,7 @@ func (h *Hooks) runHook(ctx context.Context, j execJob) {
 	spoolDir := h.cfg.Spool.Path()
 	cmd.Env = append(os.Environ(),
 		"HOPPER_JOB_ID="+j.ev.ID,
-		"HOPPER_STATE="+name,
+		"HOPPER_STATE="+string(j.ev.State),
 		"HOPPER_EVENT="+j.ev.Type,
 		"HOPPER_SPOOL="+spoolDir,
 		"HOPPER_RECORD="+recordPath(spoolDir, j.ev),

@@ -187,3 +187,35 @@ func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
 		t.Errorf("%d jobs left in new/, cur/ or failed/", n)
 	}
 }
+
+func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
+	rc, srv := newReceiver(t)
+	w := newWorld(t)
+	hookDir := filepath.Join(w.dir, "hooks")
+	_ = os.MkdirAll(hookDir, 0o750)
+	logFile := filepath.Join(w.dir, "hook.log")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c 21)\" >> %s\n", logFile)
+	_ = os.WriteFile(filepath.Join(hookDir, "batch.done"), []byte(script), 0o750)
+	conf := filepath.Join(w.dir, "hopper.yaml")
+	_ = os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/batches\n      events: [batch.done]\n", hookDir, testSecret, srv.URL)), 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.serve()
+	body, _ := batchtest.Mixed(5, 0, 0)
+	w.dropBatch("evening", body)
+	waitFor(t, "the batch.done webhook", func() bool { return len(rc.of("evening")) == 1 })
+	if ev := rc.of("evening"); ev[0] != "batch.done" {
+		t.Errorf("events for the batch: %v", ev)
+	}
+	if ev := rc.of("evening.000001"); len(ev) != 0 {
+		t.Errorf("a webhook filtered on batch.done got the lines' events: %v", ev)
+	}
+	waitFor(t, "the batch.done hook script", func() bool {
+		data, _ := os.ReadFile(logFile)
+		return strings.Count(string(data), "\n") == 1
+	})
+	data, _ := os.ReadFile(logFile)
+	want := "evening completed " + filepath.Join(w.spool, "batches", "evening.json") + ` {"type":"batch.done"`
+	if !strings.HasPrefix(string(data), want) {
+		t.Errorf("hook log %q, want it to start %q", data, want)
+	}
+}
