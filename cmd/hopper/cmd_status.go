@@ -27,6 +27,8 @@ type status struct {
 	Running      []runningJob   `json:"running"`
 	Target       targetStatus   `json:"target"`
 	Webhooks     *hooks.Status  `json:"webhooks,omitempty"`
+	// Batches lists the batches that have not ended.
+	Batches []*spool.Batch `json:"batches"`
 }
 
 type runningJob struct {
@@ -116,6 +118,16 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.
 			"held": st.Held, "done": st.Done, "failed": st.Failed},
 		Running: []runningJob{},
 		Target:  targetStatus{URL: client.BaseURL(), Models: []residentModel{}},
+		Batches: []*spool.Batch{},
+	}
+	batches, err := s.ListBatches()
+	if err != nil {
+		return status{}, err
+	}
+	for _, b := range batches {
+		if !b.State.Terminal() {
+			out.Batches = append(out.Batches, b)
+		}
 	}
 	if !st.OldestQueued.IsZero() {
 		out.OldestQueued = &st.OldestQueued
@@ -180,6 +192,9 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, client *ollama.Cl
 	for _, j := range st.Running {
 		fmt.Fprintf(w, "running  %s  %s  %s  %s  ~%d tokens  attempt %d\n", j.ID, j.Model, j.State,
 			time.Duration(j.Elapsed*float64(time.Second)).Round(time.Second), j.OutputChunks, j.Attempts)
+	}
+	for _, b := range st.Batches {
+		fmt.Fprintf(w, "batch    %s  %s\n", b.ID, progressBar(b, 20))
 	}
 	if wh := st.Webhooks; wh != nil && (wh.Pending > 0 || wh.Failed > 0 || len(wh.Disabled) > 0) {
 		line := fmt.Sprintf("webhooks pending %d · failed %d", wh.Pending, wh.Failed)
