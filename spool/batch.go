@@ -523,13 +523,19 @@ func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
 // errors. The record is written either way.
 func (s *Spool) ValidateBatch(b *Batch) error {
 	b.Input = DirBatches + "/" + b.ID + ".jsonl"
+	now := s.now().UTC()
+	if fi, err := s.root.Lstat(b.Input); err == nil && !fi.Mode().IsRegular() {
+		// Swapped for a symlink or the like after it was looked at.
+		b.State, b.FailedAt = BatchFailed, &now
+		b.Errors = []BatchError{{Code: "invalid_file", Message: "the batch file is not a regular file"}}
+		return s.WriteBatch(b, true)
+	}
 	f, err := s.root.Open(b.Input)
 	if err != nil {
 		return fmt.Errorf("validate batch %s: %w", b.ID, err)
 	}
 	c, errs, err := CheckBatch(f, s.opts.MaxJobSize)
 	f.Close()
-	now := s.now().UTC()
 	var bad *BadInputError
 	switch {
 	case errors.As(err, &bad):
@@ -605,7 +611,9 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
 		}
 	}
-	return n, s.WriteBatch(b, false)
+	// One fsync a chunk: after a power loss the record is at most a
+	// chunk behind the jobs, which the next start's check covers.
+	return n, s.WriteBatch(b, true)
 }
 
 // failLine writes the failed record of a batch line that cannot run.
