@@ -46,6 +46,9 @@ line is not refused: it fails on its own when the batch runs.`,
   hopper batch submit requests.jsonl --name nightly --priority -5 --wait`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if name != "" && !spool.ValidID(name) {
+				return usageErrorf("invalid batch name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+			}
 			var in io.Reader = cmd.InOrStdin()
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
@@ -57,9 +60,6 @@ line is not refused: it fails on its own when the batch runs.`,
 				if name == "" {
 					name = strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
 				}
-			}
-			if name != "" && !spool.ValidID(name) {
-				return usageErrorf("invalid batch name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 			}
 			s, err := a.openSpool(false)
 			if err != nil {
@@ -82,7 +82,7 @@ line is not refused: it fails on its own when the batch runs.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&name, "name", "", "name the batch (default: the file's name without .jsonl)")
+	f.StringVar(&name, "name", "", "name the batch (default: the file's name without .jsonl, if it is a valid name; else a generated one)")
 	f.IntVar(&priority, "priority", 0, "the priority of every line (higher runs first)")
 	f.BoolVar(&wait, "wait", false, "wait for the batch to end and print where its output is")
 	return cmd
