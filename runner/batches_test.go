@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,19 +10,6 @@ import (
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// dropBatch writes new/NAME.jsonl as rsync does.
-func (h *harness) dropBatch(name, body string) {
-	h.t.Helper()
-	dir := filepath.Join(h.s.Path(), spool.DirNew)
-	tmp := filepath.Join(dir, "."+name+".XXXXXX")
-	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name+".jsonl")); err != nil {
-		h.t.Fatal(err)
-	}
-}
 
 // waitBatch waits until batch name has ended and returns its record.
 func (h *harness) waitBatch(name string) *spool.Batch {
@@ -41,7 +27,7 @@ func TestBatchFileBecomesOutputInInputOrder(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	body, ids := batchtest.Mixed(60, 7, 11)
-	h.dropBatch("tickets", body)
+	batchtest.Drop(h.t, h.s.Path(), "tickets", body)
 	b := h.waitBatch("tickets")
 	if b.State != spool.BatchCompleted || b.Total != 60 || b.Done != 58 || b.Failed != 2 {
 		t.Fatalf("batch: %+v", b)
@@ -62,7 +48,7 @@ func TestBatchFileBecomesOutputInInputOrder(t *testing.T) {
 func TestBatchDuplicateCustomIDsRefuseTheBatch(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	h.dropBatch("dups", `{"custom_id": "a", "model": "m1", "prompt": "x"}`+"\n"+`{"custom_id": "a", "model": "m1", "prompt": "y"}`+"\n")
+	batchtest.Drop(h.t, h.s.Path(), "dups", `{"custom_id": "a", "model": "m1", "prompt": "x"}`+"\n"+`{"custom_id": "a", "model": "m1", "prompt": "y"}`+"\n")
 	b := h.waitBatch("dups")
 	if b.State != spool.BatchFailed || len(b.Errors) != 1 || b.Errors[0].Code != "duplicate_custom_id" || b.Errors[0].Line != 2 {
 		t.Fatalf("batch: %+v", b)
@@ -76,7 +62,7 @@ func TestBatchCancel(t *testing.T) {
 	h := newHarness(t, nil, ollamatest.WithTokenDelay(20*time.Millisecond), ollamatest.WithTokens(5))
 	h.start()
 	body, _ := batchtest.Mixed(200, 0, 0)
-	h.dropBatch("big", body)
+	batchtest.Drop(h.t, h.s.Path(), "big", body)
 	eventually(t, "some lines to finish", func() bool {
 		b, err := h.s.GetBatch("big")
 		return err == nil && b.Expanded == 200 && b.Done >= 2

@@ -127,16 +127,13 @@ func BatchCandidate(name string) bool {
 	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".jsonl") && len(name) > len(".jsonl")
 }
 
-// MarshalBatch encodes a batch record as indented JSON.
+// Marshal encodes a batch record as indented JSON.
 func (b *Batch) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(b); err != nil {
+	data, err := marshalDoc(b)
+	if err != nil {
 		return nil, fmt.Errorf("encode batch %s: %w", b.ID, err)
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // lineReader reads a batch file's lines, skipping blank ones, and keeps

@@ -48,11 +48,11 @@ func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*Fi
 	if err := t.commit(DirFiles, meta.ID+".jsonl"); err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
-	data, err := json.MarshalIndent(meta, "", "  ")
+	data, err := marshalDoc(meta)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writeFile(DirFiles, meta.ID+".json", append(data, '\n'), s.opts.Fsync, false); err != nil {
+	if err := s.writeFile(DirFiles, meta.ID+".json", data, s.opts.Fsync, false); err != nil {
 		_ = s.root.Remove(DirFiles + "/" + meta.ID + ".jsonl")
 		return nil, fmt.Errorf("store file: %w", err)
 	}

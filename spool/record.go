@@ -139,12 +139,22 @@ type Record struct {
 // Marshal encodes the record as indented JSON with a trailing newline, so
 // cat and less show it well.
 func (r *Record) Marshal() ([]byte, error) {
+	data, err := marshalDoc(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode record %s: %w", r.ID, err)
+	}
+	return data, nil
+}
+
+// marshalDoc encodes one of the spool's JSON documents: indented, with a
+// trailing newline, <, > and & left as they are.
+func marshalDoc(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encode record %s: %w", r.ID, err)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }

@@ -161,8 +161,8 @@ func batchLookupError(err error) error {
 
 func newBatchLsCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:     "ls",
-		Short:   "List batches with their progress",
+		Use:   "ls",
+		Short: "List batches with their progress",
 		Example: `  hopper batch ls
   hopper batch ls --json | jq -r '.[] | select(.state == "completed") | .output'`,
 		Args: exactArgs(0),

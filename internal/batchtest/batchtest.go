@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -117,5 +118,19 @@ func CheckMixed(t testing.TB, out []spool.BatchOutputLine, name string, ids []st
 		if l.CustomID == nil || *l.CustomID != ids[i] {
 			t.Errorf("line %d: custom_id %v, want %s", n, l.CustomID, ids[i])
 		}
+	}
+}
+
+// Drop writes spoolDir/new/NAME.jsonl the way rsync does: a dot-named temp
+// file, then a rename.
+func Drop(t testing.TB, spoolDir, name, body string) {
+	t.Helper()
+	dir := filepath.Join(spoolDir, spool.DirNew)
+	tmp := filepath.Join(dir, "."+name+".jsonl.Xa1b2c")
+	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+".jsonl")); err != nil {
+		t.Fatal(err)
 	}
 }
