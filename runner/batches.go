@@ -207,6 +207,7 @@ func (bs *batches) step() bool {
 		if !paused && t.b.State == spool.BatchInProgress && t.b.Expanded < t.b.Total {
 			check := t.check
 			t.check = false
+			t.b.Done, t.b.Failed = t.done, t.failed // the chunk's record write carries them
 			_, err := bs.s.ExpandBatch(t.b, batchChunk, check, bs.q.Put, func(i int) { t.mark(i, false) })
 			if err != nil {
 				bs.log.Error("cannot queue the batch's lines", "batch", t.b.ID, "err", err)
