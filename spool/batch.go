@@ -291,6 +291,15 @@ func (s *Spool) batchJob(b *Batch, line []byte) ([]byte, *Job, error) {
 	}
 	job := obj
 	if _, openai := obj["url"]; openai || obj["body"] != nil {
+		for key, want := range map[string]byte{"url": '"', "method": '"', "body": '{'} {
+			if raw, ok := obj[key]; ok && firstByte(raw) != want {
+				kind := "a string"
+				if want == '{' {
+					kind = "a JSON object holding the request"
+				}
+				return nil, nil, badInput("%q must be %s, got %s", key, kind, describe(raw))
+			}
+		}
 		var l struct {
 			CustomID *string                    `json:"custom_id"`
 			Method   *string                    `json:"method"`

@@ -361,11 +361,7 @@ func badCases() []badCase {
 		{name: "uppercase-extension", file: "valid.json", drop: "upper.JSON", want: ignored},
 		{name: "no-extension", file: "valid.json", drop: "noext", want: ignored},
 		{name: "rsync-temp-name", file: "valid.json", drop: ".rsynced.json.Xa1b2c", want: ignored},
-		// DESIGN §10 makes NAME.jsonl a batch; batches are not built yet,
-		// and until then the file is left alone.
-		{name: "jsonl-batch", gen: func() []byte {
-			return []byte(`{"model": "m1", "prompt": "one"}` + "\n" + `{"model": "m1", "prompt": "two"}` + "\n")
-		}, drop: "batch.jsonl", want: ignored},
+		// NAME.jsonl is a batch: see corpus_batch_test.go.
 
 		// Placements.
 		{name: "written-in-place", file: "valid.json", place: inPlace, want: done(keepJob)},

@@ -1,0 +1,189 @@
+package torture
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// batchCase is one kind of bad (or odd) batch file dropped into new/.
+type batchCase struct {
+	name  string // the file is new/NAME.jsonl unless drop says otherwise
+	drop  string
+	data  []byte
+	place placement
+	link  func(c *corpus) string
+	// ignored: the file must be left where it is. Otherwise the batch
+	// ends in state, refused with code, or with done and failed lines
+	// (failed -1: every line).
+	ignored      bool
+	state        spool.BatchState
+	code         string
+	done, failed int
+	// source: an invalid name; the batch gets a generated one.
+	source bool
+}
+
+func (bc batchCase) dropName() string {
+	if bc.drop != "" {
+		return bc.drop
+	}
+	return bc.name + ".jsonl"
+}
+
+const goodLine = `{"custom_id": "ok", "model": "m1", "prompt": "fine"}`
+
+func batchCases(t *testing.T) []batchCase {
+	binary, err := os.ReadFile(filepath.Join("testdata", "badinput", "binary.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(ls ...string) []byte { return []byte(strings.Join(ls, "\n") + "\n") }
+	return []batchCase{
+		{name: "two-good-lines", data: lines(goodLine, `{"model": "m2", "prompt": "two"}`), state: spool.BatchCompleted, done: 2},
+		{name: "empty", data: nil, state: spool.BatchFailed, code: "empty_file"},
+		{name: "blank-lines-only", data: []byte("\n\n   \n\t\n"), state: spool.BatchFailed, code: "empty_file"},
+		{name: "binary", data: binary, state: spool.BatchCompleted, failed: -1},
+		{name: "bom-and-crlf", data: []byte("\xEF\xBB\xBF" + goodLine + "\r\n" + `{"model": "m1", "prompt": "b"}` + "\r\n"), state: spool.BatchCompleted, done: 2},
+		{name: "no-final-newline", data: []byte(goodLine), state: spool.BatchCompleted, done: 1},
+		{name: "every-kind-of-bad-line", data: lines(
+			`null`, `[1, 2]`, `"a string"`, `{}`, `{"model": "m1"}`, `{"model": "m1", "prompt": "x", "max_attempts": -1}`,
+			`{"custom_id": "u", "url": "/v1/nope", "body": {"model": "m1"}}`,
+			`{"custom_id": "p", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [], "priority": 5}}`,
+			`{"custom_id": "g", "method": "GET", "url": "/v1/embeddings", "body": {"model": "m1", "input": "x"}}`,
+			`{"url": "/v1/embeddings", "body": {"model": "m1", "input": "no custom_id"}}`,
+			`{"custom_id": 7, "model": "m1", "prompt": "x"}`,
+			`{"custom_id": "s", "url": "/v1/embeddings", "body": "not an object"}`,
+			`{"model": "m1", "prompt": "cut off`,
+			goodLine), state: spool.BatchCompleted, done: 1, failed: 13},
+		{name: "duplicate-custom-ids", data: lines(goodLine, `{"custom_id": "x", "model": "m1", "prompt": "a"}`, goodLine), state: spool.BatchFailed, code: "duplicate_custom_id"},
+		{name: "line-over-max-job-size", data: lines(goodLine, `{"model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`, `{"model": "m1", "prompt": "after"}`), state: spool.BatchCompleted, done: 2, failed: 1},
+		{name: "invalid-name", drop: "my batch!.jsonl", data: lines(goodLine), state: spool.BatchCompleted, done: 1, source: true},
+		{name: "appended-in-place", data: lines(goodLine, `{"model": "m1", "prompt": "second half"}`), place: halfThenRest, state: spool.BatchCompleted, done: 2},
+		{name: "batch-symlink-outside", place: symlink, link: func(c *corpus) string { return c.secret }, ignored: true},
+		{name: "batch-fifo", place: fifo, ignored: true},
+		{name: "batch-directory", place: directory, ignored: true},
+		{name: "dot-batch", drop: ".hidden.jsonl", data: lines(goodLine), ignored: true},
+	}
+}
+
+// TestBadInputBatches drops odd batch files into new/: a bad line fails
+// that line, a batch that cannot be told apart is refused as a whole, the
+// input's bytes are kept, and nothing outside the spool is touched.
+func TestBadInputBatches(t *testing.T) {
+	c := newCorpus(t)
+	w := c.w
+	serve := w.start(nil, "serve")
+	cases := batchCases(t)
+	var bg sync.WaitGroup
+	for _, bc := range cases {
+		c.place(t, &bg, badCase{name: bc.name, drop: bc.dropName(), place: bc.place, link: bc.link, gen: func() []byte { return bc.data }}, bc.data)
+	}
+	bg.Wait()
+	batches := func() map[string]*spool.Batch {
+		out := map[string]*spool.Batch{}
+		for _, name := range w.names(spool.DirBatches) {
+			id, ok := strings.CutSuffix(name, ".json")
+			if !ok {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(w.spool, spool.DirBatches, name))
+			var b spool.Batch
+			if err == nil && json.Unmarshal(data, &b) == nil {
+				out[id] = &b
+			}
+		}
+		return out
+	}
+	want := 0
+	for _, bc := range cases {
+		if !bc.ignored {
+			want++
+		}
+	}
+	waitFor(t, 2*time.Minute, "every batch to end", func() bool {
+		if serve.exited() {
+			t.Fatalf("hopper serve exited (%v)", serve.state)
+		}
+		n := 0
+		for _, b := range batches() {
+			if b.State.Terminal() {
+				n++
+			}
+		}
+		return n >= want
+	})
+	all := batches()
+	for _, bc := range cases {
+		t.Run(bc.name, func(t *testing.T) {
+			path := filepath.Join(w.spool, spool.DirNew, bc.dropName())
+			var b *spool.Batch
+			for id, x := range all {
+				if id == strings.TrimSuffix(bc.dropName(), ".jsonl") || x.Source == bc.dropName() {
+					b = x
+				}
+			}
+			if bc.ignored {
+				if b != nil {
+					t.Errorf("got batch %s (%s), want the file ignored", b.ID, b.State)
+				}
+				if !exists(path) {
+					t.Errorf("new/%s is gone, want it left where it is", bc.dropName())
+				}
+				return
+			}
+			if b == nil {
+				t.Fatalf("no batch record")
+			}
+			if bc.source && (b.Source != bc.dropName() || !spool.ValidID(b.ID)) {
+				t.Errorf("id %q source %q, want a generated ID and the dropped name", b.ID, b.Source)
+			}
+			if got, err := os.ReadFile(filepath.Join(w.spool, b.Input)); err != nil || !bytes.Equal(got, bc.data) {
+				t.Errorf("the input %s is not the dropped bytes (%v)", b.Input, err)
+			}
+			if b.State != bc.state {
+				t.Fatalf("state %s (errors %+v), want %s", b.State, b.Errors, bc.state)
+			}
+			if bc.code != "" {
+				if len(b.Errors) == 0 || b.Errors[0].Code != bc.code || b.Errors[0].Message == "" {
+					t.Errorf("errors %+v, want code %s with a message", b.Errors, bc.code)
+				}
+				return
+			}
+			failed := bc.failed
+			if failed < 0 {
+				failed = b.Total
+			}
+			if b.Total == 0 || b.Done != bc.done || b.Failed != failed || b.Total != b.Done+b.Failed {
+				t.Errorf("total %d, done %d, failed %d; want done %d, failed %d", b.Total, b.Done, b.Failed, bc.done, failed)
+			}
+			out, err := os.ReadFile(filepath.Join(w.spool, b.Output))
+			if err != nil || bytes.Count(out, []byte("\n")) != b.Total {
+				t.Errorf("output %s: %d lines for %d (%v)", b.Output, bytes.Count(out, []byte("\n")), b.Total, err)
+			}
+			// Every failed line's record says why, with its bytes.
+			for i := 1; i <= b.Total; i++ {
+				id := b.LineID(i)
+				data, err := os.ReadFile(filepath.Join(w.spool, spool.DirFailed, id+".json"))
+				if err != nil {
+					continue
+				}
+				r, err := spool.ParseRecord(data)
+				if err != nil || r.Error == nil || r.Error.Message == "" || (len(r.Job) == 0 && r.JobRaw == nil) {
+					t.Errorf("%s: a failed line's record lacks its reason or bytes: %s", id, data)
+				}
+			}
+		})
+	}
+	c.checkCanaries(t)
+	if code := serve.term(t); code != 0 {
+		t.Errorf("hopper serve exited %d after SIGTERM, want 0", code)
+	}
+}
