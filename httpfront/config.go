@@ -43,6 +43,9 @@ type Config struct {
 	Target string
 	// MaxBody caps a request body in bytes (default 32 MiB); larger is 413.
 	MaxBody int64
+	// MaxUpload caps a file uploaded to POST /v1/files in bytes (default
+	// 512 MiB); larger is 413. Uploads are not bound by MaxBody.
+	MaxUpload int64
 	// DropInPriority is the priority of jobs queued by the Ollama and
 	// OpenAI drop-in endpoints (default 100; 0 means the default). The
 	// X-Hopper-Priority header overrides it per request.
@@ -108,6 +111,9 @@ func (c *Config) Default() {
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}
+	if c.MaxUpload == 0 {
+		c.MaxUpload = DefaultMaxUpload
+	}
 	if c.DropInPriority == 0 {
 		c.DropInPriority = DefaultDropInPriority
 	}
@@ -157,6 +163,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.MaxBody < 0:
 		return &ConfigError{Field: "max_body", Reason: "must be positive"}
+	case c.MaxUpload < 0:
+		return &ConfigError{Field: "max_upload", Reason: "must be positive"}
 	case c.MaxWaiters < 0:
 		return &ConfigError{Field: "max_waiters", Reason: "must be positive"}
 	case c.MaxWait < 0, c.ReadHeaderTimeout < 0, c.ReadTimeout < 0, c.ShutdownGrace < 0:

@@ -19,6 +19,11 @@
 //	POST   /v1/chat/completions /v1/completions /v1/embeddings
 //	                          the Ollama drop-in: queued as volatile jobs at priority 100
 //	                          (X-Hopper-Priority overrides) and answered as Ollama answers
+//	POST   /v1/files          OpenAI's upload (multipart file, purpose "batch"), up to MaxUpload
+//	GET    /v1/files          uploads and batches' own files; GET, DELETE /v1/files/{id},
+//	                          GET /v1/files/{id}/content
+//	POST   /v1/batches        OpenAI's Batch API: a batch from an uploaded file; GET /v1/batches,
+//	                          GET /v1/batches/{id}, POST /v1/batches/{id}/cancel (DESIGN §10)
 //	GET    / /api/tags /api/ps /api/version /v1/models /v1/models/{model}, POST /api/show
 //	                          proxied to the target unchanged
 //	GET    /healthz           "ok" when the spool is there; never needs a token
@@ -54,6 +59,13 @@
 // line and column; on the drop-in in Ollama's words), 401 with
 // WWW-Authenticate: Bearer, 404 unknown job, 409, 413, 415, 422 a JSON body
 // that is not a valid job, 503 when MaxWaiters requests already wait.
+//
+// The batch endpoints answer OpenAI's objects and errors. Every batch is
+// listed, also those dropped as files into new/; a batch's own files have
+// IDs of their own, file-in-NAME (its input), file-out-NAME (done/NAME.jsonl)
+// and file-err-NAME (failed/NAME.errors.jsonl), so output_file_id works
+// for every batch. An ID there that is not a valid one is 404, as OpenAI
+// answers an unknown one.
 //
 // Job IDs in paths must pass spool.ValidID; anything else ("..",
 // "%2e%2e", "/etc/passwd") is 400 before the spool is touched, and every

@@ -170,6 +170,16 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("DELETE /jobs/{id}", s.cancelJob)
 	mux.HandleFunc("POST /functions/{name}", s.invokeFunction)
 
+	mux.HandleFunc("POST /v1/files", s.uploadFile)
+	mux.HandleFunc("GET /v1/files", s.listFiles)
+	mux.HandleFunc("GET /v1/files/{id}", s.getFile)
+	mux.HandleFunc("DELETE /v1/files/{id}", s.deleteFile)
+	mux.HandleFunc("GET /v1/files/{id}/content", s.fileContent)
+	mux.HandleFunc("POST /v1/batches", s.createBatch)
+	mux.HandleFunc("GET /v1/batches", s.listBatches)
+	mux.HandleFunc("GET /v1/batches/{id}", s.getBatch)
+	mux.HandleFunc("POST /v1/batches/{id}/cancel", s.cancelBatch)
+
 	for path, endpoint := range dropInPaths {
 		mux.Handle("POST "+path, s.dropIn(endpoint))
 	}

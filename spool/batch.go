@@ -203,14 +203,36 @@ func customID(line []byte) (string, bool) {
 	return *probe.CustomID, true
 }
 
+// BatchRefusedError is why a batch file was refused as a whole: a
+// *BadInputError (errors.As finds one) that keeps every problem's code and
+// line.
+type BatchRefusedError struct {
+	Errors []BatchError
+}
+
+func (e *BatchRefusedError) Error() string {
+	more := ""
+	if len(e.Errors) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(e.Errors)-1)
+	}
+	return e.Errors[0].Message + more
+}
+
+// Unwrap makes the refusal bad input.
+func (e *BatchRefusedError) Unwrap() error { return &BadInputError{Reason: e.Error()} }
+
+// ErrBatchEnded means a batch has ended and can no longer be canceled.
+var ErrBatchEnded = errors.New("the batch already ended")
+
 // BatchCheck is what checking a batch file found.
 type BatchCheck struct {
 	Lines int // non-blank lines
 }
 
 // CheckBatch reads a batch file through and counts its lines. It refuses,
-// with a *BadInputError, a file with no lines and one in which two lines
-// share a custom_id, since answers could not be told apart. Malformed
+// with a *BatchRefusedError (bad input) whose problems it also returns, a
+// file with no lines and one in which two lines share a custom_id, since
+// answers could not be told apart. Malformed
 // lines are not refused here: each fails on its own when the batch runs.
 func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
 	lr := newLineReader(r, maxLine, 0)
@@ -240,16 +262,11 @@ func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
 			seen[id] = lr.line
 		}
 	}
-	switch {
-	case len(errs) > 0:
-		more := ""
-		if len(errs) > 1 {
-			more = fmt.Sprintf(" (and %d more)", len(errs)-1)
-		}
-		return c, errs, badInput("%s%s", errs[0].Message, more)
-	case c.Lines == 0:
+	if len(errs) == 0 && c.Lines == 0 {
 		errs = []BatchError{{Code: "empty_file", Message: "the batch has no lines: give one request per line"}}
-		return c, errs, badInput("%s", errs[0].Message)
+	}
+	if len(errs) > 0 {
+		return c, errs, &BatchRefusedError{Errors: errs}
 	}
 	return c, nil, nil
 }
@@ -670,7 +687,7 @@ func (s *Spool) CancelBatch(name string) (*Batch, error) {
 		return nil, err
 	}
 	if b.State.Terminal() {
-		return b, fmt.Errorf("cancel batch %s: the batch already ended (%s)", b.ID, b.State)
+		return b, fmt.Errorf("cancel batch %s: %w (%s)", b.ID, ErrBatchEnded, b.State)
 	}
 	at, _ := s.now().UTC().MarshalText()
 	if err := s.writeFile(DirBatches, b.ID+".cancel", append(at, '\n'), s.opts.Fsync, true); err != nil {
@@ -689,17 +706,19 @@ func (s *Spool) BatchCancelRequested(name string) bool {
 // still running as cancelling.
 func (s *Spool) GetBatch(name string) (*Batch, error) {
 	if !ValidID(name) {
-		return nil, fmt.Errorf("%q is not a batch name: %w", name, ErrNotFound)
+		return nil, notFoundf("%q is not a batch name", name)
 	}
 	b, err := s.readBatch(name)
 	switch {
 	case err == nil:
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case s.exists(DirNew, name+".jsonl") || s.exists(DirBatches, name+".jsonl"):
-		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirNew, name+".jsonl")}
+	case s.exists(DirBatches, name+".jsonl"):
+		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirBatches, name+".jsonl").UTC()}
+	case s.exists(DirNew, name+".jsonl"):
+		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirNew, name+".jsonl").UTC()}
 	default:
-		return nil, fmt.Errorf("batch %s: %w", name, ErrNotFound)
+		return nil, notFoundf("no batch named %s", name)
 	}
 	s.showCancel(b)
 	return b, nil
@@ -717,9 +736,11 @@ func (s *Spool) showCancel(b *Batch) {
 }
 
 // ListBatches returns every batch record, oldest first. Batch files
-// waiting in new/ without a record are listed as validating.
+// waiting in new/ without a record are listed as validating. Records that
+// cannot be read are left out and named in the error, beside the rest.
 func (s *Spool) ListBatches() ([]*Batch, error) {
 	var out []*Batch
+	var bad []error
 	seen := map[string]bool{}
 	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
 	if err != nil {
@@ -734,9 +755,12 @@ func (s *Spool) ListBatches() ([]*Batch, error) {
 			continue
 		}
 		seen[name] = true
-		if b, err := s.GetBatch(name); err == nil {
-			out = append(out, b)
+		b, err := s.GetBatch(name)
+		if err != nil {
+			bad = append(bad, err)
+			continue
 		}
+		out = append(out, b)
 	}
 	waiting, err := fs.ReadDir(s.root.FS(), DirNew)
 	if err != nil {
@@ -756,5 +780,5 @@ func (s *Spool) ListBatches() ([]*Batch, error) {
 		}
 		return out[i].ID < out[j].ID
 	})
-	return out, nil
+	return out, errors.Join(bad...)
 }

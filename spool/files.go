@@ -63,11 +63,11 @@ func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*Fi
 // ErrNotFound.
 func (s *Spool) File(id string) (*FileMeta, error) {
 	if !strings.HasPrefix(id, FilePrefix) || !ValidID(id) {
-		return nil, fmt.Errorf("file %q: %w", id, ErrNotFound)
+		return nil, notFoundf("no file %q (uploaded files are named file-…)", id)
 	}
 	data, err := s.root.ReadFile(DirFiles + "/" + id + ".json")
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("file %s: %w", id, ErrNotFound)
+		return nil, notFoundf("no file %s", id)
 	}
 	if err != nil {
 		return nil, err

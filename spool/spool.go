@@ -40,6 +40,17 @@ var (
 	ErrNotInitialized = errors.New("not a spool")
 )
 
+// notFound is an error that says what was not found in its own words and
+// is ErrNotFound to errors.Is.
+type notFound struct{ msg string }
+
+func (e *notFound) Error() string        { return e.msg }
+func (e *notFound) Is(target error) bool { return target == ErrNotFound }
+
+func notFoundf(format string, args ...any) error {
+	return &notFound{msg: fmt.Sprintf(format, args...)}
+}
+
 // Options set a spool's permissions, durability and limits.
 type Options struct {
 	DirMode    fs.FileMode      // directories; default 0750

@@ -173,8 +173,12 @@ func newBatchLsCmd(a *app) *cobra.Command {
 			}
 			defer s.Close()
 			list, err := s.ListBatches()
-			if err != nil {
+			if err != nil && list == nil {
 				return err
+			}
+			if err != nil {
+				// Show what can be read, then say what cannot.
+				defer func() { fmt.Fprintf(a.stderr, "hopper: some batch records cannot be read: %v\n", err) }()
 			}
 			if a.json {
 				if list == nil {

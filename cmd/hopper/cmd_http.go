@@ -80,6 +80,7 @@ func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns ht
 		Tokens:    cfg.Tokens,
 		Target:    cfg.Ollama,
 		MaxBody:   int64(cfg.MaxJobSize),
+		MaxUpload: int64(cfg.MaxUpload),
 		Logger:    a.logger.With("part", "http"),
 	})
 	if err != nil {

@@ -52,6 +52,7 @@ type Config struct {
 	FileMode      fs.FileMode    `yaml:"file_mode" mapstructure:"file_mode"`       // permissions of spool files
 	Settle        time.Duration  `yaml:"settle" mapstructure:"settle"`             // how long an unparsable file in new/ must be quiet before it is bad input
 	MaxJobSize    ByteSize       `yaml:"max_job_size" mapstructure:"max_job_size"` // largest job file accepted
+	MaxUpload     ByteSize       `yaml:"max_upload" mapstructure:"max_upload"`     // largest file uploaded to POST /v1/files
 
 	RetryBackoff    time.Duration `yaml:"retry_backoff" mapstructure:"retry_backoff"`         // first deferral after a failed attempt; doubles each attempt
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max" mapstructure:"retry_backoff_max"` // cap on that deferral
@@ -133,6 +134,7 @@ func Default() Config {
 		FileMode:     0o640,
 		Settle:       2 * time.Second,
 		MaxJobSize:   32 << 20,
+		MaxUpload:    512 << 20,
 
 		RetryBackoff:    5 * time.Second,
 		RetryBackoffMax: 5 * time.Minute,
@@ -301,6 +303,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxJobSize <= 0 {
 		return bad("max_job_size", "must be positive, got %d", c.MaxJobSize)
+	}
+	if c.MaxUpload <= 0 {
+		return bad("max_upload", "must be positive, got %d", c.MaxUpload)
 	}
 	return nil
 }

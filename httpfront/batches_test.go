@@ -1,0 +1,545 @@
+package httpfront_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// chatLine is one OpenAI batch line asking for a chat completion.
+func chatLine(customID, text string) string {
+	return fmt.Sprintf(`{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":"llama3.2","messages":[{"role":"user","content":%q}]}}`, customID, text)
+}
+
+func jsonl(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
+
+// upload stores content with the official client and returns its file.
+func upload(t *testing.T, c openai.Client, content string) *openai.FileObject {
+	t.Helper()
+	f, err := c.Files.New(context.Background(), openai.FileNewParams{
+		File:    openai.File(strings.NewReader(content), "requests.jsonl", "application/jsonl"),
+		Purpose: openai.FilePurposeBatch,
+	})
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	return f
+}
+
+func newBatch(t *testing.T, c openai.Client, fileID string) *openai.Batch {
+	t.Helper()
+	b, err := c.Batches.New(context.Background(), openai.BatchNewParams{
+		InputFileID:      fileID,
+		Endpoint:         openai.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h,
+	})
+	if err != nil {
+		t.Fatalf("create batch: %v", err)
+	}
+	return b
+}
+
+// runBatch plays the runner's part for the batch file new/NAME.jsonl with
+// the spool's own batch functions: it claims and checks the batch, queues
+// its lines, hands each claimed line to answer to finish, and writes the
+// output.
+func runBatch(t *testing.T, sp *spool.Spool, name string, answer func(line int, j *fakeJob)) *spool.Batch {
+	t.Helper()
+	b, err := sp.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl", Arrived: time.Now()})
+	if err != nil {
+		t.Fatalf("claim batch: %v", err)
+	}
+	if b.State != spool.BatchInProgress {
+		t.Fatalf("claimed batch is %s, want in_progress (errors %v)", b.State, b.Errors)
+	}
+	var queued []spool.Entry
+	if _, err := sp.ExpandBatch(b, b.Total, false, func(e spool.Entry) { queued = append(queued, e) }, func(int) {}); err != nil {
+		t.Fatalf("expand batch: %v", err)
+	}
+	for _, e := range queued {
+		c, err := sp.Claim(e)
+		if err != nil {
+			t.Fatalf("claim line: %v", err)
+		}
+		_, line, _ := spool.LineOf(c.Record.ID)
+		answer(line, &fakeJob{t: t, sp: sp, c: c, rec: c.Record})
+	}
+	if err := sp.FinishBatch(b, nil); err != nil {
+		t.Fatalf("finish batch: %v", err)
+	}
+	return b
+}
+
+// outputLines reads a batch output file.
+func outputLines(t *testing.T, r io.Reader) []spool.BatchOutputLine {
+	t.Helper()
+	var out []spool.BatchOutputLine
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		out = append(out, decode[spool.BatchOutputLine](t, sc.Bytes()))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// apiError unwraps the official client's error.
+func apiError(t *testing.T, err error) *openai.Error {
+	t.Helper()
+	var e *openai.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("got error %v, want an API error", err)
+	}
+	return e
+}
+
+func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	ctx := context.Background()
+	input := jsonl(chatLine("a", "hello"), chatLine("b", "fail me"))
+
+	file := upload(t, c, input)
+	if !strings.HasPrefix(file.ID, "file-") || file.Bytes != int64(len(input)) || file.Filename != "requests.jsonl" ||
+		file.Purpose != "batch" || file.Object != "file" || !strings.Contains(file.RawJSON(), `"status":"processed"`) {
+		t.Fatalf("uploaded file = %s", file.RawJSON())
+	}
+	if got, err := c.Files.Get(ctx, file.ID); err != nil || got.ID != file.ID || got.Bytes != file.Bytes {
+		t.Fatalf("get file = %v, %v", got, err)
+	}
+
+	b, err := c.Batches.New(ctx, openai.BatchNewParams{
+		InputFileID:      file.ID,
+		Endpoint:         openai.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h,
+		Metadata:         shared.Metadata{"run": "nightly"},
+	})
+	if err != nil {
+		t.Fatalf("create batch: %v", err)
+	}
+	if !strings.HasPrefix(b.ID, "batch_") || b.Object != "batch" || b.Status != openai.BatchStatusValidating ||
+		b.InputFileID != file.ID || b.Endpoint != "/v1/chat/completions" || b.CompletionWindow != "24h" ||
+		b.Metadata["run"] != "nightly" || b.CreatedAt == 0 || b.OutputFileID != "" {
+		t.Fatalf("created batch = %s", b.RawJSON())
+	}
+	// Every field of OpenAI's object is there, null until it applies.
+	raw := decode[map[string]json.RawMessage](t, []byte(b.RawJSON()))
+	for _, k := range []string{"errors", "output_file_id", "error_file_id", "in_progress_at", "expires_at", "finalizing_at",
+		"completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at"} {
+		if v, ok := raw[k]; !ok || string(v) != "null" {
+			t.Errorf("%s = %s, want null", k, v)
+		}
+	}
+	if got := string(raw["request_counts"]); got != `{"total":0,"completed":0,"failed":0}` {
+		t.Errorf("request_counts = %s", got)
+	}
+
+	runBatch(t, sp, b.ID, func(line int, j *fakeJob) {
+		if line == 2 {
+			j.fail(spool.KindTarget, "model is overloaded", 503)
+			return
+		}
+		j.done(`{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	})
+
+	b, err = c.Batches.Get(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Total != 2 || b.RequestCounts.Completed != 1 || b.RequestCounts.Failed != 1 ||
+		b.OutputFileID != "file-out-"+b.ID || b.ErrorFileID != "file-err-"+b.ID ||
+		b.InProgressAt == 0 || b.FinalizingAt == 0 || b.CompletedAt == 0 || b.InputFileID != file.ID {
+		t.Fatalf("finished batch = %s", b.RawJSON())
+	}
+
+	resp, err := c.Files.Content(ctx, b.OutputFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := outputLines(t, resp.Body)
+	resp.Body.Close()
+	if len(out) != 2 || *out[0].CustomID != "a" || *out[1].CustomID != "b" {
+		t.Fatalf("output = %+v", out)
+	}
+	if out[0].Response == nil || out[0].Response.StatusCode != 200 || !bytes.Contains(out[0].Response.Body, []byte(`"content":"hi"`)) {
+		t.Errorf("line 1 = %+v", out[0])
+	}
+	if out[1].Response == nil || out[1].Response.StatusCode != 503 {
+		t.Errorf("line 2 = %+v", out[1])
+	}
+
+	resp, err = c.Files.Content(ctx, b.ErrorFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := outputLines(t, resp.Body)
+	resp.Body.Close()
+	if len(errs) != 1 || *errs[0].CustomID != "b" {
+		t.Errorf("errors file = %+v", errs)
+	}
+
+	of, err := c.Files.Get(ctx, b.OutputFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if of.Purpose != "batch_output" || of.Filename != b.ID+"_output.jsonl" || of.Bytes == 0 {
+		t.Errorf("output file = %s", of.RawJSON())
+	}
+
+	page, err := c.Batches.List(ctx, openai.BatchListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 1 || page.Data[0].ID != b.ID || page.HasMore {
+		t.Errorf("batches = %s", page.RawJSON())
+	}
+
+	t.Run("CancelOfACompletedBatchIsAConflict", func(t *testing.T) {
+		_, err := c.Batches.Cancel(ctx, b.ID)
+		e := apiError(t, err)
+		if e.StatusCode != http.StatusConflict || e.Type != "invalid_request_error" || !strings.Contains(e.Message, "'completed'") {
+			t.Errorf("got %d %s %q", e.StatusCode, e.Type, e.Message)
+		}
+	})
+}
+
+func TestCancelBatchAsksTheRunner(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	ctx := context.Background()
+	b := newBatch(t, c, upload(t, c, jsonl(chatLine("a", "x"), chatLine("b", "y"))).ID)
+
+	got, err := c.Batches.Cancel(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != openai.BatchStatusCancelling || got.CancellingAt == 0 || !sp.BatchCancelRequested(b.ID) {
+		t.Fatalf("canceled batch = %s", got.RawJSON())
+	}
+	// Asking again is no error while the batch is still being canceled.
+	if got, err = c.Batches.Cancel(ctx, b.ID); err != nil || got.Status != openai.BatchStatusCancelling {
+		t.Fatalf("second cancel = %v, %v", got, err)
+	}
+	if got, err = c.Batches.Get(ctx, b.ID); err != nil || got.Status != openai.BatchStatusCancelling {
+		t.Fatalf("get = %v, %v", got, err)
+	}
+}
+
+func TestBatchListIsNewestFirstAndPages(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	ctx := context.Background()
+	file := upload(t, c, jsonl(chatLine("a", "x")))
+	var ids []string
+	for range 3 {
+		ids = append([]string{newBatch(t, c, file.ID).ID}, ids...)
+	}
+
+	page, err := c.Batches.List(ctx, openai.BatchListParams{Limit: openai.Int(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := decode[map[string]json.RawMessage](t, []byte(page.RawJSON()))
+	if len(page.Data) != 2 || page.Data[0].ID != ids[0] || page.Data[1].ID != ids[1] || !page.HasMore ||
+		string(raw["object"]) != `"list"` || string(raw["first_id"]) != `"`+ids[0]+`"` || string(raw["last_id"]) != `"`+ids[1]+`"` {
+		t.Fatalf("first page = %s", page.RawJSON())
+	}
+	var all []string
+	iter := c.Batches.ListAutoPaging(ctx, openai.BatchListParams{Limit: openai.Int(2)})
+	for iter.Next() {
+		all = append(all, iter.Current().ID)
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(all, " ") != strings.Join(ids, " ") {
+		t.Errorf("all pages = %v, want %v", all, ids)
+	}
+}
+
+func TestDroppedBatchIsServedWithItsFiles(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	ctx := context.Background()
+	input := jsonl(chatLine("a", "x"))
+	if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, "nightly.jsonl"), []byte(input), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := c.Batches.Get(ctx, "nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != openai.BatchStatusValidating || b.InputFileID != "file-in-nightly" || b.Endpoint != "/v1/chat/completions" {
+		t.Fatalf("queued dropped batch = %s", b.RawJSON())
+	}
+	resp, data := call(t, "GET", f.URL+"/v1/files/file-in-nightly/content", "")
+	if resp.StatusCode != http.StatusOK || string(data) != input {
+		t.Fatalf("input content = %d %q", resp.StatusCode, data)
+	}
+	_, err = c.Files.Get(ctx, "file-out-nightly")
+	if e := apiError(t, err); e.StatusCode != http.StatusNotFound {
+		t.Fatalf("output before it is written: %d", e.StatusCode)
+	}
+
+	runBatch(t, sp, "nightly", func(_ int, j *fakeJob) { j.done(`{"ok":true}`) })
+
+	b, err = c.Batches.Get(ctx, "nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != openai.BatchStatusCompleted || b.OutputFileID != "file-out-nightly" || b.ErrorFileID != "" {
+		t.Fatalf("finished dropped batch = %s", b.RawJSON())
+	}
+	resp2, err := c.Files.Content(ctx, b.OutputFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := outputLines(t, resp2.Body)
+	resp2.Body.Close()
+	if len(out) != 1 || string(out[0].Response.Body) != `{"ok":true}` {
+		t.Errorf("output = %+v", out)
+	}
+	if ct := resp2.Header.Get("Content-Type"); ct != "application/octet-stream" {
+		t.Errorf("content type %q", ct)
+	}
+
+	files, err := c.Files.List(ctx, openai.FileListParams{Purpose: openai.String("batch_output")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files.Data) != 1 || files.Data[0].ID != "file-out-nightly" {
+		t.Errorf("batch_output files = %s", files.RawJSON())
+	}
+	files, err = c.Files.List(ctx, openai.FileListParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files.Data) != 2 {
+		t.Errorf("files = %s", files.RawJSON())
+	}
+}
+
+func TestDeleteFile(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	ctx := context.Background()
+	file := upload(t, c, jsonl(chatLine("a", "x")))
+	b := newBatch(t, c, file.ID)
+
+	del, err := c.Files.Delete(ctx, file.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.ID != file.ID || !del.Deleted || del.Object != "file" {
+		t.Errorf("deleted = %s", del.RawJSON())
+	}
+	_, err = c.Files.Get(ctx, file.ID)
+	if e := apiError(t, err); e.StatusCode != http.StatusNotFound {
+		t.Errorf("get deleted: %d", e.StatusCode)
+	}
+	// The batch keeps its input.
+	resp, data := call(t, "GET", f.URL+"/v1/files/file-in-"+b.ID+"/content", "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(data), `"custom_id":"a"`) {
+		t.Errorf("batch input after the upload was deleted: %d %s", resp.StatusCode, data)
+	}
+	_, err = c.Files.Delete(ctx, "file-in-"+b.ID)
+	if e := apiError(t, err); e.StatusCode != http.StatusBadRequest {
+		t.Errorf("delete a batch's own file: %d", e.StatusCode)
+	}
+}
+
+// multipartBody builds a form from name, value pairs; the field "file"
+// is sent as a file.
+func multipartBody(t *testing.T, fields ...string) (body, contentType string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for i := 0; i+1 < len(fields); i += 2 {
+		var w io.Writer
+		var err error
+		if fields[i] == "file" {
+			w, err = mw.CreateFormFile("file", "in.jsonl")
+		} else {
+			w, err = mw.CreateFormField(fields[i])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, fields[i+1])
+	}
+	mw.Close()
+	return buf.String(), mw.FormDataContentType()
+}
+
+func TestBatchEndpointsRefuseBadInput(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp, func(c *httpfront.Config) { c.MaxUpload = 1024 })
+	c := openaiClient(f.URL)
+	good := upload(t, c, jsonl(chatLine("a", "x")))
+	dup := upload(t, c, jsonl(chatLine("a", "x"), chatLine("a", "y")))
+	empty := upload(t, c, "\n")
+	noPurpose, noPurposeType := multipartBody(t, "file", "{}\n")
+	noFile, noFileType := multipartBody(t, "purpose", "batch")
+	badPurpose, badPurposeType := multipartBody(t, "purpose", "fine-tune", "file", "{}\n")
+
+	batch := func(fileID, endpoint, window string) string {
+		return fmt.Sprintf(`{"input_file_id":%q,"endpoint":%q,"completion_window":%q}`, fileID, endpoint, window)
+	}
+	tests := []struct {
+		name        string
+		method, url string
+		body, ctype string
+		status      int
+		code        string // OpenAI's error code, when there is one
+		says        string
+	}{
+		{"UploadThatIsNotAForm", "POST", "/v1/files", `{"purpose":"batch"}`, "application/json", http.StatusUnsupportedMediaType, "", "multipart/form-data"},
+		{"UploadWithoutAPurpose", "POST", "/v1/files", noPurpose, noPurposeType, http.StatusBadRequest, "", "purpose"},
+		{"UploadWithoutAFile", "POST", "/v1/files", noFile, noFileType, http.StatusBadRequest, "", "file"},
+		{"UploadForAnotherPurpose", "POST", "/v1/files", badPurpose, badPurposeType, http.StatusBadRequest, "", `"fine-tune"`},
+		{"BatchOfAnUnknownFile", "POST", "/v1/batches", batch("file-nope", "/v1/chat/completions", "24h"), "application/json", http.StatusNotFound, "", "No such File object: file-nope"},
+		{"BatchWithDuplicateCustomIDs", "POST", "/v1/batches", batch(dup.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "duplicate_custom_id", "custom_id"},
+		{"BatchOfAnEmptyFile", "POST", "/v1/batches", batch(empty.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "empty_file", "no lines"},
+		{"BatchForAnEndpointNotServed", "POST", "/v1/batches", batch(good.ID, "/v1/responses", "24h"), "application/json", http.StatusBadRequest, "", "'endpoint'"},
+		{"BatchWithAnotherWindow", "POST", "/v1/batches", batch(good.ID, "/v1/chat/completions", "1h"), "application/json", http.StatusBadRequest, "", "'completion_window'"},
+		{"BatchWithoutAFile", "POST", "/v1/batches", `{"endpoint":"/v1/chat/completions","completion_window":"24h"}`, "application/json", http.StatusBadRequest, "", "'input_file_id'"},
+		{"BatchWithMetadataThatIsNotStrings", "POST", "/v1/batches", `{"input_file_id":"` + good.ID + `","endpoint":"/v1/embeddings","completion_window":"24h","metadata":{"n":1}}`, "application/json", http.StatusBadRequest, "", "'metadata'"},
+		{"BatchThatIsNotJSON", "POST", "/v1/batches", `{"input_file_id":`, "application/json", http.StatusBadRequest, "", "JSON"},
+		{"UnknownBatch", "GET", "/v1/batches/batch_nope", "", "", http.StatusNotFound, "", "No such Batch object: batch_nope"},
+		{"CancelOfAnUnknownBatch", "POST", "/v1/batches/batch_nope/cancel", "", "", http.StatusNotFound, "", "No such Batch object"},
+		{"UnknownFile", "GET", "/v1/files/file-nope", "", "", http.StatusNotFound, "", "No such File object"},
+		{"ContentOfAnUnknownFile", "GET", "/v1/files/file-nope/content", "", "", http.StatusNotFound, "", "No such File object"},
+		{"OutputOfAnUnknownBatch", "GET", "/v1/files/file-out-nope/content", "", "", http.StatusNotFound, "", "No such File object"},
+		{"FileIDThatIsAPath", "GET", "/v1/files/file-..%2f..%2fetc%2fpasswd", "", "", http.StatusNotFound, "", "No such File object"},
+		{"ListAfterAnUnknownBatch", "GET", "/v1/batches?after=batch_nope", "", "", http.StatusBadRequest, "", "after"},
+		{"ListWithABadLimit", "GET", "/v1/batches?limit=0", "", "", http.StatusBadRequest, "", "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var header []string
+			if tt.ctype != "" {
+				header = []string{"Content-Type", tt.ctype}
+			}
+			resp, data := call(t, tt.method, f.URL+tt.url, tt.body, header...)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, data, tt.status)
+			}
+			e := decode[openaiError](t, data)
+			if e.Error.Type != "invalid_request_error" || string(e.Error.Param) != "null" {
+				t.Errorf("error = %s", data)
+			}
+			if code := string(e.Error.Code); tt.code != "" && code != `"`+tt.code+`"` || tt.code == "" && code != "null" {
+				t.Errorf("code = %s, want %q", code, tt.code)
+			}
+			if !strings.Contains(e.Error.Message, tt.says) {
+				t.Errorf("message %q does not say %q", e.Error.Message, tt.says)
+			}
+		})
+	}
+
+	t.Run("UploadOverMaxUpload", func(t *testing.T) {
+		_, err := c.Files.New(context.Background(), openai.FileNewParams{
+			File:    openai.File(strings.NewReader(strings.Repeat("x", 4096)), "big.jsonl", "application/jsonl"),
+			Purpose: openai.FilePurposeBatch,
+		})
+		if e := apiError(t, err); e.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(e.Message, "1024") {
+			t.Errorf("got %d %q", e.StatusCode, e.Message)
+		}
+	})
+	t.Run("RefusedUploadsAreNotKept", func(t *testing.T) {
+		// openai-go sends the file before the purpose: the file is
+		// stored, then removed once the purpose is refused.
+		_, err := c.Files.New(context.Background(), openai.FileNewParams{
+			File:    openai.File(strings.NewReader("{}\n"), "in.jsonl", "application/jsonl"),
+			Purpose: openai.FilePurposeFineTune,
+		})
+		if e := apiError(t, err); e.StatusCode != http.StatusBadRequest {
+			t.Errorf("got %d %q", e.StatusCode, e.Message)
+		}
+		files, err := sp.ListFiles()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != 3 {
+			t.Errorf("%d files kept, want the 3 good uploads", len(files))
+		}
+	})
+}
+
+func TestUploadsAreNotBoundByMaxBody(t *testing.T) {
+	f := startFront(t, newSpool(t), func(c *httpfront.Config) { c.MaxBody = 1024 })
+	c := openaiClient(f.URL)
+	content := jsonl(chatLine("a", strings.Repeat("x", 8192)))
+	file := upload(t, c, content)
+	resp, err := c.Files.Content(context.Background(), file.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if string(data) != content {
+		t.Errorf("content is %d bytes, want %d", len(data), len(content))
+	}
+}
+
+func TestBatchEndpointsNeedTheToken(t *testing.T) {
+	f := startFront(t, newSpool(t), func(c *httpfront.Config) { c.Tokens = []string{"sesame"} })
+	resp, data := call(t, "GET", f.URL+"/v1/batches", "")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d %s", resp.StatusCode, data)
+	}
+	c := openai.NewClient(option.WithBaseURL(f.URL+"/v1/"), option.WithAPIKey("sesame"), option.WithMaxRetries(0))
+	file := upload(t, c, jsonl(chatLine("a", "x")))
+	b := newBatch(t, c, file.ID)
+	if _, err := c.Batches.Get(context.Background(), b.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefusedBatchShowsItsErrors(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	input := jsonl(chatLine("a", "x"), chatLine("a", "y"))
+	if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, "dups.jsonl"), []byte(input), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: "dups.jsonl"}); err != nil {
+		t.Fatal(err)
+	}
+	c := openaiClient(f.URL)
+	b, err := c.Batches.Get(context.Background(), "dups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != openai.BatchStatusFailed || b.FailedAt == 0 || b.Errors.Object != "list" || len(b.Errors.Data) != 1 {
+		t.Fatalf("refused batch = %s", b.RawJSON())
+	}
+	if e := b.Errors.Data[0]; e.Code != "duplicate_custom_id" || e.Line != 2 || !strings.Contains(e.Message, "custom_id") {
+		t.Errorf("error = %s", e.RawJSON())
+	}
+}
