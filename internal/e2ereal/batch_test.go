@@ -1,0 +1,52 @@
+package e2ereal_test
+
+import (
+	"context"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/hopper-dev/hopper/internal/batchtest"
+)
+
+// A mixed batch through the OpenAI SDK's batch calls, run against the real
+// server: chat and embeddings lines answer in the real server's OpenAI
+// shapes, the unknown model with its 404, the malformed line with 400.
+func TestOpenAIBatchThroughHopper(t *testing.T) {
+	w := newWorld(t)
+	h := w.hopper(t, nil)
+	h.start()
+	oc := openai.NewClient(option.WithBaseURL(h.front()+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	body, ids := batchtest.Mixed(12, 5, 9, "m1", "m2")
+	f, err := oc.Files.New(ctx, openai.FileNewParams{File: openai.File(strings.NewReader(body), "mixed.jsonl", "application/jsonl"), Purpose: openai.FilePurposeBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := oc.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !slices.Contains([]openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}, b.Status) {
+		time.Sleep(100 * time.Millisecond)
+		if b, err = oc.Batches.Get(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != 10 || b.RequestCounts.Failed != 2 {
+		t.Fatalf("batch: status %s, counts %+v", b.Status, b.RequestCounts)
+	}
+	resp, err := oc.Files.Content(ctx, b.OutputFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	batchtest.CheckMixed(t, batchtest.Parse(t, data), b.ID, ids, 5, 9)
+}
