@@ -30,7 +30,7 @@ type metrics struct {
 	finished *prometheus.CounterVec
 	loads    *prometheus.CounterVec
 
-	jobs, oldest, targetUp, paused, waiters *prometheus.Desc
+	jobs, oldest, targetUp, paused, waiters, batches *prometheus.Desc
 }
 
 // jobBuckets span a fast embedding to a long generation, in seconds.
@@ -69,6 +69,9 @@ func newMetrics(s *Server) *metrics {
 			"Whether the spool is paused (the PAUSED file exists).", nil, nil),
 		waiters: prometheus.NewDesc("hopper_http_waiters",
 			"HTTP requests waiting on jobs: long-polls, output streams and drop-in requests.", nil, nil),
+		batches: prometheus.NewDesc("hopper_batches",
+			"Batches by state (validating, in_progress, finalizing, completed, failed, cancelling, cancelled), counted at scrape time.",
+			[]string{"state"}, nil),
 	}
 	m.reg.MustRegister(m.duration, m.wait, m.finished, m.loads, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -87,6 +90,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.targetUp
 	ch <- m.paused
 	ch <- m.waiters
+	ch <- m.batches
 }
 
 var stateDirs = []struct{ dir, state string }{
@@ -127,6 +131,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.targetUp, prometheus.GaugeValue, boolValue(s.probeTarget()))
 	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(s.sp.Paused()))
 	ch <- prometheus.MustNewConstMetric(m.waiters, prometheus.GaugeValue, float64(len(s.waiters)))
+	counts := map[spool.BatchState]int{}
+	for _, st := range []spool.BatchState{spool.BatchValidating, spool.BatchInProgress, spool.BatchFinalizing,
+		spool.BatchCompleted, spool.BatchFailed, spool.BatchCancelling, spool.BatchCancelled} {
+		counts[st] = 0
+	}
+	if list, _ := s.sp.ListBatches(); list != nil {
+		for _, b := range list {
+			counts[b.State]++
+		}
+	}
+	for st, n := range counts {
+		ch <- prometheus.MustNewConstMetric(m.batches, prometheus.GaugeValue, float64(n), string(st))
+	}
 }
 
 func boolValue(b bool) float64 {

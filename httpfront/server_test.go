@@ -254,6 +254,9 @@ func TestMetrics(t *testing.T) {
 	runner.next().start().done(`{"done":true}`)
 	receive(t, f.landed, "the record to be observed")
 	submit(t, f.URL, `{"model":"m1","prompt":"b"}`)
+	if _, err := sp.SubmitBatch(strings.NewReader(`{"model":"m1","prompt":"c"}`+"\n"), spool.BatchOptions{Name: "b1"}); err != nil {
+		t.Fatal(err)
+	}
 
 	_, body := call(t, "GET", f.URL+"/metrics", "")
 	for _, want := range []string{
@@ -268,6 +271,8 @@ func TestMetrics(t *testing.T) {
 		`hopper_target_up 1`,
 		`hopper_paused 0`,
 		`hopper_http_waiters 0`,
+		`hopper_batches{state="validating"} 1`,
+		`hopper_batches{state="completed"} 0`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(string(body), want) {
