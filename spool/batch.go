@@ -56,6 +56,9 @@ type Batch struct {
 	Done     int `json:"done"`
 	Failed   int `json:"failed"`
 	Priority int `json:"priority"`
+	// Digits is the width of the line numbers in the lines' IDs, fixed
+	// when the batch is counted (6, or more for a million lines or more).
+	Digits int `json:"digits,omitempty"`
 	// Expanded is how many lines are queued as jobs so far, and Offset the
 	// byte offset in the input of the next line to queue.
 	Expanded int   `json:"expanded"`
@@ -93,7 +96,12 @@ type BatchError struct {
 }
 
 // Width is the number of digits in the batch's line IDs.
-func (b *Batch) Width() int { return max(6, len(strconv.Itoa(b.Total))) }
+func (b *Batch) Width() int {
+	if b.Digits > 0 {
+		return b.Digits
+	}
+	return max(6, len(strconv.Itoa(b.Total)))
+}
 
 // LineID is the ID of line i (from 1) of the batch.
 func (b *Batch) LineID(i int) string { return fmt.Sprintf("%s.%0*d", b.ID, b.Width(), i) }
@@ -197,7 +205,7 @@ func customID(line []byte) (string, bool) {
 	var probe struct {
 		CustomID *string `json:"custom_id"`
 	}
-	if json.Unmarshal(line, &probe) != nil || probe.CustomID == nil {
+	if json.Unmarshal(trimBOM(line), &probe) != nil || probe.CustomID == nil {
 		return "", false
 	}
 	return *probe.CustomID, true
@@ -447,7 +455,7 @@ func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
 		name = s.NewID()
 	}
 	if s.batchTaken(name, true) {
-		name = s.uniqueName(name)
+		name = s.uniqueBatchName(name)
 	}
 	b := &Batch{
 		ID: name, State: BatchValidating, Priority: o.Priority, Origin: o.Origin,
@@ -462,6 +470,19 @@ func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
 		return nil, fmt.Errorf("submit batch %s: %w", name, err)
 	}
 	return b, nil
+}
+
+// uniqueBatchName is uniqueName for a batch: short enough that its lines'
+// IDs are valid too (daily → daily.20261127T231005.123456Z-7f3a9c).
+func (s *Spool) uniqueBatchName(stem string) string {
+	id := s.NewID()
+	if room := maxBatchName - len(id) - 1; len(stem) > room {
+		stem = strings.TrimRight(stem[:max(room, 0)], ".")
+	}
+	if stem == "" {
+		return id
+	}
+	return stem + "." + id
 }
 
 // batchTaken reports whether a batch or a batch's output or first line
@@ -518,7 +539,7 @@ func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
 	b, err := s.readBatch(name)
 	adopt := err == nil && b.State == BatchValidating && b.Total == 0 && !s.exists(DirBatches, name+".jsonl")
 	if !adopt && source == "" && s.batchTaken(name, false) {
-		name, source = s.uniqueName(name), e.Name
+		name, source = s.uniqueBatchName(name), e.Name
 	}
 	for try := 0; ; try++ {
 		err := s.moveSync(DirNew, e.Name, DirBatches, name+".jsonl")
@@ -529,7 +550,7 @@ func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
 			return nil, fmt.Errorf("claim batch %s: %w", e.Name, err)
 		}
 		adopt = false
-		name, source = s.uniqueName(strings.TrimSuffix(name, ".jsonl")), e.Name
+		name, source = s.uniqueBatchName(stem), e.Name
 	}
 	if !adopt {
 		created := e.Arrived
@@ -563,10 +584,12 @@ func (s *Spool) ValidateBatch(b *Batch) error {
 	switch {
 	case errors.As(err, &bad):
 		b.State, b.Errors, b.FailedAt, b.Total = BatchFailed, errs, &now, c.Lines
+		defer func() { _ = s.root.Remove(DirBatches + "/" + b.ID + ".cancel") }() // nothing left to cancel
 	case err != nil:
 		return fmt.Errorf("validate batch %s: %w", b.ID, err)
 	default:
 		b.State, b.Total, b.InProgressAt, b.Expanded, b.Offset = BatchInProgress, c.Lines, &now, 0, 0
+		b.Digits = max(6, len(strconv.Itoa(b.Total)))
 	}
 	return s.WriteBatch(b, true)
 }
@@ -645,9 +668,13 @@ func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
 	_, i, _ := LineOf(id)
 	rec := &Record{ID: id, State: StateFailed, SubmittedAt: now, FinishedAt: &now,
 		Error: &JobError{Kind: KindBadInput, Message: fmt.Sprintf("request %d of batch %s: %v", i, b.ID, why)}}
-	if json.Valid(line) {
+	switch {
+	case line == nil:
+		// Too large to copy: its bytes stay in the batch's input.
+		rec.Error.Message += fmt.Sprintf("; its bytes are request %d of %s", i, b.Input)
+	case json.Valid(line):
 		rec.Job = json.RawMessage(bytes.Clone(line))
-	} else {
+	default:
 		raw := strings.ToValidUTF8(string(line), "\uFFFD")
 		rec.JobRaw = &raw
 	}
