@@ -24,6 +24,11 @@ const batchChunk = 1000
 // batchTick is how often cancel requests and progress are looked at.
 const batchTick = 500 * time.Millisecond
 
+// reconcileEvery is how often the lines of unfinished batches that are
+// not queued are looked for in done/ and failed/, for those that ended
+// without the runner (hopper cancel ID, DELETE /jobs/ID).
+const reconcileEvery = 5 * time.Second
+
 // batches carries the spool's batches alongside the runner, in a goroutine
 // of its own: it claims batch files, queues their lines a chunk at a time
 // (each job straight into the queue index, so a batch of 100,000 lines
@@ -135,14 +140,20 @@ func (t *tracked) mark(i int, done bool) {
 }
 
 // reconcile counts lines that ended without this runner seeing it (a
-// person canceled one, or they ended before a crash). The caller holds
+// person canceled one, or they ended before a crash). Lines still in the
+// queue index are skipped without a look at the disk. The caller holds
 // bs.mu.
 func (bs *batches) reconcile(t *tracked) {
 	for i := 1; i <= t.b.Expanded && i < len(t.ended); i++ {
-		if !t.ended[i] {
-			if ended, done := bs.s.LineEnded(t.b.LineID(i)); ended {
-				t.mark(i, done)
-			}
+		if t.ended[i] {
+			continue
+		}
+		id := t.b.LineID(i)
+		if bs.q.Has(spool.DirNew, id+".json") || bs.q.Has(spool.DirDeferred, id+".json") {
+			continue
+		}
+		if ended, done := bs.s.LineEnded(id); ended {
+			t.mark(i, done)
 		}
 	}
 }
@@ -220,7 +231,7 @@ func (bs *batches) step() bool {
 			}
 		}
 	}
-	if bs.q.Len() == 0 && time.Since(bs.lastReconcile) > 5*time.Second {
+	if time.Since(bs.lastReconcile) > reconcileEvery {
 		bs.lastReconcile = time.Now()
 		for _, t := range bs.active {
 			if !t.complete() {
