@@ -25,8 +25,8 @@ const batchChunk = 1000
 const batchTick = 500 * time.Millisecond
 
 // reconcileEvery is how often the lines of unfinished batches that are
-// not queued are looked for in done/ and failed/, for those that ended
-// without the runner (hopper cancel ID, DELETE /jobs/ID).
+// not queued are looked for on disk, for those that ended without the
+// runner (hopper cancel ID, DELETE /jobs/ID, a crash, a prune).
 const reconcileEvery = 5 * time.Second
 
 // batches carries the spool's batches alongside the runner, in a goroutine
@@ -41,25 +41,36 @@ type batches struct {
 	log  *slog.Logger
 	emit func(*spool.Batch)
 
-	mu     sync.Mutex
-	active map[string]*tracked
-	wake   chan struct{}
+	active map[string]*tracked // the goroutine's own
+
+	// ended holds the lines the runner saw end, for the goroutine to
+	// count: the runner never waits on the goroutine's file work.
+	endedMu sync.Mutex
+	ended   []*spool.Record
+	wake    chan struct{}
 
 	lastReconcile time.Time
 }
 
+// Line states, as tracked.
+const (
+	lineOpen uint8 = iota
+	lineDone
+	lineFailed
+)
+
 // tracked is one batch in progress.
 type tracked struct {
 	b      *spool.Batch
-	ended  []bool // by line, from 1
-	count  int
+	lines  []uint8 // by line, from 1
+	count  int     // lines ended
 	done   int
 	failed int
 	dirty  bool
 	// check makes the first chunk after a start look for jobs written
 	// before a crash.
 	check     bool
-	canceled  bool // queued lines dropped already
+	canceled  bool // the cancel request was carried out
 	lastWrite time.Time
 }
 
@@ -68,17 +79,16 @@ func newBatches(s *spool.Spool, q *spool.Queue, log *slog.Logger, emit func(*spo
 }
 
 // open takes up the batches a previous run left: validating ones are
-// checked, the rest counted from the records their lines left.
+// checked, the rest counted from the records their lines left. The queue
+// index must be filled first.
 func (bs *batches) open() error {
 	list, err := bs.s.ActiveBatches()
 	for _, b := range list {
 		bs.take(b, true)
 	}
-	bs.mu.Lock()
 	for _, t := range bs.active {
 		bs.reconcile(t)
 	}
-	bs.mu.Unlock()
 	bs.lastReconcile = time.Now()
 	return err
 }
@@ -101,37 +111,47 @@ func (bs *batches) take(b *spool.Batch, check bool) {
 		return
 	}
 	bs.log.Info("batch taken", "batch", b.ID, "lines", b.Total, "expanded", b.Expanded)
-	bs.mu.Lock()
-	bs.active[b.ID] = &tracked{b: b, ended: make([]bool, b.Total+1), check: check}
-	bs.mu.Unlock()
+	bs.active[b.ID] = &tracked{b: b, lines: make([]uint8, b.Total+1), check: check}
 }
 
-// Ended counts a line whose job has just ended, done or failed.
+// Ended hands the batches goroutine a line whose job has just ended, done
+// or failed. It never blocks on the goroutine's work.
 func (bs *batches) Ended(rec *spool.Record) {
-	name, line, ok := spool.LineOf(rec.ID)
-	if !ok {
+	if _, _, ok := spool.LineOf(rec.ID); !ok {
 		return
 	}
-	bs.mu.Lock()
-	t := bs.active[name]
-	if t != nil && rec.ID == t.b.LineID(line) {
-		t.mark(line, rec.State == spool.StateDone)
-	}
-	bs.mu.Unlock()
+	bs.endedMu.Lock()
+	bs.ended = append(bs.ended, rec)
+	bs.endedMu.Unlock()
 	select {
 	case bs.wake <- struct{}{}:
 	default:
 	}
 }
 
-// mark counts line i as ended (once). The caller holds bs.mu.
+// countEnded counts the lines the runner handed over.
+func (bs *batches) countEnded() {
+	bs.endedMu.Lock()
+	recs := bs.ended
+	bs.ended = nil
+	bs.endedMu.Unlock()
+	for _, rec := range recs {
+		name, line, _ := spool.LineOf(rec.ID)
+		if t := bs.active[name]; t != nil && rec.ID == t.b.LineID(line) {
+			t.mark(line, rec.State == spool.StateDone)
+		}
+	}
+}
+
+// mark counts line i as ended (once).
 func (t *tracked) mark(i int, done bool) {
-	if i <= 0 || i >= len(t.ended) || t.ended[i] {
+	if i <= 0 || i >= len(t.lines) || t.lines[i] != lineOpen {
 		return
 	}
-	t.ended[i] = true
+	t.lines[i] = lineFailed
 	t.count++
 	if done {
+		t.lines[i] = lineDone
 		t.done++
 	} else {
 		t.failed++
@@ -139,23 +159,58 @@ func (t *tracked) mark(i int, done bool) {
 	t.dirty = true
 }
 
-// reconcile counts lines that ended without this runner seeing it (a
-// person canceled one, or they ended before a crash). Lines still in the
-// queue index are skipped without a look at the disk. The caller holds
-// bs.mu.
+// reopen uncounts line i: it was retried and is live again.
+func (t *tracked) reopen(i int) {
+	switch t.lines[i] {
+	case lineDone:
+		t.done--
+	case lineFailed:
+		t.failed--
+	default:
+		return
+	}
+	t.lines[i] = lineOpen
+	t.count--
+	t.dirty = true
+}
+
+// reconcile counts lines that ended without this runner seeing it.
+// Lines still in the queue index are skipped without a look at the disk;
+// a line whose job is nowhere (pruned, or moved away by hand) will never
+// end and counts as failed.
 func (bs *batches) reconcile(t *tracked) {
-	for i := 1; i <= t.b.Expanded && i < len(t.ended); i++ {
-		if t.ended[i] {
+	for i := 1; i <= t.b.Expanded && i < len(t.lines); i++ {
+		if t.lines[i] != lineOpen {
 			continue
 		}
 		id := t.b.LineID(i)
 		if bs.q.Has(spool.DirNew, id+".json") || bs.q.Has(spool.DirDeferred, id+".json") {
 			continue
 		}
-		if ended, done := bs.s.LineEnded(id); ended {
-			t.mark(i, done)
+		switch bs.s.LineEnded(id) {
+		case spool.LineDone:
+			t.mark(i, true)
+		case spool.LineFailed:
+			t.mark(i, false)
+		case spool.LineGone:
+			bs.log.Warn("a batch line's job is gone from the spool; it counts as failed", "job", id)
+			t.mark(i, false)
 		}
 	}
+}
+
+// settled checks, before a batch's output is written, that no line is
+// live again (hopper retry moved one back to new/): those are uncounted
+// and the batch waits for them.
+func (bs *batches) settled(t *tracked) bool {
+	ok := true
+	for i := 1; i <= t.b.Expanded && i < len(t.lines); i++ {
+		if bs.s.LineLive(t.b.LineID(i)) {
+			t.reopen(i)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // complete reports whether every line that will ever run has ended.
@@ -164,14 +219,12 @@ func (t *tracked) complete() bool {
 		return true // it was writing its output when hopper stopped
 	}
 	if t.b.State == spool.BatchCancelling {
-		return t.count >= t.b.Expanded
+		return t.canceled && t.count >= t.b.Expanded
 	}
 	return t.b.Expanded >= t.b.Total && t.count >= t.b.Total
 }
 
-// run works the batches until ctx ends. paused says whether the spool is
-// paused: then no batch is taken up and no line queued, while cancels and
-// outputs go on.
+// run works the batches until ctx ends.
 func (bs *batches) run(ctx context.Context) {
 	tick := time.NewTicker(batchTick)
 	defer tick.Stop()
@@ -182,6 +235,7 @@ func (bs *batches) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			bs.countEnded()
 			bs.flush(true)
 			return
 		case <-bs.q.BatchChanged():
@@ -191,7 +245,9 @@ func (bs *batches) run(ctx context.Context) {
 	}
 }
 
-// step does one round of work and reports whether more is waiting.
+// step does one round of work and reports whether more is waiting. While
+// the spool is paused no batch is taken up and no line queued; counting,
+// cancels and outputs go on.
 func (bs *batches) step() bool {
 	paused := bs.s.Paused()
 	more := false
@@ -209,26 +265,24 @@ func (bs *batches) step() bool {
 			more = true
 		}
 	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
+	bs.countEnded()
 	for _, t := range bs.active {
 		if bs.s.BatchCancelRequested(t.b.ID) {
 			bs.cancel(t)
 		}
-		if !paused && t.b.State == spool.BatchInProgress && t.b.Expanded < t.b.Total {
-			check := t.check
-			t.check = false
-			t.b.Done, t.b.Failed = t.done, t.failed // the chunk's record write carries them
-			_, err := bs.s.ExpandBatch(t.b, batchChunk, check, bs.q.Put, func(i int) { t.mark(i, false) })
-			if err != nil {
-				bs.log.Error("cannot queue the batch's lines", "batch", t.b.ID, "err", err)
-			} else {
-				t.lastWrite = time.Now()
-				more = more || t.b.Expanded < t.b.Total
-			}
-			if len(t.ended) < t.b.Total+1 { // never grows; Total may shrink
-				t.ended = t.ended[:t.b.Total+1]
-			}
+		if paused || t.b.State != spool.BatchInProgress || t.b.Expanded >= t.b.Total {
+			continue
+		}
+		t.b.Done, t.b.Failed = t.done, t.failed // the chunk's record write carries them
+		if _, err := bs.s.ExpandBatch(t.b, batchChunk, t.check, bs.q.Put, func(i int) { t.mark(i, false) }); err != nil {
+			bs.log.Error("cannot queue the batch's lines", "batch", t.b.ID, "err", err)
+			continue
+		}
+		t.check = false
+		t.lastWrite = time.Now()
+		more = more || t.b.Expanded < t.b.Total
+		if len(t.lines) > t.b.Total+1 { // the input lost lines since it was counted
+			t.lines = t.lines[:t.b.Total+1]
 		}
 	}
 	if time.Since(bs.lastReconcile) > reconcileEvery {
@@ -240,7 +294,7 @@ func (bs *batches) step() bool {
 		}
 	}
 	for name, t := range bs.active {
-		if !t.complete() {
+		if !t.complete() || (t.b.State != spool.BatchFinalizing && !bs.settled(t)) {
 			continue
 		}
 		t.b.Done, t.b.Failed = t.done, t.failed
@@ -252,37 +306,53 @@ func (bs *batches) step() bool {
 		delete(bs.active, name)
 		bs.log.Info("batch "+string(b.State), "batch", name, "done", b.Done, "failed", b.Failed, "output", b.Output)
 	}
-	bs.flushLocked(false)
+	bs.flush(false)
 	return more
 }
 
 // cancel carries out a cancel request: no more lines are queued, queued
-// lines are dropped (the output says they were canceled), and held,
-// deferred and running ones are canceled as hopper cancel does. The caller
-// holds bs.mu.
+// lines fail as canceled, and held, deferred and running ones are
+// canceled as hopper cancel does. Lines the runner claims meanwhile fail
+// at claim (run looks for the request too).
 func (bs *batches) cancel(t *tracked) {
 	if t.canceled {
 		return
 	}
-	t.canceled = true
 	if t.b.State != spool.BatchCancelling {
 		now := time.Now().UTC()
 		t.b.State, t.b.CancellingAt = spool.BatchCancelling, &now
 		t.dirty = true
 	}
-	dropped, asked := 0, 0
-	for i := 1; i <= t.b.Expanded && i < len(t.ended); i++ {
-		if t.ended[i] {
+	if t.check {
+		// A crash may have come after lines past the recorded position
+		// were queued: they are part of the batch too.
+		for t.b.Expanded < t.b.Total && bs.s.LineEnded(t.b.LineID(t.b.Expanded+1)) != spool.LineGone {
+			t.b.Expanded++
+		}
+		t.check = false
+	}
+	const why = "the batch was canceled"
+	var queued []string
+	for i := 1; i <= t.b.Expanded && i < len(t.lines); i++ {
+		if t.lines[i] == lineOpen {
+			queued = append(queued, t.b.LineID(i))
+		}
+	}
+	canceled, err := bs.s.CancelQueuedLines(queued, why)
+	if err != nil {
+		bs.log.Error("cannot cancel every queued line", "batch", t.b.ID, "err", err)
+	}
+	for _, id := range canceled {
+		bs.q.Remove(spool.DirNew, id+".json")
+		_, i, _ := spool.LineOf(id)
+		t.mark(i, false)
+	}
+	asked := 0
+	for i := 1; i <= t.b.Expanded && i < len(t.lines); i++ {
+		if t.lines[i] != lineOpen {
 			continue
 		}
-		id := t.b.LineID(i)
-		if bs.s.DropQueuedLine(id) {
-			bs.q.Remove(spool.DirNew, id+".json")
-			t.mark(i, false)
-			dropped++
-			continue
-		}
-		running, err := bs.s.Cancel(id, "the batch was canceled")
+		running, err := bs.s.Cancel(t.b.LineID(i), why)
 		switch {
 		case err == nil && !running:
 			t.mark(i, false)
@@ -291,18 +361,13 @@ func (bs *batches) cancel(t *tracked) {
 		}
 	}
 	bs.reconcile(t)
-	bs.log.Info("batch canceling", "batch", t.b.ID, "dropped", dropped, "aborting", asked)
+	t.canceled = true
+	bs.log.Info("batch canceling", "batch", t.b.ID, "canceled", len(canceled), "aborting", asked)
 }
 
 // flush writes the records of batches whose counts changed, at most once a
 // second each unless now is set.
 func (bs *batches) flush(now bool) {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	bs.flushLocked(now)
-}
-
-func (bs *batches) flushLocked(now bool) {
 	for _, t := range bs.active {
 		if !t.dirty || (!now && time.Since(t.lastWrite) < time.Second) {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,92 @@ func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	}
 	if n, _ := os.ReadDir(filepath.Join(h.s.Path(), spool.DirNew)); len(n) == 0 {
 		t.Log("the other jobs drained before the batch ended; the test proved less than it meant to")
+	}
+}
+
+// prepared claims and queues batch name as a runner that then stopped
+// would have left it.
+func (h *harness) prepared(name, body string) *spool.Batch {
+	h.t.Helper()
+	batchtest.Drop(h.t, h.s.Path(), name, body)
+	b, err := h.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.s.ExpandBatch(b, 1000, false, func(spool.Entry) {}, func(int) {}); err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+// A line whose job is gone (pruned, removed by hand) counts as failed:
+// the batch still ends, and its output says so.
+func TestBatchWithALineGoneStillEnds(t *testing.T) {
+	h := newHarness(t, nil)
+	h.prepared("gone", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
+	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirNew, "gone.000002.json")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	b := h.waitBatch("gone")
+	if b.State != spool.BatchCompleted || b.Done != 2 || b.Failed != 1 {
+		t.Fatalf("batch: %+v", b)
+	}
+	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	if out[1].Error == nil || out[1].Error.Code != "missing" {
+		t.Errorf("line 2: %+v", out[1])
+	}
+}
+
+// A cancel asked for after a crash that came between queueing lines and
+// recording how far it got still catches those lines: none runs.
+func TestBatchCancelAfterACrashMidChunkCancelsTheUnrecordedLines(t *testing.T) {
+	h := newHarness(t, nil)
+	b := h.prepared("crash", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
+	b.Expanded, b.Offset = 0, 0 // the record as it was before the chunk
+	if err := h.s.WriteBatch(b, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.CancelBatch("crash"); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	b = h.waitBatch("crash")
+	if b.State != spool.BatchCancelled || b.Done != 0 || b.Failed != 3 {
+		t.Fatalf("batch: %+v", b)
+	}
+	for _, req := range h.fake.Requests() {
+		if req.Path != "/api/ps" {
+			t.Errorf("a request reached the target for a canceled batch: %s %s", req.Path, req.Body)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		r, err := h.s.Get(b.LineID(i))
+		if err != nil || r.State != spool.StateFailed || r.Error.Kind != spool.KindCanceled {
+			t.Errorf("line %d: %+v, %v", i, r, err)
+		}
+	}
+}
+
+// The lines of a batch that came over HTTP carry its origin, so their
+// webhooks are guarded as any HTTP job's.
+func TestBatchLinesCarryTheBatchOrigin(t *testing.T) {
+	h := newHarness(t, nil)
+	sub, err := h.s.SubmitBatch(strings.NewReader(`{"model": "m1", "prompt": "1", "webhook": "http://169.254.169.254/"}`+"\n"), spool.BatchOptions{Name: "web", Origin: spool.OriginHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: sub.ID + ".jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var put []spool.Entry
+	if _, err := h.s.ExpandBatch(b, 10, false, func(e spool.Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 1 {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(h.s.Path(), spool.DirNew, put[0].Name))
+	j, err := spool.ParseJob(data, 0)
+	if err != nil || j.Origin != spool.OriginHTTP || j.Webhook == "" {
+		t.Errorf("line job %s: %+v, %v", data, j, err)
 	}
 }

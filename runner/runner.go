@@ -414,6 +414,9 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 	case c.BadInput != nil:
 		r.fail(rec, spool.KindBadInput, c.BadInput.Error(), 0)
 		return
+	case r.batchCanceled(rec.ID, c.Job):
+		r.fail(rec, spool.KindCanceled, "the batch was canceled", 0)
+		return
 	}
 	job := c.Job
 	fn, err := r.expand(rec, job)
@@ -502,6 +505,17 @@ func (r *Runner) run(ctx context.Context, c *spool.Claimed) {
 		r.deferJob(rec, res.err, status)
 		return
 	}
+}
+
+// batchCanceled reports whether a job is a line of a batch that is being
+// canceled: the batches goroutine fails the queued ones, but the runner
+// may have claimed one first.
+func (r *Runner) batchCanceled(id string, job *spool.Job) bool {
+	if job == nil || job.Batch == "" {
+		return false
+	}
+	name, _, ok := spool.LineOf(id)
+	return ok && name == job.Batch && r.cfg.Spool.BatchCancelRequested(name)
 }
 
 // expand turns a function job into the request it stands for: the

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -356,6 +358,11 @@ func (s *Spool) batchJob(b *Batch, line []byte) ([]byte, *Job, error) {
 	}
 	job["batch"], _ = json.Marshal(b.ID)
 	job["priority"] = json.RawMessage(strconv.Itoa(b.Priority))
+	if b.Origin != "" {
+		// Lines that came over HTTP are as untrusted as jobs that do:
+		// their webhooks are guarded.
+		job["origin"], _ = json.Marshal(b.Origin)
+	}
 	data, err := marshalObject(job)
 	if err != nil {
 		return nil, nil, badInput("%v", err)
@@ -423,7 +430,7 @@ func (s *Spool) SubmitBatchFile(fileID string, o BatchOptions) (*Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.root.Open(DirFiles + "/" + meta.ID + ".jsonl")
+	f, err := s.openRegular(DirFiles + "/" + meta.ID + ".jsonl")
 	if err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
 	}
@@ -510,6 +517,20 @@ func (s *Spool) WriteBatch(b *Batch, sync bool) error {
 	return nil
 }
 
+// openRegular opens a file of the spool for reading if it is a regular
+// file: a FIFO or device put in its place is refused, not waited on.
+func (s *Spool) openRegular(path string) (*os.File, error) {
+	f, err := s.root.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
+}
+
 // readBatch reads batches/name.json.
 func (s *Spool) readBatch(name string) (*Batch, error) {
 	data, err := s.root.ReadFile(DirBatches + "/" + name + ".json")
@@ -574,7 +595,7 @@ func (s *Spool) ValidateBatch(b *Batch) error {
 		b.Errors = []BatchError{{Code: "invalid_file", Message: "the batch file is not a regular file"}}
 		return s.WriteBatch(b, true)
 	}
-	f, err := s.root.Open(b.Input)
+	f, err := s.openRegular(b.Input)
 	if err != nil {
 		return fmt.Errorf("validate batch %s: %w", b.ID, err)
 	}
@@ -602,7 +623,7 @@ func (s *Spool) ValidateBatch(b *Batch) error {
 // already anywhere is skipped: a crash may have come after it was written
 // and before the record said so. It returns the number of lines handled.
 func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad func(line int)) (int, error) {
-	f, err := s.root.Open(b.Input)
+	f, err := s.openRegular(b.Input)
 	if err != nil {
 		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
 	}
@@ -644,10 +665,15 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			bad(i)
 		} else {
 			err := s.writeFile(DirNew, id+".json", data, false, false)
-			if err != nil && !(check && errors.Is(err, fs.ErrExist)) {
+			switch {
+			case errors.Is(err, fs.ErrExist):
+				// A job of that name is queued already (written before a
+				// crash, or put there by hand): it stands for the line.
+			case err != nil:
 				return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
+			default:
+				put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Priority: j.Priority, Arrived: s.now()})
 			}
-			put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Priority: j.Priority, Arrived: s.now()})
 		}
 		b.Expanded, b.Offset = i, lr.offset
 	}
@@ -688,25 +714,97 @@ func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
 	return nil
 }
 
-// LineEnded reports whether a batch line's job has ended, and whether it
-// ended done.
-func (s *Spool) LineEnded(id string) (ended, done bool) {
-	if s.exists(DirDone, id+".json") {
-		return true, true
+// LineState says where a batch line's job is: ended (done or failed), still
+// live (queued, running, deferred or held), or gone (pruned, or moved away
+// by hand: it will never end).
+type LineState int
+
+// The states of a line.
+const (
+	LineLive LineState = iota
+	LineDone
+	LineFailed
+	LineGone
+)
+
+// LineEnded reports where batch line id's job is. A job moving between
+// directories while it looks is looked for again before it is called gone.
+func (s *Spool) LineEnded(id string) LineState {
+	name := id + ".json"
+	for range 3 {
+		// In the order jobs move: new/, cur/, then the rest.
+		for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold} {
+			if s.exists(d, name) {
+				return LineLive
+			}
+		}
+		if s.exists(DirDone, name) {
+			return LineDone
+		}
+		if s.exists(DirFailed, name) {
+			return LineFailed
+		}
 	}
-	return s.exists(DirFailed, id+".json"), false
+	return LineGone
 }
 
-// DropQueuedLine removes a batch line's job from new/ (its batch is being
-// canceled; the batch's output says so). It reports whether it removed it:
-// false means a runner claimed it first, or it is elsewhere.
-func (s *Spool) DropQueuedLine(id string) bool {
-	return s.root.Remove(DirNew+"/"+id+".json") == nil
+// LineLive reports whether batch line id's job is queued, running,
+// deferred or held.
+func (s *Spool) LineLive(id string) bool {
+	for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold} {
+		if s.exists(d, id+".json") {
+			return true
+		}
+	}
+	return false
+}
+
+// CancelQueuedLines fails the jobs of ids that are still in new/ as
+// canceled, with reason: each is claimed by rename as a runner claims, its
+// record written in cur/ and moved to failed/, without an fsync each; one
+// sync of the filesystem ends the lot. It returns the IDs it canceled; the
+// others were claimed first or were never queued.
+func (s *Spool) CancelQueuedLines(ids []string, reason string) ([]string, error) {
+	var done []string
+	var errs []error
+	for _, id := range ids {
+		if err := s.move(DirNew, id+".json", DirCur, id+".json"); err != nil {
+			if !errors.Is(err, ErrGone) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		c, err := s.load(id, "", s.changeTime(DirCur, id+".json"), true)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		now := s.now()
+		c.Record.State, c.Record.FinishedAt = StateFailed, &now
+		c.Record.Error = &JobError{Kind: KindCanceled, Message: reason}
+		data, err := c.Record.Marshal()
+		if err == nil {
+			err = s.writeFile(DirCur, id+".json", data, false, true)
+		}
+		if err == nil {
+			err = s.move(DirCur, id+".json", DirFailed, id+".json")
+		}
+		if err != nil {
+			errs = append(errs, err) // left in cur/: recovery moves it on
+			continue
+		}
+		done = append(done, id)
+	}
+	if s.opts.Fsync && len(done) > 0 {
+		errs = append(errs, s.syncAll())
+	}
+	return done, errors.Join(errs...)
 }
 
 // CancelBatch asks the runner to cancel a batch: it writes
-// batches/NAME.cancel, which the runner acts on (queued lines are dropped,
-// the running one aborted, and the output written with what had ended).
+// batches/NAME.cancel, which the runner acts on (queued lines are failed as
+// canceled, the running one aborted, and the output written with what had
+// ended).
 // It returns the batch as it now stands.
 func (s *Spool) CancelBatch(name string) (*Batch, error) {
 	b, err := s.GetBatch(name)

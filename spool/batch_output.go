@@ -109,7 +109,7 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 			return err
 		}
 	}
-	in, err := s.root.Open(b.Input)
+	in, err := s.openRegular(b.Input)
 	if err != nil {
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
 	}
@@ -281,6 +281,7 @@ func (s *Spool) ActiveBatches() ([]*Batch, error) {
 		return nil, fmt.Errorf("batches: %w", err)
 	}
 	var out []*Batch
+	var errs []error
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
 		if !ok || strings.HasPrefix(name, ".") {
@@ -291,12 +292,13 @@ func (s *Spool) ActiveBatches() ([]*Batch, error) {
 		case errors.Is(err, fs.ErrNotExist):
 			b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirBatches, e.Name()).UTC()}
 		case err != nil:
-			return out, err
+			errs = append(errs, err) // the others are taken up all the same
+			continue
 		}
 		if !b.State.Terminal() {
 			b.Input = DirBatches + "/" + e.Name()
 			out = append(out, b)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }

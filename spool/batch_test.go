@@ -852,13 +852,14 @@ func TestExpandBatch(t *testing.T) {
 		}
 	})
 
-	t.Run("without check, a line whose job exists is an error, not a duplicate", func(t *testing.T) {
+	t.Run("without check, a line whose job is queued already is left to it, not duplicated", func(t *testing.T) {
 		s := newSpool(t)
 		b := claimBatch(t, s, "twice", jsonl(chatLine("1", "a")))
 		expandAll(t, s, b, 1000, false)
 		b.Expanded, b.Offset = 0, 0
-		if _, err := s.ExpandBatch(b, 1000, false, func(Entry) {}, func(int) {}); err == nil {
-			t.Error("got no error")
+		var put []Entry
+		if _, err := s.ExpandBatch(b, 1000, false, func(e Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 0 || b.Expanded != 1 {
+			t.Errorf("err %v, put %v, expanded %d; want the queued job to stand for the line", err, put, b.Expanded)
 		}
 		wantNames(t, s, DirNew, "twice.000001.json")
 	})
@@ -1015,8 +1016,14 @@ func TestFinishBatch(t *testing.T) {
 		expand(t, s, b, 3, false)
 		endLine(t, s, "stop.000001", answer("x"), nil)
 		endLine(t, s, "stop.000002", "", &JobError{Kind: KindCanceled, Message: "the batch was canceled"})
-		if !s.DropQueuedLine("stop.000003") || s.DropQueuedLine("stop.000003") {
-			t.Fatal("DropQueuedLine: want true once, then false")
+		if got, err := s.CancelQueuedLines([]string{"stop.000003", "stop.000004"}, "the batch was canceled"); err != nil || len(got) != 1 || got[0] != "stop.000003" {
+			t.Fatalf("CancelQueuedLines: %v, %v; want stop.000003 (stop.000004 was never queued)", got, err)
+		}
+		if r := readRec(t, s, DirFailed, "stop.000003.json"); r.Error == nil || r.Error.Kind != KindCanceled || len(r.Job) == 0 {
+			t.Errorf("canceled line record: %+v", r)
+		}
+		if got, _ := s.CancelQueuedLines([]string{"stop.000003"}, "again"); len(got) != 0 {
+			t.Errorf("canceled stop.000003 twice")
 		}
 		if _, err := s.CancelBatch("stop"); err != nil {
 			t.Fatal(err)

@@ -254,10 +254,11 @@ func newBatchShowCmd(a *app) *cobra.Command {
 func newBatchCancelCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "cancel NAME",
-		Short: "Cancel a batch: queued lines are dropped, the running one aborted",
-		Long: `Cancel asks the runner to cancel a batch. It stops queueing lines, drops the
-queued ones and aborts the running one, then writes done/NAME.jsonl with the
-answers of the lines that had ended (the others say batch_cancelled).`,
+		Short: "Cancel a batch: queued lines fail as canceled, the running one is aborted",
+		Long: `Cancel asks the runner to cancel a batch. It stops queueing lines, fails the
+queued ones as canceled and aborts the running one, then writes
+done/NAME.jsonl with the answers of the lines that had ended (the others say
+batch_cancelled).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.openSpool(false)

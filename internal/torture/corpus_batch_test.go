@@ -176,7 +176,9 @@ func TestBadInputBatches(t *testing.T) {
 					continue
 				}
 				r, err := spool.ParseRecord(data)
-				if err != nil || r.Error == nil || r.Error.Message == "" || (len(r.Job) == 0 && r.JobRaw == nil) {
+				// A line too large to copy is pointed at in the input.
+				pointed := r != nil && r.Error != nil && strings.Contains(r.Error.Message, "its bytes are request")
+				if err != nil || r.Error == nil || r.Error.Message == "" || (len(r.Job) == 0 && r.JobRaw == nil && !pointed) {
 					t.Errorf("%s: a failed line's record lacks its reason or bytes: %s", id, data)
 				}
 			}
