@@ -247,12 +247,20 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 	if b.Status != openai.BatchStatusValidating && b.Status != openai.BatchStatusInProgress {
 		t.Errorf("new batch status %q", b.Status)
 	}
-	for !slices.Contains([]openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}, b.Status) {
-		time.Sleep(100 * time.Millisecond)
-		if b, err = oc.Batches.Get(ctx, b.ID); err != nil {
-			t.Fatalf("Batches.Get: %v", err)
-		}
+	ended := []openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}
+	poll := func(what string, id string, until func(*openai.Batch) bool) *openai.Batch {
+		t.Helper()
+		var got *openai.Batch
+		waitFor(t, what, func() bool {
+			var err error
+			if got, err = oc.Batches.Get(ctx, id); err != nil {
+				t.Fatalf("Batches.Get: %v", err)
+			}
+			return until(got)
+		})
+		return got
 	}
+	b = poll("the batch to end", b.ID, func(b *openai.Batch) bool { return slices.Contains(ended, b.Status) })
 	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Total != 1000 || b.RequestCounts.Completed != 998 || b.RequestCounts.Failed != 2 || b.Metadata["job"] != "nightly" {
 		t.Fatalf("finished batch: %+v", b)
 	}
@@ -287,21 +295,11 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for b2.RequestCounts.Completed < 3 {
-		time.Sleep(50 * time.Millisecond)
-		if b2, err = oc.Batches.Get(ctx, b2.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	poll("three lines of the second batch to be answered", b2.ID, func(b *openai.Batch) bool { return b.RequestCounts.Completed >= 3 })
 	if b2, err = oc.Batches.Cancel(ctx, b2.ID); err != nil || b2.Status != openai.BatchStatusCancelling {
 		t.Fatalf("Batches.Cancel: %+v, %v", b2, err)
 	}
-	for b2.Status == openai.BatchStatusCancelling {
-		time.Sleep(50 * time.Millisecond)
-		if b2, err = oc.Batches.Get(ctx, b2.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b2 = poll("the second batch to be cancelled", b2.ID, func(b *openai.Batch) bool { return b.Status != openai.BatchStatusCancelling })
 	if b2.Status != openai.BatchStatusCancelled || b2.RequestCounts.Completed+b2.RequestCounts.Failed != 300 || b2.RequestCounts.Failed < 1 {
 		t.Errorf("canceled batch: %+v", b2.RequestCounts)
 	}

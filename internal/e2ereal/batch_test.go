@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -33,12 +32,13 @@ func TestOpenAIBatchThroughHopper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !slices.Contains([]openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}, b.Status) {
-		time.Sleep(100 * time.Millisecond)
+	ended := []openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}
+	eventually(t, "the batch to end", func() bool {
 		if b, err = oc.Batches.Get(ctx, b.ID); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return slices.Contains(ended, b.Status)
+	})
 	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != 10 || b.RequestCounts.Failed != 2 {
 		t.Fatalf("batch: status %s, counts %+v", b.Status, b.RequestCounts)
 	}
