@@ -38,6 +38,13 @@ type Event struct {
 	// Batch is a batch.done event's batch record: its state (completed,
 	// cancelled or failed), counts and output file.
 	Batch *spool.Batch `json:"batch,omitempty"`
+
+	// once, when set, is the durable moment that names the event: the
+	// record's finished_at, the batch's finalizing_at. Emitting the event
+	// again after a crash (the runner does, for records a kill left in
+	// cur/) then gives the same delivery IDs, so receivers see one event
+	// delivered twice, not two events.
+	once time.Time
 }
 
 // EventFor builds the event for rec having just entered rec.State from
@@ -59,6 +66,9 @@ func EventFor(rec *spool.Record, previous spool.State, meta json.RawMessage, now
 	}
 	if rec.State.Terminal() {
 		ev.Response, ev.Output, ev.Error = rec.Response, rec.Output, rec.Error
+		if rec.FinishedAt != nil {
+			ev.Timestamp, ev.once = rec.FinishedAt.UTC(), *rec.FinishedAt
+		}
 	}
 	return ev
 }

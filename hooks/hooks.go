@@ -170,7 +170,7 @@ func (h *Hooks) Emit(ev Event, jobWebhook string, untrusted bool) error {
 	}
 	now := h.now()
 	for _, d := range ds {
-		d.ID = newID(h.nextSeq())
+		d.ID = h.deliveryID(ev, d)
 		d.CreatedAt, d.NextAttemptAt = now, now.Add(h.cfg.Schedule[0])
 		d.Payload = body
 		data, err := encodeDelivery(d)
@@ -258,5 +258,11 @@ func (h *Hooks) EmitJob(rec *spool.Record, previous spool.State, job *spool.Job)
 // and to the exec hook batch.done. Its state is the batch's.
 func (h *Hooks) EmitBatch(b *spool.Batch) error {
 	ev := Event{Type: TypeBatchDone, ID: b.ID, State: spool.State(b.State), Timestamp: h.now().UTC(), Batch: b}
+	for _, t := range []*time.Time{b.FinalizingAt, b.FailedAt} {
+		if t != nil {
+			ev.once = *t
+			break
+		}
+	}
 	return h.Emit(ev, "", false)
 }

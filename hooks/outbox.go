@@ -93,6 +93,23 @@ func newID(seq uint64) string {
 	return fmt.Sprintf("msg_%016x%s", seq, hex.EncodeToString(r[:]))
 }
 
+// deliveryID names d, one delivery of ev: by the next sequence number, or,
+// for an event named by a durable moment, by that moment and a hash of the
+// event and the receiver — the same ID each time the event is emitted. (A
+// clock set back between a job's events could sort such an ID before that
+// job's earlier ones; the order of a job's events is kept otherwise.)
+func (h *Hooks) deliveryID(ev Event, d *Delivery) string {
+	if ev.once.IsZero() {
+		return newID(h.nextSeq())
+	}
+	seq := uint64(max(ev.once.UnixNano(), 0))
+	h.seqMu.Lock()
+	h.lastSeq = max(h.lastSeq, seq)
+	h.seqMu.Unlock()
+	sum := sha256.Sum256([]byte(ev.Type + "\x00" + ev.ID + "\x00" + d.Source + "\x00" + d.URL))
+	return fmt.Sprintf("msg_%016x%s", seq, hex.EncodeToString(sum[:4]))
+}
+
 // idSeq returns the sequence number inside a delivery ID (its emission time
 // in Unix nanoseconds, give or take).
 func idSeq(id string) (uint64, bool) {

@@ -330,6 +330,57 @@ func TestEmittedButNeverRunIsDeliveredByTheNextProcess(t *testing.T) {
 	}
 }
 
+// A kill after a job's final event was recorded but before its record left
+// cur/ makes the next runner emit the event again. It must be the same
+// delivery (the same webhook-id), so a receiver can tell it has it already.
+func TestFinalEventEmittedAgainKeepsItsWebhookID(t *testing.T) {
+	s, l := newSpool(t), newLogs(t)
+	srv, hits := receiver(t, jobSecret, nil)
+	finished := time.Date(2026, 11, 28, 7, 34, 10, 278351000, time.UTC)
+	rec := &spool.Record{ID: "j", State: spool.StateDone, Model: "llama3.2", Attempts: 1, FinishedAt: &finished,
+		Job: json.RawMessage(`{"model":"llama3.2","prompt":"hi"}`), Response: json.RawMessage(`{"response":"hello"}`)}
+
+	first := newHooks(t, s, l, Config{Secret: jobSecret})
+	if err := first.EmitJob(rec, spool.StateWorking, &spool.Job{Model: "llama3.2", Webhook: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, first)
+	got := next(t, hits) // delivered before the "kill"
+	l.waitFor("webhook delivered", "id", got.id)
+	stop()
+
+	second := newHooks(t, s, l, Config{Secret: jobSecret})
+	if err := second.EmitJob(rec, spool.StateWorking, &spool.Job{Model: "llama3.2", Webhook: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.EmitJob(rec, spool.StateWorking, &spool.Job{Model: "llama3.2", Webhook: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := second.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLen(t, "pending after emitting twice", pending, 1)
+	run(t, second)
+	again := next(t, hits)
+	if again.id != got.id || !bytes.Equal(again.body, got.body) {
+		t.Errorf("emitted again: webhook-id %s body %s, want %s %s", again.id, again.body, got.id, got.body)
+	}
+	if !got.env.Data.Timestamp.Equal(finished) {
+		t.Errorf("event timestamp %v, want finished_at %v", got.env.Data.Timestamp, finished)
+	}
+
+	// Another round of the same job (a retry) is another event.
+	later := finished.Add(time.Minute)
+	rec.FinishedAt = &later
+	if err := second.EmitJob(rec, spool.StateWorking, &spool.Job{Model: "llama3.2", Webhook: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if third := next(t, hits); third.id == got.id {
+		t.Errorf("the next round's done event has the first round's webhook-id %s", got.id)
+	}
+}
+
 // TestHelperEmitter is the process TestSIGKILLLosesNoWebhook kills.
 func TestHelperEmitter(t *testing.T) {
 	if os.Getenv("HOPPER_HOOKS_TEST_CHILD") != "1" {
