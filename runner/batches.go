@@ -29,6 +29,10 @@ const batchTick = 500 * time.Millisecond
 // runner (hopper cancel ID, DELETE /jobs/ID, a crash, a prune).
 const reconcileEvery = 5 * time.Second
 
+// abandonedEvery is how often batch records whose input never arrived are
+// looked for (spool.FailAbandonedBatches).
+const abandonedEvery = time.Minute
+
 // batches carries the spool's batches alongside the runner, in a goroutine
 // of its own: it claims batch files, queues their lines a chunk at a time
 // (each job straight into the queue index, so a batch of 100,000 lines
@@ -50,6 +54,7 @@ type batches struct {
 	wake    chan struct{}
 
 	lastReconcile time.Time
+	lastAbandoned time.Time
 }
 
 // Line states, as tracked.
@@ -90,7 +95,22 @@ func (bs *batches) open() error {
 		bs.reconcile(t)
 	}
 	bs.lastReconcile = time.Now()
+	bs.failAbandoned()
 	return err
+}
+
+// failAbandoned fails the batch records whose input never arrived, with
+// their events.
+func (bs *batches) failAbandoned() {
+	bs.lastAbandoned = time.Now()
+	list, err := bs.s.FailAbandonedBatches(time.Now().Add(-spool.AbandonedAfter))
+	for _, b := range list {
+		bs.log.Warn("batch failed", "batch", b.ID, "why", b.Errors[0].Message)
+		bs.emit(b)
+	}
+	if err != nil {
+		bs.log.Error("cannot look for batches whose input never arrived", "err", err)
+	}
 }
 
 // take starts tracking a claimed batch, checking it first if it is still
@@ -292,6 +312,9 @@ func (bs *batches) step() bool {
 				bs.reconcile(t)
 			}
 		}
+	}
+	if time.Since(bs.lastAbandoned) > abandonedEvery {
+		bs.failAbandoned()
 	}
 	for name, t := range bs.active {
 		if !t.complete() || (t.b.State != spool.BatchFinalizing && !bs.settled(t)) {

@@ -61,6 +61,21 @@ func TestBatchDuplicateCustomIDsRefuseTheBatch(t *testing.T) {
 	}
 }
 
+// A record left validating with no input (its submitter was killed between
+// the two) is failed when the runner starts, not left validating forever.
+func TestAbandonedBatchRecordFailsAtStart(t *testing.T) {
+	h := newHarness(t, nil)
+	orphan := &spool.Batch{ID: "orphan", State: spool.BatchValidating, CreatedAt: time.Now().Add(-2 * spool.AbandonedAfter)}
+	if err := h.s.WriteBatch(orphan, false); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	b := h.waitBatch("orphan")
+	if b.State != spool.BatchFailed || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" {
+		t.Fatalf("batch: %+v", b)
+	}
+}
+
 func TestBatchCancel(t *testing.T) {
 	h := newHarness(t, nil, ollamatest.WithTokenDelay(20*time.Millisecond), ollamatest.WithTokens(5))
 	h.start()

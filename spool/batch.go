@@ -455,6 +455,58 @@ func (s *Spool) SubmitBatchFile(fileID string, o BatchOptions) (*Batch, error) {
 	return b, nil
 }
 
+// AbandonedAfter is how long a batch record may wait for its input before
+// FailAbandonedBatches gives up on it. A submitter places the input right
+// after the record, in one rename.
+const AbandonedAfter = time.Minute
+
+// FailAbandonedBatches fails the batches whose submitter stopped between
+// writing the record and placing the input (hopper batch submit, or the
+// HTTP front on POST /v1/batches, killed in that instant): records still
+// validating, created before before, whose input is in neither new/ nor
+// batches/. It returns them, for their batch.done events. Only records
+// without an input beside them are read.
+func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
+	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+	if err != nil {
+		return nil, fmt.Errorf("batches: %w", err)
+	}
+	inputs := map[string]bool{}
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok {
+			inputs[name] = true
+		}
+	}
+	var out []*Batch
+	var errs []error
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") || inputs[name] || s.exists(DirNew, name+".jsonl") {
+			continue
+		}
+		b, err := s.readBatch(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if b.State != BatchValidating || b.Total != 0 || !b.CreatedAt.Before(before) ||
+			s.exists(DirNew, name+".jsonl") || s.exists(DirBatches, name+".jsonl") {
+			continue
+		}
+		now := s.now().UTC()
+		b.State, b.FailedAt = BatchFailed, &now
+		b.Errors = []BatchError{{Code: "input_missing", Message: fmt.Sprintf(
+			"the batch's input never arrived: its submitter stopped after writing this record (%s) and before placing %s.jsonl in new/; submit the file again",
+			b.CreatedAt.Format(time.RFC3339), name)}}
+		if err := s.WriteBatch(b, true); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, errors.Join(errs...)
+}
+
 // createBatch picks a free name and writes the batch's first record.
 func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
 	name := o.Name

@@ -404,6 +404,51 @@ func TestSubmitBatch(t *testing.T) {
 
 // A name in use gets a unique suffix (uniqueName: NAME.<generated ID>, up
 // to 128 bytes), but a batch name must leave room for its line numbers.
+// A submitter killed between the record and the input leaves a validating
+// record with nothing to validate: after AbandonedAfter it fails, saying so.
+func TestFailAbandonedBatches(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	s := newSpool(t, func(o *Options) { o.Now = func() time.Time { return now } })
+	old := now.Add(-2 * AbandonedAfter)
+	write := func(b *Batch) {
+		t.Helper()
+		if err := s.WriteBatch(b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(&Batch{ID: "orphan", State: BatchValidating, CreatedAt: old})
+	write(&Batch{ID: "fresh", State: BatchValidating, CreatedAt: now.Add(-time.Second)})
+	write(&Batch{ID: "waiting", State: BatchValidating, CreatedAt: old})
+	put(t, s, DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	write(&Batch{ID: "claimed", State: BatchValidating, CreatedAt: old})
+	put(t, s, DirBatches, "claimed.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	write(&Batch{ID: "ended", State: BatchCompleted, Total: 1, Done: 1, CreatedAt: old})
+
+	got, err := s.FailAbandonedBatches(now.Add(-AbandonedAfter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != "orphan" {
+		t.Fatalf("failed %v, want only orphan", got)
+	}
+	b, err := s.GetBatch("orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State != BatchFailed || b.FailedAt == nil || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" ||
+		!strings.Contains(b.Errors[0].Message, "submit the file again") {
+		t.Errorf("orphan: got %+v", b)
+	}
+	for _, name := range []string{"fresh", "waiting", "claimed"} {
+		if b, err := s.GetBatch(name); err != nil || b.State != BatchValidating {
+			t.Errorf("%s: got %+v, %v; want it left validating", name, b, err)
+		}
+	}
+	if again, err := s.FailAbandonedBatches(now.Add(-AbandonedAfter)); err != nil || len(again) != 0 {
+		t.Errorf("second look: failed %v, %v; want none", again, err)
+	}
+}
+
 func TestBatchNameInUseNearTheLengthLimit(t *testing.T) {
 	body := jsonl(chatLine("a", "x"), chatLine("b", "y"))
 	long := strings.Repeat("n", maxBatchName) // the longest valid batch name
