@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -153,10 +152,7 @@ func progressBar(b *spool.Batch, width int) string {
 }
 
 func batchLookupError(err error) error {
-	if errors.Is(err, spool.ErrNotFound) {
-		return fmt.Errorf("%w (hopper batch ls lists the batches)", err)
-	}
-	return err
+	return lookupError(err, "hopper batch ls lists the batches")
 }
 
 func newBatchLsCmd(a *app) *cobra.Command {

@@ -369,12 +369,16 @@ func chunkText(line []byte) string {
 	return c.Response
 }
 
-func jobLookupError(err error) error {
+// lookupError adds hint, the command that lists what there is, to a
+// not-found error.
+func lookupError(err error, hint string) error {
 	if errors.Is(err, spool.ErrNotFound) {
-		return fmt.Errorf("%w (see 'hopper ls')", err)
+		return fmt.Errorf("%w (%s)", err, hint)
 	}
 	return err
 }
+
+func jobLookupError(err error) error { return lookupError(err, "see 'hopper ls'") }
 
 func newCancelCmd(a *app) *cobra.Command {
 	return &cobra.Command{
