@@ -15,8 +15,8 @@
 //     symlinks, a 100 MB file, ...) against file drops into a running hopper
 //     serve and against its HTTP front, with canaries outside the spool.
 //   - TestCrashWhileSettingAsideKeepsARecord and
-//     TestCrashAfterFinishKeepsTheWebhook kill hopper at one precise moment
-//     each (known bugs: skipped unless -torture.bugs).
+//     TestCrashAroundFinishDeliversTheFinalEventOnce kill hopper at one
+//     precise moment each.
 //   - BenchmarkModelSwap and BenchmarkScale are the measurements in
 //     docs/BENCHMARKS.md; each reports ratios to a baseline measured in the
 //     same run.

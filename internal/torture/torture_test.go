@@ -939,26 +939,9 @@ func (s *sink) events() int {
 	return n
 }
 
-// canceledOutsideRunner reports whether a job was canceled while it was
-// not running (queued or deferred): by the front (a drop-in client that
-// left, or a stream that could not go on) or by hopper cancel. spool.Cancel
-// finishes those without the runner, so no event is emitted (a known bug;
-// -torture.bugs checks them too). The runner's own cancels say so in its
-// words.
-func canceledOutsideRunner(r *spool.Record) bool {
-	if r.State != spool.StateFailed || r.Error == nil || r.Error.Kind != spool.KindCanceled {
-		return false
-	}
-	switch r.Error.Message {
-	case "canceled before it ran", "canceled while running", "canceled while waiting for the target":
-		return false
-	}
-	return true
-}
-
 // killedJustAfter reports whether hopper serve was killed within 250ms
-// after the record was finished: between writing a final record and
-// recording its event, a kill loses the event (a known bug).
+// after the record was finished: the event may then come only from the
+// restarted runner (spool.Recover finishes the record and it emits again).
 func (tt *torture) killedJustAfter(r *spool.Record) bool {
 	if r.FinishedAt == nil {
 		return false
@@ -976,35 +959,20 @@ func (tt *torture) killedJustAfter(r *spool.Record) bool {
 // retries keep their webhook-id, so distinct ids are distinct events.
 func (tt *torture) checkWebhooks(recs []*spool.Record) {
 	t, hooks := tt.t, tt.hooks
-	var want []*spool.Record
-	canceled := 0
-	for _, r := range recs {
-		if canceledOutsideRunner(r) && !*bugsFlag {
-			canceled++
-			continue
-		}
-		want = append(want, r)
-	}
-	// A lost event is waited for too, if only for 10 seconds: the kill may
-	// have come after it was recorded, and a restarted runner sends it.
+	// An event whose record was finished right before a kill is waited for
+	// at least 10 seconds: the restarted runner sends it.
 	deadline, lostDeadline := time.Now().Add(tt.plan.limit), time.Now().Add(10*time.Second)
-	for _, r := range want {
+	for _, r := range recs {
 		until := deadline
-		if tt.killedJustAfter(r) {
+		if tt.killedJustAfter(r) && lostDeadline.After(until) {
 			until = lostDeadline
 		}
 		for hooks.delivered(r) == 0 && time.Now().Before(until) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	lost := 0
-	for _, r := range want {
-		n := hooks.delivered(r)
-		if n == 0 && tt.killedJustAfter(r) && !*bugsFlag {
-			lost++
-			continue
-		}
-		if n != 1 {
+	for _, r := range recs {
+		if n := hooks.delivered(r); n != 1 {
 			what := "done"
 			if r.Error != nil {
 				what = fmt.Sprintf("%s: %s (attempts %d, started %v)", r.Error.Kind, r.Error.Message, r.Attempts, r.StartedAt != nil)
@@ -1012,7 +980,5 @@ func (tt *torture) checkWebhooks(recs []*spool.Record) {
 			t.Errorf("job %s (%s, %s): %d distinct job.%s deliveries, want 1", r.ID, promptOf(r.Job), what, n, r.State)
 		}
 	}
-	t.Logf("webhooks: %d distinct deliveries received; the terminal event of %d records checked; not checked (known bugs: no event): "+
-		"%d canceled while not running, %d lost to a kill right after the record was written",
-		hooks.events(), len(want)-lost, canceled, lost)
+	t.Logf("webhooks: %d distinct deliveries received; the terminal event of all %d records checked", hooks.events(), len(recs))
 }
