@@ -100,11 +100,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	out, err := json.Marshal(struct {
-		ID       string          `json:"id"`
-		Output   json.RawMessage `json:"output,omitempty"`
-		Response json.RawMessage `json:"response"`
-	}{id, compact(rec.Output), compact(rec.Response)})
+	out, err := json.Marshal(spool.FunctionAnswer{ID: id, Output: compact(rec.Output), Response: compact(rec.Response)})
 	if err != nil {
 		writeError(w, r, storageError("encode answer", err))
 		return

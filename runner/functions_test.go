@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/internal/batchtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -112,4 +113,36 @@ func TestFunctionJobs(t *testing.T) {
 			t.Errorf("got %s, error %+v", r.State, r.Error)
 		}
 	})
+}
+
+// A batch of function calls: each line's answer carries the parsed output,
+// as POST /functions/NAME answers; a line with bad vars fails on its own.
+func TestFunctionBatch(t *testing.T) {
+	h := newHarness(t, withFunctions(t, map[string]string{"label": labelFunction}), ollamatest.WithReply(replyByPrompt))
+	h.start()
+	batchtest.Drop(t, h.s.Path(), "labels", `{"custom_id": "q", "function": "label", "vars": {"text": "how?"}}
+{"custom_id": "b", "function": "label", "vars": {"text": "it broke say:{\"label\":\"bug\"}"}}
+{"custom_id": "novar", "function": "label", "vars": {}}
+`)
+	b := h.waitBatch("labels")
+	if b.State != spool.BatchCompleted || b.Done != 2 || b.Failed != 1 {
+		t.Fatalf("batch: %+v", b)
+	}
+	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	for i, want := range []string{"question", "bug"} {
+		var body struct {
+			ID     string
+			Output struct{ Label string }
+		}
+		if err := json.Unmarshal(out[i].Response.Body, &body); err != nil || body.ID != b.LineID(i+1) || body.Output.Label != want {
+			t.Errorf("line %d: body %s (%v), want output.label %q", i+1, out[i].Response.Body, err, want)
+		}
+	}
+	var failed struct {
+		Error struct{ Code, Message string }
+	}
+	if out[2].Response == nil || out[2].Response.StatusCode != 400 || json.Unmarshal(out[2].Response.Body, &failed) != nil ||
+		failed.Error.Code != "bad_input" || !strings.Contains(failed.Error.Message, `needs var "text"`) {
+		t.Errorf("line 3: got %+v, want 400 naming the missing var", out[2].Response)
+	}
 }

@@ -35,6 +35,16 @@ type BatchOutputError struct {
 	Message string `json:"message"`
 }
 
+// FunctionAnswer is what a function job that is done answers, over HTTP
+// (POST /functions/NAME) and as the body of its line in a batch's output:
+// the parsed output (for functions with a schema) beside the target's
+// response.
+type FunctionAnswer struct {
+	ID       string          `json:"id"`
+	Output   json.RawMessage `json:"output,omitempty"`
+	Response json.RawMessage `json:"response"`
+}
+
 // Failed reports whether the line did not succeed.
 func (l *BatchOutputLine) Failed() bool {
 	return l.Error != nil || l.Response == nil || l.Response.StatusCode >= 300
@@ -53,6 +63,11 @@ func outputLine(id string, custom *string, rec *Record, where string, canceled b
 		body := rec.Response
 		if len(body) == 0 {
 			body = json.RawMessage("null")
+		}
+		if rec.Function != "" {
+			if b, err := json.Marshal(FunctionAnswer{ID: id, Output: rec.Output, Response: body}); err == nil {
+				body = b
+			}
 		}
 		l.Response = &BatchOutputResponse{StatusCode: 200, RequestID: id, Body: body}
 	case rec.Error == nil:

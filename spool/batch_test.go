@@ -1055,6 +1055,39 @@ func TestFinishBatch(t *testing.T) {
 		wantNames(t, s, DirTmp)
 	})
 
+	t.Run("a function line answers as POST /functions/NAME does: output beside response", func(t *testing.T) {
+		s := newSpool(t)
+		b := claimBatch(t, s, "fn", jsonl(
+			`{"custom_id": "ada", "function": "extract", "vars": {"text": "Ada, ada@example.com"}}`,
+			`{"custom_id": "free", "function": "summarize", "vars": {"text": "x"}}`,
+		))
+		expandAll(t, s, b, 1000, false)
+		for i, output := range []string{`{"name": "Ada", "email": "ada@example.com"}`, ""} {
+			c := claim(t, s, DirNew, b.LineID(i+1)+".json")
+			c.Record.Function, c.Record.Output = "extract", json.RawMessage(output)
+			c.Record.Response = json.RawMessage(`{"model": "m", "message": {"role": "assistant", "content": "…"}, "done": true}`)
+			finish(t, s, c.Record, StateDone, nil)
+		}
+		if err := s.FinishBatch(b, nil); err != nil {
+			t.Fatal(err)
+		}
+		out := readOutput(t, s, b.Output)
+		var withSchema, without struct {
+			ID       string          `json:"id"`
+			Output   json.RawMessage `json:"output"`
+			Response struct {
+				Done bool `json:"done"`
+			} `json:"response"`
+		}
+		if err := json.Unmarshal(out[0].Response.Body, &withSchema); err != nil || withSchema.ID != "fn.000001" ||
+			!jsonEqual(withSchema.Output, json.RawMessage(`{"name": "Ada", "email": "ada@example.com"}`)) || !withSchema.Response.Done {
+			t.Errorf("line 1 body %s: %+v, %v", out[0].Response.Body, withSchema, err)
+		}
+		if err := json.Unmarshal(out[1].Response.Body, &without); err != nil || without.ID != "fn.000002" || without.Output != nil || !without.Response.Done {
+			t.Errorf("line 2 body %s: %+v, %v", out[1].Response.Body, without, err)
+		}
+	})
+
 	t.Run("a canceled batch says which lines never ran", func(t *testing.T) {
 		s := newSpool(t)
 		b := claimBatch(t, s, "stop", chatBatch(6))
