@@ -290,8 +290,8 @@ func (r *Runner) retain(ctx context.Context, every time.Duration) {
 			n, err := r.cfg.Spool.Prune(time.Now().Add(-p.keep), p.state)
 			if err != nil {
 				r.log.Error("retention", "state", p.state, "err", err)
-			} else if n > 0 {
-				r.log.Info("retention pruned records", "state", p.state, "removed", n, "older_than", p.keep)
+			} else if n.Records > 0 || n.Batches > 0 {
+				r.log.Info("retention pruned records", "state", p.state, "removed", n.Records, "batches", n.Batches, "older_than", p.keep)
 			}
 		}
 		select {

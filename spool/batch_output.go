@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 )
 
 // BatchOutputLine is one line of a batch's output, in OpenAI's batch output
@@ -316,4 +317,67 @@ func (s *Spool) ActiveBatches() ([]*Batch, error) {
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// openBatches returns the names of the batches that have not ended, whose
+// lines' records their output will be written from.
+func (s *Spool) openBatches() map[string]bool {
+	open := map[string]bool{}
+	entries, _ := fs.ReadDir(s.root.FS(), DirBatches)
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if b, err := s.readBatch(name); err != nil || !b.State.Terminal() {
+			open[name] = true // no record yet, or one being written: not ended
+		}
+	}
+	return open
+}
+
+// ended is when the batch ended, or the zero time if it has not.
+func (b *Batch) ended() time.Time {
+	for _, t := range []*time.Time{b.CompletedAt, b.CancelledAt, b.FailedAt} {
+		if t != nil && b.State.Terminal() {
+			return *t
+		}
+	}
+	return time.Time{}
+}
+
+// pruneBatches removes the batches that ended before cutoff: output and
+// errors files and input first, the record last, so a crash between leaves
+// the record for the next prune. It returns how many it removed.
+func (s *Spool) pruneBatches(cutoff time.Time) (int, error) {
+	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+	if err != nil {
+		return 0, fmt.Errorf("prune batches/: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := s.readBatch(name)
+		if err != nil {
+			continue // not a record hopper can read: left for a person
+		}
+		end := b.ended()
+		if end.IsZero() || !end.Before(cutoff) {
+			continue
+		}
+		for _, f := range []string{DirDone + "/" + name + ".jsonl", DirFailed + "/" + name + ".errors.jsonl",
+			DirBatches + "/" + name + ".jsonl", DirBatches + "/" + name + ".cancel"} {
+			if err := s.root.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return n, fmt.Errorf("prune batch %s: %w", name, err)
+			}
+		}
+		if err := s.root.Remove(DirBatches + "/" + e.Name()); err != nil {
+			return n, fmt.Errorf("prune batch %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
 }

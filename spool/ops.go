@@ -317,21 +317,34 @@ func (s *Spool) Release(id string) error {
 	return nil
 }
 
+// Pruned is what Prune removed.
+type Pruned struct {
+	Records int // job records, with their .raw siblings
+	Batches int // ended batches, with their input, output and errors files
+}
+
 // Prune removes records in done/ and failed/ (as asked) last written before
-// cutoff, with their .raw siblings. It returns how many records it removed.
-func (s *Spool) Prune(cutoff time.Time, states ...State) (int, error) {
+// cutoff, with their .raw siblings. The records of a batch's lines stay
+// while the batch has not ended: its output is written from them. Pruning
+// done/ also removes the batches that ended before cutoff: batches/NAME.json
+// and NAME.jsonl, done/NAME.jsonl and failed/NAME.errors.jsonl (an upload
+// in files/ stays until it is deleted, as OpenAI's files do).
+func (s *Spool) Prune(cutoff time.Time, states ...State) (Pruned, error) {
 	if len(states) == 0 {
 		states = []State{StateDone, StateFailed}
 	}
-	n := 0
+	var p Pruned
 	for _, st := range states {
 		if !st.Terminal() {
-			return n, fmt.Errorf("prune: only done and failed records are pruned, not %s", st)
+			return p, fmt.Errorf("prune: only done and failed records are pruned, not %s", st)
 		}
+	}
+	open := s.openBatches()
+	for _, st := range states {
 		dir := dirOf(st)
 		entries, err := fs.ReadDir(s.root.FS(), dir)
 		if err != nil {
-			return n, fmt.Errorf("prune %s/: %w", dir, err)
+			return p, fmt.Errorf("prune %s/: %w", dir, err)
 		}
 		for _, e := range entries {
 			fi, err := e.Info()
@@ -349,13 +362,23 @@ func (s *Spool) Prune(cutoff time.Time, states ...State) (int, error) {
 				}
 				continue
 			}
+			if batch, _, ok := LineOf(id); ok && open[batch] {
+				continue
+			}
 			if err := s.root.Remove(dir + "/" + e.Name()); err == nil {
-				n++
+				p.Records++
 				_ = s.root.Remove(dir + "/" + id + ".raw")
 			}
 		}
+		if st == StateDone {
+			n, err := s.pruneBatches(cutoff)
+			p.Batches += n
+			if err != nil {
+				return p, err
+			}
+		}
 	}
-	return n, nil
+	return p, nil
 }
 
 // setOrigin sets a job's "origin" field, keeping every other value's bytes.

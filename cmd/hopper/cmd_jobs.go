@@ -518,7 +518,11 @@ func newPruneCmd(a *app) *cobra.Command {
 	var olderThan string
 	cmd := &cobra.Command{
 		Use:   "prune --older-than AGE [STATE...]",
-		Short: "Remove done and failed records older than AGE",
+		Short: "Remove done and failed records older than AGE, and batches that ended before",
+		Long: `Prune removes the records in done/ and failed/ last written more than AGE
+ago. The records of a batch's lines stay until the batch has ended. Pruning
+done (the default, with failed) also removes the batches that ended more
+than AGE ago: their record, input, output and errors files.`,
 		Example: `  hopper prune --older-than 7d
   hopper prune --older-than 36h failed`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -542,7 +546,11 @@ func newPruneCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "removed %d records\n", n)
+			if n.Batches > 0 {
+				fmt.Fprintf(a.stdout, "removed %d records and %d ended batches\n", n.Records, n.Batches)
+			} else {
+				fmt.Fprintf(a.stdout, "removed %d records\n", n.Records)
+			}
 			return nil
 		},
 	}
