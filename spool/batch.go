@@ -760,8 +760,18 @@ func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
 	if err != nil {
 		return err
 	}
-	if err := s.writeFile(DirFailed, id+".json", data, false, false); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := s.writeFile(DirFailed, id+".json", data, false, false); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // refused before a crash: its event was emitted then
+		}
 		return fmt.Errorf("expand batch %s: %w", b.ID, err)
+	}
+	if s.ended != nil {
+		// The event names no webhook of the line's own: its bytes were
+		// refused, so nothing in them is trusted.
+		ev := *rec
+		ev.Job, ev.JobRaw = nil, nil
+		s.ended(&ev, "")
 	}
 	return nil
 }
@@ -837,6 +847,9 @@ func (s *Spool) CancelQueuedLines(ids []string, reason string) ([]string, error)
 		data, err := c.Record.Marshal()
 		if err == nil {
 			err = s.writeFile(DirCur, id+".json", data, false, true)
+		}
+		if err == nil && s.ended != nil {
+			s.ended(c.Record, StateQueued)
 		}
 		if err == nil {
 			err = s.move(DirCur, id+".json", DirFailed, id+".json")

@@ -1175,6 +1175,39 @@ func TestFinishBatch(t *testing.T) {
 	})
 }
 
+// Lines the spool ends itself are told to OnEnded, for their job.failed
+// events: a line refused at expansion (from no state, without its bytes,
+// whose webhook is not trusted) and a queued line canceled with its batch.
+func TestBatchLinesEndedOutsideTheRunnerAreTold(t *testing.T) {
+	s := newSpool(t)
+	type ended struct {
+		id       string
+		previous State
+		kind     ErrorKind
+		job      bool
+	}
+	var got []ended
+	s.OnEnded(func(r *Record, previous State) {
+		if r.State != StateFailed || r.Error == nil || r.FinishedAt == nil {
+			t.Errorf("OnEnded got %+v", r)
+			return
+		}
+		got = append(got, ended{r.ID, previous, r.Error.Kind, len(r.Job) > 0 || r.JobRaw != nil})
+	})
+	b := claimBatch(t, s, "told", jsonl(chatLine("a", "1"), `{"custom_id": "b", "webhook": "http://10.0.0.1/", "model": 7}`, chatLine("c", "3")))
+	expandAll(t, s, b, 1000, false)
+	if _, err := s.CancelQueuedLines([]string{"told.000003"}, "the batch was canceled"); err != nil {
+		t.Fatal(err)
+	}
+	want := []ended{{"told.000002", "", KindBadInput, false}, {"told.000003", StateQueued, KindCanceled, true}}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnEnded calls: got %+v, want %+v", got, want)
+	}
+	if r := readRec(t, s, DirFailed, "told.000002.json"); len(r.Job) == 0 {
+		t.Errorf("the refused line's record lost its bytes: %+v", r)
+	}
+}
+
 func TestCancelBatch(t *testing.T) {
 	t.Run("writes batches/NAME.cancel; GetBatch then shows cancelling", func(t *testing.T) {
 		s := newSpool(t)

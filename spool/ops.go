@@ -234,8 +234,8 @@ func (s *Spool) cancel(id, reason string) (running bool, err error) {
 	c.Record.Error = &JobError{Kind: KindCanceled, Message: reason}
 	c.Record.FinishedAt = &now
 	var recorded func()
-	if s.canceled != nil {
-		recorded = func() { s.canceled(c.Record, previous) }
+	if s.ended != nil {
+		recorded = func() { s.ended(c.Record, previous) }
 	}
 	return false, s.FinishAnd(c.Record, recorded)
 }

@@ -88,15 +88,18 @@ type Spool struct {
 	opts Options
 	ids  *idGen
 	dirs map[string]*os.File // open directories, for renameat2 and fsync
-	// canceled is told of jobs Cancel failed without the runner.
-	canceled func(r *Record, previous State)
+	// ended is told of jobs the spool ended without the runner.
+	ended func(r *Record, previous State)
 }
 
-// OnCancel sets f to be called when Cancel fails a job that was not running
-// (queued, deferred or held: the runner never sees those), once its final
-// record is durable and before it moves, with the state it was canceled
-// from. hopper emits the job's event there. Set it before using the Spool.
-func (s *Spool) OnCancel(f func(r *Record, previous State)) { s.canceled = f }
+// OnEnded sets f to be called when the spool itself ends a job the runner
+// does not run: Cancel of a job that is queued, deferred or held; the queued
+// lines of a canceled batch (CancelQueuedLines); a batch line refused when
+// its batch is expanded (previous is "" then: it was never queued). f is
+// called once the final record is written and before it moves (for a
+// refused line, once it is in failed/), with the state the job left. hopper
+// emits the job's event there. Set it before using the Spool.
+func (s *Spool) OnEnded(f func(r *Record, previous State)) { s.ended = f }
 
 // Init creates the spool's directories (those missing) with Options.DirMode
 // and opens it.

@@ -59,10 +59,11 @@ func (a *app) openSpool(create bool) (*spool.Spool, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A job canceled before it ran never reaches the runner: its event is
-	// put in the webhook outbox here, for the runner's dispatcher to send.
+	// A job the spool ends itself (canceled before it ran, a batch line
+	// refused or canceled with its batch) never reaches the runner: its
+	// event is put in the webhook outbox here, for the dispatcher to send.
 	if hk, err := hooks.New(hooksConfig(cfg, s, a.logger)); err == nil {
-		s.OnCancel(func(r *spool.Record, previous spool.State) {
+		s.OnEnded(func(r *spool.Record, previous spool.State) {
 			if err := hk.EmitJob(r, previous, nil); err != nil {
 				a.logger.Error("cannot record the event", "job", r.ID, "err", err)
 			}

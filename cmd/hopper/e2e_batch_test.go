@@ -195,10 +195,12 @@ func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
 	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c 21)\" >> %s\n", logFile)
 	_ = os.WriteFile(filepath.Join(hookDir, "batch.done"), []byte(script), 0o750)
 	conf := filepath.Join(w.dir, "hopper.yaml")
-	_ = os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/batches\n      events: [batch.done]\n", hookDir, testSecret, srv.URL)), 0o640)
+	failures, failSrv := newReceiver(t)
+	_ = os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/batches\n      events: [batch.done]\n    - url: %s/failures\n      events: [job.failed]\n",
+		hookDir, testSecret, srv.URL, failSrv.URL)), 0o640)
 	w.env = append(w.env, "HOPPER_CONFIG="+conf)
 	w.serve()
-	body, _ := batchtest.Mixed(5, 0, 0)
+	body, _ := batchtest.Mixed(5, 2, 4)
 	batchtest.Drop(w.t, w.spool, "evening", body)
 	waitFor(t, "the batch.done webhook", func() bool { return len(rc.of("evening")) == 1 })
 	if ev := rc.of("evening"); ev[0] != "batch.done" {
@@ -206,6 +208,16 @@ func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
 	}
 	if ev := rc.of("evening.000001"); len(ev) != 0 {
 		t.Errorf("a webhook filtered on batch.done got the lines' events: %v", ev)
+	}
+	// Lines are jobs: the one refused at expansion (malformed) and the one
+	// the target refused (unknown model) both send job.failed.
+	waitFor(t, "job.failed for lines 2 and 4", func() bool {
+		return len(failures.of("evening.000002")) == 1 && len(failures.of("evening.000004")) == 1
+	})
+	for _, id := range []string{"evening.000002", "evening.000004"} {
+		if ev := failures.of(id); ev[0] != "job.failed" {
+			t.Errorf("%s: events %v, want job.failed", id, ev)
+		}
 	}
 	waitFor(t, "the batch.done hook script", func() bool {
 		data, _ := os.ReadFile(logFile)
