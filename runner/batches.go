@@ -30,7 +30,7 @@ const batchTick = 500 * time.Millisecond
 const reconcileEvery = 5 * time.Second
 
 // abandonedEvery is how often batch records whose input never arrived are
-// looked for (spool.FailAbandonedBatches).
+// looked for, and stale cancel requests removed (spool.FailAbandonedBatches).
 const abandonedEvery = time.Minute
 
 // batches carries the spool's batches alongside the runner, in a goroutine

@@ -465,7 +465,10 @@ const AbandonedAfter = time.Minute
 // HTTP front on POST /v1/batches, killed in that instant): records still
 // validating, created before before, whose input is in neither new/ nor
 // batches/. It returns them, for their batch.done events. Only records
-// without an input beside them are read.
+// without an input beside them are read. It also removes cancel requests
+// written before before that nothing will act on — for a batch that has
+// ended, or whose file was taken out of new/ by hand — so a later batch
+// of the same name is not canceled by them.
 func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
 	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
 	if err != nil {
@@ -479,6 +482,21 @@ func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
 	}
 	var out []*Batch
 	var errs []error
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".cancel")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || !fi.ModTime().Before(before) {
+			continue
+		}
+		b, err := s.readBatch(name)
+		stale := (err == nil && b.State.Terminal()) ||
+			(errors.Is(err, fs.ErrNotExist) && !inputs[name] && !s.exists(DirNew, name+".jsonl"))
+		if stale {
+			_ = s.root.Remove(DirBatches + "/" + e.Name())
+		}
+	}
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || strings.HasPrefix(name, ".") || inputs[name] || s.exists(DirNew, name+".jsonl") {

@@ -449,6 +449,37 @@ func TestFailAbandonedBatches(t *testing.T) {
 	}
 }
 
+// A cancel request for a batch that is gone (its file taken out of new/ by
+// hand) or has ended is removed, so the next batch of that name runs.
+func TestStaleBatchCancelRequestsAreRemoved(t *testing.T) {
+	s := newSpool(t)
+	put(t, s, DirNew, "nightly.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	put(t, s, DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	for _, name := range []string{"nightly", "waiting"} {
+		if _, err := s.CancelBatch(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(s.Path(), DirNew, "nightly.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	ended := claimBatch(t, s, "ended", chatBatch(1))
+	expandAll(t, s, ended, 1000, false)
+	endLine(t, s, "ended.000001", `{}`, nil)
+	if err := s.FinishBatch(ended, nil); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, DirBatches, "ended.cancel", []byte("late\n")) // written as it ended
+	if _, err := s.FailAbandonedBatches(time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	wantNames(t, s, DirBatches, "ended.cancel", "ended.json", "ended.jsonl", "nightly.cancel", "waiting.cancel") // not old enough yet
+	if _, err := s.FailAbandonedBatches(time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantNames(t, s, DirBatches, "ended.json", "ended.jsonl", "waiting.cancel")
+}
+
 func TestBatchNameInUseNearTheLengthLimit(t *testing.T) {
 	body := jsonl(chatLine("a", "x"), chatLine("b", "y"))
 	long := strings.Repeat("n", maxBatchName) // the longest valid batch name
