@@ -170,7 +170,7 @@ func (s *Server) dropInJob(r *http.Request, req *dropInRequest) ([]byte, *httpEr
 	} else if _, ok := fields["priority"]; !ok {
 		fields["priority"] = json.RawMessage(strconv.Itoa(s.cfg.DropInPriority))
 	}
-	job, err := json.Marshal(fields)
+	job, err := spool.EncodeJSON(fields)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}

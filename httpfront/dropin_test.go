@@ -401,3 +401,24 @@ func TestDropInErrors(t *testing.T) {
 		}
 	})
 }
+
+// The job file keeps the text the client sent: <, > and & are not escaped
+// (a body full of markup must not grow past max_job_size on the way).
+func TestDropInJobKeepsMarkupAsSent(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	runner := newFakeRunner(t, sp)
+	status := make(chan int, 1)
+	go func() {
+		resp, _ := call(t, "POST", f.URL+"/api/chat", `{"model":"llama3.2","messages":[{"role":"user","content":"<b>fish & chips</b>"}],"stream":false}`)
+		status <- resp.StatusCode
+	}()
+	job := runner.next()
+	if !strings.Contains(string(job.rec.Job), `"content":"<b>fish & chips</b>"`) {
+		t.Errorf("job file: %s, want the content as sent", job.rec.Job)
+	}
+	job.start().done(chatReply)
+	if s := receive(t, status, "the answer"); s != 200 {
+		t.Errorf("status: got %d, want 200", s)
+	}
+}

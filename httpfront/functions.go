@@ -58,7 +58,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 		}
 		job["priority"] = p
 	}
-	data, err := json.Marshal(job)
+	data, err := spool.EncodeJSON(job)
 	if err != nil {
 		writeError(w, r, storageError("encode job", err))
 		return

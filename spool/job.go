@@ -237,11 +237,16 @@ func (j *Job) Request(extra map[string]json.RawMessage) ([]byte, error) {
 
 // marshalObject encodes a JSON object without escaping <, > and &, so
 // every value keeps the bytes it was submitted with.
-func marshalObject(obj map[string]json.RawMessage) ([]byte, error) {
+func marshalObject(obj map[string]json.RawMessage) ([]byte, error) { return EncodeJSON(obj) }
+
+// EncodeJSON is json.Marshal without escaping <, > and & (as \u003c and
+// so on): job files and requests keep the text people wrote, byte for
+// byte, and a body full of markup does not grow past max_job_size.
+func EncodeJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(obj); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil

@@ -168,7 +168,7 @@ functions with a schema, else the answer text.`,
 			if webhook != "" {
 				job["webhook"] = webhook
 			}
-			data, err := json.Marshal(job)
+			data, err := spool.EncodeJSON(job)
 			if err != nil {
 				return err
 			}

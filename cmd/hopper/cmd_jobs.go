@@ -105,13 +105,13 @@ func setFields(data []byte, set map[string]any) ([]byte, error) {
 		return nil, fmt.Errorf("job refused, nothing was queued: flags can only be combined with a JSON object")
 	}
 	for k, v := range set {
-		b, err := json.Marshal(v)
+		b, err := spool.EncodeJSON(v)
 		if err != nil {
 			return nil, err
 		}
 		obj[k] = b
 	}
-	return json.Marshal(obj)
+	return spool.EncodeJSON(obj)
 }
 
 // waitAndPrint waits for job id to finish and prints its answer; a failed
