@@ -287,7 +287,10 @@ func (bs *batches) step() bool {
 	}
 	bs.countEnded()
 	for _, t := range bs.active {
-		if bs.s.BatchCancelRequested(t.b.ID) {
+		// A record that says cancelling carries its request on: the
+		// .cancel file may be gone (removed by a person, or the request
+		// was recorded before a restart).
+		if t.b.State == spool.BatchCancelling || bs.s.BatchCancelRequested(t.b.ID) {
 			bs.cancel(t)
 		}
 		if paused || t.b.State != spool.BatchInProgress || t.b.Expanded >= t.b.Total {

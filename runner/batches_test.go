@@ -126,6 +126,22 @@ func TestBatchCancel(t *testing.T) {
 // A line canceled by a person (hopper cancel ID: the runner never sees it
 // end) still lets its batch complete, while other work keeps the queue
 // busy.
+// A record left cancelling whose .cancel file is gone (a person removed
+// it, or the runner restarted after recording the request) still ends.
+func TestBatchCancellingWithoutItsRequestFileEnds(t *testing.T) {
+	h := newHarness(t, nil)
+	b := h.prepared("cx", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n")
+	now := time.Now().UTC()
+	b.State, b.CancellingAt = spool.BatchCancelling, &now
+	if err := h.s.WriteBatch(b, false); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	if b := h.waitBatch("cx"); b.State != spool.BatchCancelled || b.Ended() != 2 {
+		t.Fatalf("batch: %+v", b)
+	}
+}
+
 func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	h := newHarness(t, nil, ollamatest.WithTokenDelay(20*time.Millisecond), ollamatest.WithTokens(5))
 	for i := range 60 {
