@@ -142,6 +142,36 @@ func TestBatchCancellingWithoutItsRequestFileEnds(t *testing.T) {
 	}
 }
 
+// A nightly batch whose name is free again (the batch pruned with done's
+// retention) while a failed line of it is kept must not be answered with
+// that old line: the new batch gets a name of its own.
+func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	batchtest.Drop(t, h.s.Path(), "nightly", `{"custom_id":"a","model":"m1","prompt":"1"}`+"\n"+`{"custom_id":"b","model":"nosuchmodel","prompt":"2"}`+"\n")
+	if b := h.waitBatch("nightly"); b.State != spool.BatchCompleted || b.Failed != 1 {
+		t.Fatalf("first night: %+v", b)
+	}
+	if p, err := h.s.Prune(time.Now().Add(time.Hour), spool.StateDone); err != nil || p.Batches != 1 {
+		t.Fatalf("prune: %+v, %v", p, err)
+	}
+	batchtest.Drop(t, h.s.Path(), "nightly", `{"custom_id":"a","model":"m1","prompt":"1"}`+"\n"+`{"custom_id":"b","model":"m1","prompt":"2"}`+"\n")
+	var second *spool.Batch
+	eventually(t, "the second night's batch to end", func() bool {
+		list, _ := h.s.ListBatches()
+		for _, b := range list {
+			if b.Source == "nightly.jsonl" && b.State.Terminal() {
+				second = b
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(second.ID, "nightly.") || second.State != spool.BatchCompleted || second.Done != 2 || second.Failed != 0 {
+		t.Errorf("second night: %+v, want its own name and both lines done", second)
+	}
+}
+
 func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	h := newHarness(t, nil, ollamatest.WithTokenDelay(20*time.Millisecond), ollamatest.WithTokens(5))
 	for i := range 60 {

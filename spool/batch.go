@@ -562,8 +562,9 @@ func (s *Spool) uniqueBatchName(stem string) string {
 	return stem + "." + id
 }
 
-// batchTaken reports whether a batch or a batch's output or first line
-// already uses the name; with queued set, a batch file waiting in new/ too.
+// batchTaken reports whether a batch, its output or any of its lines'
+// records already uses the name; with queued set, a batch file waiting in
+// new/ too.
 func (s *Spool) batchTaken(name string, queued bool) bool {
 	if queued && s.exists(DirNew, name+".jsonl") {
 		return true
@@ -571,8 +572,27 @@ func (s *Spool) batchTaken(name string, queued bool) bool {
 	if s.exists(DirBatches, name+".json") || s.exists(DirBatches, name+".jsonl") || s.exists(DirDone, name+".jsonl") {
 		return true
 	}
-	first := (&Batch{ID: name}).LineID(1)
-	return s.taken(first) || s.exists(DirNew, first+".json")
+	return s.linesLeft(name)
+}
+
+// linesLeft reports whether a job of a batch named name is in the spool,
+// in any state: a new batch of that name would collide with its records
+// (the batch itself may be pruned while its failed lines are kept).
+func (s *Spool) linesLeft(name string) bool {
+	prefix := name + "."
+	for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold, DirDone, DirFailed} {
+		entries, _ := fs.ReadDir(s.root.FS(), d)
+		for _, e := range entries {
+			id, ok := strings.CutSuffix(e.Name(), ".json")
+			if !ok || !strings.HasPrefix(id, prefix) {
+				continue
+			}
+			if b, _, ok := LineOf(id); ok && b == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // WriteBatch rewrites batches/ID.json, fsynced when sync is set.
