@@ -172,6 +172,45 @@ func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
 	}
 }
 
+// A batch whose input a person removed still ends: the lines queued
+// before run and are answered (custom_ids from their records), the rest
+// never run and the record says why.
+func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
+	body := `{"custom_id": "a", "model": "m1", "prompt": "1"}` + "\n" + `{"custom_id": "b", "model": "m1", "prompt": "2"}` + "\n" + `{"custom_id": "c", "model": "m1", "prompt": "3"}` + "\n"
+	h := newHarness(t, nil)
+	b := h.prepared("rm", body) // all three lines queued
+	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirBatches, "rm.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	b = h.waitBatch("rm")
+	if b.State != spool.BatchCompleted || b.Total != 3 || b.Done != 3 {
+		t.Fatalf("batch: %+v", b)
+	}
+	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	for i, want := range []string{"a", "b", "c"} {
+		if out[i].CustomID == nil || *out[i].CustomID != want || out[i].Failed() {
+			t.Errorf("line %d: %+v, want custom_id %q answered", i+1, out[i], want)
+		}
+	}
+
+	// Removed before any line was queued: the batch ends with none, and says so.
+	h2 := newHarness(t, nil)
+	batchtest.Drop(t, h2.s.Path(), "early", body)
+	if _, err := h2.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: "early.jsonl"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h2.s.Path(), spool.DirBatches, "early.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	h2.start()
+	b = h2.waitBatch("early")
+	if b.State != spool.BatchCompleted || b.Total != 0 || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" ||
+		!strings.Contains(b.Errors[0].Message, "0 of its 3 lines were queued") {
+		t.Errorf("batch: %+v", b)
+	}
+}
+
 func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	h := newHarness(t, nil, ollamatest.WithTokenDelay(20*time.Millisecond), ollamatest.WithTokens(5))
 	for i := range 60 {

@@ -714,6 +714,14 @@ func (s *Spool) ValidateBatch(b *Batch) error {
 // and before the record said so. It returns the number of lines handled.
 func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad func(line int)) (int, error) {
 	f, err := s.openRegular(b.Input)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The input was removed while the batch ran: the lines not yet
+		// queued can never run, and the batch ends with the rest.
+		b.Errors = append(b.Errors, BatchError{Code: "input_missing", Message: fmt.Sprintf(
+			"%s was removed while the batch ran: %d of its %d lines were queued, the rest never ran", b.Input, b.Expanded, b.Total)})
+		b.Total = b.Expanded
+		return 0, s.WriteBatch(b, true)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
 	}

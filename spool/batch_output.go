@@ -125,11 +125,17 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 			return err
 		}
 	}
+	// Without its input (removed by hand) the output is written all the
+	// same, each line's custom_id taken from its record.
+	var lr *lineReader
 	in, err := s.openRegular(b.Input)
-	if err != nil {
+	switch {
+	case err == nil:
+		defer in.Close()
+		lr = newLineReader(in, s.opts.MaxJobSize, 0)
+	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
 	}
-	defer in.Close()
 	out, err := s.createTmp("output." + b.ID)
 	if err != nil {
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
@@ -142,25 +148,30 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 		}
 	}()
 
-	lr := newLineReader(in, s.opts.MaxJobSize, 0)
 	done, failed := 0, 0
 	var enc bytes.Buffer
 	for i := 1; i <= b.Total; i++ {
-		line, tooLong, err := lr.next()
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("finish batch %s: %w", b.ID, err)
-		}
-		var custom *string
-		if err == nil && !tooLong {
-			if id, ok := customID(line); ok {
-				custom = &id
-			}
-		}
 		id := b.LineID(i)
 		var rec *Record
 		where := "never queued"
 		if i <= b.Expanded {
 			rec, where = s.lineRecord(id)
+		}
+		var custom *string
+		if lr != nil {
+			line, tooLong, err := lr.next()
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("finish batch %s: %w", b.ID, err)
+			}
+			if err == nil && !tooLong {
+				if c, ok := customID(line); ok {
+					custom = &c
+				}
+			}
+		} else if rec != nil {
+			if c, ok := customID(rec.Job); ok {
+				custom = &c
+			}
 		}
 		ol := outputLine(id, custom, rec, where, canceled)
 		enc.Reset()
@@ -313,6 +324,18 @@ func (s *Spool) ActiveBatches() ([]*Batch, error) {
 		}
 		if !b.State.Terminal() {
 			b.Input = DirBatches + "/" + e.Name()
+			out = append(out, b)
+		}
+	}
+	// A batch under way whose input was removed by hand ends all the same
+	// (a validating one without input is FailAbandonedBatches' to end).
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") || s.exists(DirBatches, name+".jsonl") {
+			continue
+		}
+		if b, err := s.readBatch(name); err == nil && !b.State.Terminal() && b.State != BatchValidating {
+			b.Input = DirBatches + "/" + name + ".jsonl"
 			out = append(out, b)
 		}
 	}
