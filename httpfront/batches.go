@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -170,6 +171,10 @@ type served struct {
 	obj    fileObject
 	path   string // relative to the spool
 	upload bool   // uploaded, rather than one of a batch's own
+	// succeeded serves only the lines of path that succeeded: OpenAI's
+	// output file, whose failed lines are in the error file (done/NAME.jsonl
+	// holds them all).
+	succeeded bool
 }
 
 // batchFileID splits a batch's own file ID into its prefix and the batch.
@@ -227,8 +232,11 @@ func (s *Server) batchFile(b *spool.Batch, prefix string) (*served, error) {
 			f.obj.Filename = b.Source
 		}
 	case fileOutPrefix:
+		if b.Done == 0 {
+			return nil, fmt.Errorf("%s%s: no line succeeded: %w", prefix, b.ID, fs.ErrNotExist)
+		}
 		paths = []string{spool.DirDone + "/" + b.ID + ".jsonl"}
-		f.obj.Filename = b.ID + "_output.jsonl"
+		f.obj.Filename, f.succeeded = b.ID+"_output.jsonl", true
 	case fileErrPrefix:
 		paths = []string{spool.DirFailed + "/" + b.ID + ".errors.jsonl"}
 		f.obj.Filename = b.ID + "_error.jsonl"
@@ -245,6 +253,11 @@ func (s *Server) batchFile(b *spool.Batch, prefix string) (*served, error) {
 			return nil, fmt.Errorf("%s is not a regular file: %w", p, fs.ErrNotExist)
 		}
 		f.path, f.obj.Bytes, f.obj.CreatedAt = p, fi.Size(), fi.ModTime().Unix()
+		if f.succeeded {
+			if f.obj.Bytes, err = s.succeeded.size(s.sp, p, fi); err != nil {
+				return nil, err
+			}
+		}
 		if prefix == fileInPrefix {
 			f.obj.CreatedAt = b.CreatedAt.Unix()
 		}
@@ -455,7 +468,7 @@ func (s *Server) allFiles() ([]fileObject, error) {
 		if b.InputFileID == "" {
 			prefixes = append(prefixes, fileInPrefix)
 		}
-		if b.Output != "" {
+		if b.Output != "" && b.Done > 0 {
 			prefixes = append(prefixes, fileOutPrefix)
 		}
 		if b.ErrorsFile != "" {
@@ -480,9 +493,9 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	writeObject(w, r, f.obj)
 }
 
-// deleteFile serves DELETE /v1/files/{id}. Only uploads are deleted: a
-// batch made from one keeps its input. A batch's own files go with the
-// batch.
+// deleteFile serves DELETE /v1/files/{id}: an upload (a batch made from
+// it keeps its input), or one of an ended batch's own files, which the
+// batch then no longer names. A batch under way keeps its files.
 func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	f, e := s.lookupFile(id)
@@ -490,13 +503,18 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	if !f.upload {
+	var err error
+	if f.upload {
+		err = s.sp.DeleteFile(id)
+	} else {
 		_, name, _ := batchFileID(id)
-		writeError(w, r, oaError(http.StatusBadRequest, "",
-			"%s belongs to batch %s and is kept as long as the batch; only uploaded files can be deleted", id, name))
-		return
+		err = s.sp.DeleteBatchFile(name, f.path)
+		if errors.Is(err, spool.ErrBatchRunning) {
+			writeError(w, r, oaError(http.StatusBadRequest, "",
+				"%s belongs to batch %s, which has not ended; cancel it or wait, then delete the file", id, name))
+			return
+		}
 	}
-	err := s.sp.DeleteFile(id)
 	if errors.Is(err, spool.ErrNotFound) {
 		writeError(w, r, noSuchFile(id))
 		return
@@ -545,7 +563,54 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
 	if cd := mime.FormatMediaType("attachment", map[string]string{"filename": f.obj.Filename}); cd != "" {
 		w.Header().Set("Content-Disposition", cd)
 	}
+	if f.succeeded {
+		w.Header().Set("Content-Length", strconv.FormatInt(f.obj.Bytes, 10))
+		if _, err := spool.CopySucceeded(w, file); err != nil {
+			s.log.Warn("output file cut short", "file", id, "err", err)
+		}
+		return
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), file)
+}
+
+// succeededSizes remembers the size of the succeeded lines of each batch
+// output served, by the output's size and time, so listing files does not
+// read every output each time.
+type succeededSizes struct {
+	mu sync.Mutex
+	m  map[string]succeededSize
+}
+
+type succeededSize struct {
+	size, succeeded int64
+	mod             time.Time
+}
+
+// size returns how many bytes the succeeded lines of the output at path
+// (whose FileInfo is fi) take.
+func (c *succeededSizes) size(sp *spool.Spool, path string, fi fs.FileInfo) (int64, error) {
+	c.mu.Lock()
+	e, ok := c.m[path]
+	c.mu.Unlock()
+	if ok && e.size == fi.Size() && e.mod.Equal(fi.ModTime()) {
+		return e.succeeded, nil
+	}
+	f, err := sp.Root().Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := spool.CopySucceeded(io.Discard, f)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]succeededSize{}
+	}
+	c.m[path] = succeededSize{size: fi.Size(), succeeded: n, mod: fi.ModTime()}
+	c.mu.Unlock()
+	return n, nil
 }
 
 // batchObject is OpenAI's batch object.
@@ -610,7 +675,7 @@ func toBatchObject(b *spool.Batch) *batchObject {
 	if o.InputFileID == "" {
 		o.InputFileID = fileInPrefix + b.ID
 	}
-	if b.Output != "" {
+	if b.Output != "" && b.Done > 0 {
 		id := fileOutPrefix + b.ID
 		o.OutputFileID = &id
 	}
@@ -814,7 +879,10 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, noSuchBatch(id))
 		return
 	case errors.Is(err, spool.ErrBatchEnded):
-		writeError(w, r, oaError(http.StatusConflict, "", "Cannot cancel a batch with status '%s'.", b.State))
+		e := oaError(http.StatusConflict, "", "Cannot cancel a batch with status '%s'.", b.State)
+		// The official SDKs retry 409 unless told it will not change.
+		e.header = http.Header{"X-Should-Retry": {"false"}}
+		writeError(w, r, e)
 		return
 	case err != nil:
 		writeError(w, r, storageError("cancel batch", err))

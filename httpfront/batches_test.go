@@ -89,6 +89,15 @@ func runBatch(t *testing.T, sp *spool.Spool, name string, answer func(line int, 
 }
 
 // outputLines reads a batch output file.
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func outputLines(t *testing.T, r io.Reader) []spool.BatchOutputLine {
 	t.Helper()
 	var out []spool.BatchOutputLine
@@ -176,16 +185,19 @@ func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := outputLines(t, resp.Body)
+	// As OpenAI's: the output file holds the lines that succeeded, the
+	// error file the others (done/NAME.jsonl on disk holds both).
+	content, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if len(out) != 2 || *out[0].CustomID != "a" || *out[1].CustomID != "b" {
+	out := outputLines(t, bytes.NewReader(content))
+	if len(out) != 1 || *out[0].CustomID != "a" {
 		t.Fatalf("output = %+v", out)
 	}
 	if out[0].Response == nil || out[0].Response.StatusCode != 200 || !bytes.Contains(out[0].Response.Body, []byte(`"content":"hi"`)) {
 		t.Errorf("line 1 = %+v", out[0])
 	}
-	if out[1].Response == nil || out[1].Response.StatusCode != 503 {
-		t.Errorf("line 2 = %+v", out[1])
+	if all := outputLines(t, bytes.NewReader(mustRead(t, filepath.Join(sp.Path(), "done", b.ID+".jsonl")))); len(all) != 2 {
+		t.Errorf("done/%s.jsonl holds %d lines, want both", b.ID, len(all))
 	}
 
 	resp, err = c.Files.Content(ctx, b.ErrorFileID)
@@ -194,7 +206,7 @@ func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
 	}
 	errs := outputLines(t, resp.Body)
 	resp.Body.Close()
-	if len(errs) != 1 || *errs[0].CustomID != "b" {
+	if len(errs) != 1 || *errs[0].CustomID != "b" || errs[0].Response == nil || errs[0].Response.StatusCode != 503 {
 		t.Errorf("errors file = %+v", errs)
 	}
 
@@ -202,8 +214,8 @@ func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if of.Purpose != "batch_output" || of.Filename != b.ID+"_output.jsonl" || of.Bytes == 0 {
-		t.Errorf("output file = %s", of.RawJSON())
+	if of.Purpose != "batch_output" || of.Filename != b.ID+"_output.jsonl" || of.Bytes != int64(len(content)) {
+		t.Errorf("output file = %s, want bytes %d", of.RawJSON(), len(content))
 	}
 
 	page, err := c.Batches.List(ctx, openai.BatchListParams{})
@@ -219,6 +231,10 @@ func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
 		e := apiError(t, err)
 		if e.StatusCode != http.StatusConflict || e.Type != "invalid_request_error" || !strings.Contains(e.Message, "'completed'") {
 			t.Errorf("got %d %s %q", e.StatusCode, e.Type, e.Message)
+		}
+		// The SDKs retry a 409 unless told not to.
+		if got := e.Response.Header.Get("X-Should-Retry"); got != "false" {
+			t.Errorf("X-Should-Retry: %q, want false", got)
 		}
 	})
 }
@@ -367,9 +383,50 @@ func TestDeleteFile(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(data), `"custom_id":"a"`) {
 		t.Errorf("batch input after the upload was deleted: %d %s", resp.StatusCode, data)
 	}
+	// A batch under way keeps its own files.
 	_, err = c.Files.Delete(ctx, "file-in-"+b.ID)
-	if e := apiError(t, err); e.StatusCode != http.StatusBadRequest {
-		t.Errorf("delete a batch's own file: %d", e.StatusCode)
+	if e := apiError(t, err); e.StatusCode != http.StatusBadRequest || !strings.Contains(e.Message, "has not ended") {
+		t.Errorf("delete a running batch's own file: %d %q", e.StatusCode, e.Message)
+	}
+
+	// Once it ended, every file GET /v1/files lists can be deleted, as a
+	// cleanup loop over files.list expects; the batch stops naming them.
+	runBatch(t, sp, b.ID, func(line int, j *fakeJob) {
+		j.start().fail(spool.KindTarget, "no", 503)
+	})
+	done := upload(t, c, jsonl(chatLine("ok", "x"), chatLine("bad", "y")))
+	b2 := newBatch(t, c, done.ID)
+	runBatch(t, sp, b2.ID, func(line int, j *fakeJob) {
+		if line == 1 {
+			j.start().done(`{"object":"chat.completion"}`)
+			return
+		}
+		j.start().fail(spool.KindTarget, "no", 503)
+	})
+	iter := c.Files.ListAutoPaging(ctx, openai.FileListParams{})
+	var listed []string
+	for iter.Next() {
+		listed = append(listed, iter.Current().ID)
+	}
+	if err := iter.Err(); err != nil || len(listed) != 4 { // the first batch's input and errors, the second's output and errors
+		t.Errorf("listed %v, %v", listed, err)
+	}
+	for _, id := range listed {
+		if _, err := c.Files.Delete(ctx, id); err != nil {
+			t.Errorf("delete listed %s: %v", id, err)
+		}
+	}
+	if page, err := c.Files.List(ctx, openai.FileListParams{}); err != nil || len(page.Data) != 0 {
+		t.Errorf("files after deleting every listed one: %v %v", page, err)
+	}
+	got, err := c.Batches.Get(ctx, b2.ID)
+	if err != nil || got.Status != openai.BatchStatusCompleted || got.OutputFileID != "" || got.ErrorFileID != "" {
+		t.Errorf("batch after its files were deleted: %v %v", got, err)
+	}
+	for _, p := range []string{"done/" + b2.ID + ".jsonl", "failed/" + b2.ID + ".errors.jsonl"} {
+		if _, err := os.Stat(filepath.Join(sp.Path(), p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after its file was deleted: %v", p, err)
+		}
 	}
 }
 

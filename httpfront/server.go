@@ -36,6 +36,8 @@ type Server struct {
 	metrics *metrics
 	waiters chan struct{} // a slot per request waiting on a job
 
+	succeeded succeededSizes // of the batch outputs served as OpenAI output files
+
 	// quit is closed when shutdown begins: long-polls and output streams
 	// answer at once.
 	quit     chan struct{}

@@ -404,3 +404,59 @@ func (s *Spool) pruneBatches(cutoff time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// CopySucceeded copies the lines of a batch output (done/NAME.jsonl) that
+// succeeded from r to w: OpenAI's output file, whose other lines are in its
+// error file. It returns the bytes written.
+func CopySucceeded(w io.Writer, r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var n int64
+	for {
+		line, err := br.ReadBytes('\n')
+		var l BatchOutputLine
+		if len(line) > 0 && json.Unmarshal(line, &l) == nil && !l.Failed() {
+			m, werr := w.Write(line)
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// ErrBatchRunning means a batch has not ended, so its files stay.
+var ErrBatchRunning = errors.New("the batch has not ended")
+
+// DeleteBatchFile removes one of batch name's own files, path (relative to
+// the spool: its input, output or errors file), once the batch has ended;
+// the record stops naming an output or errors file it no longer has.
+func (s *Spool) DeleteBatchFile(name, path string) error {
+	b, err := s.GetBatch(name)
+	if err != nil {
+		return err
+	}
+	if !b.State.Terminal() {
+		return fmt.Errorf("delete %s: %w (%s)", path, ErrBatchRunning, b.State)
+	}
+	if err := s.root.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return notFoundf("no file %s", path)
+		}
+		return fmt.Errorf("delete %s: %w", path, err)
+	}
+	switch path {
+	case b.Output:
+		b.Output = ""
+	case b.ErrorsFile:
+		b.ErrorsFile = ""
+	default:
+		return nil
+	}
+	return s.WriteBatch(b, true)
+}

@@ -282,16 +282,19 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 	}
 	data, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	batchtest.CheckMixed(t, batchtest.Parse(t, data), b.ID, ids, 321, 654)
+	out := batchtest.Parse(t, data)
 	resp, err = oc.Files.Content(ctx, b.ErrorFileID)
 	if err != nil {
 		t.Fatalf("Files.Content(errors): %v", err)
 	}
 	data, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if errs := batchtest.Parse(t, data); len(errs) != 2 {
-		t.Errorf("error file has %d lines, want 2", len(errs))
+	errs := batchtest.Parse(t, data)
+	if len(out) != 998 || len(errs) != 2 {
+		t.Errorf("output file has %d lines, error file %d; want 998 and 2", len(out), len(errs))
 	}
+	batchtest.CheckOpenAIFiles(t, out, errs, b.ID, ids, 321, 654)
+	batchtest.CheckMixed(t, batchtest.Read(t, filepath.Join(w.spool, "done", b.ID+".jsonl")), b.ID, ids, 321, 654)
 	page, err := oc.Batches.List(ctx, openai.BatchListParams{})
 	if err != nil || len(page.Data) != 1 || page.Data[0].ID != b.ID {
 		t.Errorf("Batches.List: %+v, %v", page, err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,4 +134,25 @@ func Drop(t testing.TB, spoolDir, name, body string) {
 	if err := os.Rename(tmp, filepath.Join(dir, name+".jsonl")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// CheckOpenAIFiles checks a Mixed batch's output and error files as the
+// OpenAI API serves them: the output file holds the lines that succeeded,
+// the error file the others, and together, in line order, they are what
+// CheckMixed wants.
+func CheckOpenAIFiles(t testing.TB, out, errs []spool.BatchOutputLine, name string, ids []string, bad, unknown int) {
+	t.Helper()
+	for _, l := range out {
+		if l.Failed() {
+			t.Errorf("the output file holds line %s, which failed", l.ID)
+		}
+	}
+	for _, l := range errs {
+		if !l.Failed() {
+			t.Errorf("the error file holds line %s, which succeeded", l.ID)
+		}
+	}
+	all := append(slices.Clone(out), errs...)
+	slices.SortFunc(all, func(a, b spool.BatchOutputLine) int { return strings.Compare(a.ID, b.ID) })
+	CheckMixed(t, all, name, ids, bad, unknown)
 }

@@ -48,5 +48,12 @@ func TestOpenAIBatchThroughHopper(t *testing.T) {
 	}
 	data, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	batchtest.CheckMixed(t, batchtest.Parse(t, data), b.ID, ids, 5, 9)
+	out := batchtest.Parse(t, data)
+	resp, err = oc.Files.Content(ctx, b.ErrorFileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	batchtest.CheckOpenAIFiles(t, out, batchtest.Parse(t, data), b.ID, ids, 5, 9)
 }
