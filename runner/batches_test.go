@@ -178,12 +178,12 @@ func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
 func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	body := `{"custom_id": "a", "model": "m1", "prompt": "1"}` + "\n" + `{"custom_id": "b", "model": "m1", "prompt": "2"}` + "\n" + `{"custom_id": "c", "model": "m1", "prompt": "3"}` + "\n"
 	h := newHarness(t, nil)
-	b := h.prepared("rm", body) // all three lines queued
+	h.prepared("rm", body) // all three lines queued
 	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirBatches, "rm.jsonl")); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
-	b = h.waitBatch("rm")
+	b := h.waitBatch("rm")
 	if b.State != spool.BatchCompleted || b.Total != 3 || b.Done != 3 {
 		t.Fatalf("batch: %+v", b)
 	}
