@@ -736,23 +736,58 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, oaError(http.StatusBadRequest, "", "file %s has purpose %q; a batch needs a file uploaded with purpose %q", meta.ID, meta.Purpose, purposeBatch))
 		return
 	}
-	b, err := s.sp.SubmitBatchFile(meta.ID, spool.BatchOptions{
-		Name:             "batch_" + s.sp.NewID(),
-		Origin:           spool.OriginHTTP,
-		Endpoint:         *req.Endpoint,
-		CompletionWindow: *req.CompletionWindow,
-		Metadata:         req.Metadata,
-	})
-	var refused *spool.BatchRefusedError
-	switch {
-	case errors.As(err, &refused):
-		writeError(w, r, refusedBatch(refused))
-		return
-	case errors.Is(err, spool.ErrNotFound):
-		writeError(w, r, noSuchFile(meta.ID)) // deleted meanwhile
-		return
-	case err != nil:
-		writeError(w, r, storageError("submit batch", err))
+	var b *spool.Batch
+	submit := func(name string) *httpError {
+		var err error
+		b, err = s.sp.SubmitBatchFile(meta.ID, spool.BatchOptions{
+			Name:             name,
+			Origin:           spool.OriginHTTP,
+			Endpoint:         *req.Endpoint,
+			CompletionWindow: *req.CompletionWindow,
+			Metadata:         req.Metadata,
+		})
+		var refused *spool.BatchRefusedError
+		switch {
+		case errors.As(err, &refused):
+			return refusedBatch(refused)
+		case errors.Is(err, spool.ErrNotFound):
+			return noSuchFile(meta.ID) // deleted meanwhile
+		case err != nil:
+			return storageError("submit batch", err)
+		}
+		return nil
+	}
+	newName := func() string { return "batch_" + s.sp.NewID() }
+	// The SDKs send an Idempotency-Key and retry a create whose answer was
+	// lost: the retry gets the batch the first request made.
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > MaxKeyLen {
+			writeError(w, r, oaError(http.StatusBadRequest, "", "the idempotency key is %d bytes; at most %d are allowed", len(key), MaxKeyLen))
+			return
+		}
+		_, replayed, e := s.idempotent("POST /v1/batches\x00"+key, body, "batch", newName, submit,
+			func(id string) (bool, error) {
+				var err error
+				b, err = s.sp.GetBatch(id)
+				if errors.Is(err, spool.ErrNotFound) {
+					return false, nil
+				}
+				return err == nil, err
+			})
+		if e != nil {
+			if e.oaType == "" && e.status < 500 {
+				e.oaType = "invalid_request_error"
+			}
+			writeError(w, r, e)
+			return
+		}
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeObject(w, r, toBatchObject(b))
+			return
+		}
+	} else if e := submit(newName()); e != nil {
+		writeError(w, r, e)
 		return
 	}
 	s.log.Info("batch queued", "batch", b.ID, "file", meta.ID, "remote", r.RemoteAddr)

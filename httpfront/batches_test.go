@@ -600,3 +600,35 @@ func TestRefusedBatchShowsItsErrors(t *testing.T) {
 		t.Errorf("error = %s", e.RawJSON())
 	}
 }
+
+// An SDK retrying POST /v1/batches after losing the answer sends the same
+// Idempotency-Key: it gets the batch the first request made, not a second.
+func TestCreateBatchHonoursIdempotencyKey(t *testing.T) {
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	c := openaiClient(f.URL)
+	file := upload(t, c, jsonl(chatLine("a", "x")))
+	body := `{"input_file_id":"` + file.ID + `","endpoint":"/v1/chat/completions","completion_window":"24h"}`
+	resp, first := call(t, "POST", f.URL+"/v1/batches", body, "Idempotency-Key", "stainless-retry-1")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first: %d %s", resp.StatusCode, first)
+	}
+	id := decode[map[string]any](t, first)["id"]
+	resp, again := call(t, "POST", f.URL+"/v1/batches", body, "Idempotency-Key", "stainless-retry-1")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "true" || decode[map[string]any](t, again)["id"] != id {
+		t.Errorf("retry: %d %s, want batch %v replayed", resp.StatusCode, again, id)
+	}
+	if list, err := sp.ListBatches(); err != nil || len(list) != 1 {
+		t.Errorf("batches: %d, %v; want 1", len(list), err)
+	}
+	other := `{"input_file_id":"` + file.ID + `","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"x":"y"}}`
+	resp, data := call(t, "POST", f.URL+"/v1/batches", other, "Idempotency-Key", "stainless-retry-1")
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(data), "different request body") ||
+		!strings.Contains(string(data), `"type":"invalid_request_error"`) {
+		t.Errorf("same key, other body: %d %s", resp.StatusCode, data)
+	}
+	// Without a key, each create is a batch of its own.
+	if resp, data := call(t, "POST", f.URL+"/v1/batches", body); resp.StatusCode != http.StatusOK || decode[map[string]any](t, data)["id"] == id {
+		t.Errorf("without a key: %d %s", resp.StatusCode, data)
+	}
+}

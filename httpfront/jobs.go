@@ -175,42 +175,71 @@ func badJob(err error) *httpError {
 // submitOnce submits body under an idempotency key. It returns the new
 // job's ID, or the record of the job the key already names (replay).
 func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.Record, e *httpError) {
+	var rec *spool.Record
+	id, replayed, e := s.idempotent(key, body, "job", s.sp.NewID,
+		func(id string) *httpError {
+			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id, Origin: spool.OriginHTTP}); err != nil {
+				return badJob(err)
+			}
+			return nil
+		},
+		func(id string) (bool, error) {
+			r, err := s.record(id)
+			if errors.Is(err, spool.ErrNotFound) {
+				return false, nil
+			}
+			rec = r
+			return err == nil, err
+		})
+	if replayed {
+		return "", rec, nil
+	}
+	return id, nil, e
+}
+
+// idempotent makes one thing under an idempotency key, with Stripe's
+// semantics: the first request with the key makes it (make, under a new
+// name from newName); a later one with the same body is a replay of what
+// the first made, once exists finds it; the key with another body is 422.
+// what names the thing in messages.
+func (s *Server) idempotent(key string, body []byte, what string, newName func() string,
+	make func(id string) *httpError, exists func(id string) (bool, error)) (id string, replayed bool, e *httpError) {
 	hash := bodyHash(body)
 	for try := 0; try < 3; try++ {
-		id = s.sp.NewID()
+		id = newName()
 		old, err := s.keys.claim(key, hash, id)
 		if err != nil {
-			return "", nil, storageError("idempotency key", err)
+			return "", false, storageError("idempotency key", err)
 		}
 		if old == nil {
-			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id, Origin: spool.OriginHTTP}); err != nil {
+			if e := make(id); e != nil {
 				s.keys.release(key)
-				return "", nil, badJob(err)
+				return "", false, e
 			}
-			return id, nil, nil
+			return id, false, nil
 		}
 		if old.BodyHash != hash {
-			e := errorf(http.StatusUnprocessableEntity, "the idempotency key %q was already used for job %s with a different request body; use a new key for a new job", key, old.ID)
+			e := errorf(http.StatusUnprocessableEntity, "the idempotency key %q was already used for %s %s with a different request body; use a new key for a new %s", key, what, old.ID, what)
 			e.extra = map[string]any{"id": old.ID}
-			return "", nil, e
+			return "", false, e
 		}
-		rec, err := s.record(old.ID)
-		if err == nil {
-			return "", rec, nil
+		ok, err := exists(old.ID)
+		if err != nil {
+			return "", false, storageError("read "+what, err)
 		}
-		if !errors.Is(err, spool.ErrNotFound) {
-			return "", nil, storageError("read job", err)
+		if ok {
+			return old.ID, true, nil
 		}
 		if s.cfg.Now().Sub(old.CreatedAt) < keyInFlight {
 			e := errorf(http.StatusConflict, "a request with the idempotency key %q is still being handled; try again shortly", key)
 			e.header = http.Header{"Retry-After": {"1"}}
-			return "", nil, e
+			return "", false, e
 		}
-		// The key names a job that no longer exists (pruned, or its
-		// submit never completed): the key is free again.
+		// The key names something that no longer exists (pruned, or
+		// its making never completed): the key is free again.
 		s.keys.release(key)
 	}
-	return "", nil, errorf(http.StatusConflict, "the idempotency key %q is contended; try again", key)
+	return "", false, errorf(http.StatusConflict, "the idempotency key %q is contended; try again", key)
 }
 
 // getJob serves GET /jobs/{id}; ?wait=30s (or ?wait=30) long-polls until
