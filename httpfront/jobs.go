@@ -198,12 +198,12 @@ func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.R
 }
 
 // idempotent makes one thing under an idempotency key, with Stripe's
-// semantics: the first request with the key makes it (make, under a new
+// semantics: the first request with the key makes it (create, under a new
 // name from newName); a later one with the same body is a replay of what
 // the first made, once exists finds it; the key with another body is 422.
 // what names the thing in messages.
 func (s *Server) idempotent(key string, body []byte, what string, newName func() string,
-	make func(id string) *httpError, exists func(id string) (bool, error)) (id string, replayed bool, e *httpError) {
+	create func(id string) *httpError, exists func(id string) (bool, error)) (id string, replayed bool, e *httpError) {
 	hash := bodyHash(body)
 	for try := 0; try < 3; try++ {
 		id = newName()
@@ -212,7 +212,7 @@ func (s *Server) idempotent(key string, body []byte, what string, newName func()
 			return "", false, storageError("idempotency key", err)
 		}
 		if old == nil {
-			if e := make(id); e != nil {
+			if e := create(id); e != nil {
 				s.keys.release(key)
 				return "", false, e
 			}

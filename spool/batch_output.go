@@ -361,8 +361,11 @@ func (s *Spool) openBatches() map[string]bool {
 
 // ended is when the batch ended, or the zero time if it has not.
 func (b *Batch) ended() time.Time {
+	if !b.State.Terminal() {
+		return time.Time{}
+	}
 	for _, t := range []*time.Time{b.CompletedAt, b.CancelledAt, b.FailedAt} {
-		if t != nil && b.State.Terminal() {
+		if t != nil {
 			return *t
 		}
 	}
