@@ -31,6 +31,8 @@ type metrics struct {
 	loads    *prometheus.CounterVec
 
 	jobs, oldest, targetUp, paused, waiters, batches *prometheus.Desc
+	// Per target, as the running serve publishes it (.hopper/targets.json).
+	laneUp, laneSlots, laneInUse, laneDone, laneFailed, laneLoads, laneLoadSeconds, laneResident *prometheus.Desc
 }
 
 // jobBuckets span a fast embedding to a long generation, in seconds.
@@ -73,6 +75,17 @@ func newMetrics(s *Server) *metrics {
 			"Batches by state (validating, in_progress, finalizing, completed, failed, cancelling, cancelled), counted at scrape time.",
 			[]string{"state"}, nil),
 	}
+	lane := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help+" From the running serve, per target.", append([]string{"target"}, labels...), nil)
+	}
+	m.laneUp = lane("hopper_lane_up", "Whether the target answers (1) or its lane is stopped until it does (0).")
+	m.laneSlots = lane("hopper_lane_slots", "Requests the lane may have in flight at once (parallel).")
+	m.laneInUse = lane("hopper_lane_slots_in_use", "Requests in flight on the lane now.")
+	m.laneDone = lane("hopper_lane_jobs_done_total", "Jobs the lane finished done since serve started.")
+	m.laneFailed = lane("hopper_lane_jobs_failed_total", "Jobs the lane finished failed since serve started.")
+	m.laneLoads = lane("hopper_lane_model_loads_total", "Model loads the lane caused since serve started.")
+	m.laneLoadSeconds = lane("hopper_lane_load_seconds_total", "Time spent loading models on the target since serve started.")
+	m.laneResident = lane("hopper_lane_resident_model", "1 for each model loaded on the target.", "model")
 	m.reg.MustRegister(m.duration, m.wait, m.finished, m.loads, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -91,6 +104,34 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.paused
 	ch <- m.waiters
 	ch <- m.batches
+	for _, d := range []*prometheus.Desc{m.laneUp, m.laneSlots, m.laneInUse, m.laneDone, m.laneFailed, m.laneLoads, m.laneLoadSeconds, m.laneResident} {
+		ch <- d
+	}
+}
+
+// collectLanes exports each target as the running serve last published
+// it; nothing when no serve runs.
+func (m *metrics) collectLanes(ch chan<- prometheus.Metric) {
+	sp := m.s.sp
+	pub, err := sp.ReadTargets()
+	if err != nil || !sp.Served() {
+		return
+	}
+	for _, t := range pub.Targets {
+		g := func(d *prometheus.Desc, kind prometheus.ValueType, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, kind, v, append([]string{t.Name}, labels...)...)
+		}
+		g(m.laneUp, prometheus.GaugeValue, boolValue(t.Up))
+		g(m.laneSlots, prometheus.GaugeValue, float64(t.Slots))
+		g(m.laneInUse, prometheus.GaugeValue, float64(t.InFlight))
+		g(m.laneDone, prometheus.CounterValue, float64(t.Done))
+		g(m.laneFailed, prometheus.CounterValue, float64(t.Failed))
+		g(m.laneLoads, prometheus.CounterValue, float64(t.Loads))
+		g(m.laneLoadSeconds, prometheus.CounterValue, t.LoadSeconds)
+		for _, model := range t.Resident {
+			g(m.laneResident, prometheus.GaugeValue, 1, model)
+		}
+	}
 }
 
 var stateDirs = []struct{ dir, state string }{
@@ -144,6 +185,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(m.batches, prometheus.GaugeValue, float64(n), string(st))
 	}
+	m.collectLanes(ch)
 }
 
 func boolValue(b bool) float64 {

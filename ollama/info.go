@@ -72,3 +72,24 @@ func (c *Client) Running(ctx context.Context) ([]RunningModel, error) {
 	}
 	return v.Models, nil
 }
+
+// Model is one model the server has installed, from GET /api/tags.
+type Model struct {
+	Name       string       `json:"name"`
+	Model      string       `json:"model"`
+	ModifiedAt time.Time    `json:"modified_at"`
+	Size       int64        `json:"size"`
+	Digest     string       `json:"digest"`
+	Details    ModelDetails `json:"details"`
+}
+
+// Tags lists the models the server has installed (GET /api/tags).
+func (c *Client) Tags(ctx context.Context) ([]Model, error) {
+	var v struct {
+		Models []Model `json:"models"`
+	}
+	if err := c.get(ctx, "/api/tags", &v); err != nil {
+		return nil, err
+	}
+	return v.Models, nil
+}

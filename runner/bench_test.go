@@ -25,7 +25,7 @@ import (
 // run: a loop of the bare steps a job cannot avoid, on a spool of the same
 // layout and with no hopper code — claim by renaming new→cur, read the job,
 // send the same request to the same kind of target, write the record (staged
-// in tmp/, renamed over cur/ID.json) and rename it into done/, with the same
+// as a dot-file in cur/, renamed over cur/ID.json) and rename it into done/, with the same
 // fsyncs as hopper when fsync is on (the record, cur/, done/). The ratio of
 // the two is what the runner adds: the residency checks, the intermediate
 // record rewrite, cur/ID.out, the watcher, the scheduling.
@@ -412,7 +412,8 @@ func runBaseline(b *testing.B, dir string, fsync bool, target runner.Target) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		staged := p(spool.DirTmp, "."+name+"."+strconv.Itoa(i))
+		// Staged beside the record: the cheapest atomic replace.
+		staged := p(spool.DirCur, "."+name+"."+strconv.Itoa(i))
 		f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err != nil {
 			b.Fatal(err)

@@ -318,11 +318,10 @@ func TestTargetOutageChargesNoAttempt(t *testing.T) {
 	h.start()
 	h.drop("a", chat("m1", "x"))
 	h.drop("b", chat("m2", "y"))
-	// The runner keeps probing; give it a few refused probes, then restart.
-	eventually(t, "job a to be claimed", func() bool {
-		_, err := os.Stat(filepath.Join(h.s.Path(), "cur", "a.json"))
-		_, err2 := os.Stat(filepath.Join(h.s.Path(), "cur", "b.json"))
-		return err == nil || err2 == nil
+	// The lane is stopped and keeps probing; the jobs wait in line.
+	eventually(t, "the lane to be reported down", func() bool {
+		pub, err := h.s.ReadTargets()
+		return err == nil && !pub.Targets[0].Up && pub.Targets[0].Error != ""
 	})
 	h.fake.Start()
 	for _, id := range []string{"a", "b"} {

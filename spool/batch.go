@@ -770,7 +770,7 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			case err != nil:
 				return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
 			default:
-				put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Priority: j.Priority, Arrived: s.now()})
+				put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Function: j.Function, Options: j.Body["options"], Priority: j.Priority, Arrived: s.now()})
 			}
 		}
 		b.Expanded, b.Offset = i, lr.offset

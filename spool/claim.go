@@ -317,14 +317,36 @@ func (s *Spool) FinishAnd(r *Record, recorded func()) error {
 	return nil
 }
 
+// Requeue returns a claimed job to the queue without ending it, for when
+// the target went away under it: the record, with the state queued and no
+// not_before, moves from cur/ to deferred/, where the watcher indexes it as
+// claimable at once in its old place in line (its submitted_at). Claiming
+// it again carries its record on: attempts, history and all.
+func (s *Spool) Requeue(r *Record) error {
+	r.State, r.NotBefore = StateQueued, nil
+	data, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	name := r.ID + ".json"
+	if err := s.writeFile(DirCur, name, data, s.opts.Fsync, true); err != nil {
+		return fmt.Errorf("requeue %s: %w", r.ID, err)
+	}
+	if err := s.moveSync(DirCur, name, DirDeferred, name); err != nil {
+		return fmt.Errorf("requeue %s: %w", r.ID, err)
+	}
+	s.removeRunFiles(r.ID)
+	return nil
+}
+
 func (s *Spool) removeRunFiles(id string) {
-	_ = s.root.Remove(DirCur + "/" + id + ".out")
-	_ = s.root.Remove(DirCur + "/" + id + ".cancel")
+	_ = s.removeAt(DirCur, id+".out")
+	_ = s.removeAt(DirCur, id+".cancel")
 }
 
 // CreateOutput creates (or truncates) cur/ID.out for the job's live output.
 func (s *Spool) CreateOutput(id string) (*os.File, error) {
-	return s.root.OpenFile(DirCur+"/"+id+".out", os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, s.opts.FileMode)
+	return s.openAt(DirCur, id+".out", os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND)
 }
 
 // CancelRequested reports whether cur/ID.cancel exists.

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"container/heap"
+	"encoding/json"
 	"sort"
 	"sync"
 	"time"
@@ -9,11 +10,17 @@ import (
 
 // Entry is one claimable file in the queue index.
 type Entry struct {
-	Dir      string    // DirNew or DirDeferred
-	Name     string    // file name in Dir
-	Model    string    // as the job names it ("" for function jobs until expanded)
-	Priority int       // higher first
-	Arrived  time.Time // ctime in new/, or the record's submitted_at
+	Dir      string          // DirNew or DirDeferred
+	Name     string          // file name in Dir
+	Model    string          // as the job names it ("" for function jobs until expanded)
+	Function string          // the function a function job calls
+	Options  json.RawMessage // the job's "options" object, as submitted (nil if none)
+	Priority int             // higher first
+	// Key groups entries that can run on one loaded model (the model and
+	// the options that would make the target reload it). Put fills it in
+	// through the queue's key function.
+	Key     string
+	Arrived time.Time // ctime in new/, or the record's submitted_at
 	// NotBefore holds a deferred record back until then.
 	NotBefore time.Time
 	// Bad marks a file that will never parse: the runner claims it only to
@@ -33,19 +40,22 @@ func (e *Entry) before(o *Entry) bool {
 }
 
 // Queue is the in-memory index of claimable jobs, fed by a Watcher. It
-// answers the scheduler's questions — the top priority, the oldest job at a
-// priority, the oldest job at a priority for one model — each in O(1) or
-// O(log n), and takes inserts and removals in O(log n). It is safe for
-// concurrent use.
+// answers the scheduler's questions — the priorities with work, the oldest
+// job at a priority, the oldest job and the backlog at a priority for one
+// load key — each in O(1) or O(log n) (Keys in O(keys)), and takes inserts
+// and removals in O(log n). It is safe for concurrent use.
 type Queue struct {
-	mu       sync.Mutex
-	modelKey func(string) string
-	items    map[string]*item // by Dir/Name
-	classes  map[int]*class
-	prios    []int // priorities with ready entries, highest first
-	waiting  timeHeap
-	bad      []*item
-	changed  chan struct{}
+	mu sync.Mutex
+	// keyOf computes an entry's load key; lookup maps what OldestFor is
+	// asked for to a key.
+	keyOf   func(Entry) string
+	lookup  func(string) string
+	items   map[string]*item // by Dir/Name
+	classes map[int]*class
+	prios   []int // priorities with ready entries, highest first
+	waiting timeHeap
+	bad     []*item
+	changed chan struct{}
 	// batches holds batch files (new/NAME.jsonl) ready to be claimed.
 	batches      map[string]Entry
 	batchChanged chan struct{}
@@ -53,8 +63,7 @@ type Queue struct {
 
 type item struct {
 	Entry
-	key      string
-	model    string // modelKey(Entry.Model)
+	key      string // Dir/Name
 	idxAll   int
 	idxModel int
 	idxWait  int
@@ -62,17 +71,29 @@ type item struct {
 }
 
 type class struct {
-	all     entryHeap
-	byModel map[string]*entryHeap
+	all   entryHeap
+	byKey map[string]*entryHeap
 }
 
-// NewQueue returns an empty queue. modelKey maps a model name to the form
-// in which two names for one model are equal (nil: names as given).
+// NewQueue returns an empty queue whose load key is the model name alone.
+// modelKey maps a model name to the form in which two names for one model
+// are equal (nil: names as given); OldestFor takes a model name.
 func NewQueue(modelKey func(string) string) *Queue {
 	if modelKey == nil {
 		modelKey = func(s string) string { return s }
 	}
-	return &Queue{modelKey: modelKey, items: map[string]*item{}, classes: map[int]*class{}, changed: make(chan struct{}, 1), batches: map[string]Entry{}, batchChanged: make(chan struct{}, 1)}
+	return newQueue(func(e Entry) string { return modelKey(e.Model) }, modelKey)
+}
+
+// NewKeyedQueue returns an empty queue that groups entries by keyOf, the
+// load key of an entry (its model and the options that decide whether the
+// target must reload it); OldestFor takes such a key.
+func NewKeyedQueue(keyOf func(Entry) string) *Queue {
+	return newQueue(keyOf, func(s string) string { return s })
+}
+
+func newQueue(keyOf func(Entry) string, lookup func(string) string) *Queue {
+	return &Queue{keyOf: keyOf, lookup: lookup, items: map[string]*item{}, classes: map[int]*class{}, changed: make(chan struct{}, 1), batches: map[string]Entry{}, batchChanged: make(chan struct{}, 1)}
 }
 
 // Changed is signalled (without blocking, coalesced) whenever entries are
@@ -94,7 +115,8 @@ func (q *Queue) Put(e Entry) {
 	if old, ok := q.items[key]; ok {
 		q.remove(old)
 	}
-	it := &item{Entry: e, key: key, model: q.modelKey(e.Model), idxAll: -1, idxModel: -1, idxWait: -1}
+	e.Key = q.keyOf(e)
+	it := &item{Entry: e, key: key, idxAll: -1, idxModel: -1, idxWait: -1}
 	q.items[key] = it
 	switch {
 	case e.Bad:
@@ -179,7 +201,7 @@ func (q *Queue) makeReady(it *item) {
 	it.ready = true
 	c := q.classes[it.Priority]
 	if c == nil {
-		c = &class{byModel: map[string]*entryHeap{}}
+		c = &class{byKey: map[string]*entryHeap{}}
 		q.classes[it.Priority] = c
 		i := sort.Search(len(q.prios), func(i int) bool { return q.prios[i] <= it.Priority })
 		q.prios = append(q.prios, 0)
@@ -187,10 +209,10 @@ func (q *Queue) makeReady(it *item) {
 		q.prios[i] = it.Priority
 	}
 	heap.Push(&c.all, &heapRef{it: it, idx: &it.idxAll})
-	h := c.byModel[it.model]
+	h := c.byKey[it.Key]
 	if h == nil {
 		h = &entryHeap{}
-		c.byModel[it.model] = h
+		c.byKey[it.Key] = h
 	}
 	heap.Push(h, &heapRef{it: it, idx: &it.idxModel})
 }
@@ -212,10 +234,10 @@ func (q *Queue) remove(it *item) {
 	default:
 		c := q.classes[it.Priority]
 		heap.Remove(&c.all, it.idxAll)
-		h := c.byModel[it.model]
+		h := c.byKey[it.Key]
 		heap.Remove(h, it.idxModel)
 		if h.Len() == 0 {
-			delete(c.byModel, it.model)
+			delete(c.byKey, it.Key)
 		}
 		if c.all.Len() == 0 {
 			delete(q.classes, it.Priority)
@@ -270,20 +292,52 @@ func (q *Queue) Oldest(p int) (Entry, bool) {
 	return c.all[0].it.Entry, true
 }
 
-// OldestFor is the first entry in FIFO order at priority p whose model is
-// model (compared through the queue's modelKey).
-func (q *Queue) OldestFor(p int, model string) (Entry, bool) {
+// OldestFor is the first entry in FIFO order at priority p whose load key
+// is key (for a NewQueue, whose model is key, compared through modelKey).
+func (q *Queue) OldestFor(p int, key string) (Entry, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	c := q.classes[p]
 	if c == nil {
 		return Entry{}, false
 	}
-	h := c.byModel[q.modelKey(model)]
+	h := c.byKey[q.lookup(key)]
 	if h == nil || h.Len() == 0 {
 		return Entry{}, false
 	}
 	return (*h)[0].it.Entry, true
+}
+
+// Priorities lists the priorities that have claimable entries, highest
+// first.
+func (q *Queue) Priorities() []int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]int(nil), q.prios...)
+}
+
+// KeyBacklog is one load key's claimable entries at one priority.
+type KeyBacklog struct {
+	Key    string
+	Oldest Entry // the first in FIFO order
+	Count  int
+}
+
+// Keys lists the load keys with claimable entries at priority p, each
+// with its oldest entry and how many there are, oldest first.
+func (q *Queue) Keys(p int) []KeyBacklog {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.classes[p]
+	if c == nil {
+		return nil
+	}
+	out := make([]KeyBacklog, 0, len(c.byKey))
+	for k, h := range c.byKey {
+		out = append(out, KeyBacklog{Key: k, Oldest: (*h)[0].it.Entry, Count: h.Len()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Oldest.before(&out[j].Oldest) })
+	return out
 }
 
 // Bad returns an entry that will never parse, if any: the runner fails it

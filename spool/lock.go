@@ -14,9 +14,11 @@ type Lock struct {
 	f *os.File
 }
 
-// Lock takes the runner lock without waiting. If another process holds it,
-// the error wraps ErrLocked and names that process and the spool.
-func (s *Spool) Lock(target string) (*Lock, error) {
+// Lock takes the runner lock without waiting, and writes into the lock file
+// the process ID and one "target ..." line per target it serves. If another
+// process holds it, the error wraps ErrLocked and names that process and
+// the spool.
+func (s *Spool) Lock(targets ...string) (*Lock, error) {
 	name := DirState + "/runner.lock"
 	f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE, s.opts.FileMode)
 	if err != nil {
@@ -34,7 +36,10 @@ func (s *Spool) Lock(target string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock spool: %w", err)
 	}
-	info := fmt.Sprintf("pid %d\ntarget %s\n", os.Getpid(), target)
+	info := fmt.Sprintf("pid %d\n", os.Getpid())
+	for _, t := range targets {
+		info += "target " + t + "\n"
+	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(info), 0)
 	}
@@ -50,4 +55,19 @@ func (l *Lock) Unlock() error {
 	err := l.f.Close() // closing releases the flock
 	l.f = nil
 	return err
+}
+
+// Served reports whether a process holds the runner lock now. It takes a
+// shared lock for an instant to find out.
+func (s *Spool) Served() bool {
+	f, err := s.root.Open(DirState + "/runner.lock")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
 }

@@ -131,7 +131,11 @@ type Record struct {
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
 	NotBefore   *time.Time      `json:"not_before,omitempty"`
 	ModelLoaded bool            `json:"model_loaded"`
-	Target      string          `json:"target,omitempty"`
+	// Target names the target (its configured name) that ran the last
+	// attempt, and ModelDigest the digest of the model that answered, as
+	// the target's /api/ps reported it.
+	Target      string `json:"target,omitempty"`
+	ModelDigest string `json:"model_digest,omitempty"`
 	// History keeps the rounds before a retry.
 	History []Round `json:"history,omitempty"`
 }

@@ -87,7 +87,10 @@ type Spool struct {
 	root *os.Root
 	opts Options
 	ids  *idGen
-	dirs map[string]*os.File // open directories, for renameat2 and fsync
+	dirs map[string]*os.File // open directories, for the *at calls and fsync
+	// umask is the process's umask at Open: files created with a mode it
+	// narrows are chmodded to FileMode.
+	umask uint32
 	// ended is told of jobs the spool ended without the runner.
 	ended func(r *Record, previous State)
 }
@@ -149,7 +152,7 @@ func Open(path string, o Options) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Spool{path: abs, root: root, opts: o, ids: newIDGen(o.Now), dirs: map[string]*os.File{}}
+	s := &Spool{path: abs, root: root, opts: o, ids: newIDGen(o.Now), dirs: map[string]*os.File{}, umask: currentUmask()}
 	var dev uint64
 	for i, d := range Dirs {
 		fi, err := root.Stat(d)
@@ -186,6 +189,12 @@ func Open(path string, o Options) (*Spool, error) {
 		}
 		s.dirs[d] = f
 	}
+	top, err := root.Open(".")
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open spool %s: %w", abs, err)
+	}
+	s.dirs["."] = top
 	return s, nil
 }
 
@@ -213,7 +222,7 @@ func (s *Spool) now() time.Time { return s.opts.Now() }
 
 // Paused reports whether the PAUSED file exists.
 func (s *Spool) Paused() bool {
-	_, err := s.root.Lstat(FilePaused)
+	_, err := s.statAt(".", FilePaused)
 	return err == nil
 }
 

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -250,7 +251,7 @@ func (s *Spool) inspect(name string, fi fs.FileInfo) (Entry, error) {
 	if err != nil {
 		return e, err
 	}
-	e.Model, e.Priority = j.Model, j.Priority
+	e.Model, e.Priority, e.Function, e.Options = j.Model, j.Priority, j.Function, j.Body["options"]
 	return e, nil
 }
 
@@ -263,7 +264,13 @@ func (w *Watcher) indexDeferred(name string) {
 		w.o.Logger.Warn("ignoring deferred/"+name, "err", err)
 		return
 	}
-	e := Entry{Dir: DirDeferred, Name: name, Model: r.Model, Priority: r.Priority, Arrived: r.SubmittedAt}
+	e := Entry{Dir: DirDeferred, Name: name, Model: r.Model, Function: r.Function, Priority: r.Priority, Arrived: r.SubmittedAt}
+	var job struct {
+		Options json.RawMessage `json:"options"`
+	}
+	if json.Unmarshal(r.Job, &job) == nil {
+		e.Options = job.Options
+	}
 	if r.NotBefore != nil {
 		e.NotBefore = *r.NotBefore
 	}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeFile writes data to dir/name atomically: it is staged in tmp/,
@@ -13,23 +15,25 @@ import (
 // rename never overwrites (fs.ErrExist); with replace true it atomically
 // replaces an existing file. With sync set the directory is fsynced too.
 func (s *Spool) writeFile(dir, name string, data []byte, sync, replace bool) error {
-	tmp := DirTmp + "/." + name + "." + s.ids.next()
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.opts.FileMode)
+	// Records in cur/ are staged beside themselves: a rename within one
+	// directory is the least work for the filesystem, on the hot path.
+	// Recover removes a dot-named leftover there. Everything else is
+	// staged in tmp/, by the maildir rule.
+	stage := DirTmp
+	if dir == DirCur {
+		stage = DirCur
+	}
+	tmp := "." + name + "." + s.ids.next()
+	f, err := s.openAt(stage, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			_ = s.root.Remove(tmp)
+			_ = s.removeAt(stage, tmp)
 		}
 	}()
-	// The umask narrows OpenFile's mode; job files and records get
-	// exactly FileMode.
-	if err := f.Chmod(s.opts.FileMode); err != nil {
-		f.Close()
-		return err
-	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
@@ -44,9 +48,9 @@ func (s *Spool) writeFile(dir, name string, data []byte, sync, replace bool) err
 		return err
 	}
 	if replace {
-		err = s.root.Rename(tmp, dir+"/"+name)
+		err = s.replace(stage, tmp, dir, name)
 	} else {
-		err = s.move(DirTmp, tmp[len(DirTmp)+1:], dir, name)
+		err = s.move(stage, tmp, dir, name)
 	}
 	if err != nil {
 		return err
@@ -54,6 +58,25 @@ func (s *Spool) writeFile(dir, name string, data []byte, sync, replace bool) err
 	ok = true
 	if sync {
 		return s.syncDir(dir)
+	}
+	return nil
+}
+
+// replace renames fromDir/from over toDir/to atomically.
+func (s *Spool) replace(fromDir, from, toDir, to string) error {
+	fd, err := s.dirFD(fromDir)
+	if err != nil {
+		return err
+	}
+	td, err := s.dirFD(toDir)
+	if err != nil {
+		return err
+	}
+	if !plainName(from) || !plainName(to) {
+		return fmt.Errorf("rename %s/%s to %s/%s: not file names", fromDir, from, toDir, to)
+	}
+	if err := unix.Renameat(fd, from, td, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: fromDir + "/" + from, New: toDir + "/" + to, Err: err}
 	}
 	return nil
 }
@@ -90,8 +113,9 @@ func plainName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
-// exists reports whether dir/name exists (as anything).
+// exists reports whether dir/name exists (as anything). An error other
+// than "no such file" (EMFILE, EIO) counts as existing: look again later.
 func (s *Spool) exists(dir, name string) bool {
-	_, err := s.root.Lstat(dir + "/" + name)
+	_, err := s.statAt(dir, name)
 	return err == nil || !errors.Is(err, fs.ErrNotExist)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -98,13 +98,17 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 				return err
 			}
 			defer s.Close()
-			client, err := ollama.New(cfg.Ollama, nil)
+			targets, err := newTargets(cfg)
 			if err != nil {
-				return fmt.Errorf("config: ollama: %w", err)
+				return err
 			}
-			// A generation that sends nothing for this long has stalled: the
-			// attempt fails and is retried.
-			client.StallTimeout = stallTimeout
+			// The lock comes first: a second serve refuses before it opens
+			// any port or prints a banner.
+			lock, err := s.Lock(lockLines(targets)...)
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
 			reg, err := functions.NewRegistry(cfg.Functions, cfg.FunctionsDir, a.logger.With("part", "functions"))
 			if err != nil {
 				return fmt.Errorf("functions: %w (check them with 'hopper functions validate')", err)
@@ -113,8 +117,8 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("hooks: %w", err)
 			}
-			rc := runnerConfig(cfg, s, client, a)
-			rc.Functions, rc.Hooks = reg, hk
+			rc := runnerConfig(cfg, s, targets, a)
+			rc.Functions, rc.Hooks, rc.Locked = reg, hk, true
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
 			if err != nil {
@@ -128,30 +132,34 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a.printBanner(ctx, cfg, s, client, ln)
-			go func() { _ = reg.Watch(ctx) }()
+			a.printBanner(ctx, s, targets, ln)
+
+			// One run group: every goroutine serve starts is waited for.
+			var group sync.WaitGroup
+			defer group.Wait()
+			group.Go(func() { _ = reg.Watch(ctx) })
 			// Deliveries go on until the runner has stopped, so the last
 			// events are sent (or stay in the outbox for the next start).
 			hctx, stopHooks := context.WithCancel(context.Background())
 			hooksDone := make(chan struct{})
-			go func() {
+			group.Go(func() {
 				defer close(hooksDone)
 				if err := hk.Run(hctx); err != nil {
 					a.logger.Error("hooks stopped", "err", err)
 				}
-			}()
+			})
 			defer func() {
 				stopHooks()
 				<-hooksDone
 			}()
 			frontDone := make(chan error, 1)
 			if ln != nil {
-				go func() { frontDone <- a.serveFront(ctx, cfg, s, reg, ln) }()
+				group.Go(func() { frontDone <- a.serveFront(ctx, cfg, s, reg, ln) })
 			} else {
 				frontDone <- nil
 			}
 			stopReload := a.reloadOnHUP(cfg, func(next Config) {
-				rc := runnerConfig(next, s, client, a)
+				rc := runnerConfig(next, s, targets, a)
 				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
 				if err := reg.Reload(); err != nil {
@@ -159,17 +167,14 @@ after that the job is aborted and stays queued, with no attempt charged.`,
 				}
 			})
 			defer stopReload()
-			go func() {
+			group.Go(func() {
 				<-ctx.Done()
 				sdNotify(a.env, "STOPPING=1")
-			}()
+			})
 			err = r.Run(ctx)
 			stop() // the runner is done (or never started): stop the front too
 			if ferr := <-frontDone; ferr != nil && err == nil {
 				err = fmt.Errorf("http front: %w", ferr)
-			}
-			if errors.Is(err, spool.ErrLocked) {
-				return err
 			}
 			a.logger.Info("stopped")
 			return err
@@ -225,11 +230,39 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 // stallTimeout is how long a streaming answer may go silent.
 const stallTimeout = 5 * time.Minute
 
-func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) runner.Config {
+// newTargets makes a client for every target the configuration names.
+func newTargets(cfg Config) ([]runner.TargetConfig, error) {
+	var out []runner.TargetConfig
+	for i, t := range cfg.TargetList() {
+		client, err := ollama.New(t.URL, nil)
+		if err != nil {
+			key := "ollama"
+			if len(cfg.Targets) > 0 {
+				key = fmt.Sprintf("targets[%d].url", i)
+			}
+			return nil, fmt.Errorf("config: %s: %w", key, err)
+		}
+		// A generation that sends nothing for this long has stalled: the
+		// attempt fails and is retried.
+		client.StallTimeout = stallTimeout
+		out = append(out, runner.TargetConfig{Name: t.Name, URL: client.BaseURL(), Target: client, Parallel: t.Parallel, Models: t.Models})
+	}
+	return out, nil
+}
+
+// lockLines are what the runner lock file says of each target.
+func lockLines(targets []runner.TargetConfig) []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.Name + " " + t.URL
+	}
+	return out
+}
+
+func runnerConfig(cfg Config, s *spool.Spool, targets []runner.TargetConfig, a *app) runner.Config {
 	return runner.Config{
-		Spool:      s,
-		Target:     client,
-		TargetName: client.BaseURL(),
+		Spool:   s,
+		Targets: targets,
 		Policy: runner.Policy{
 			Schedule: cfg.Schedule,
 			MaxWait:  cfg.MaxWait,
@@ -249,30 +282,50 @@ func runnerConfig(cfg Config, s *spool.Spool, client *ollama.Client, a *app) run
 	}
 }
 
-// printBanner says at start what this runner serves and whether the target
-// answers.
-func (a *app) printBanner(ctx context.Context, cfg Config, s *spool.Spool, client *ollama.Client, ln net.Listener) {
+// printBanner says at start what this runner serves and whether each
+// target answers, and what to try next.
+func (a *app) printBanner(ctx context.Context, s *spool.Spool, targets []runner.TargetConfig, ln net.Listener) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	target := client.BaseURL()
-	if v, err := client.Version(ctx); err != nil {
-		target += fmt.Sprintf("  NOT REACHABLE (%v): jobs wait until it answers", err)
-	} else {
-		target += "  up, Ollama " + v
-		if ms, err := client.Running(ctx); err == nil && len(ms) > 0 {
-			names := make([]string, len(ms))
-			for i, m := range ms {
-				names[i] = m.Name
-			}
-			target += ", loaded: " + strings.Join(names, ", ")
-		}
+	lines := make([]string, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() { lines[i] = targetLine(ctx, t, len(targets) > 1) })
 	}
+	wg.Wait()
 	paused := "no"
 	if s.Paused() {
 		paused = "YES: nothing runs until 'hopper resume'"
 	}
-	fmt.Fprintf(a.stdout, "hopper %s\n  spool   %s\n  target  %s\n  http    %s\n  paused  %s\n",
-		buildVersion(debug.ReadBuildInfo()).Version, s.Path(), target, httpLine(ln), paused)
+	fmt.Fprintf(a.stdout, "hopper %s\n  spool   %s\n", buildVersion(debug.ReadBuildInfo()).Version, s.Path())
+	for _, l := range lines {
+		fmt.Fprintf(a.stdout, "  target  %s\n", l)
+	}
+	fmt.Fprintf(a.stdout, "  http    %s\n  paused  %s\n", httpLine(ln), paused)
+}
+
+// targetLine describes one target for the banner.
+func targetLine(ctx context.Context, t runner.TargetConfig, named bool) string {
+	line := t.URL
+	if named {
+		line = t.Name + " " + t.URL
+	}
+	if t.Parallel > 1 {
+		line += fmt.Sprintf(" (%d slots)", t.Parallel)
+	}
+	v, err := t.Target.Version(ctx)
+	if err != nil {
+		return line + fmt.Sprintf("  NOT REACHABLE (%v): its jobs wait until it answers", err)
+	}
+	line += "  up, Ollama " + v
+	if ms, err := t.Target.Running(ctx); err == nil && len(ms) > 0 {
+		names := make([]string, len(ms))
+		for i, m := range ms {
+			names[i] = m.Name
+		}
+		line += ", loaded: " + strings.Join(names, ", ")
+	}
+	return line
 }
 
 func httpLine(ln net.Listener) string {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -25,8 +27,13 @@ type status struct {
 	OldestQueued *time.Time     `json:"oldest_queued_at,omitempty"`
 	OldestAge    float64        `json:"oldest_queued_age_seconds"`
 	Running      []runningJob   `json:"running"`
-	Target       targetStatus   `json:"target"`
-	Webhooks     *hooks.Status  `json:"webhooks,omitempty"`
+	// Target is the first target, as before there were several.
+	Target targetStatus `json:"target"`
+	// Targets is every target: as the running serve sees it when one runs
+	// (source "serve"), else as asked now (source "probe").
+	Targets  []spool.TargetStatus `json:"targets"`
+	Source   string               `json:"targets_source"`
+	Webhooks *hooks.Status        `json:"webhooks,omitempty"`
 	// Batches lists the batches that have not ended.
 	Batches []*spool.Batch `json:"batches"`
 }
@@ -74,12 +81,12 @@ func newStatusCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			client, err := ollama.New(cfg.Ollama, nil)
+			targets, err := newTargets(cfg)
 			if err != nil {
-				return fmt.Errorf("config: ollama: %w", err)
+				return err
 			}
 			if !watch {
-				return a.printStatus(cmd.Context(), s, client)
+				return a.printStatus(cmd.Context(), s, targets)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -89,7 +96,7 @@ func newStatusCmd(a *app) *cobra.Command {
 				if isTerminal(a.stdout) {
 					fmt.Fprint(a.stdout, "\033[H\033[2J") // home, clear: refresh in place
 				}
-				if err := a.printStatus(ctx, s, client); err != nil {
+				if err := a.printStatus(ctx, s, targets); err != nil {
 					return err
 				}
 				select {
@@ -105,7 +112,7 @@ func newStatusCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.Client) (status, error) {
+func (a *app) collectStatus(ctx context.Context, s *spool.Spool, targets []runner.TargetConfig) (status, error) {
 	st, err := s.Stats()
 	if err != nil {
 		return status{}, err
@@ -117,7 +124,7 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.
 		Counts: map[string]int{"queued": st.Queued, "running": st.Running, "deferred": st.Deferred,
 			"held": st.Held, "done": st.Done, "failed": st.Failed},
 		Running: []runningJob{},
-		Target:  targetStatus{URL: client.BaseURL(), Models: []residentModel{}},
+		Target:  targetStatus{URL: targets[0].URL, Models: []residentModel{}},
 		Batches: []*spool.Batch{},
 	}
 	batches, err := s.ListBatches()
@@ -155,21 +162,55 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, client *ollama.
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if v, err := client.Version(ctx); err != nil {
-		out.Target.Error = err.Error()
+	if pub, err := s.ReadTargets(); err == nil && s.Served() {
+		out.Targets, out.Source = pub.Targets, "serve"
 	} else {
-		out.Target.Up, out.Target.Version = true, v
-		if ms, err := client.Running(ctx); err == nil {
+		out.Targets, out.Source = probeTargets(ctx, targets), "probe"
+	}
+	first := out.Targets[0]
+	out.Target.URL, out.Target.Up, out.Target.Version, out.Target.Error = first.URL, first.Up, first.Version, first.Error
+	if out.Source == "probe" {
+		if ms, err := targets[0].Target.Running(ctx); err == nil {
 			for _, m := range ms {
 				out.Target.Models = append(out.Target.Models, residentModel{Name: m.Name, ExpiresAt: m.ExpiresAt, SizeVRAM: m.SizeVRAM})
 			}
+		}
+	} else {
+		for _, m := range first.Resident {
+			out.Target.Models = append(out.Target.Models, residentModel{Name: m})
 		}
 	}
 	return out, nil
 }
 
-func (a *app) printStatus(ctx context.Context, s *spool.Spool, client *ollama.Client) error {
-	st, err := a.collectStatus(ctx, s, client)
+// probeTargets asks each target for its version and loaded models, all at
+// once, when no serve publishes what it sees.
+func probeTargets(ctx context.Context, targets []runner.TargetConfig) []spool.TargetStatus {
+	out := make([]spool.TargetStatus, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			st := spool.TargetStatus{Name: t.Name, URL: t.URL, Slots: t.Parallel, Models: t.Models, Resident: []string{}}
+			v, err := t.Target.Version(ctx)
+			if err != nil {
+				st.Error = err.Error()
+			} else {
+				st.Up, st.Version = true, v
+				if ms, err := t.Target.Running(ctx); err == nil {
+					for _, m := range ms {
+						st.Resident = append(st.Resident, ollama.NormalizeModel(m.Name))
+					}
+				}
+			}
+			out[i] = st
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.TargetConfig) error {
+	st, err := a.collectStatus(ctx, s, targets)
 	if err != nil {
 		return err
 	}
@@ -206,20 +247,38 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, client *ollama.Cl
 		}
 		fmt.Fprintln(w, line)
 	}
-	if !st.Target.Up {
-		fmt.Fprintf(w, "target   %s  DOWN: %s\n", st.Target.URL, st.Target.Error)
-		return nil
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "target   %s\n", targetSummary(t, len(st.Targets) > 1, st.Source == "serve"))
 	}
-	models := make([]string, len(st.Target.Models))
-	for i, m := range st.Target.Models {
-		models[i] = m.Name
-	}
-	loaded := "nothing loaded"
-	if len(models) > 0 {
-		loaded = "loaded: " + strings.Join(models, ", ")
-	}
-	fmt.Fprintf(w, "target   %s  up (Ollama %s), %s\n", st.Target.URL, st.Target.Version, loaded)
 	return nil
+}
+
+// targetSummary is one target's line in `hopper status`.
+func targetSummary(t spool.TargetStatus, named, served bool) string {
+	line := t.URL
+	if named {
+		line = t.Name + " " + t.URL
+	}
+	if !t.Up {
+		return line + "  DOWN: " + t.Error
+	}
+	line += "  up"
+	if t.Version != "" {
+		line += " (Ollama " + t.Version + ")"
+	}
+	if served {
+		line += fmt.Sprintf(", slots %d/%d", t.InFlight, t.Slots)
+	}
+	if len(t.Resident) > 0 {
+		line += ", loaded: " + strings.Join(t.Resident, ", ")
+	} else {
+		line += ", nothing loaded"
+	}
+	if served {
+		line += fmt.Sprintf(" · done %d · failed %d · loads %d (%s loading)", t.Done, t.Failed, t.Loads,
+			time.Duration(t.LoadSeconds*float64(time.Second)).Round(time.Millisecond))
+	}
+	return line
 }
 
 // isTerminal reports whether w is a character device (a terminal).

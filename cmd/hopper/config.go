@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -31,7 +32,9 @@ import (
 // Validate.
 type Config struct {
 	Spool         string         `yaml:"spool" mapstructure:"spool"`                   // the spool directory
-	Ollama        string         `yaml:"ollama" mapstructure:"ollama"`                 // the target's base URL
+	Ollama        string         `yaml:"ollama" mapstructure:"ollama"`                 // the target's base URL (when targets is empty)
+	Targets       []Target       `yaml:"targets" mapstructure:"targets"`               // the Ollama servers, one lane each; empty: ollama
+	Parallel      int            `yaml:"parallel" mapstructure:"parallel"`             // requests in flight per target unless it says
 	HTTP          string         `yaml:"http" mapstructure:"http"`                     // the front's listen address, or "off"
 	Tokens        []string       `yaml:"tokens" mapstructure:"tokens"`                 // bearer tokens for the front
 	Fsync         bool           `yaml:"fsync" mapstructure:"fsync"`                   // fsync acknowledged jobs and records
@@ -56,6 +59,14 @@ type Config struct {
 
 	RetryBackoff    time.Duration `yaml:"retry_backoff" mapstructure:"retry_backoff"`         // first deferral after a failed attempt; doubles each attempt
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max" mapstructure:"retry_backoff_max"` // cap on that deferral
+}
+
+// Target is one Ollama server (DESIGN §4).
+type Target struct {
+	Name     string   `yaml:"name" mapstructure:"name"`         // [a-z0-9-]+
+	URL      string   `yaml:"url" mapstructure:"url"`           // as OLLAMA_HOST: "http://10.0.0.5:11434", "gpu1:11434"
+	Parallel int      `yaml:"parallel" mapstructure:"parallel"` // 0: the top-level parallel
+	Models   []string `yaml:"models" mapstructure:"models"`     // globs of models it may run; empty: any
 }
 
 // Retention says how long finished records are kept; 0 keeps them forever.
@@ -110,6 +121,8 @@ func Default() Config {
 	return Config{
 		Spool:         "./spool",
 		Ollama:        defaultOllama,
+		Targets:       []Target{},
+		Parallel:      1,
 		HTTP:          "127.0.0.1:11435",
 		Tokens:        []string{},
 		Fsync:         true,
@@ -201,6 +214,30 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.Ollama); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return bad("ollama", "must be a URL like %q, got %q", defaultOllama, c.Ollama)
+	}
+	if c.Parallel < 1 {
+		return bad("parallel", "must be at least 1, got %d", c.Parallel)
+	}
+	names := map[string]bool{}
+	for i, t := range c.Targets {
+		key := fmt.Sprintf("targets[%d]", i)
+		switch {
+		case !validTargetName(t.Name):
+			return bad(key+".name", "must be lowercase letters, digits and '-' like \"gpu1\", got %q", t.Name)
+		case names[t.Name]:
+			return bad(key+".name", "%q names two targets", t.Name)
+		case t.Parallel < 0:
+			return bad(key+".parallel", "must be at least 1 (or 0 for the top-level parallel), got %d", t.Parallel)
+		}
+		names[t.Name] = true
+		if u, err := url.Parse(t.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad(key+".url", "must be a URL like %q, got %q", defaultOllama, t.URL)
+		}
+		for j, m := range t.Models {
+			if _, err := path.Match(m, ""); err != nil || strings.TrimSpace(m) == "" {
+				return bad(fmt.Sprintf("%s.models[%d]", key, j), "must be a model name or a pattern like \"llama3*\", got %q", m)
+			}
+		}
 	}
 	if c.HTTP != "off" {
 		host, port, err := net.SplitHostPort(c.HTTP)
@@ -308,6 +345,36 @@ func (c Config) Validate() error {
 		return bad("max_upload", "must be positive, got %d", c.MaxUpload)
 	}
 	return nil
+}
+
+// validTargetName accepts a target name as records and metrics labels use
+// it: lowercase letters, digits and '-'.
+func validTargetName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// TargetList is the targets hopper drives: the configured ones with their
+// slot counts filled in, or the one target of the ollama shorthand, named
+// "default".
+func (c Config) TargetList() []Target {
+	if len(c.Targets) == 0 {
+		return []Target{{Name: "default", URL: c.Ollama, Parallel: c.Parallel}}
+	}
+	out := slices.Clone(c.Targets)
+	for i := range out {
+		if out[i].Parallel == 0 {
+			out[i].Parallel = c.Parallel
+		}
+	}
+	return out
 }
 
 func isLoopback(host string) bool {
@@ -664,6 +731,17 @@ func parseConfig(r io.Reader, name string, env []string, flags map[string][]*pfl
 		return Config{}, &ConfigError{Source: src.of("ollama"), Key: "ollama", Err: err}
 	}
 	cfg.Ollama = u
+	for i := range cfg.Targets {
+		key := fmt.Sprintf("targets[%d].url", i)
+		if strings.TrimSpace(cfg.Targets[i].URL) == "" {
+			return Config{}, &ConfigError{Source: src.of(key), Key: key, Err: fmt.Errorf("must name the target, like %q", defaultOllama)}
+		}
+		u, err := ollamaURL(cfg.Targets[i].URL)
+		if err != nil {
+			return Config{}, &ConfigError{Source: src.of(key), Key: key, Err: err}
+		}
+		cfg.Targets[i].URL = u
+	}
 
 	if err := cfg.Validate(); err != nil {
 		var ce *ConfigError

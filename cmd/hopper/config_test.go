@@ -102,8 +102,9 @@ func TestExampleConfigSetsEveryKey(t *testing.T) {
 	}
 	walk(doc.Content[0], "")
 	for key := range configKeys() {
-		if element, ok := strings.CutPrefix(key, "hooks.webhooks[]."); ok {
-			// The default has no webhooks: their fields are documented in comments.
+		if _, element, ok := strings.Cut(key, "[]."); ok {
+			// The default has no webhooks or targets: their fields are
+			// documented in comments.
 			if !regexp.MustCompile(`(?m)^\s*#\s+(- )?` + element + `\b`).Match(data) {
 				t.Errorf("the example does not document %s", key)
 			}
@@ -671,5 +672,63 @@ func TestFindConfig(t *testing.T) {
 	}
 	if got := find("/x/flag.yaml", append(env, "HOPPER_CONFIG=other.yaml")); got != "/x/flag.yaml" {
 		t.Errorf("--config: got %q, want it to beat $HOPPER_CONFIG", got)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	t.Run("NoTargetsMeansTheOneOfOllamaNamedDefault", func(t *testing.T) {
+		cfg, err := parse(t, "parallel: 4\n", []string{"OLLAMA_HOST=gpu:11434"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Target{{Name: "default", URL: "http://gpu:11434", Parallel: 4}}
+		if got := cfg.TargetList(); !reflect.DeepEqual(got, want) {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+	})
+	t.Run("EachTargetTakesTheTopLevelParallelUnlessItSays", func(t *testing.T) {
+		cfg, err := parse(t, `
+parallel: 2
+targets:
+  - {name: gpu1, url: 10.0.0.5, parallel: 4}
+  - name: gpu2
+    url: http://10.0.0.6:11434
+    models: ["llama3*"]
+`, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Target{
+			{Name: "gpu1", URL: "http://10.0.0.5:11434", Parallel: 4},
+			{Name: "gpu2", URL: "http://10.0.0.6:11434", Parallel: 2, Models: []string{"llama3*"}},
+		}
+		if got := cfg.TargetList(); !reflect.DeepEqual(got, want) {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+	})
+	t.Run("HOPPER_PARALLELSetsTheDefault", func(t *testing.T) {
+		cfg, err := parse(t, "", []string{"HOPPER_PARALLEL=3"})
+		if err != nil || cfg.Parallel != 3 {
+			t.Errorf("got %d, %v; want 3", cfg.Parallel, err)
+		}
+	})
+	for _, tc := range []struct{ name, file, key string }{
+		{"ANameWithCapitals", "targets: [{name: GPU, url: x}]", "targets[0].name"},
+		{"ATargetWithoutName", "targets: [{url: x}]", "targets[0].name"},
+		{"TwoTargetsOfOneName", "targets: [{name: a, url: x}, {name: a, url: y}]", "targets[1].name"},
+		{"ATargetWithoutURL", "targets: [{name: a}]", "targets[0].url"},
+		{"ABadURL", "targets: [{name: a, url: 'ftp://x'}]", "targets[0].url"},
+		{"NegativeParallel", "targets: [{name: a, url: x, parallel: -1}]", "targets[0].parallel"},
+		{"ZeroTopLevelParallel", "parallel: 0", "parallel"},
+		{"ABadPattern", "targets: [{name: a, url: x, models: ['[']}]", "targets[0].models[0]"},
+		{"AnUnknownKey", "targets: [{name: a, url: x, slots: 2}]", "targets[0].slots"},
+	} {
+		t.Run("RefusesAndNamesTheKey/"+tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.file, nil)
+			ce := configError(t, err, tc.key)
+			if !strings.HasPrefix(ce.Source, "hopper.yaml:") {
+				t.Errorf("source %q, want the file and line (%v)", ce.Source, err)
+			}
+		})
 	}
 }

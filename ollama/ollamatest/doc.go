@@ -70,8 +70,25 @@
 // (done_reason "load"), and with keep_alive 0 unloads it (done_reason
 // "unload"). At most [WithMaxLoaded] models (default 3) are resident;
 // loading another evicts an idle one as Ollama's scheduler does: the one
-// with the shortest keep_alive, then by name. Each model serves one request
-// at a time, like Ollama with OLLAMA_NUM_PARALLEL=1; later requests wait.
+// with the shortest keep_alive, then by name; if none is idle, the first in
+// that order is unloaded as soon as its requests end, and the load waits.
+//
+// Each loaded model serves [WithParallel] requests at once (default 1, as
+// Ollama's OLLAMA_NUM_PARALLEL; always 1 for embedding models); later
+// requests wait for a free slot, first come first served (a request that
+// only loads or unloads a model takes none). A model is loaded
+// with the request's runner options, the fields of Ollama's api.Runner:
+// num_ctx, num_batch, num_gpu, main_gpu, use_mmap and num_thread, with
+// Ollama's defaults (num_ctx 4096, num_batch 512, num_gpu -1, main_gpu 0,
+// num_thread 0, use_mmap unset) for those a request leaves out; /v1
+// requests never set them. A request whose model is loaded with the same
+// runner options (a negative num_gpu matches any) shares its slots; one
+// that asks for other values waits until the model's requests have ended
+// and then reloads it, a counted load. As in Ollama's scheduler
+// (server/sched.go), requests that need a load, reload or eviction queue
+// and are dealt with one at a time, oldest first, while requests for a
+// loaded model with matching options go straight to it, even when a reload
+// or an eviction is waiting for it to become idle.
 //
 // Unlike Ollama, which unloads asynchronously after answering, the fake
 // applies a request's residency change before sending its final chunk, so a
@@ -92,8 +109,15 @@
 // next inference requests; [Server.Stop] and [Server.Start] take the whole
 // server down (connections refused) and up again on the same port.
 // [Server.Requests] records every request; [Server.InFlight] and
-// [Server.MaxInFlight] count inference requests being handled, so a test can
-// assert that its caller never sent two at once.
+// [Server.MaxInFlight] count inference requests being handled, including
+// those waiting for their model, so a test can assert that its caller never
+// sent two at once. [Server.Serving] and [Server.MaxServing] count requests
+// running on a model, holding one of its slots; [Server.Waiting] those held
+// up by a load, a reload, an eviction, the scheduler's queue or a busy
+// model; [Server.MaxModelsInFlight] is the largest number of distinct
+// models that were running requests at the same time (a model reloaded
+// with other options counts once, since its loads never serve at the same
+// time). [Server.Loads] and [Server.LoadsOf] count loads, reloads included.
 //
 // # Not mirrored
 //
@@ -103,7 +127,13 @@
 // Ollama constrains the output to the schema, and refuses with 500 "invalid
 // JSON schema in format" a schema llama.cpp cannot turn into a grammar,
 // which only llama.cpp can decide. Memory does not limit residency, /api/ps
-// reports the whole model in VRAM with a 4096 context, /api/show describes a
+// reports the whole model in VRAM with the num_ctx it was loaded with, at
+// most the 4096 its /api/show claims it was trained with (the default
+// num_ctx is 4096 as on a machine with less than 23 GiB of VRAM), an
+// embedding request takes one slot however many inputs it has (Ollama runs
+// them at once, one slot each), a model to be unloaded or reloaded goes once
+// its requests end even if a later request asked to keep it (Ollama lets a
+// later explicit keep_alive cancel the unload), /api/show describes a
 // made-up model (its modelfile, parameters, template, model_info and tensors
 // are plausible, not any real model's), and prompt_eval_count counts words,
 // not template tokens. Every token is one stream chunk; a real Ollama holds

@@ -12,10 +12,12 @@ import (
 )
 
 // embedRun applies the next fault to an embedding request and, unless the
-// fault ends it, makes the model resident for it. It returns the load
-// duration and whether to go on and answer.
+// fault ends it, makes the model resident with opts for it and takes a slot
+// for a moment. (Ollama's runner takes one slot per input, all inputs at
+// once; the fake takes one per request.) It returns the load duration and
+// whether to go on and answer.
 func (s *Server) embedRun(ctx context.Context, w http.ResponseWriter, st *modelState, keep time.Duration,
-	start time.Time, fail func(http.ResponseWriter, int, string)) (time.Duration, bool) {
+	opts runnerOptions, start time.Time, fail func(http.ResponseWriter, int, string)) (time.Duration, bool) {
 	f := s.takeFault()
 	switch f.kind {
 	case faultFail:
@@ -25,11 +27,12 @@ func (s *Server) embedRun(ctx context.Context, w http.ResponseWriter, st *modelS
 		<-ctx.Done()
 		return 0, false
 	}
-	if err := s.acquire(ctx, st, keep); err != nil {
+	u, err := s.acquire(ctx, st, keep, opts, true)
+	if err != nil {
 		return 0, false
 	}
 	load := since(start, time.Now())
-	s.release(st)
+	s.release(u)
 	switch f.kind {
 	case faultDrop:
 		w.Header().Set("Content-Type", jsonType)
@@ -102,7 +105,7 @@ func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequ
 		fail(w, http.StatusInternalServerError, err.Error())
 		return embedResponse{}, false
 	}
-	load, ok := s.embedRun(ctx, w, st, keepOf(req.KeepAlive), start, fail)
+	load, ok := s.embedRun(ctx, w, st, keepOf(req.KeepAlive), runnerOptionsOf(req.Options), start, fail)
 	if !ok {
 		return embedResponse{}, false
 	}
@@ -167,7 +170,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request, rec Re
 		writeOllamaError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if _, ok := s.embedRun(r.Context(), w, st, keepOf(req.KeepAlive), start, writeOllamaError); !ok {
+	if _, ok := s.embedRun(r.Context(), w, st, keepOf(req.KeepAlive), runnerOptionsOf(req.Options), start, writeOllamaError); !ok {
 		return
 	}
 	vec := []float64{}

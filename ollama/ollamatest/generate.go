@@ -29,6 +29,7 @@ type genJob struct {
 	prompt   string // what the reply answers
 	prompts  []string
 	keep     time.Duration
+	opts     runnerOptions
 	think    bool
 	predict  int // options.num_predict; <= 0 means no limit
 	loadOnly bool
@@ -114,22 +115,23 @@ func contextTokens(texts ...string) []int {
 	return ids
 }
 
-// run acquires the model, emits the tokens one by one after the token delay,
-// and releases the model before returning, so that residency already reflects
-// the request's keep_alive when the caller writes the final chunk. It stops
-// at the first error from ctx or emit.
+// run acquires the model and a slot, emits the tokens one by one after the
+// token delay, and releases the model before returning, so that residency
+// already reflects the request's keep_alive when the caller writes the final
+// chunk. It stops at the first error from ctx or emit. A load-only request
+// takes no slot: Ollama answers it once the model is loaded.
 func (s *Server) run(ctx context.Context, j *genJob, toks []token, emit func(token) error) (genStats, error) {
-	if err := s.acquire(ctx, j.st, j.keep); err != nil {
+	u, err := s.acquire(ctx, j.st, j.keep, j.opts, !j.loadOnly)
+	if err != nil {
 		return genStats{}, err
 	}
 	if j.loadOnly {
-		s.release(j.st)
+		s.release(u)
 		return genStats{}, nil
 	}
 	loaded := time.Now()
 	st := genStats{load: since(j.start, loaded)}
 	evalStart := loaded
-	var err error
 	for i, tk := range toks {
 		if err = s.pause(ctx); err != nil {
 			break
@@ -147,7 +149,7 @@ func (s *Server) run(ctx context.Context, j *genJob, toks []token, emit func(tok
 		st.promptEval = since(loaded, time.Now())
 	}
 	st.eval = since(evalStart, time.Now())
-	s.release(j.st)
+	s.release(u)
 	st.total = since(j.start, time.Now())
 	return st, err
 }
@@ -171,11 +173,13 @@ func (s *Server) serveGeneration(ctx context.Context, w http.ResponseWriter, j *
 	}
 	if j.invalid != "" && !j.loadOnly {
 		// Ollama's runner checks the format when the completion starts,
-		// so the model is loaded first.
-		if err := s.acquire(ctx, j.st, j.keep); err != nil {
+		// so the model is loaded first; the check comes before the runner
+		// takes a slot (llm/server.go, Completion).
+		u, err := s.acquire(ctx, j.st, j.keep, j.opts, false)
+		if err != nil {
 			return
 		}
-		s.release(j.st)
+		s.release(u)
 		failGeneration(w, out, j.invalid)
 		return
 	}

@@ -30,8 +30,9 @@ func (st *modelState) details() modelDetails {
 		ParameterSize: "1B", QuantizationLevel: "Q4_K_M"}
 }
 
-// contextLength is what /api/ps reports: Ollama's default num_ctx below
-// 24 GiB of VRAM.
+// contextLength is the context the fake models were trained with, as
+// /api/show reports it. /api/ps reports the num_ctx a model was loaded with,
+// cut to this, as Ollama's runner cuts it (llm/server.go, NewLlamaServer).
 const contextLength = 4096
 
 func (s *Server) handleRoot(w http.ResponseWriter, _ *http.Request, _ Request) {
@@ -88,11 +89,11 @@ func (s *Server) handlePS(w http.ResponseWriter, _ *http.Request, _ Request) {
 			continue
 		}
 		exp := st.expires
-		if st.busy || st.loading {
+		if st.refs > 0 || st.loading {
 			exp = now.Add(st.session) // the timer restarts when the request ends
 		}
 		models = append(models, psModel{Name: st.display, Model: st.display, Size: st.Size, Digest: st.digest,
-			Details: st.details(), ExpiresAt: exp, SizeVRAM: st.Size, ContextLength: contextLength})
+			Details: st.details(), ExpiresAt: exp, SizeVRAM: st.Size, ContextLength: min(st.opts.numCtx, contextLength)})
 	}
 	s.mu.Unlock()
 	slices.SortStableFunc(models, func(a, b psModel) int {

@@ -15,23 +15,26 @@ func displayName(s string) string { return ollama.DisplayName(s) }
 // keyOf is the case-insensitive identity Ollama matches model names by.
 func keyOf(name string) string { return strings.ToLower(displayName(name)) }
 
-// modelState is one configured model and its residency. Fields below slot
-// are guarded by Server.mu.
+// modelState is one configured model and its residency. Fields below
+// modified are guarded by Server.mu.
 type modelState struct {
 	Model
 	key, display, digest string
 	modified             time.Time
-	// slot holds one token while a request uses the model: Ollama runs one
-	// request at a time per model (OLLAMA_NUM_PARALLEL=1).
-	slot chan struct{}
 
-	loads          int
-	resident       bool
-	loading        bool
-	busy           bool
-	unloadWhenIdle bool
-	session        time.Duration // keep_alive of the latest request
-	expires        time.Time
+	loads    int
+	resident bool // loaded and ready
+	loading  bool
+	opts     runnerOptions // what the current load was made with
+	// slots holds one token per request being served by the current load:
+	// Ollama's runner lets OLLAMA_NUM_PARALLEL requests run at once and
+	// queues the rest on a semaphore (llm/server.go).
+	slots   chan struct{}
+	refs    int           // requests using the current load (Ollama's refCount)
+	serving int           // requests holding a slot
+	retire  bool          // unload when refs drops to zero: unloaded, evicted or reloading
+	session time.Duration // keep_alive of the latest request
+	expires time.Time
 }
 
 func newModelState(m Model, modified time.Time) *modelState {
@@ -49,8 +52,17 @@ func newModelState(m Model, modified time.Time) *modelState {
 		display:  d,
 		digest:   hex.EncodeToString(sum[:]),
 		modified: modified,
-		slot:     make(chan struct{}, 1),
 	}
+}
+
+// parallel is how many requests one load of the model serves at once:
+// Ollama loads embedding models with one slot whatever OLLAMA_NUM_PARALLEL
+// says (server/sched.go, load).
+func (st *modelState) parallel(n int) int {
+	if st.Embedding {
+		return 1
+	}
+	return n
 }
 
 // capabilities lists what /api/show reports for the model.

@@ -47,7 +47,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request)
 		return
 	}
 	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive),
+		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive), opts: runnerOptionsOf(req.Options),
 		think: think, predict: numPredict(req.Options), start: start,
 		prompt: lastUserText(req.Messages), loadOnly: len(req.Messages) == 0,
 		invalid: formatError(req.Format),
@@ -103,7 +103,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Requ
 		return
 	}
 	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive),
+		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive), opts: runnerOptionsOf(req.Options),
 		think: think, predict: numPredict(req.Options), start: start,
 		prompt: req.Prompt, prompts: []string{req.System, req.Prompt}, loadOnly: req.Prompt == "",
 		invalid: formatError(req.Format),

@@ -9,6 +9,7 @@ type config struct {
 	models     []Model
 	loadDelay  time.Duration
 	maxLoaded  int
+	parallel   int
 	tokenDelay time.Duration
 	tokens     int
 	reply      func(Request) string
@@ -56,9 +57,19 @@ func WithLoadDelay(d time.Duration) Option {
 // WithMaxLoaded sets how many models may be resident at once (default 3,
 // Ollama's OLLAMA_MAX_LOADED_MODELS default on one GPU or on CPU). Loading
 // one more evicts an idle model as Ollama's scheduler does: the one with the
-// shortest keep_alive, ties broken by name; if all are busy the load waits.
+// shortest keep_alive, ties broken by name; if all are busy, the first in
+// that order is unloaded as soon as its requests end, and the load waits.
 func WithMaxLoaded(n int) Option {
 	return func(c *config) { c.maxLoaded = max(n, 1) }
+}
+
+// WithParallel sets how many inference requests each loaded model serves
+// at once, as OLLAMA_NUM_PARALLEL does (default 1, Ollama 0.17.4's
+// default). Further requests for the model wait, first come first served,
+// until one of its n slots frees. Embedding models ([Model].Embedding) serve
+// one request at a time whatever n is, as Ollama loads them.
+func WithParallel(n int) Option {
+	return func(c *config) { c.parallel = max(n, 1) }
 }
 
 // WithTokenDelay makes the model wait d before each token (default 0).

@@ -168,6 +168,53 @@ func numPredict(opts map[string]any) int {
 	return 0
 }
 
+// runnerOptions are the options of Ollama's api.Runner, which a model is
+// loaded with: a request that asks for other values makes Ollama reload the
+// model (server/sched.go, needsReload).
+type runnerOptions struct {
+	numCtx, numBatch, numGPU, mainGPU, numThread int
+	useMMap                                      tristate
+}
+
+// tristate is an optional bool, as api.Runner's UseMMap *bool; zero is
+// unset.
+type tristate int8
+
+const (
+	yes tristate = iota + 1
+	no
+)
+
+// defaultNumCtx is the num_ctx Ollama 0.17.4 gives a request that sets none
+// on a machine with less than 23 GiB of VRAM and no OLLAMA_CONTEXT_LENGTH
+// (server/routes.go, Serve and modelOptions).
+const defaultNumCtx = 4096
+
+// runnerOptionsOf is what Ollama makes of a request's options for loading:
+// api.DefaultOptions with the default num_ctx, then the request's options
+// (integers truncated, nulls ignored, as api.Options.FromMap does), with
+// num_ctx raised to at least 4 (Scheduler.GetRunner). The options must
+// have passed checkOptions.
+func runnerOptionsOf(opts map[string]any) runnerOptions {
+	r := runnerOptions{numCtx: defaultNumCtx, numBatch: 512, numGPU: -1}
+	for key, p := range map[string]*int{
+		"num_ctx": &r.numCtx, "num_batch": &r.numBatch, "num_gpu": &r.numGPU,
+		"main_gpu": &r.mainGPU, "num_thread": &r.numThread,
+	} {
+		if f, ok := opts[key].(float64); ok {
+			*p = int(int64(f))
+		}
+	}
+	if b, ok := opts["use_mmap"].(bool); ok {
+		r.useMMap = no
+		if b {
+			r.useMMap = yes
+		}
+	}
+	r.numCtx = max(r.numCtx, 4)
+	return r
+}
+
 // message is one chat message of Ollama's API.
 type message struct {
 	Role      string          `json:"role"`

@@ -36,8 +36,17 @@ type Server struct {
 	maxInFlight int
 	faults      faults
 	tokenDelay  time.Duration
-	changed     chan struct{} // closed and replaced whenever residency changes
+	changed     chan struct{} // closed and replaced whenever the scheduler's state changes
 	seq         int           // for OpenAI-style completion ids
+
+	// The scheduler's queue and records.
+	pending          []*pendingLoad // Ollama's pending queue, oldest first
+	unloads          int
+	waiting          int // requests in acquire without their load or slot yet
+	running          int // requests holding a slot
+	maxRunning       int
+	modelsRunning    int // models with a request holding a slot
+	maxModelsRunning int
 }
 
 // Request is one request the server received.
@@ -53,7 +62,7 @@ type Request struct {
 // opts. It is closed by tb.Cleanup.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	cfg := config{maxLoaded: 3, now: time.Now}
+	cfg := config{maxLoaded: 3, parallel: 1, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -106,7 +115,7 @@ func (s *Server) Stop() {
 	s.handlers.Wait()
 	s.mu.Lock()
 	for _, st := range s.models {
-		st.resident = false
+		s.unloadLocked(st)
 	}
 	s.broadcastLocked()
 	s.mu.Unlock()
@@ -193,6 +202,44 @@ func (s *Server) MaxInFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxInFlight
+}
+
+// Waiting returns how many inference requests are waiting for their model
+// now: for it to load, for a reload or an eviction that waits for other
+// requests to end, for their turn in the scheduler's queue, or for a free
+// slot. A test can wait for Waiting to reach a number to know that a
+// request is held up.
+func (s *Server) Waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
+}
+
+// Serving returns how many inference requests hold a slot of their model
+// now, that is, are running on it. Requests that only load or unload a
+// model take no slot.
+func (s *Server) Serving() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
+}
+
+// MaxServing returns the largest Serving seen so far: at most
+// [WithParallel] per model.
+func (s *Server) MaxServing() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxRunning
+}
+
+// MaxModelsInFlight returns the largest number of distinct models that were
+// serving at least one request at the same time. A model reloaded with
+// other options counts once: its reload waits for the earlier load's
+// requests to end, so one model never serves under two loads at once.
+func (s *Server) MaxModelsInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxModelsRunning
 }
 
 func (s *Server) lookupLocked(name string) *modelState {

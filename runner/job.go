@@ -1,0 +1,511 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// job is one claimed job on its way to its next resting place: done/,
+// deferred/, failed/, back in the queue (its target went away), or (on
+// shutdown) left queued in cur/ for the next start. It belongs to the
+// goroutine that runs it.
+type job struct {
+	r   *Runner
+	l   *Lane   // nil for bad input, which never reaches a target
+	cfg *Config // the settings when it started
+	c   *spool.Claimed
+	rec *spool.Record
+	log *slog.Logger
+	// prev is the state last announced for the job.
+	prev spool.State
+	// key is the load key the lane reserved its slot under.
+	key string
+
+	// Set by prepare.
+	fn          *functions.Function
+	body        []byte
+	maxAttempts int
+	timeout     time.Duration
+}
+
+func (r *Runner) newJob(l *Lane, c *spool.Claimed) *job {
+	return &job{r: r, l: l, cfg: r.cfg.Load(), c: c, rec: c.Record, prev: c.Record.State, log: r.log.With("job", c.Record.ID)}
+}
+
+// run takes the job through one attempt and to its next resting place,
+// then frees its lane's slot.
+func (j *job) run(ctx context.Context) {
+	defer j.release()
+	rec := j.rec
+	if rec.State == spool.StateQueued && !j.c.Recovered {
+		j.prev = ""
+		j.announce() // job.queued: the runner has taken it up
+	}
+	if !j.prepare() {
+		return
+	}
+	if j.l == nil { // parsed after all: back in line for a lane
+		if err := j.r.spool.Requeue(rec); err != nil {
+			j.log.Error("cannot return the job to the queue", "err", err)
+		}
+		return
+	}
+	j.outcome(ctx, j.attempt(ctx))
+}
+
+// release frees the job's lane slot, if it has one.
+func (j *job) release() {
+	if j.l == nil {
+		return
+	}
+	j.r.mu.Lock()
+	j.l.release(j.key)
+	j.r.mu.Unlock()
+}
+
+// prepare checks everything that can end the job before it is sent: a
+// cancel request, bad input, a canceled batch, an unknown function,
+// attempts spent at a crash, max_age. It reports whether the job may run;
+// if not, it has ended it.
+func (j *job) prepare() bool {
+	rec, c, cfg := j.rec, j.c, j.cfg
+	switch {
+	case c.Canceled || j.r.spool.CancelRequested(rec.ID):
+		j.fail(spool.KindCanceled, "canceled before it ran", 0)
+		return false
+	case c.BadInput != nil:
+		j.fail(spool.KindBadInput, c.BadInput.Error(), 0)
+		return false
+	case j.batchCanceled():
+		j.fail(spool.KindCanceled, "the batch was canceled", 0)
+		return false
+	}
+	job := c.Job
+	fn, err := j.expand()
+	if err != nil {
+		j.fail(spool.KindBadInput, err.Error(), 0)
+		return false
+	}
+	j.fn = fn
+	j.maxAttempts = cfg.MaxAttempts
+	if job.MaxAttempts > 0 {
+		j.maxAttempts = job.MaxAttempts
+	}
+	if c.Recovered && rec.Attempts >= j.maxAttempts && rec.State != spool.StateQueued && rec.State != spool.StateDeferred {
+		j.fail(spool.KindInterrupted, fmt.Sprintf("hopper stopped while the job was running, and all %d attempts are spent", j.maxAttempts), 0)
+		return false
+	}
+	maxAge := cfg.MaxAge
+	if job.MaxAge > 0 {
+		maxAge = job.MaxAge
+	}
+	now := cfg.Now()
+	if maxAge > 0 && now.Sub(rec.SubmittedAt) > maxAge {
+		j.fail(spool.KindExpired, fmt.Sprintf("the job waited %s, longer than its max_age of %s", now.Sub(rec.SubmittedAt).Round(time.Second), maxAge), 0)
+		return false
+	}
+	if j.body, err = job.Request(j.extraFields()); err != nil {
+		j.fail(spool.KindBadInput, err.Error(), 0)
+		return false
+	}
+	j.timeout = cfg.Timeout
+	if job.Timeout > 0 {
+		j.timeout = job.Timeout
+	}
+	return true
+}
+
+// outcome takes the job where the attempt's result sends it.
+func (j *job) outcome(ctx context.Context, res result) {
+	rec, l := j.rec, j.l
+	var unavailable *ollama.UnavailableError
+	var rejected *ollama.RejectedError
+	var failed *ollama.JobFailedError
+	switch {
+	case res.err == nil && j.fn != nil && j.checkAnswer(res.response):
+		return // the answer did not match the function's schema
+	case res.err == nil:
+		t := j.cfg.Now()
+		rec.State, rec.Response, rec.Error, rec.FinishedAt, rec.NotBefore = spool.StateDone, res.response, nil, &t, nil
+		rec.ModelDigest = l.digest(context.WithoutCancel(ctx), j.c.Job.Model)
+		j.finish()
+		j.log.Info("done", "model", j.c.Job.Model, "target", l.cfg.Name, "attempts", rec.Attempts, "took", t.Sub(*rec.StartedAt).Round(time.Millisecond))
+		return
+	case errors.Is(res.cause, errCanceled):
+		j.fail(spool.KindCanceled, "canceled while running", 0)
+		return
+	case errors.Is(res.cause, errShutdown):
+		rec.Attempts-- // not the job's fault
+		j.stayQueued("hopper shut down while the job was running")
+		return
+	case errors.Is(res.cause, errTimeout):
+		j.fail(spool.KindTimeout, fmt.Sprintf("the job ran longer than its timeout of %s", j.timeout), 0)
+		return
+	case errors.As(res.err, &unavailable):
+		j.targetGone(res.err)
+		return
+	case errors.As(res.err, &rejected):
+		if rejected.Status == 404 && j.c.Job.Model != "" && j.notFoundElsewhere(rejected.Message) {
+			rec.Attempts-- // another target may have the model
+			j.log.Info("the target lacks the model; another target may have it", "target", l.cfg.Name, "model", j.c.Job.Model)
+			j.requeue()
+			return
+		}
+		j.fail(spool.KindTarget, rejected.Message, rejected.Status)
+		return
+	case errors.As(res.err, &failed) && !l.alive(ctx):
+		// The request broke and the target does not answer: it went
+		// away, not the job.
+		j.targetGone(res.err)
+		return
+	}
+	status := 0
+	if failed != nil {
+		status = failed.Status
+	}
+	if rec.Attempts >= j.maxAttempts {
+		j.fail(spool.KindTarget, fmt.Sprintf("%v (after %d attempts)", res.err, rec.Attempts), status)
+		return
+	}
+	j.deferJob(res.err, status)
+}
+
+// targetGone returns the job to the queue with its attempt uncharged, and
+// stops its lane until the target answers again.
+func (j *job) targetGone(err error) {
+	j.rec.Attempts-- // not the job's fault
+	j.r.mu.Lock()
+	j.l.down(err)
+	j.r.mu.Unlock()
+	j.log.Warn("target unavailable; the job goes back in line", "target", j.l.cfg.Name, "err", err)
+	j.requeue()
+}
+
+// notFoundElsewhere records that the job's target lacks its model and
+// reports whether another target may have it.
+func (j *job) notFoundElsewhere(message string) bool {
+	model := ollama.KeyModel(j.key)
+	if model == "" {
+		model = ollama.NormalizeModel(j.c.Job.Model)
+	}
+	j.r.mu.Lock()
+	defer j.r.mu.Unlock()
+	return j.l.lacks(model, message)
+}
+
+// requeue puts the job back in line for any lane.
+func (j *job) requeue() {
+	j.prev = j.rec.State
+	if err := j.r.spool.Requeue(j.rec); err != nil {
+		j.log.Error("cannot return the job to the queue", "err", err)
+		return
+	}
+	j.announce()
+}
+
+// batchCanceled reports whether the job is a line of a batch that is being
+// canceled: the batches goroutine fails the queued ones, but a lane may
+// have claimed one first.
+func (j *job) batchCanceled() bool {
+	job := j.c.Job
+	if job == nil || job.Batch == "" {
+		return false
+	}
+	name, _, ok := spool.LineOf(j.rec.ID)
+	return ok && name == job.Batch && j.r.spool.BatchCancelRequested(name)
+}
+
+// expand turns a function job into the request it stands for: the
+// function's expansion of the vars, plus the job's own pass-through fields,
+// with the job's settings winning over the function's. It returns the
+// function (nil for an ordinary job); an error is bad input.
+func (j *job) expand() (*functions.Function, error) {
+	rec, job := j.rec, j.c.Job
+	if job.Function == "" {
+		return nil, nil
+	}
+	if j.cfg.Functions == nil {
+		return nil, fmt.Errorf("unknown function %q: no functions are defined", job.Function)
+	}
+	fn, err := j.cfg.Functions.Lookup(job.Function)
+	if err != nil {
+		return nil, err
+	}
+	body, endpoint, err := fn.Expand(job.Vars)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range job.Body {
+		if _, clash := body[k]; clash {
+			return nil, fmt.Errorf("function %q sets %q; a job calling it cannot", fn.Name, k)
+		}
+		body[k] = v
+	}
+	job.Body, job.Endpoint, job.Model = body, endpoint, fn.Model
+	if job.MaxAttempts == 0 {
+		job.MaxAttempts = fn.MaxAttempts
+	}
+	if job.Timeout == 0 {
+		job.Timeout = fn.Timeout
+	}
+	if job.MaxAge == 0 {
+		job.MaxAge = fn.MaxAge
+	}
+	if job.Webhook == "" {
+		job.Webhook = fn.Webhook
+	}
+	rec.Endpoint, rec.Model, rec.Function, rec.Vars = endpoint, fn.Model, fn.Name, job.Vars
+	if rec.Request, err = job.Request(nil); err != nil {
+		return nil, err
+	}
+	return fn, nil
+}
+
+// checkAnswer validates a function job's answer against its schema. A
+// valid answer's parsed object goes in the record's output and checkAnswer
+// returns false; an invalid one costs the attempt (deferred, or failed once
+// attempts are spent) and checkAnswer returns true.
+func (j *job) checkAnswer(response json.RawMessage) bool {
+	rec := j.rec
+	out, err := j.fn.Check(ollama.AnswerText(response))
+	if err == nil {
+		rec.Output = out
+		return false
+	}
+	rec.Response = response // keep the answer that failed, to look at
+	if rec.Attempts >= j.maxAttempts {
+		j.fail(spool.KindTarget, fmt.Sprintf("%v (after %d attempts)", err, rec.Attempts), 0)
+	} else {
+		j.deferJob(err, 0)
+	}
+	return true
+}
+
+// extraFields are the request fields hopper sets: stream, and keep_alive
+// when the job gives none (or gives a numeric string, which Ollama rejects).
+func (j *job) extraFields() map[string]json.RawMessage {
+	job := j.c.Job
+	extra := map[string]json.RawMessage{}
+	if spool.Streams(job.Endpoint) {
+		extra["stream"] = json.RawMessage("true")
+		if job.Endpoint == "openai.chat" || job.Endpoint == "openai.completions" {
+			extra["stream_options"] = json.RawMessage(`{"include_usage":true}`)
+		}
+	}
+	if job.Endpoint == "openai.chat" || job.Endpoint == "openai.completions" || job.Endpoint == "openai.embeddings" {
+		return extra // the OpenAI endpoints take no keep_alive
+	}
+	if raw, ok := job.Body["keep_alive"]; ok {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			if ka := ollama.KeepAlive(s); ka != nil {
+				extra["keep_alive"] = ka
+			}
+		}
+	} else if ka := ollama.KeepAlive(j.cfg.KeepAlive); ka != nil {
+		extra["keep_alive"] = ka
+	}
+	return extra
+}
+
+type result struct {
+	response json.RawMessage
+	err      error
+	cause    error // why the request was aborted, if hopper aborted it
+}
+
+// attempt sends the job once to its lane's target, streaming into
+// cur/ID.out. The request runs in its own goroutine while this one watches
+// for a cancel request, the timeout and shutdown.
+func (j *job) attempt(ctx context.Context) result {
+	s, rec, l := j.r.spool, j.rec, j.l
+	now := j.cfg.Now()
+	rec.Attempts++
+	rec.StartedAt, rec.Target, rec.NotBefore, rec.ModelDigest = &now, l.cfg.Name, nil, ""
+	j.r.mu.Lock()
+	rec.ModelLoaded = l.startLoad(j.key)
+	j.r.mu.Unlock()
+	rec.State = spool.StateWorking
+	if rec.ModelLoaded {
+		rec.State = spool.StateLoading
+	}
+	if err := s.Update(rec); err != nil {
+		j.log.Error("cannot write the record", "err", err)
+	}
+	j.announce()
+	out, err := s.CreateOutput(rec.ID)
+	if err != nil {
+		return result{err: fmt.Errorf("create output: %w", err)}
+	}
+	defer out.Close()
+
+	jobCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	jobCtx, cancelTimeout := context.WithTimeoutCause(jobCtx, j.timeout, errTimeout)
+	defer cancelTimeout()
+
+	var line bytes.Buffer
+	var firstAt time.Time
+	onChunk := func(chunk []byte) error {
+		if firstAt.IsZero() {
+			firstAt = time.Now()
+			if rec.State == spool.StateLoading {
+				rec.State = spool.StateWorking
+				if err := s.Update(rec); err != nil {
+					j.log.Warn("cannot write the record", "err", err)
+				}
+				j.announce()
+			}
+		}
+		line.Reset()
+		line.Write(bytes.TrimRight(chunk, "\r\n"))
+		line.WriteByte('\n')
+		_, err := out.Write(line.Bytes())
+		return err
+	}
+	started := time.Now()
+	done := make(chan result, 1)
+	go func() {
+		resp, err := l.cfg.Target.Do(jobCtx, spool.EndpointPath(j.c.Job.Endpoint), j.body, onChunk)
+		done <- result{response: resp, err: err}
+	}()
+	// A cancel request that came since prepare looked is seen by the poll.
+	var grace <-chan time.Time
+	stopping := ctx.Done()
+	poll := time.NewTicker(cancelPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case res := <-done:
+			if res.err != nil {
+				res.cause = context.Cause(jobCtx)
+				if res.cause == context.Canceled {
+					res.cause = nil
+				}
+			} else if rec.ModelLoaded {
+				j.loaded(ctx, res.response, started, firstAt)
+			}
+			return res
+		case <-poll.C:
+			if s.CancelRequested(rec.ID) && context.Cause(jobCtx) == nil {
+				j.log.Info("cancel requested; aborting the request")
+				cancel(errCanceled)
+			}
+		case <-stopping:
+			stopping = nil
+			j.log.Info("shutting down: letting the running job finish", "grace", j.cfg.ShutdownGrace)
+			timer := time.NewTimer(j.cfg.ShutdownGrace)
+			defer timer.Stop()
+			grace = timer.C
+		case <-grace:
+			j.log.Warn("shutdown grace is over; aborting the running job and leaving it queued")
+			cancel(errShutdown)
+		}
+	}
+}
+
+// loaded counts the time the job's model took to load (Ollama's
+// load_duration, else the wait for the first byte) and asks the target
+// what it loaded, for the digest: once per load, never once per job.
+func (j *job) loaded(ctx context.Context, response json.RawMessage, started, firstAt time.Time) {
+	var took time.Duration
+	var d struct {
+		LoadDuration int64 `json:"load_duration"`
+	}
+	if json.Unmarshal(response, &d) == nil && d.LoadDuration > 0 {
+		took = time.Duration(d.LoadDuration)
+	} else if !firstAt.IsZero() {
+		took = firstAt.Sub(started)
+	}
+	j.r.mu.Lock()
+	j.l.stats.LoadTime += took
+	j.r.mu.Unlock()
+	j.l.refresh(ctx)
+}
+
+// deferJob records a failed attempt and parks the job in deferred/ until
+// its backoff has passed.
+func (j *job) deferJob(cause error, status int) {
+	rec, cfg := j.rec, j.cfg
+	delay := cfg.RetryBase
+	for i := 1; i < rec.Attempts && delay < cfg.RetryMax; i++ {
+		delay *= 2
+	}
+	delay = jitter(cfg, min(delay, cfg.RetryMax))
+	nb := cfg.Now().Add(delay)
+	rec.State, rec.NotBefore = spool.StateDeferred, &nb
+	rec.Error = &spool.JobError{Kind: spool.KindTarget, Message: cause.Error(), Status: status}
+	j.finish()
+	j.log.Warn("attempt failed; deferred", "attempt", rec.Attempts, "retry_in", delay.Round(time.Millisecond), "err", cause)
+}
+
+// stayQueued leaves an aborted job in cur/ as queued, so the next start
+// runs it first. The caller has already uncharged the aborted attempt.
+func (j *job) stayQueued(why string) {
+	j.rec.State = spool.StateQueued
+	if err := j.r.spool.Update(j.rec); err != nil {
+		j.log.Error("cannot write the record", "err", err)
+	}
+	j.log.Info(why + "; it stays queued")
+}
+
+func (j *job) fail(kind spool.ErrorKind, msg string, status int) {
+	rec := j.rec
+	t := j.cfg.Now()
+	rec.State, rec.FinishedAt, rec.NotBefore = spool.StateFailed, &t, nil
+	rec.Error = &spool.JobError{Kind: kind, Message: msg, Status: status}
+	j.finish()
+	j.log.Warn("failed", "kind", kind, "err", msg)
+}
+
+// finish moves the record to its final place, emitting its event once the
+// record is durable and before it moves: a crash in between leaves it in
+// cur/, and recovery emits the event again.
+func (j *job) finish() {
+	rec := j.rec
+	if err := j.r.spool.FinishAnd(rec, j.announce); err != nil {
+		j.log.Error("cannot finish the record", "err", err)
+		return
+	}
+	if j.l != nil && rec.State.Terminal() {
+		j.r.mu.Lock()
+		if rec.State == spool.StateDone {
+			j.l.stats.Done++
+			j.l.outages = 0
+		} else {
+			j.l.stats.Failed++
+		}
+		j.r.dirty.Store(true)
+		j.r.mu.Unlock()
+	}
+	if rec.State.Terminal() {
+		j.r.batches.Ended(rec)
+	}
+}
+
+// announce emits the event for the record's new state, once it is on disk.
+// A failure to record an event is logged; it never changes the job.
+func (j *job) announce() {
+	rec := j.rec
+	prev := j.prev
+	j.prev = rec.State
+	if j.cfg.Hooks == nil {
+		return
+	}
+	var job *spool.Job
+	if j.c != nil {
+		job = j.c.Job
+	}
+	if err := j.cfg.Hooks.EmitJob(rec, prev, job); err != nil {
+		j.log.Error("cannot record the event", "state", rec.State, "err", err)
+	}
+}

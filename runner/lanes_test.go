@@ -1,0 +1,269 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
+	"github.com/hopper-dev/hopper/runner"
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// lanesHarness is a runner driving several fake targets.
+type lanesHarness struct {
+	*harness
+	fakes map[string]*ollamatest.Server
+}
+
+// newLanes starts one fake per name with opts, and a runner with one lane
+// of `parallel` slots on each. Targets without Tags can be asked for by
+// name in noTags, so their installed models are unknown.
+func newLanes(t *testing.T, names []string, parallel int, configure func(*runner.Config), opts func(name string) []ollamatest.Option) *lanesHarness {
+	t.Helper()
+	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	lh := &lanesHarness{fakes: map[string]*ollamatest.Server{}}
+	cfg := runner.Config{
+		Spool:      s,
+		Settle:     50 * time.Millisecond,
+		RetryBase:  10 * time.Millisecond,
+		RetryMax:   50 * time.Millisecond,
+		OutageBase: 10 * time.Millisecond,
+		OutageMax:  50 * time.Millisecond,
+	}
+	for _, name := range names {
+		fake := ollamatest.NewServer(t, opts(name)...)
+		lh.fakes[name] = fake
+		client, err := ollama.New(fake.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: fake.URL, Target: client, Parallel: parallel})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	lh.harness = &harness{t: t, s: s, cfg: cfg}
+	return lh
+}
+
+// untagged hides a client's Tags, so its lane does not know what the
+// target has installed until the target says "not found".
+type untagged struct{ runner.Target }
+
+func TestLanes(t *testing.T) {
+	t.Run("ThreeTargetsRunEveryJobOnceWithoutSwappingUnderRunningRequests", func(t *testing.T) {
+		models := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
+		lh := newLanes(t, []string{"a", "b", "c"}, 2, nil, func(string) []ollamatest.Option {
+			return []ollamatest.Option{ollamatest.WithModels(models...), ollamatest.WithMaxLoaded(1),
+				ollamatest.WithParallel(2), ollamatest.WithTokenDelay(time.Millisecond)}
+		})
+		var ids []string
+		for i := range 90 {
+			id := fmt.Sprintf("j%03d", i)
+			lh.drop(id, chat(models[i%len(models)], id))
+			ids = append(ids, id)
+		}
+		lh.start()
+		used := map[string]int{}
+		for _, id := range ids {
+			r := lh.wait(id)
+			if r.State != spool.StateDone || r.Attempts != 1 {
+				t.Fatalf("%s: got %s after %d attempts, want done after 1", id, r.State, r.Attempts)
+			}
+			used[r.Target]++
+			if r.ModelDigest == "" {
+				t.Errorf("%s: the record names no model digest", id)
+			}
+		}
+		loads := 0
+		for name, f := range lh.fakes {
+			loads += f.Loads()
+			if got := f.MaxModelsInFlight(); got > 1 {
+				t.Errorf("target %s had %d models in flight at once, want 1", name, got)
+			}
+			if got := f.MaxInFlight(); got > 2 {
+				t.Errorf("target %s had %d requests in flight, over its 2 slots", name, got)
+			}
+		}
+		if loads > 9 {
+			t.Errorf("%d model loads over 3 targets for 6 models, want at most 9", loads)
+		}
+		if len(used) < 2 {
+			t.Errorf("jobs ran on %v: want the work spread over the targets", used)
+		}
+		done, _ := lh.s.List(spool.StateDone)
+		if len(done) != len(ids) {
+			t.Errorf("%d records in done/, want %d", len(done), len(ids))
+		}
+	})
+
+	t.Run("ALaneFillsEverySlotWithOneModel", func(t *testing.T) {
+		lh := newLanes(t, []string{"gpu"}, 4, nil, func(string) []ollamatest.Option {
+			return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(4), ollamatest.WithTokenDelay(5 * time.Millisecond)}
+		})
+		for i := range 8 {
+			lh.drop(fmt.Sprintf("j%d", i), chat("m1", "x"))
+		}
+		lh.start()
+		for i := range 8 {
+			lh.wait(fmt.Sprintf("j%d", i))
+		}
+		if got := lh.fakes["gpu"].MaxServing(); got != 4 {
+			t.Errorf("at most %d requests were served at once, want all 4 slots used", got)
+		}
+	})
+
+	t.Run("TwoNumCtxValuesAreTwoLoadKeysAndDrainSeparately", func(t *testing.T) {
+		lh := newLanes(t, []string{"gpu"}, 2, nil, func(string) []ollamatest.Option {
+			return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(2)}
+		})
+		for i := range 10 {
+			opts := ""
+			if i%2 == 1 {
+				opts = `,"options":{"num_ctx":8192}`
+			}
+			lh.drop(fmt.Sprintf("j%d", i), fmt.Sprintf(`{"model":"m1","prompt":"x"%s}`, opts))
+		}
+		lh.start()
+		for i := range 10 {
+			if r := lh.wait(fmt.Sprintf("j%d", i)); r.State != spool.StateDone {
+				t.Fatalf("j%d: %s %+v", i, r.State, r.Error)
+			}
+		}
+		f := lh.fakes["gpu"]
+		if got := f.Loads(); got != 2 {
+			t.Errorf("%d loads, want 2: one per num_ctx", got)
+		}
+		if got := f.MaxModelsInFlight(); got != 1 {
+			t.Errorf("%d load keys in flight at once, want 1", got)
+		}
+	})
+
+	t.Run("ATargetThatGoesDownStopsOnlyItsLaneAndChargesNoAttempt", func(t *testing.T) {
+		lh := newLanes(t, []string{"a", "b"}, 2, nil, func(string) []ollamatest.Option {
+			return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(2), ollamatest.WithTokenDelay(20 * time.Millisecond)}
+		})
+		var ids []string
+		for i := range 12 {
+			id := fmt.Sprintf("j%02d", i)
+			lh.drop(id, chat("m1", strings.Repeat("word ", 5)))
+			ids = append(ids, id)
+		}
+		lh.start()
+		a := lh.fakes["a"]
+		eventually(t, "target a to serve a request", func() bool { return a.InFlight() > 0 })
+		a.Stop()
+		eventually(t, "lane a to be reported down", func() bool {
+			pub, err := lh.s.ReadTargets()
+			return err == nil && !pub.Targets[0].Up
+		})
+		for _, id := range ids {
+			r := lh.wait(id)
+			if r.State != spool.StateDone || r.Attempts != 1 {
+				t.Errorf("%s: got %s after %d attempts on %s, want done after 1", id, r.State, r.Attempts, r.Target)
+			}
+		}
+		a.Start()
+		eventually(t, "lane a to rejoin", func() bool {
+			pub, err := lh.s.ReadTargets()
+			return err == nil && pub.Targets[0].Up
+		})
+	})
+
+	t.Run("AModelOneTargetLacksRunsOnATargetThatHasIt", func(t *testing.T) {
+		lh := newLanes(t, []string{"a", "b"}, 1, func(c *runner.Config) {
+			for i := range c.Targets {
+				c.Targets[i].Target = untagged{c.Targets[i].Target}
+			}
+		}, func(name string) []ollamatest.Option {
+			if name == "a" {
+				return []ollamatest.Option{ollamatest.WithModels("only-a")}
+			}
+			return []ollamatest.Option{ollamatest.WithModels("only-b")}
+		})
+		lh.drop("x", chat("only-b", "hi"))
+		lh.start()
+		r := lh.wait("x")
+		if r.State != spool.StateDone || r.Target != "b" || r.Attempts != 1 {
+			t.Errorf("got %s on %q after %d attempts (%+v), want done on b after 1", r.State, r.Target, r.Attempts, r.Error)
+		}
+		lh.drop("nope", chat("nope", "hi"))
+		r = lh.wait("nope")
+		if r.State != spool.StateFailed || r.Error.Status != 404 || r.Error.Message != "model 'nope' not found" {
+			t.Errorf("got %s %+v, want failed with Ollama's 404 once no target has it", r.State, r.Error)
+		}
+	})
+
+	t.Run("StatusIsPublishedForEachTarget", func(t *testing.T) {
+		lh := newLanes(t, []string{"a", "b"}, 3, nil, func(string) []ollamatest.Option {
+			return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(3)}
+		})
+		lh.drop("x", chat("m1", "hi"))
+		lh.start()
+		r := lh.wait("x")
+		var pub *spool.Targets
+		eventually(t, "the done job in the published status", func() bool {
+			var err error
+			pub, err = lh.s.ReadTargets()
+			return err == nil && pub.Targets[0].Done+pub.Targets[1].Done == 1
+		})
+		names := []string{pub.Targets[0].Name, pub.Targets[1].Name}
+		if !slices.Equal(names, []string{"a", "b"}) {
+			t.Errorf("targets %v, want [a b] in configuration order", names)
+		}
+		for _, ts := range pub.Targets {
+			if !ts.Up || ts.Slots != 3 {
+				t.Errorf("%s: up %v slots %d, want up with 3 slots", ts.Name, ts.Up, ts.Slots)
+			}
+			if ts.Name == r.Target && (ts.Loads != 1 || !slices.Contains(ts.Resident, "m1:latest")) {
+				t.Errorf("%s ran the job: loads %d resident %v, want 1 load and m1 resident", ts.Name, ts.Loads, ts.Resident)
+			}
+		}
+		data, _ := json.Marshal(pub)
+		t.Logf("published: %s", data)
+	})
+}
+
+// TestLanesShutdownLetsEveryRunningJobFinish: SIGTERM's grace covers the
+// jobs of every lane.
+func TestLanesShutdownLetsEveryRunningJobFinish(t *testing.T) {
+	lh := newLanes(t, []string{"a", "b"}, 2, func(c *runner.Config) { c.ShutdownGrace = 30 * time.Second }, func(string) []ollamatest.Option {
+		return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(2), ollamatest.WithTokenDelay(10 * time.Millisecond)}
+	})
+	// Ten jobs: a deep enough backlog that the second lane helps.
+	for i := range 10 {
+		lh.drop(fmt.Sprintf("j%d", i), chat("m1", strings.Repeat("w ", 10)))
+	}
+	lh.start()
+	eventually(t, "four requests in flight", func() bool {
+		return lh.fakes["a"].InFlight()+lh.fakes["b"].InFlight() == 4
+	})
+	lh.shutdown()
+	done, err := lh.s.List(spool.StateDone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, _ := lh.s.List(spool.StateWorking)
+	if len(done) < 4 || len(running) != 0 {
+		t.Errorf("%d done and %d still running after shutdown, want the 4 running ones done within the grace", len(done), len(running))
+	}
+	for _, r := range done {
+		if r.Attempts != 1 {
+			t.Errorf("%s: %d attempts", r.ID, r.Attempts)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	_, _ = lh.s.Wait(ctx, "j0")
+}
