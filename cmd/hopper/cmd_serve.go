@@ -78,12 +78,14 @@ directory with a sample hook (hooks/done.sample), then says what to try next.`,
 func newServeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the runner: claim queued jobs and run them against Ollama, one at a time",
+		Short: "Run the runner: claim queued jobs and run them on your Ollama servers",
 		Long: `serve creates the spool if needed, takes its runner lock (one runner per
-spool), finishes what a crash left behind, and runs queued jobs one at a time
-against the Ollama target until SIGTERM or SIGINT. On the first signal it
-claims nothing new and lets the running job finish within shutdown_grace;
-after that the job is aborted and stays queued, with no attempt charged.`,
+spool), finishes what a crash left behind, and runs queued jobs on every
+target (targets:, or the one of --ollama / $OLLAMA_HOST) until SIGTERM or
+SIGINT: one lane per target, up to its parallel slots in flight, all for one
+model. On the first signal it claims nothing new and lets the running jobs
+finish within shutdown_grace; after that they are aborted and stay queued,
+with no attempt charged.`,
 		Example: `  hopper serve
   hopper serve --ollama http://gpu-box:11434 --http off
   OLLAMA_HOST=127.0.0.1:11434 hopper serve --log-format json`,
