@@ -121,6 +121,9 @@ func (l *LaneState) idle() bool { return l.Up && l.InFlight == 0 }
 //     flight; else it looks at the next priority;
 //  4. within a key, FIFO by arrival, ties by name.
 //
+// Jobs the index has not read yet (spool.UnreadKey, just after a start on a
+// big backlog) count as a key nobody drains that only an idle lane takes.
+//
 // With the FIFO schedule an idle lane takes the oldest job it may run, and
 // a busy one adds only when that oldest job has its key.
 func Pick(v View, lanes []LaneState, self int, now time.Time, p Policy) (spool.Entry, bool) {
@@ -146,7 +149,12 @@ func Pick(v View, lanes []LaneState, self int, now time.Time, p Policy) (spool.E
 	for _, prio := range v.Priorities() {
 		var keys []spool.KeyBacklog // this lane's, oldest first
 		for _, k := range v.Keys(prio) {
-			if me.eligible(ollama.KeyModel(k.Key)) {
+			// Jobs not read yet (at start, with a backlog) may be for any
+			// model: only an idle lane takes one, and learns its key.
+			if k.Key == spool.UnreadKey && me.InFlight > 0 {
+				continue
+			}
+			if k.Key == spool.UnreadKey || me.eligible(ollama.KeyModel(k.Key)) {
 				keys = append(keys, k)
 			}
 		}

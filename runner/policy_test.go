@@ -319,3 +319,18 @@ func TestPickAcrossLanes(t *testing.T) {
 		})
 	}
 }
+
+func TestPickUnreadJobs(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	q := keyedQueue()
+	q.Put(spool.Entry{Dir: spool.DirNew, Name: "unread", Arrived: t0, Unread: true})
+	q.Put(spool.Entry{Dir: spool.DirNew, Name: "mine", Model: "m1", Arrived: t0.Add(time.Second)})
+	busy := LaneState{Name: "a", Up: true, Slots: 2, InFlight: 1, Key: ollama.LoadKey("m1", nil)}
+	if got, _ := Pick(q, []LaneState{busy}, 0, t0.Add(time.Minute), Policy{}); got.Name != "mine" {
+		t.Errorf("a busy lane picked %q, want its own key's job: an unread job may be any model", got.Name)
+	}
+	limited := LaneState{Name: "b", Up: true, Slots: 1, Models: []string{"m9"}}
+	if got, _ := Pick(q, []LaneState{limited}, 0, t0.Add(time.Minute), Policy{}); got.Name != "unread" {
+		t.Errorf("an idle lane picked %q, want the older unread job", got.Name)
+	}
+}

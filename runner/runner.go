@@ -251,6 +251,14 @@ func (r *Runner) keyOf(e spool.Entry) string {
 	return ollama.LoadKey(model, options)
 }
 
+// jobKey is a claimed job's load key.
+func (r *Runner) jobKey(c *spool.Claimed) string {
+	if c.Job == nil {
+		return ""
+	}
+	return r.keyOf(spool.Entry{Model: c.Job.Model, Function: c.Job.Function, Options: c.Job.Body["options"]})
+}
+
 // mergeOptions lays a job's own options over its function's.
 func mergeOptions(fn map[string]any, job json.RawMessage) json.RawMessage {
 	if len(fn) == 0 {
@@ -427,9 +435,30 @@ func (r *Runner) fill(ctx context.Context) {
 				r.mu.Unlock()
 				continue
 			}
+			key := e.Key
+			if key == spool.UnreadKey {
+				// The lane was idle: its key is this job's, now known —
+				// unless its target may not run the model.
+				key = r.jobKey(c)
+				r.mu.Lock()
+				st := l.state()
+				ok := st.eligible(ollama.KeyModel(key))
+				if ok {
+					l.key = key
+				} else {
+					l.release(e.Key)
+				}
+				r.mu.Unlock()
+				if !ok {
+					if err := r.spool.Requeue(c.Record); err != nil {
+						r.log.Error("cannot return the job to the queue", "job", c.Record.ID, "err", err)
+					}
+					continue
+				}
+			}
 			started = true
 			j := r.newJob(l, c)
-			j.key = e.Key
+			j.key = key
 			r.jobs.Go(func() { j.run(ctx) })
 		}
 		if !started {
@@ -445,7 +474,7 @@ func (r *Runner) failUnservable(ctx context.Context) {
 	for _, p := range r.queue.Priorities() {
 		for _, k := range r.queue.Keys(p) {
 			model := ollama.KeyModel(k.Key)
-			if model == "" {
+			if model == "" || k.Key == spool.UnreadKey {
 				continue
 			}
 			r.mu.Lock()

@@ -26,7 +26,16 @@ type Entry struct {
 	// Bad marks a file that will never parse: the runner claims it only to
 	// fail it, without calling the target.
 	Bad bool
+	// Unread marks a file in new/ indexed at start from its name and ctime
+	// alone: its model and priority are not known yet, and its Key is
+	// UnreadKey until the watcher reads it (in the background, so the
+	// first claim need not wait for a big backlog to be read).
+	Unread bool
 }
+
+// UnreadKey is the load key of entries not read yet: a claimer that takes
+// one must learn its real key from the claimed job.
+const UnreadKey = "(unread)"
 
 // before orders entries FIFO: arrival, then name.
 func (e *Entry) before(o *Entry) bool {
@@ -59,6 +68,9 @@ type Queue struct {
 	// batches holds batch files (new/NAME.jsonl) ready to be claimed.
 	batches      map[string]Entry
 	batchChanged chan struct{}
+	// unread lists the Dir/Name of entries put with Unread, oldest first;
+	// entries read, claimed or removed since are skipped.
+	unread []string
 }
 
 type item struct {
@@ -115,7 +127,12 @@ func (q *Queue) Put(e Entry) {
 	if old, ok := q.items[key]; ok {
 		q.remove(old)
 	}
-	e.Key = q.keyOf(e)
+	if e.Unread {
+		e.Key = UnreadKey
+		q.unread = append(q.unread, key)
+	} else {
+		e.Key = q.keyOf(e)
+	}
 	it := &item{Entry: e, key: key, idxAll: -1, idxModel: -1, idxWait: -1}
 	q.items[key] = it
 	switch {
@@ -158,6 +175,25 @@ func (q *Queue) NextBatch() (Entry, bool) {
 	return first, found
 }
 
+// Unread returns up to n entries that were put Unread and are still
+// indexed so, oldest first, for the watcher to read.
+func (q *Queue) Unread(n int) []Entry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Entry
+	i := 0
+	for ; i < len(q.unread) && len(out) < n; i++ {
+		if it, ok := q.items[q.unread[i]]; ok && it.Unread {
+			out = append(out, it.Entry)
+		}
+	}
+	q.unread = q.unread[i:]
+	if len(q.unread) == 0 {
+		q.unread = nil
+	}
+	return out
+}
+
 // Remove drops the entry for dir/name, if present.
 func (q *Queue) Remove(dir, name string) {
 	q.mu.Lock()
@@ -194,6 +230,7 @@ func (q *Queue) Reset() {
 	q.prios = nil
 	q.waiting = nil
 	q.bad = nil
+	q.unread = nil
 	q.batches = map[string]Entry{}
 }
 

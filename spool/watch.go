@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
 // WatchOptions configure a Watcher.
@@ -83,20 +84,51 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				w.o.Logger.Warn("watcher overflowed; rescanning the spool")
-				w.q.Reset()
-				w.pending = map[string]time.Time{}
-				if err := w.scan(); err != nil {
-					w.o.Logger.Error("rescan failed", "err", err)
+			w.handleError(err)
+		case <-timer.C:
+			w.recheck()
+		default:
+			// Idle: read the entries the start-up scan only listed, a
+			// chunk at a time, so events are never kept waiting long.
+			if unread := w.q.Unread(256); len(unread) > 0 {
+				for _, e := range unread {
+					w.read(e.Name)
 				}
 				continue
 			}
-			w.o.Logger.Error("watcher", "err", err)
-		case <-timer.C:
-			w.recheck()
+			select {
+			case <-ctx.Done():
+				return nil
+			case ev, ok := <-w.fsw.Events:
+				if !ok {
+					return nil
+				}
+				w.handle(ev)
+			case err, ok := <-w.fsw.Errors:
+				if !ok {
+					return nil
+				}
+				w.handleError(err)
+			case <-timer.C:
+				w.recheck()
+			}
 		}
 	}
+}
+
+// handleError rescans on an overflow of the kernel's event queue and logs
+// anything else.
+func (w *Watcher) handleError(err error) {
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		w.o.Logger.Warn("watcher overflowed; rescanning the spool")
+		w.q.Reset()
+		w.pending = map[string]time.Time{}
+		if err := w.scan(); err != nil {
+			w.o.Logger.Error("rescan failed", "err", err)
+		}
+		return
+	}
+	w.o.Logger.Error("watcher", "err", err)
 }
 
 // resetTimer arms the timer for the earliest pending recheck.
@@ -156,7 +188,7 @@ func (w *Watcher) scan() error {
 		}
 		for _, e := range entries {
 			if d == DirNew {
-				w.indexNew(e.Name())
+				w.list(e.Name())
 			} else {
 				w.indexDeferred(e.Name())
 			}
@@ -169,6 +201,39 @@ func (w *Watcher) scan() error {
 // at: not dot-named, ending in .json.
 func Candidate(name string) bool {
 	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".json") && len(name) > len(".json")
+}
+
+// list indexes new/name at start from its name and ctime alone, without
+// reading it: Unread, to be read in the background (read). A backlog of
+// 100,000 jobs is then listed about as fast as ls -l lists it.
+func (w *Watcher) list(name string) {
+	if BatchCandidate(name) || !Candidate(name) {
+		w.indexNew(name)
+		return
+	}
+	st, err := w.s.statAt(DirNew, name)
+	if err != nil {
+		return // gone already
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		w.indexNew(name) // says why it is ignored
+		return
+	}
+	e := Entry{Dir: DirNew, Name: name, Arrived: time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)), Unread: true}
+	if !ValidID(strings.TrimSuffix(name, ".json")) {
+		e.Bad, e.Unread = true, false // Claim quarantines it
+	}
+	w.q.Put(e)
+}
+
+// read reads an entry the start-up scan listed Unread and indexes it as it
+// is, unless it was claimed or removed since.
+func (w *Watcher) read(name string) {
+	if !w.q.Has(DirNew, name) {
+		return
+	}
+	w.q.Remove(DirNew, name)
+	w.indexNew(name)
 }
 
 // indexNew looks at new/name and puts it in the queue, leaves it pending, or
