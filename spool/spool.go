@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,6 +39,9 @@ var (
 	ErrLocked = errors.New("spool is locked by another runner")
 	// ErrNotInitialized means the directory is not a spool yet.
 	ErrNotInitialized = errors.New("not a spool")
+	// ErrNotEmpty means Init was pointed at a directory that holds other
+	// files and is not a spool.
+	ErrNotEmpty = errors.New("not empty and not a hopper spool")
 )
 
 // notFound is an error that says what was not found in its own words and
@@ -58,6 +62,11 @@ type Options struct {
 	Fsync      bool             // fsync what recovery depends on
 	MaxJobSize int64            // bytes; larger job files are bad input
 	Now        func() time.Time // the clock; default time.Now
+	// Force lets Init create a spool inside a directory that holds other
+	// files and is not a spool yet. Without it Init refuses, so a mistyped
+	// --spool (/, /var, $HOME) never gets new/, cur/, tmp/… created in it,
+	// nor its tmp/ cleaned by recovery.
+	Force bool
 }
 
 // DefaultOptions returns the documented defaults.
@@ -116,6 +125,8 @@ func Init(path string, o Options) (*Spool, error) {
 			return nil, fmt.Errorf("init spool: %w", err)
 		}
 		create = append(create, path)
+	} else if err := checkForeign(path, o.Force); err != nil {
+		return nil, err
 	}
 	for _, d := range Dirs {
 		p := filepath.Join(path, d)
@@ -134,6 +145,31 @@ func Init(path string, o Options) (*Spool, error) {
 		}
 	}
 	return Open(path, o)
+}
+
+// checkForeign refuses an existing directory that holds files and has no
+// .hopper/ (hopper's marker: every spool has it), unless forced.
+func checkForeign(path string, force bool) error {
+	if force {
+		return nil
+	}
+	if fi, err := os.Stat(filepath.Join(path, DirState)); err == nil && fi.IsDir() {
+		return nil // a spool already
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("init spool: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("init spool %s: %w", path, err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	abs, _ := filepath.Abs(path)
+	return fmt.Errorf("init spool %s: the directory holds files (%s, …) and has no %s/, so it is %w; hopper will not create new/, cur/, tmp/ … in it. Name an empty or new directory, or use --force if it really is meant to be the spool", abs, names[0], DirState, ErrNotEmpty)
 }
 
 // Open opens an existing spool. It fails with ErrNotInitialized when a

@@ -365,3 +365,33 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Error("ParseRecord accepted a job without id and state")
 	}
 }
+
+func TestInitRefusesADirectoryThatIsNotASpool(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "important.txt"), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(dir, Options{}); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "important.txt") {
+		t.Fatalf("got %v, want ErrNotEmpty naming a file", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DirNew)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Init created new/ in a foreign directory")
+	}
+	s, err := Init(dir, Options{Force: true})
+	if err != nil {
+		t.Fatalf("with Force: %v", err)
+	}
+	s.Close()
+	// A spool is a spool: Init opens it again without Force.
+	s, err = Init(dir, Options{})
+	if err != nil {
+		t.Fatalf("Init on an existing spool: %v", err)
+	}
+	s.Close()
+	// An empty directory becomes a spool.
+	if s, err := Init(t.TempDir(), Options{}); err != nil {
+		t.Errorf("Init on an empty directory: %v", err)
+	} else {
+		s.Close()
+	}
+}

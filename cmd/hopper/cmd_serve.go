@@ -28,51 +28,81 @@ import (
 )
 
 func newInitCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the spool, an example hopper.yaml and a hooks directory",
-		Long: `init creates the spool's directories, writes ./hopper.yaml (every setting,
-documented, with its default; an existing file is kept) and the hooks
-directory with a sample hook (hooks/done.sample), then says what to try next.`,
-		Example: "  hopper init\n  hopper init --spool /var/spool/hopper",
+		Long: `init creates the spool's directories (default ~/.local/state/hopper/spool),
+writes hopper.yaml (every setting, documented, with its default; an existing
+file is kept) to --config or $HOPPER_CONFIG if given, else
+~/.config/hopper/hopper.yaml, and the hooks directory (default
+~/.config/hopper/hooks) with a sample hook, prints every path it wrote, then
+says what to try next. It never writes into the current directory unless a
+path tells it to.
+
+init refuses a spool directory that holds other files and is not a hopper
+spool yet (say, --spool / or --spool $HOME), unless --force.`,
+		Example: "  hopper init\n  hopper init --spool /var/spool/hopper --config /etc/hopper/hopper.yaml",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.config()
 			if err != nil {
 				return err
 			}
-			s, err := a.openSpool(true)
+			if cfg.Spool == "" {
+				return errNoSpool
+			}
+			o := spoolOptions(cfg)
+			o.Force = force
+			s, err := spool.Init(cfg.Spool, o)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			fmt.Fprintf(a.stdout, "spool    %s\n", s.Path())
-			conf := "hopper.yaml"
-			if _, err := os.Stat(conf); err == nil {
+			conf := a.configFile
+			if conf == "" {
+				conf = getenv(a.env, "HOPPER_CONFIG")
+			}
+			if conf == "" {
+				conf = defaultConfigPath(a.env)
+			}
+			switch _, err := os.Stat(conf); {
+			case conf == "":
+				fmt.Fprintf(a.stdout, "config   none written: no $HOME or $XDG_CONFIG_HOME (use --config FILE)\n")
+			case err == nil:
 				fmt.Fprintf(a.stdout, "config   %s (kept as it was)\n", conf)
-			} else {
-				example := bytes.Replace(configs.Example, []byte("\nspool: ./spool\n"), []byte("\nspool: "+cfg.Spool+"\n"), 1)
+			default:
+				if err := os.MkdirAll(filepath.Dir(conf), cfg.DirMode); err != nil {
+					return fmt.Errorf("create %s: %w", filepath.Dir(conf), err)
+				}
+				example := bytes.Replace(configs.Example, []byte("\nspool: \"\"\n"), []byte("\nspool: "+s.Path()+"\n"), 1)
 				if err := renameio.WriteFile(conf, example, 0o640); err != nil {
 					return fmt.Errorf("write %s: %w", conf, err)
 				}
 				fmt.Fprintf(a.stdout, "config   %s (every setting, documented)\n", conf)
 			}
-			if err := os.MkdirAll(cfg.Hooks.Dir, cfg.DirMode); err != nil {
-				return fmt.Errorf("create hooks directory: %w", err)
-			}
-			sample := filepath.Join(cfg.Hooks.Dir, "done.sample")
-			if _, err := os.Stat(sample); err != nil {
-				if err := renameio.WriteFile(sample, configs.SampleHook, 0o750); err != nil {
-					return fmt.Errorf("write %s: %w", sample, err)
+			if cfg.Hooks.Dir != "" {
+				if err := os.MkdirAll(cfg.Hooks.Dir, cfg.DirMode); err != nil {
+					return fmt.Errorf("create hooks directory: %w", err)
 				}
+				sample := filepath.Join(cfg.Hooks.Dir, "done.sample")
+				if _, err := os.Stat(sample); err != nil {
+					if err := renameio.WriteFile(sample, configs.SampleHook, 0o750); err != nil {
+						return fmt.Errorf("write %s: %w", sample, err)
+					}
+				}
+				fmt.Fprintf(a.stdout, "hooks    %s (see %s)\n", cfg.Hooks.Dir, sample)
 			}
-			fmt.Fprintf(a.stdout, "hooks    %s (see done.sample)\n\nnext:\n", cfg.Hooks.Dir)
-			fmt.Fprintf(a.stdout, "  hopper serve &                                             # run jobs against Ollama at %s\n", cfg.Ollama)
-			fmt.Fprintf(a.stdout, "  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | hopper submit -   # queue a job; prints its ID\n")
-			fmt.Fprintf(a.stdout, "  hopper status                                              # what is queued, running, loaded\n")
+			fmt.Fprintf(a.stdout, "\nnext:\n")
+			fmt.Fprintf(a.stdout, "  %s serve &                                             # run jobs against Ollama at %s\n", a.name(), cfg.Ollama)
+			fmt.Fprintf(a.stdout, "  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | %s submit -   # queue a job; prints its ID\n", a.name())
+			fmt.Fprintf(a.stdout, "  %s status                                              # what is queued, running, loaded\n", a.name())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "make the spool in a directory that holds other files")
+	return cmd
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -304,6 +334,10 @@ func (a *app) printBanner(ctx context.Context, s *spool.Spool, targets []runner.
 		fmt.Fprintf(a.stdout, "  target  %s\n", l)
 	}
 	fmt.Fprintf(a.stdout, "  http    %s\n  paused  %s\n", httpLine(ln), paused)
+	fmt.Fprintf(a.stdout, "  try     echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | %s submit --wait -\n", a.name())
+	if ln != nil {
+		fmt.Fprintf(a.stdout, "          OLLAMA_HOST=%s ollama run llama3.2   # any Ollama client, through the queue\n", ln.Addr())
+	}
 }
 
 // targetLine describes one target for the banner.

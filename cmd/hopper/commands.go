@@ -51,6 +51,9 @@ func (a *app) openSpool(create bool) (*spool.Spool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Spool == "" {
+		return nil, errNoSpool
+	}
 	open := spool.Open
 	if create {
 		open = spool.Init

@@ -119,7 +119,7 @@ const defaultOllama = "http://127.0.0.1:11434"
 // configs/hopper.yaml documents the same values; a test keeps them equal.
 func Default() Config {
 	return Config{
-		Spool:         "./spool",
+		Spool:         "", // $XDG_STATE_HOME/hopper/spool: see placeDefaults
 		Ollama:        defaultOllama,
 		Targets:       []Target{},
 		Parallel:      1,
@@ -136,7 +136,7 @@ func Default() Config {
 		ShutdownGrace: 30 * time.Second,
 		Retention:     Retention{},
 		Hooks: Hooks{
-			Dir:      "./hooks",
+			Dir:      "", // $XDG_CONFIG_HOME/hopper/hooks: see placeDefaults
 			Allow:    []string{},
 			Webhooks: []Webhook{},
 		},
@@ -208,9 +208,6 @@ var eventTypes = []string{
 func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return &ConfigError{Key: key, Err: fmt.Errorf(format, args...)}
-	}
-	if c.Spool == "" {
-		return bad("spool", "must name a directory")
 	}
 	if u, err := url.Parse(c.Ollama); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return bad("ollama", "must be a URL like %q, got %q", defaultOllama, c.Ollama)
@@ -345,6 +342,46 @@ func (c Config) Validate() error {
 		return bad("max_upload", "must be positive, got %d", c.MaxUpload)
 	}
 	return nil
+}
+
+// placeDefaults fills the settings whose defaults are places in the user's
+// directories (DESIGN §8), never the current directory: the spool under
+// $XDG_STATE_HOME (~/.local/state/hopper/spool), hooks under
+// $XDG_CONFIG_HOME (~/.config/hopper/hooks).
+//
+// Without $HOME and the XDG variables they stay empty: no hook scripts, and
+// a command that needs the spool says to set it (errNoSpool).
+func placeDefaults(cfg *Config, env []string) {
+	if state := xdgDir(env, "XDG_STATE_HOME", ".local/state"); cfg.Spool == "" && state != "" {
+		cfg.Spool = filepath.Join(state, "hopper", "spool")
+	}
+	if conf := xdgDir(env, "XDG_CONFIG_HOME", ".config"); cfg.Hooks.Dir == "" && conf != "" {
+		cfg.Hooks.Dir = filepath.Join(conf, "hopper", "hooks")
+	}
+}
+
+// errNoSpool is what a command that needs the spool says when none is
+// configured and there is no $HOME to put the default in.
+var errNoSpool = &ConfigError{Key: "spool", Err: errors.New("has no default without $HOME or $XDG_STATE_HOME: set it (--spool DIR or $HOPPER_SPOOL)")}
+
+// xdgDir is $NAME, else $HOME/fallback, else "".
+func xdgDir(env []string, name, fallback string) string {
+	if d := getenv(env, name); d != "" && filepath.IsAbs(d) {
+		return d
+	}
+	if home := getenv(env, "HOME"); home != "" {
+		return filepath.Join(home, fallback)
+	}
+	return ""
+}
+
+// defaultConfigPath is where init writes hopper.yaml when no --config or
+// $HOPPER_CONFIG names one: $XDG_CONFIG_HOME/hopper/hopper.yaml.
+func defaultConfigPath(env []string) string {
+	if conf := xdgDir(env, "XDG_CONFIG_HOME", ".config"); conf != "" {
+		return filepath.Join(conf, "hopper", "hopper.yaml")
+	}
+	return ""
 }
 
 // validTargetName accepts a target name as records and metrics labels use

@@ -486,7 +486,6 @@ func TestValidate(t *testing.T) {
 		key string
 		mod func(*Config)
 	}{
-		{"spool", func(c *Config) { c.Spool = "" }},
 		{"ollama", func(c *Config) { c.Ollama = "gpu:11434" }},
 		{"tokens[1]", func(c *Config) { c.Tokens = []string{"a", " "} }},
 		{"keep_alive", func(c *Config) { c.KeepAlive = "7d" }},

@@ -74,6 +74,9 @@ func newWorld(t *testing.T, opts ...ollamatest.Option) *world {
 		"HOPPER_RETRY_BACKOFF_MAX=100ms",
 		"HOPPER_SETTLE=100ms",
 		"HOPPER_CONFIG=/dev/null",
+		// Defaults that are places (hooks, init's config) stay in the test.
+		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
+		"XDG_STATE_HOME="+filepath.Join(dir, "state"),
 	)
 	w.hopper("init")
 	return w

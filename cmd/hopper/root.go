@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -115,15 +116,22 @@ func (a *app) loadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	var cfg Config
 	if path == "" {
-		return parseConfig(nil, "", a.env, a.flags)
+		cfg, err = parseConfig(nil, "", a.env, a.flags)
+	} else {
+		f, oerr := os.Open(path)
+		if oerr != nil {
+			return Config{}, fmt.Errorf("config: %w", oerr)
+		}
+		defer f.Close()
+		cfg, err = parseConfig(f, path, a.env, a.flags)
 	}
-	f, err := os.Open(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, err
 	}
-	defer f.Close()
-	return parseConfig(f, path, a.env, a.flags)
+	placeDefaults(&cfg, a.env)
+	return cfg, nil
 }
 
 // preRun runs before every command: it finishes the command-line checks cobra
@@ -289,4 +297,17 @@ func newVersionCmd(a *app) *cobra.Command {
 			return err
 		},
 	})
+}
+
+// name is how the user ran this binary, for the commands hopper suggests:
+// "./hopper" as typed, "go run ./cmd/hopper" under go run, else its name.
+func (a *app) name() string {
+	arg0 := os.Args[0]
+	switch {
+	case strings.Contains(arg0, "go-build"):
+		return "go run ./cmd/hopper"
+	case !filepath.IsAbs(arg0) && strings.Contains(arg0, "/"):
+		return arg0
+	}
+	return filepath.Base(arg0)
 }

@@ -130,7 +130,9 @@ func TestRootFlagsEnvAndFile(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"Default", []string{"test-show"}, nil, "./spool"},
+		{"DefaultIsUnderHOME", []string{"test-show"}, []string{"HOME=/home/me"}, "/home/me/.local/state/hopper/spool"},
+		{"DefaultIsUnderXDG_STATE_HOME", []string{"test-show"}, []string{"HOME=/home/me", "XDG_STATE_HOME=/state"}, "/state/hopper/spool"},
+		{"ARelativeXDG_STATE_HOMEIsIgnored", []string{"test-show"}, []string{"HOME=/home/me", "XDG_STATE_HOME=state"}, "/home/me/.local/state/hopper/spool"},
 		{"File", []string{"--config", file, "test-show"}, nil, "/from/file"},
 		{"FileFromHOPPER_CONFIG", []string{"test-show"}, []string{"HOPPER_CONFIG=" + file}, "/from/file"},
 		{"EnvBeatsFile", []string{"--config", file, "test-show"}, []string{"HOPPER_SPOOL=/from/env"}, "/from/env"},
