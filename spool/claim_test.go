@@ -434,3 +434,27 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// A record-shaped body that came over HTTP (or as a batch line) is a job:
+// its inner job never runs as one hopper ran before, without its origin.
+func TestARecordShapedHTTPJobIsNotResumedAsARecord(t *testing.T) {
+	s := newSpool(t)
+	body := `{"model":"m","prompt":"p","id":"x","state":"failed","job":{"model":"m","prompt":"p","webhook":"http://127.0.0.1:9/ssrf"}}`
+	id, err := s.Submit([]byte(body), SubmitOptions{Origin: OriginHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(Entry{Dir: DirNew, Name: id + ".json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Record.ID != id {
+		t.Errorf("claimed as %q, want its own ID %q", c.Record.ID, id)
+	}
+	if c.Job == nil || c.Job.Origin != OriginHTTP || c.Job.Webhook != "" {
+		t.Fatalf("got job %+v (bad input %v), want the body itself as an HTTP job, inner webhook not taken", c.Job, c.BadInput)
+	}
+	if len(c.Record.History) != 0 || c.Record.Error != nil {
+		t.Errorf("the record carried the body's fields: %+v", c.Record)
+	}
+}

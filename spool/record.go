@@ -179,6 +179,12 @@ func ParseRecord(data []byte) (*Record, error) {
 // job: an object with "id", "state" and one of "job", "job_raw", "job_file".
 // A record moved back into new/ (hopper retry, hopper release, or mv by
 // hand) runs its job again and keeps its history.
+//
+// A file with an "origin" or a "batch" field is a job whatever else it
+// holds: hopper writes those into jobs that came over HTTP and into batch
+// lines, never into a record. So a record-shaped body sent to the front (or
+// as a batch line) cannot pass its inner job off as one hopper ran before —
+// shedding its HTTP origin, and the guard on its webhook with it.
 func isRecord(data []byte) bool {
 	var probe struct {
 		ID      *json.RawMessage `json:"id"`
@@ -186,11 +192,14 @@ func isRecord(data []byte) bool {
 		Job     *json.RawMessage `json:"job"`
 		JobRaw  *json.RawMessage `json:"job_raw"`
 		JobFile *json.RawMessage `json:"job_file"`
+		Origin  *json.RawMessage `json:"origin"`
+		Batch   *json.RawMessage `json:"batch"`
 	}
 	if json.Unmarshal(data, &probe) != nil {
 		return false
 	}
-	return probe.ID != nil && probe.State != nil && (probe.Job != nil || probe.JobRaw != nil || probe.JobFile != nil)
+	return probe.ID != nil && probe.State != nil && (probe.Job != nil || probe.JobRaw != nil || probe.JobFile != nil) &&
+		probe.Origin == nil && probe.Batch == nil
 }
 
 // readRecord reads and decodes dir/name.
