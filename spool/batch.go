@@ -3,6 +3,9 @@ package spool
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,6 +127,42 @@ func LineOf(id string) (batch string, line int, ok bool) {
 		return "", 0, false
 	}
 	return id[:i], n, true
+}
+
+// lineKey is the proof, carried in a batch line's "batch_key", that hopper
+// wrote it: an HMAC of the line's ID under the spool's secret
+// (.hopper/secret), which only hopper's processes can read.
+func (s *Spool) lineKey(id string) string {
+	m := hmac.New(sha256.New, s.secret())
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// isLine reports whether a job is the batch line its ID names, as hopper
+// wrote it: a job named like a line but not carrying its key is a user's job.
+func (s *Spool) isLine(id string, j *Job) bool {
+	if _, _, ok := LineOf(id); !ok || j == nil || j.BatchKey == "" {
+		return false
+	}
+	return hmac.Equal([]byte(j.BatchKey), []byte(s.lineKey(id)))
+}
+
+// ownLine reports whether new/ID.json is the batch line hopper wrote.
+func (s *Spool) ownLine(id string) bool {
+	data, _, regular, err := s.readJobFile(DirNew, id+".json")
+	if err != nil || !regular {
+		return false
+	}
+	j, err := ParseJob(data, s.opts.MaxJobSize)
+	return err == nil && s.isLine(id, j)
+}
+
+// lineNamed reports whether a name in new/ is that of a line of a batch
+// hopper knows: such a file is claimed under its own name only when it is
+// that line (isLine).
+func (s *Spool) lineNamed(stem string) bool {
+	name, _, ok := LineOf(stem)
+	return ok && s.exists(DirBatches, name+".json")
 }
 
 // maxBatchName leaves room for the line number in a line's ID.
@@ -304,7 +343,7 @@ func BatchURLs() []string {
 // plus the batch's name and priority. It returns the job's bytes and the
 // parsed job; an error is a *BadInputError saying what is wrong with the
 // line.
-func (s *Spool) batchJob(b *Batch, line []byte) ([]byte, *Job, error) {
+func (s *Spool) batchJob(b *Batch, id string, line []byte) ([]byte, *Job, error) {
 	line = trimBOM(line)
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(line, &obj); err != nil {
@@ -357,6 +396,7 @@ func (s *Spool) batchJob(b *Batch, line []byte) ([]byte, *Job, error) {
 		job["custom_id"], _ = json.Marshal(*l.CustomID)
 	}
 	job["batch"], _ = json.Marshal(b.ID)
+	job["batch_key"], _ = json.Marshal(s.lineKey(id))
 	job["priority"] = json.RawMessage(strconv.Itoa(b.Priority))
 	if b.Origin != "" {
 		// Lines that came over HTTP are as untrusted as jobs that do:
@@ -744,7 +784,7 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 		}
 		i := b.Expanded + 1
 		id := b.LineID(i)
-		if check && (s.exists(DirNew, id+".json") || s.taken(id)) {
+		if check && (s.ownLine(id) || s.taken(id)) {
 			b.Expanded, b.Offset = i, lr.offset
 			continue
 		}
@@ -754,7 +794,7 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 		if tooLong {
 			jerr = badInput("the line is over the limit of %d bytes (max_job_size)", s.opts.MaxJobSize)
 		} else {
-			data, j, jerr = s.batchJob(b, line)
+			data, j, jerr = s.batchJob(b, id, line)
 		}
 		if jerr != nil {
 			if err := s.failLine(b, id, line, jerr); err != nil {
@@ -763,10 +803,16 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			bad(i)
 		} else {
 			err := s.writeFile(DirNew, id+".json", data, false, false)
+			if errors.Is(err, fs.ErrExist) && !s.ownLine(id) {
+				// A file someone dropped under the line's name: it runs
+				// as a job of its own, under another name.
+				if err = s.move(DirNew, id+".json", DirNew, s.uniqueName(id)+".json"); err == nil || errors.Is(err, ErrGone) {
+					err = s.writeFile(DirNew, id+".json", data, false, false)
+				}
+			}
 			switch {
 			case errors.Is(err, fs.ErrExist):
-				// A job of that name is queued already (written before a
-				// crash, or put there by hand): it stands for the line.
+				// The line is queued already: written before a crash.
 			case err != nil:
 				return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
 			default:

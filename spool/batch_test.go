@@ -1588,3 +1588,51 @@ func TestWatcherQueuesBatchFiles(t *testing.T) {
 		}
 	})
 }
+
+// A file dropped under a batch line's name, before or while the batch
+// expands, runs as a job of its own; the line keeps its name and request.
+func TestABatchLineCannotBeForged(t *testing.T) {
+	s := newSpool(t)
+	b, err := s.SubmitBatch(strings.NewReader(`{"model":"m","prompt":"real 1"}`+"\n"+`{"model":"m","prompt":"real 2"}`+"\n"), BatchOptions{Name: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := `{"model":"m","prompt":"impostor","batch":"nightly"}`
+	put(t, s, DirNew, b.LineID(2)+".json", []byte(impostor))
+	put(t, s, DirNew, b.LineID(1)+".json", []byte(impostor))
+	q := NewQueue(nil)
+	claimed, err := s.ClaimBatch(Entry{Dir: DirNew, Name: "nightly.jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ExpandBatch(claimed, 10, false, q.Put, func(int) {}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		c, err := s.Claim(Entry{Dir: DirNew, Name: b.LineID(i) + ".json"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Record.ID != b.LineID(i) || c.Job == nil || !strings.Contains(string(c.Record.Job), fmt.Sprintf("real %d", i)) {
+			t.Errorf("line %d: claimed %s with %s, want the line's own request", i, c.Record.ID, c.Record.Job)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.Path(), DirNew))
+	var moved int
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(s.Path(), DirNew, e.Name()))
+		if strings.Contains(string(data), "impostor") {
+			moved++
+			c, err := s.Claim(Entry{Dir: DirNew, Name: e.Name()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, ok := LineOf(c.Record.ID); ok && strings.HasPrefix(c.Record.ID, "nightly.") && len(c.Record.ID) == len(b.LineID(1)) {
+				t.Errorf("an impostor was claimed as line %s", c.Record.ID)
+			}
+		}
+	}
+	if moved != 2 {
+		t.Errorf("%d impostors left to run as jobs of their own, want 2", moved)
+	}
+}

@@ -46,9 +46,12 @@ func (s *Spool) Claim(e Entry) (*Claimed, error) {
 	stem := strings.TrimSuffix(e.Name, ".json")
 	valid := ValidID(stem)
 	id, source := stem, ""
-	if !valid {
+	switch {
+	case !valid:
 		id, source = s.NewID(), e.Name
-	} else if s.taken(stem) {
+	case s.taken(stem), s.lineNamed(stem) && !s.ownLine(stem):
+		// A name in use, or a batch line's name on a file hopper did not
+		// write as that line: the job runs under a name of its own.
 		id, source = s.uniqueName(stem), e.Name
 	}
 	for try := 0; ; try++ {

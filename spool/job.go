@@ -48,7 +48,7 @@ func Streams(endpoint string) bool {
 // hopperFields are the job fields hopper consumes; they never reach the
 // target. "stream" is hopper's to set.
 var hopperFields = []string{"endpoint", "function", "vars", "webhook", "meta", "priority",
-	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "stream"}
+	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "batch_key", "stream"}
 
 // OriginHTTP marks a job the HTTP front wrote ("origin": "http"). Its
 // webhook came from a network client, so deliveries to it are guarded
@@ -74,6 +74,8 @@ type Job struct {
 	// batch's name and the line's custom_id.
 	Batch    string
 	CustomID string
+	// BatchKey proves a batch line was written by hopper (Spool.lineKey).
+	BatchKey string
 	// Body holds the fields passed through to the target: everything but
 	// hopper's own fields, each value exactly as submitted.
 	Body map[string]json.RawMessage
@@ -182,6 +184,7 @@ func (j *Job) take() error {
 	str("origin", &j.Origin)
 	str("batch", &j.Batch)
 	str("custom_id", &j.CustomID)
+	str("batch_key", &j.BatchKey)
 	if raw, ok := f["model"]; ok && err == nil {
 		if e := json.Unmarshal(raw, &j.Model); e != nil {
 			err = badInput("\"model\" must be a string, got %s", describe(raw))

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,8 @@ type Spool struct {
 	// umask is the process's umask at Open: files created with a mode it
 	// narrows are chmodded to FileMode.
 	umask uint32
+	// key is the spool's secret (.hopper/secret), for lineKey.
+	key []byte
 	// ended is told of jobs the spool ended without the runner.
 	ended func(r *Record, previous State)
 }
@@ -145,6 +148,38 @@ func Init(path string, o Options) (*Spool, error) {
 		}
 	}
 	return Open(path, o)
+}
+
+// secretFile holds the spool's secret: random bytes that sign what only
+// hopper may write (batch lines' keys). Readable by hopper's user only.
+const secretFile = "secret"
+
+func (s *Spool) secret() []byte { return s.key }
+
+// loadSecret reads .hopper/secret, creating it on first use.
+func (s *Spool) loadSecret() ([]byte, error) {
+	for range 2 {
+		data, err := s.root.ReadFile(DirState + "/" + secretFile)
+		if err == nil && len(data) >= 32 {
+			return data, nil
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read %s/%s: %w", DirState, secretFile, err)
+		}
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		err = s.writeFile(DirState, secretFile, key, s.opts.Fsync, false)
+		if err == nil {
+			_ = s.root.Chmod(DirState+"/"+secretFile, 0o600)
+			return key, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("write %s/%s: %w", DirState, secretFile, err)
+		}
+	}
+	return nil, fmt.Errorf("read %s/%s: too short", DirState, secretFile)
 }
 
 // checkForeign refuses an existing directory that holds files and has no
@@ -231,6 +266,10 @@ func Open(path string, o Options) (*Spool, error) {
 		return nil, fmt.Errorf("open spool %s: %w", abs, err)
 	}
 	s.dirs["."] = top
+	// A process that may not read or make the secret (a writer in the
+	// spool's group running hopper ls) does without: only the runner,
+	// which owns .hopper/, expands and claims batch lines.
+	s.key, _ = s.loadSecret()
 	return s, nil
 }
 
