@@ -202,8 +202,14 @@ func (j *job) notFoundElsewhere(message string) bool {
 	return j.l.lacks(model, message)
 }
 
-// requeue puts the job back in line for any lane.
+// requeue puts the job back in line for any lane — unless a cancel
+// request came for it meanwhile, which then wins.
 func (j *job) requeue() {
+	if j.r.spool.CancelRequested(j.rec.ID) {
+		j.rec.Attempts++ // the attempt was made; it was uncharged for the requeue
+		j.fail(spool.KindCanceled, "canceled while running", 0)
+		return
+	}
 	j.prev = j.rec.State
 	if err := j.r.spool.Requeue(j.rec); err != nil {
 		j.log.Error("cannot return the job to the queue", "err", err)

@@ -21,8 +21,9 @@ type Lane struct {
 	log *slog.Logger
 
 	// Guarded by Runner.mu.
-	up       bool
-	probing  bool
+	up         bool
+	probing    bool
+	refreshing bool // a background refresh is asking the target
 	outages  int // unavailable spells since the last job that succeeded
 	inflight int
 	key      string            // load key in flight (or last run)
@@ -249,7 +250,8 @@ func (l *Lane) probe(round int) {
 // alive asks the target's /api/version once, briefly: after a request
 // broke, it tells a target that went away from one that failed the job.
 func (l *Lane) alive(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	// Even during shutdown: the answer decides whom the failure is charged to.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
 	_, err := l.cfg.Target.Version(ctx)
 	return err == nil

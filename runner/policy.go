@@ -208,10 +208,10 @@ func Pick(v View, lanes []LaneState, self int, now time.Time, p Policy) (spool.E
 		}
 		for _, k := range free {
 			model := ollama.KeyModel(k.Key)
-			if !others(func(o *LaneState) bool {
+			if me.resident(k.Key) || !others(func(o *LaneState) bool {
 				return o.idle() && o.eligible(model) && (o.resident(k.Key) || o.has(model))
 			}) {
-				return k.Oldest, true
+				return k.Oldest, true // its target has it loaded (pinned), or no idle one that has it is left
 			}
 		}
 		for _, k := range keys {

@@ -151,10 +151,12 @@ func (c *Config) fill() {
 // target, fed by one dispatcher, beside the keeper's work (recovery,
 // deferred release, retention, batches).
 type Runner struct {
-	log    *slog.Logger
-	spool  *spool.Spool
-	queue  *spool.Queue
-	reload chan Config
+	log   *slog.Logger
+	spool *spool.Spool
+	queue *spool.Queue
+	// pending holds settings handed over by Reconfigure until the
+	// dispatcher adopts them.
+	pending atomic.Pointer[Config]
 	// cfg holds the settings in force; jobs take a snapshot when they start.
 	cfg atomic.Pointer[Config]
 	// retention is read by the retain goroutine; the dispatcher swaps it
@@ -196,7 +198,6 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{
 		log:    cfg.Logger,
 		spool:  cfg.Spool,
-		reload: make(chan Config, 1),
 		wake:   make(chan struct{}, 1),
 	}
 	seen := map[string]bool{}
@@ -285,17 +286,14 @@ func mergeOptions(fn map[string]any, job json.RawMessage) json.RawMessage {
 // the next job on; running jobs keep their own. The spool, the targets and
 // the logger cannot change: those need a restart.
 func (r *Runner) Reconfigure(c Config) {
-	select {
-	case <-r.reload: // a newer one replaces a pending one
-	default:
-	}
-	r.reload <- c
+	r.pending.Store(&c) // a newer one replaces a pending one
+	r.signal()
 }
 
 // applyReload adopts pending settings, if any. Only the dispatcher calls it.
 func (r *Runner) applyReload() {
-	select {
-	case c := <-r.reload:
+	if p := r.pending.Swap(nil); p != nil {
+		c := *p
 		cur := r.cfg.Load()
 		c.Spool, c.Targets, c.Target, c.TargetName, c.Logger = cur.Spool, cur.Targets, cur.Target, cur.TargetName, cur.Logger
 		if c.Now == nil {
@@ -305,7 +303,6 @@ func (r *Runner) applyReload() {
 		r.cfg.Store(&c)
 		r.retention.Store(&[2]time.Duration{c.RetainDone, c.RetainFailed})
 		r.log.Info("settings reloaded", "schedule", c.Policy.Schedule, "max_wait", c.Policy.MaxWait, "max_attempts", c.MaxAttempts, "timeout", c.Timeout)
-	default:
 	}
 }
 
@@ -393,9 +390,7 @@ func (r *Runner) dispatch(ctx context.Context) {
 		case <-wait.C:
 		case <-poll.C:
 		case <-refresh.C:
-			r.refreshAll(ctx)
-		case c := <-r.reload:
-			r.reload <- c // applied at the top of the loop
+			r.refreshIdle(ctx)
 		}
 	}
 }
@@ -549,6 +544,27 @@ func (r *Runner) refreshAll(ctx context.Context) {
 	}
 	wg.Wait()
 	r.signal()
+}
+
+// refreshIdle asks each target that is up, in the background, what it has
+// loaded and installed, unless it is being asked already: a target that
+// hangs never holds up the dispatcher.
+func (r *Runner) refreshIdle(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.lanes {
+		if !l.up || l.refreshing {
+			continue
+		}
+		l.refreshing = true
+		r.jobs.Go(func() {
+			l.refresh(ctx)
+			r.mu.Lock()
+			l.refreshing = false
+			r.mu.Unlock()
+			r.signal()
+		})
+	}
 }
 
 // jitter spreads d by ±20%.
