@@ -24,11 +24,11 @@ type Lane struct {
 	up         bool
 	probing    bool
 	refreshing bool // a background refresh is asking the target
-	outages  int // unavailable spells since the last job that succeeded
-	inflight int
-	key      string            // load key in flight (or last run)
-	resident map[string]string // normalized model → load key it is loaded with
-	digests  map[string]string // normalized model → digest, from /api/ps
+	outages    int  // unavailable spells since the last job that succeeded
+	inflight   int
+	key        string            // load key in flight (or last run)
+	resident   map[string]string // normalized model → load key it is loaded with
+	digests    map[string]string // normalized model → digest, from /api/ps
 	// installed are the models the target has, from /api/tags; nil when
 	// not known.
 	installed []string

@@ -196,9 +196,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cfg.fill()
 	r := &Runner{
-		log:    cfg.Logger,
-		spool:  cfg.Spool,
-		wake:   make(chan struct{}, 1),
+		log:   cfg.Logger,
+		spool: cfg.Spool,
+		wake:  make(chan struct{}, 1),
 	}
 	seen := map[string]bool{}
 	for i, t := range targets {
