@@ -21,6 +21,9 @@ type WatchOptions struct {
 	// unmodified before it is judged bad input: a writer that does not
 	// rename into place (cat > new/x.json) may still be writing.
 	Settle time.Duration
+	// Rescan is how often new/ and deferred/ are listed again for files
+	// the queue does not know (default 1m).
+	Rescan time.Duration
 	Logger *slog.Logger
 }
 
@@ -42,6 +45,9 @@ type Watcher struct {
 func (s *Spool) NewWatcher(q *Queue, o WatchOptions) (*Watcher, error) {
 	if o.Settle <= 0 {
 		o.Settle = 2 * time.Second
+	}
+	if o.Rescan <= 0 {
+		o.Rescan = time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -70,11 +76,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer w.fsw.Close()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	rescan := time.NewTicker(w.o.Rescan)
+	defer rescan.Stop()
 	for {
 		w.resetTimer(timer)
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-rescan.C:
+			w.rescan()
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
 				return nil
@@ -111,6 +121,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.handleError(err)
 			case <-timer.C:
 				w.recheck()
+			case <-rescan.C:
+				w.rescan()
 			}
 		}
 	}
@@ -248,7 +260,10 @@ func (w *Watcher) indexNew(name string) {
 	}
 	fi, err := w.s.root.Lstat(DirNew + "/" + name)
 	if err != nil {
-		return // gone already
+		if !errors.Is(err, fs.ErrNotExist) {
+			w.lookAgain(name, err) // EMFILE, EIO: not gone
+		}
+		return
 	}
 	if !fi.Mode().IsRegular() {
 		if !w.warned[name] {
@@ -258,6 +273,13 @@ func (w *Watcher) indexNew(name string) {
 		return
 	}
 	e, err := w.s.inspect(name, fi)
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		if !errors.Is(err, fs.ErrNotExist) {
+			w.lookAgain(name, err) // could not read it: not bad input
+		}
+		return
+	}
 	if err != nil {
 		if time.Since(fi.ModTime()) < w.o.Settle {
 			w.pending[name] = fi.ModTime().Add(w.o.Settle)
@@ -269,6 +291,45 @@ func (w *Watcher) indexNew(name string) {
 		e.Bad = true // Claim quarantines it
 	}
 	w.q.Put(e)
+}
+
+// retryRead is how soon a file that could not be looked at (too many open
+// files, an I/O error) is looked at again.
+const retryRead = time.Second
+
+// lookAgain schedules another look at new/name after an error that says
+// nothing about the file itself.
+func (w *Watcher) lookAgain(name string, err error) {
+	if _, ok := w.pending[name]; !ok {
+		w.o.Logger.Warn("cannot look at new/"+name+" now; trying again", "err", err)
+	}
+	w.pending[name] = time.Now().Add(retryRead)
+}
+
+// rescan lists new/ and deferred/ again and indexes what the queue does not
+// know, as Postfix's queue manager rescans its incoming queue: a file whose
+// event was lost, or that could not be looked at when it came, is never
+// stranded until a restart. It reads directory entries only; new files are
+// read in the background.
+func (w *Watcher) rescan() {
+	for _, d := range []string{DirNew, DirDeferred} {
+		entries, err := fs.ReadDir(w.s.root.FS(), d)
+		if err != nil {
+			w.o.Logger.Warn("rescan "+d+"/", "err", err)
+			continue
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if _, pending := w.pending[name]; (pending && d == DirNew) || w.q.Has(d, name) {
+				continue
+			}
+			if d == DirNew {
+				w.list(name)
+			} else {
+				w.indexDeferred(name)
+			}
+		}
+	}
 }
 
 // indexBatch queues a batch file once it has been quiet for the settle

@@ -380,3 +380,14 @@ func TestWatcherDeferred(t *testing.T) {
 		t.Error("the claimed record is still indexed")
 	}
 }
+
+// A job whose event was lost (or that could not be looked at when it came)
+// is found by the periodic rescan, not stranded until a restart.
+func TestWatcherRescanFindsWhatItMissed(t *testing.T) {
+	s := newSpool(t)
+	q := watch(t, s, WatchOptions{Rescan: 20 * time.Millisecond})
+	id := submit(t, s, `{"model":"m","prompt":"p"}`)
+	waitFor(t, q, "the job", func() bool { return q.Has(DirNew, id+".json") })
+	q.Remove(DirNew, id+".json") // as if its event had never come
+	waitFor(t, q, "the rescan to find it", func() bool { return q.Has(DirNew, id+".json") })
+}
