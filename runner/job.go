@@ -137,7 +137,9 @@ func (j *job) outcome(ctx context.Context, res result) {
 		t := j.cfg.Now()
 		rec.State, rec.Response, rec.Error, rec.FinishedAt, rec.NotBefore = spool.StateDone, res.response, nil, &t, nil
 		rec.ModelDigest = l.digest(context.WithoutCancel(ctx), j.c.Job.Model)
-		j.finish()
+		if !j.finish() {
+			return
+		}
 		j.log.Info("done", "model", j.c.Job.Model, "target", l.cfg.Name, "attempts", rec.Attempts, "took", t.Sub(*rec.StartedAt).Round(time.Millisecond))
 		return
 	case errors.Is(res.cause, errCanceled):
@@ -469,18 +471,48 @@ func (j *job) fail(kind spool.ErrorKind, msg string, status int) {
 	t := j.cfg.Now()
 	rec.State, rec.FinishedAt, rec.NotBefore = spool.StateFailed, &t, nil
 	rec.Error = &spool.JobError{Kind: kind, Message: msg, Status: status}
-	j.finish()
-	j.log.Warn("failed", "kind", kind, "err", msg)
+	if j.finish() {
+		j.log.Warn("failed", "kind", kind, "err", msg)
+	}
 }
 
 // finish moves the record to its final place, emitting its event once the
 // record is durable and before it moves: a crash in between leaves it in
 // cur/, and recovery emits the event again.
-func (j *job) finish() {
+//
+// A record that cannot be written (the disk is full) is tried again, with
+// backoff, until it can: the answer is in hand, and the job is neither
+// reported done early nor run again. Meanwhile `hopper status` says so.
+// finish reports whether the record landed; false only when hopper stops
+// first (the job then runs again, or is moved on, at the next start).
+func (j *job) finish() bool {
 	rec := j.rec
-	if err := j.r.spool.FinishAnd(rec, j.announce); err != nil {
-		j.log.Error("cannot finish the record", "err", err)
-		return
+	delay := time.Second
+	for try := 0; ; try++ {
+		err := j.r.spool.FinishAnd(rec, j.announce)
+		if err == nil {
+			if try > 0 {
+				j.r.problem.Store(nil)
+				j.r.dirty.Store(true)
+				j.log.Info("the record is written at last", "state", rec.State, "tries", try+1)
+			}
+			break
+		}
+		if try == 0 {
+			j.log.Error("cannot write the record; trying again until it can be written", "state", rec.State, "err", err)
+		}
+		msg := fmt.Sprintf("cannot write the record of %s (%s): %v; hopper tries again every %s", rec.ID, rec.State, err, delay)
+		j.r.problem.Store(&msg)
+		j.r.dirty.Store(true)
+		t := time.NewTimer(delay)
+		select {
+		case <-j.r.runCtx.Done():
+			t.Stop()
+			j.log.Error("hopper stops before the record could be written; the next start takes the job up again", "err", err)
+			return false
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
 	}
 	if j.l != nil && rec.State.Terminal() {
 		j.r.mu.Lock()
@@ -496,6 +528,7 @@ func (j *job) finish() {
 	if rec.State.Terminal() {
 		j.r.batches.Ended(rec)
 	}
+	return true
 }
 
 // announce emits the event for the record's new state, once it is on disk.

@@ -175,6 +175,9 @@ type Runner struct {
 	dirty atomic.Bool
 	// runCtx is Run's context, for the lanes' probes.
 	runCtx context.Context
+	// problem says what keeps the runner from working normally (a record
+	// that cannot be written), for status; nil when nothing does.
+	problem atomic.Pointer[string]
 }
 
 // cancelPoll is how often a running job's cancel request (cur/ID.cancel) is

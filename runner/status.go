@@ -52,6 +52,9 @@ func (r *Runner) Status() []spool.TargetStatus {
 // changed, at most once a loop (its poll is a second).
 func (r *Runner) publish() {
 	t := &spool.Targets{PID: os.Getpid(), UpdatedAt: r.cfg.Load().Now().UTC(), Targets: r.Status()}
+	if p := r.problem.Load(); p != nil {
+		t.Problem = *p
+	}
 	if err := r.spool.PublishTargets(t); err != nil {
 		r.log.Warn("cannot publish the targets' state", "err", err)
 	}

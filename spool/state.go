@@ -19,6 +19,9 @@ type Targets struct {
 	PID       int            `json:"pid"`
 	UpdatedAt time.Time      `json:"updated_at"`
 	Targets   []TargetStatus `json:"targets"`
+	// Problem says what keeps the runner from working normally, such as a
+	// record it cannot write (a full disk); empty when nothing does.
+	Problem string `json:"problem,omitempty"`
 }
 
 // TargetStatus is one target and its lane.

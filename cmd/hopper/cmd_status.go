@@ -31,9 +31,11 @@ type status struct {
 	Target targetStatus `json:"target"`
 	// Targets is every target: as the running serve sees it when one runs
 	// (source "serve"), else as asked now (source "probe").
-	Targets  []spool.TargetStatus `json:"targets"`
-	Source   string               `json:"targets_source"`
-	Webhooks *hooks.Status        `json:"webhooks,omitempty"`
+	Targets []spool.TargetStatus `json:"targets"`
+	Source  string               `json:"targets_source"`
+	// Problem is what keeps the running serve from working normally.
+	Problem  string        `json:"problem,omitempty"`
+	Webhooks *hooks.Status `json:"webhooks,omitempty"`
 	// Batches lists the batches that have not ended.
 	Batches []*spool.Batch `json:"batches"`
 }
@@ -163,7 +165,7 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, targets []runne
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if pub, err := s.ReadTargets(); err == nil && s.Served() {
-		out.Targets, out.Source = pub.Targets, "serve"
+		out.Targets, out.Source, out.Problem = pub.Targets, "serve", pub.Problem
 	} else {
 		out.Targets, out.Source = probeTargets(ctx, targets), "probe"
 	}
@@ -249,6 +251,9 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.
 	}
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "target   %s\n", targetSummary(t, len(st.Targets) > 1, st.Source == "serve"))
+	}
+	if st.Problem != "" {
+		fmt.Fprintf(w, "PROBLEM  %s\n", st.Problem)
 	}
 	return nil
 }
