@@ -88,6 +88,9 @@ func (j *job) prepare() bool {
 	case j.batchCanceled():
 		j.fail(spool.KindCanceled, "the batch was canceled", 0)
 		return false
+	case j.clientGone():
+		j.fail(spool.KindCanceled, "the HTTP client that waited for the answer is gone (its front stopped)", 0)
+		return false
 	}
 	job := c.Job
 	fn, err := j.expand()
@@ -230,6 +233,14 @@ func (j *job) batchCanceled() bool {
 	}
 	name, _, ok := spool.LineOf(j.rec.ID)
 	return ok && name == job.Batch && j.r.spool.BatchCancelRequested(name)
+}
+
+// clientGone reports whether the job was submitted by a drop-in client
+// whose connection died with its front process: an answer would reach
+// nobody. A job with an idempotency key or a webhook is still wanted.
+func (j *job) clientGone() bool {
+	job := j.c.Job
+	return job != nil && job.Waited != "" && job.IdempotencyKey == "" && job.Webhook == "" && !j.r.spool.FrontAlive(job.Waited)
 }
 
 // expand turns a function job into the request it stands for: the

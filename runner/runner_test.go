@@ -567,3 +567,40 @@ func TestShutdownDuringAnOutageChargesNothing(t *testing.T) {
 		t.Fatalf("got %+v, %v; want queued with the 1 attempt it really made", r, err)
 	}
 }
+
+// A drop-in job whose front went away (its client's connection with it) is
+// not run for nobody; one whose front still serves, or with a webhook or an
+// idempotency key, runs.
+func TestJobsOfAFrontThatIsGoneAreNotRun(t *testing.T) {
+	h := newHarness(t, nil)
+	live, releaseLive, err := h.s.HoldFront()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseLive()
+	gone, releaseGone, err := h.s.HoldFront()
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseGone()
+	for id, o := range map[string]spool.SubmitOptions{
+		"live": {ID: "live", Waited: live}, "gone": {ID: "gone", Waited: gone},
+	} {
+		if _, err := h.s.Submit([]byte(chat("m1", id)), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.s.Submit([]byte(`{"model":"m1","prompt":"x","idempotency_key":"k1"}`), spool.SubmitOptions{ID: "keyed", Waited: gone}); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	for id, want := range map[string]spool.State{"live": spool.StateDone, "gone": spool.StateFailed, "keyed": spool.StateDone} {
+		r := h.wait(id)
+		if r.State != want {
+			t.Errorf("%s: got %s (%+v), want %s", id, r.State, r.Error, want)
+		}
+		if want == spool.StateFailed && (r.Error.Kind != spool.KindCanceled || r.Attempts != 0) {
+			t.Errorf("%s: got %+v after %d attempts, want canceled without an attempt", id, r.Error, r.Attempts)
+		}
+	}
+}

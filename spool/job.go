@@ -48,7 +48,7 @@ func Streams(endpoint string) bool {
 // hopperFields are the job fields hopper consumes; they never reach the
 // target. "stream" is hopper's to set.
 var hopperFields = []string{"endpoint", "function", "vars", "webhook", "meta", "priority",
-	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "batch_key", "stream"}
+	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "batch_key", "waited", "stream"}
 
 // OriginHTTP marks a job the HTTP front wrote ("origin": "http"). Its
 // webhook came from a network client, so deliveries to it are guarded
@@ -76,6 +76,9 @@ type Job struct {
 	CustomID string
 	// BatchKey proves a batch line was written by hopper (Spool.lineKey).
 	BatchKey string
+	// Waited names the front process whose client waits for the answer on
+	// a connection (the drop-in; SubmitOptions.Waited).
+	Waited string
 	// Body holds the fields passed through to the target: everything but
 	// hopper's own fields, each value exactly as submitted.
 	Body map[string]json.RawMessage
@@ -185,6 +188,7 @@ func (j *Job) take() error {
 	str("batch", &j.Batch)
 	str("custom_id", &j.CustomID)
 	str("batch_key", &j.BatchKey)
+	str("waited", &j.Waited)
 	if raw, ok := f["model"]; ok && err == nil {
 		if e := json.Unmarshal(raw, &j.Model); e != nil {
 			err = badInput("\"model\" must be a string, got %s", describe(raw))

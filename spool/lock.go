@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -69,5 +70,50 @@ func (s *Spool) Served() bool {
 		return errors.Is(err, syscall.EWOULDBLOCK)
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// frontLock is the lock file a front process holds while it serves.
+func frontLock(id string) string { return "front-" + id + ".lock" }
+
+// HoldFront registers a front process: it holds an flock on
+// .hopper/front-ID.lock until release, so the runner can tell whether the
+// clients waiting on that front's connections (SubmitOptions.Waited) may
+// still be there. release removes the file; a crashed front leaves it
+// unlocked, which FrontAlive reads as gone.
+func (s *Spool) HoldFront() (id string, release func(), err error) {
+	id = s.ids.next()
+	f, err := s.openAt(DirState, frontLock(id), os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", nil, fmt.Errorf("hold front: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return "", nil, fmt.Errorf("hold front: %w", err)
+	}
+	var once sync.Once
+	return id, func() {
+		once.Do(func() {
+			_ = s.removeAt(DirState, frontLock(id))
+			f.Close()
+		})
+	}, nil
+}
+
+// FrontAlive reports whether the front process id still holds its lock.
+func (s *Spool) FrontAlive(id string) bool {
+	if !plainName(frontLock(id)) {
+		return false
+	}
+	f, err := s.openAt(DirState, frontLock(id), os.O_RDONLY)
+	if err != nil {
+		return false // released, or never held here
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	_ = s.removeAt(DirState, frontLock(id)) // a crashed front's leftover
 	return false
 }

@@ -21,6 +21,13 @@ type SubmitOptions struct {
 	// Volatile skips fsync even when the spool fsyncs: for callers that
 	// wait on a connection anyway (the HTTP drop-in).
 	Volatile bool
+	// Waited marks a job whose submitter waits for the answer on a
+	// connection (the drop-in): "waited": the ID of the front process
+	// holding it (HoldFront). Once that process is gone nobody is left to
+	// read the answer, so the runner fails the job as canceled instead of
+	// running it (again) — unless it has an idempotency_key or a webhook,
+	// which outlive the connection.
+	Waited string
 }
 
 // Submit checks a job and queues it: written in tmp/, fsynced, renamed to
@@ -31,13 +38,23 @@ func (s *Spool) Submit(data []byte, o SubmitOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	set := map[string]any{}
 	if o.Origin != "" && j.Origin != o.Origin {
-		if data, err = setOrigin(data, o.Origin); err != nil {
+		set["origin"] = o.Origin
+	}
+	if o.Waited != j.Waited {
+		set["waited"] = o.Waited
+	}
+	if o.Waited == "" && j.Waited != "" {
+		set["waited"] = nil // only a front says so
+	}
+	if len(set) > 0 {
+		if data, err = setFields(data, set); err != nil {
 			return "", err
 		}
 		// The runner checks the size of what is written, not of what came.
 		if int64(len(data)) > s.opts.MaxJobSize {
-			return "", badInput("the job is %d bytes with its \"origin\" field, over the limit of %d bytes (max_job_size)", len(data), s.opts.MaxJobSize)
+			return "", badInput("the job is %d bytes with hopper's fields, over the limit of %d bytes (max_job_size)", len(data), s.opts.MaxJobSize)
 		}
 	}
 	id := o.ID
@@ -381,13 +398,16 @@ func (s *Spool) Prune(cutoff time.Time, states ...State) (Pruned, error) {
 	return p, nil
 }
 
-// setOrigin sets a job's "origin" field, keeping every other value's bytes.
-func setOrigin(data []byte, origin string) ([]byte, error) {
+// setFields sets hopper fields of a job ("origin", "waited"), keeping every
+// other value's bytes.
+func setFields(data []byte, set map[string]any) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(trimBOM(data), &obj); err != nil {
 		return nil, jsonError(data, err)
 	}
-	v, _ := json.Marshal(origin)
-	obj["origin"] = v
+	for k, val := range set {
+		v, _ := json.Marshal(val)
+		obj[k] = v
+	}
 	return marshalObject(obj)
 }
