@@ -176,10 +176,23 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 		case ev.Has(fsnotify.Create):
 			w.indexNew(name)
 		case ev.Has(fsnotify.Write):
-			// Still being written: look again once it has been quiet.
-			if _, ok := w.pending[name]; ok || w.q.Has(DirNew, name) || BatchCandidate(name) {
+			_, pending := w.pending[name]
+			switch {
+			case BatchCandidate(name):
+				// A batch has no end a parser could see: wait until quiet.
 				w.q.Remove(DirNew, name)
 				w.pending[name] = time.Now().Add(w.o.Settle)
+			case pending || w.q.Has(DirNew, name):
+				// Written in place (cp, cat >): a job that parses now is
+				// complete — a JSON object cannot be the start of a longer
+				// one — so it is taken at once; otherwise look again once
+				// it has been quiet. (fsnotify does not export inotify's
+				// close-write event, which would say so directly.)
+				w.q.Remove(DirNew, name)
+				delete(w.pending, name)
+				if !w.takeIfComplete(name) {
+					w.pending[name] = time.Now().Add(w.o.Settle)
+				}
 			}
 		}
 	case DirDeferred:
@@ -291,6 +304,29 @@ func (w *Watcher) indexNew(name string) {
 		e.Bad = true // Claim quarantines it
 	}
 	w.q.Put(e)
+}
+
+// quickParseLimit bounds the files parsed on every write event: a larger
+// one waits for the settle time, so a big file written in many chunks is
+// not read again for each.
+const quickParseLimit = 1 << 20
+
+// takeIfComplete indexes new/name if it parses as a job now, and reports
+// whether it did.
+func (w *Watcher) takeIfComplete(name string) bool {
+	fi, err := w.s.root.Lstat(DirNew + "/" + name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > quickParseLimit || fi.Size() == 0 {
+		return false
+	}
+	e, err := w.s.inspect(name, fi)
+	if err != nil || e.Bad {
+		return false
+	}
+	if !ValidID(strings.TrimSuffix(name, ".json")) {
+		e.Bad = true
+	}
+	w.q.Put(e)
+	return true
 }
 
 // retryRead is how soon a file that could not be looked at (too many open

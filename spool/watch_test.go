@@ -391,3 +391,24 @@ func TestWatcherRescanFindsWhatItMissed(t *testing.T) {
 	q.Remove(DirNew, id+".json") // as if its event had never come
 	waitFor(t, q, "the rescan to find it", func() bool { return q.Has(DirNew, id+".json") })
 }
+
+// A job written in place, as cp writes it (create, then write), is taken
+// as soon as it parses, not after the settle time.
+func TestWatcherTakesAJobWrittenInPlaceAsSoonAsItParses(t *testing.T) {
+	s := newSpool(t)
+	q := watch(t, s, WatchOptions{Settle: time.Hour})
+	path := filepath.Join(s.Path(), DirNew, "copied.json")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barrier(t, s, q) // the create has been seen: the empty file is pending
+	if _, err := f.WriteString(`{"model":"m","prompt":"p"}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, q, "the copied job, long before the settle time", func() bool { return q.Has(DirNew, "copied.json") })
+	noBad(t, q)
+}
