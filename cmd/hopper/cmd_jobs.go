@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -156,11 +158,19 @@ func answerText(r *spool.Record) string {
 }
 
 func newLsCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var limit int
+	var wide bool
+	cmd := &cobra.Command{
 		Use:   "ls [STATE...]",
-		Short: "List jobs (queued, working, deferred, held, done, failed)",
+		Short: "List jobs (queued, working, deferred, held, done, failed); queued ones in run order",
+		Long: `ls lists jobs by state. Queued jobs come in the order they will run: highest
+priority first, then first come, first served; POS is a queued job's place in
+that line (with the drain schedule a job for a model already loaded may go
+earlier, so nothing waits longer than max_wait more than POS says).`,
 		Example: `  hopper ls
   hopper ls queued failed
+  hopper ls queued --limit 20
+  hopper ls failed --wide
   hopper ls done --json | jq -r '.[].id'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			states, err := parseStates(args)
@@ -176,6 +186,10 @@ func newLsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			recs, pos := runOrder(recs)
+			if limit > 0 && len(recs) > limit {
+				recs = recs[:limit]
+			}
 			if a.json {
 				if recs == nil {
 					recs = []*spool.Record{}
@@ -184,20 +198,59 @@ func newLsCmd(a *app) *cobra.Command {
 			}
 			now := time.Now()
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tAGE\tATTEMPTS\tNOTE")
+			fmt.Fprintln(tw, "ID\tSTATE\tPOS\tPRIO\tMODEL\tAGE\tATTEMPTS\tNOTE")
 			for _, r := range recs {
 				note := ""
 				if r.Error != nil {
 					note = string(r.Error.Kind) + ": " + r.Error.Message
 				}
+				if !wide {
+					note = truncate(note, 60)
+				}
 				if r.Function != "" && r.Model == "" {
 					r.Model = "fn:" + r.Function
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.State, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, truncate(note, 60))
+				p := ""
+				if n, ok := pos[r.ID]; ok {
+					p = strconv.Itoa(n)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, note)
 			}
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "list at most `N` jobs (0: all)")
+	cmd.Flags().BoolVar(&wide, "wide", false, "show whole notes (errors)")
+	return cmd
+}
+
+// runOrder puts the queued records first, in the order they will run
+// (priority, then arrival, then ID), numbering them from 1, and keeps the
+// rest in the order given.
+func runOrder(recs []*spool.Record) ([]*spool.Record, map[string]int) {
+	var queued, rest []*spool.Record
+	for _, r := range recs {
+		if r.State == spool.StateQueued {
+			queued = append(queued, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	sort.SliceStable(queued, func(i, j int) bool {
+		a, b := queued[i], queued[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.SubmittedAt.Equal(b.SubmittedAt) {
+			return a.SubmittedAt.Before(b.SubmittedAt)
+		}
+		return a.ID < b.ID
+	})
+	pos := make(map[string]int, len(queued))
+	for i, r := range queued {
+		pos[r.ID] = i + 1
+	}
+	return append(queued, rest...), pos
 }
 
 var stateNames = map[string]spool.State{
