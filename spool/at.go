@@ -86,3 +86,15 @@ func currentUmask() uint32 {
 	unix.Umask(m)
 	return uint32(m)
 }
+
+// names lists the names in one of the spool's directories, unsorted: the
+// index orders jobs itself, and sorting 100,000 names at start is work for
+// nothing.
+func (s *Spool) names(dir string) ([]string, error) {
+	f, err := s.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}

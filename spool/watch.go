@@ -207,15 +207,15 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 
 func (w *Watcher) scan() error {
 	for _, d := range []string{DirNew, DirDeferred} {
-		entries, err := fs.ReadDir(w.s.root.FS(), d)
+		names, err := w.s.names(d)
 		if err != nil {
 			return fmt.Errorf("scan %s/: %w", d, err)
 		}
-		for _, e := range entries {
+		for _, name := range names {
 			if d == DirNew {
-				w.list(e.Name())
+				w.list(name)
 			} else {
-				w.indexDeferred(e.Name())
+				w.indexDeferred(name)
 			}
 		}
 	}
@@ -349,13 +349,12 @@ func (w *Watcher) lookAgain(name string, err error) {
 // read in the background.
 func (w *Watcher) rescan() {
 	for _, d := range []string{DirNew, DirDeferred} {
-		entries, err := fs.ReadDir(w.s.root.FS(), d)
+		names, err := w.s.names(d)
 		if err != nil {
 			w.o.Logger.Warn("rescan "+d+"/", "err", err)
 			continue
 		}
-		for _, e := range entries {
-			name := e.Name()
+		for _, name := range names {
 			if _, pending := w.pending[name]; (pending && d == DirNew) || w.q.Has(d, name) {
 				continue
 			}
