@@ -152,6 +152,9 @@ func (j *job) outcome(ctx context.Context, res result) {
 		rec.Attempts-- // not the job's fault
 		j.stayQueued("hopper shut down while the job was running")
 		return
+	case errors.Is(res.cause, errTargetDown):
+		j.targetGone(fmt.Errorf("%w: %v", errTargetDown, res.err))
+		return
 	case errors.Is(res.cause, errTimeout):
 		j.fail(spool.KindTimeout, fmt.Sprintf("the job ran longer than its timeout of %s", j.timeout), 0)
 		return
@@ -371,6 +374,17 @@ func (j *job) attempt(ctx context.Context) result {
 	defer cancel(nil)
 	jobCtx, cancelTimeout := context.WithTimeoutCause(jobCtx, j.timeout, errTimeout)
 	defer cancelTimeout()
+	j.r.mu.Lock()
+	if !l.up {
+		cancel(errTargetDown) // it went down since the job was given it
+	}
+	l.running[j] = cancel
+	j.r.mu.Unlock()
+	defer func() {
+		j.r.mu.Lock()
+		delete(l.running, j)
+		j.r.mu.Unlock()
+	}()
 
 	var line bytes.Buffer
 	var firstAt time.Time

@@ -24,20 +24,18 @@ type keeper struct {
 // ends them and waits. The caller holds the runner lock.
 func (r *Runner) startKeeper() (*keeper, error) {
 	s := r.spool
-	rec, err := s.Recover()
+	// A crash may have come before a final record's event was recorded:
+	// emit it again (webhooks are at-least-once), before the record moves
+	// on, so a crash during recovery loses none either.
+	rec, err := s.RecoverAnd(func(f *spool.Record) {
+		j := &job{r: r, cfg: r.cfg.Load(), rec: f, prev: spool.StateWorking, log: r.log.With("job", f.ID)}
+		j.announce()
+	})
 	if err != nil {
 		r.log.Error("recovery was incomplete", "err", err)
 	}
 	if rec != nil && (len(rec.Finished) > 0 || len(rec.Rerun) > 0 || rec.TmpRemoved > 0) {
 		r.log.Info("recovered the spool", "finished", len(rec.Finished), "rerun", len(rec.Rerun), "tmp_removed", rec.TmpRemoved)
-	}
-	if rec != nil {
-		// A crash may have come before their final event was recorded:
-		// emit it again (webhooks are at-least-once).
-		for _, f := range rec.Finished {
-			j := &job{r: r, cfg: r.cfg.Load(), rec: f, prev: spool.StateWorking, log: r.log.With("job", f.ID)}
-			j.announce()
-		}
 	}
 	w, err := s.NewWatcher(r.queue, spool.WatchOptions{
 		Settle: r.cfg.Load().Settle,

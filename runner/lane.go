@@ -35,6 +35,10 @@ type Lane struct {
 	missing   map[string]missing // models the target answered "not found" for
 	lastError string
 	downSince time.Time
+	// running holds the abort of every request in flight, so a lane that
+	// goes down returns them to the queue at once rather than leaving them
+	// to hang until their timeout on a target that does not answer.
+	running map[*job]context.CancelCauseFunc
 	versionOf string
 	stats     laneStats
 }
@@ -66,6 +70,7 @@ func newLane(r *Runner, t TargetConfig) *Lane {
 		resident: map[string]string{},
 		digests:  map[string]string{},
 		missing:  map[string]missing{},
+		running:  map[*job]context.CancelCauseFunc{},
 	}
 }
 
@@ -194,6 +199,9 @@ func (l *Lane) down(err error) {
 		l.up = false
 		l.downSince = l.r.cfg.Load().Now()
 		l.log.Warn("target unavailable; its lane stops until it answers", "err", err)
+		for _, abort := range l.running {
+			abort(errTargetDown)
+		}
 	}
 	l.r.dirty.Store(true)
 	if l.probing {

@@ -322,6 +322,9 @@ var (
 	errCanceled = errors.New("canceled")
 	errShutdown = errors.New("hopper is shutting down")
 	errTimeout  = errors.New("timeout")
+	// errTargetDown aborts the requests in flight on a lane that went
+	// down: they go back in line.
+	errTargetDown = errors.New("the target went down")
 )
 
 // Run takes the spool's runner lock, recovers what a crash left, and runs

@@ -135,6 +135,9 @@ func (s *Spool) load(id, source string, arrived time.Time, fresh bool) (*Claimed
 		raw := string(data)
 		rec.JobRaw = &raw
 	}
+	if !fresh && rec.Source == "" {
+		rec.Source = sourceOf(id) // claimed under a new name, then a crash
+	}
 	fillFromJob(rec, c.Job)
 	return c, nil
 }
@@ -338,7 +341,9 @@ func (s *Spool) Requeue(r *Record) error {
 	if err := s.moveSync(DirCur, name, DirDeferred, name); err != nil {
 		return fmt.Errorf("requeue %s: %w", r.ID, err)
 	}
-	s.removeRunFiles(r.ID)
+	// A cancel request (cur/ID.cancel) stays: whoever claims the job next
+	// finds it and fails the job as canceled.
+	_ = s.removeAt(DirCur, r.ID+".out")
 	return nil
 }
 

@@ -52,3 +52,17 @@ func (s *Spool) uniqueName(stem string) string {
 	}
 	return stem + "." + id
 }
+
+// genSuffix matches the ".ID" uniqueName appends.
+var genSuffix = regexp.MustCompile(`^(.+)\.\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$`)
+
+// sourceOf is the file name a job renamed by uniqueName at claim arrived
+// under ("daily.json" for daily.20261127T231005.123456Z-7f3a9c), or "".
+// Recovery uses it when a crash came between the claim and the first
+// record that says so.
+func sourceOf(id string) string {
+	if m := genSuffix.FindStringSubmatch(id); m != nil {
+		return m[1] + ".json"
+	}
+	return ""
+}

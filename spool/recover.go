@@ -24,7 +24,13 @@ type Recovery struct {
 // moved on without running again; other jobs in cur/ are returned to run
 // again first; stray output files and tmp/ files older than TmpMaxAge are
 // removed.
-func (s *Spool) Recover() (*Recovery, error) {
+func (s *Spool) Recover() (*Recovery, error) { return s.RecoverAnd(nil) }
+
+// RecoverAnd is Recover, calling recorded (if not nil) for each final
+// record left in cur/ before it moves on, as FinishAnd does: a crash before
+// the move leaves the record in cur/ for the next start, so whatever
+// recorded does (emit the job's final event) is done at least once.
+func (s *Spool) RecoverAnd(recorded func(*Record)) (*Recovery, error) {
 	rec := &Recovery{}
 	entries, err := fs.ReadDir(s.root.FS(), DirCur)
 	if err != nil {
@@ -48,6 +54,9 @@ func (s *Spool) Recover() (*Recovery, error) {
 			continue
 		}
 		if r, err := s.readRecord(DirCur, name); err == nil && (r.State.Terminal() || r.State == StateDeferred) {
+			if recorded != nil {
+				recorded(r)
+			}
 			if err := s.moveSync(DirCur, name, dirOf(r.State), name); err != nil {
 				errs = append(errs, err)
 				continue

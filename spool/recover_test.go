@@ -206,3 +206,26 @@ func TestRecoverTwiceFinishesOnce(t *testing.T) {
 		t.Error("the done record changed")
 	}
 }
+
+// A crash between claiming a job under a new name and writing its first
+// record keeps the name it arrived under.
+func TestRecoveryKeepsTheSourceOfARenamedClaim(t *testing.T) {
+	s := newSpool(t)
+	put(t, s, DirNew, "cron.json", []byte(`{"model":"m","prompt":"p"}`))
+	put(t, s, DirDone, "cron.json", []byte(`{"id":"cron","state":"done","job":{}}`))
+	c, err := s.Claim(Entry{Dir: DirNew, Name: "cron.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Record.Source != "cron.json" || c.Record.ID == "cron" {
+		t.Fatalf("claimed as %s from %q", c.Record.ID, c.Record.Source)
+	}
+	// Killed here: cur/ID.json is still the job file.
+	rec, err := s.Recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Rerun) != 1 || rec.Rerun[0].Record.Source != "cron.json" {
+		t.Fatalf("recovered %+v, want the job with its source cron.json", rec.Rerun)
+	}
+}
