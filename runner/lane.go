@@ -38,7 +38,7 @@ type Lane struct {
 	// running holds the abort of every request in flight, so a lane that
 	// goes down returns them to the queue at once rather than leaving them
 	// to hang until their timeout on a target that does not answer.
-	running map[*job]context.CancelCauseFunc
+	running   map[*job]context.CancelCauseFunc
 	versionOf string
 	stats     laneStats
 }
@@ -199,8 +199,14 @@ func (l *Lane) down(err error) {
 		l.up = false
 		l.downSince = l.r.cfg.Load().Now()
 		l.log.Warn("target unavailable; its lane stops until it answers", "err", err)
-		for _, abort := range l.running {
-			abort(errTargetDown)
+		// A target that does not answer at all strands what is in flight
+		// there: back in line with it. One that says it is busy (429,
+		// 503) still serves the requests it has.
+		var busy *ollama.UnavailableError
+		if !errors.As(err, &busy) || busy.Status == 0 {
+			for _, abort := range l.running {
+				abort(errTargetDown)
+			}
 		}
 	}
 	l.r.dirty.Store(true)

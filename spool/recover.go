@@ -48,9 +48,13 @@ func (s *Spool) RecoverAnd(recorded func(*Record)) (*Recovery, error) {
 		id, ok := strings.CutSuffix(name, ".json")
 		if !ok {
 			stem := name[:len(name)-len(extOf(name))]
-			if !ids[stem] {
-				_ = s.root.Remove(DirCur + "/" + name) // output of a finished job
+			if ids[stem] {
+				continue
 			}
+			if extOf(name) == ".cancel" && s.exists(DirDeferred, stem+".json") {
+				continue // a cancel request for a job back in line: its next claim carries it out
+			}
+			_ = s.removeAt(DirCur, name) // output of a finished job
 			continue
 		}
 		if r, err := s.readRecord(DirCur, name); err == nil && (r.State.Terminal() || r.State == StateDeferred) {
