@@ -4,12 +4,15 @@
 //
 //   - TestTorture submits jobs through every door at once (hopper submit,
 //     POST /jobs, the Ollama drop-in on two fronts, rsync-, maildir-, cp- and
-//     cron-style file drops) while it SIGKILLs hopper serve and stops the
+//     cron-style file drops) while it SIGKILLs hopper serve and stops a
 //     fake target at random moments, then checks that every job ended
 //     exactly once where it should, that each job's webhook got its final
-//     event once, and that the target ran no job more often than the kills
-//     and outages explain. A short version runs with
-//     go test; -long (or HOPPER_TORTURE=long) runs 1,000 jobs and 60 kills.
+//     event once, that the targets ran no job more often than the kills
+//     and outages explain, and that no target had more requests in flight
+//     than its slots or two models at once. It runs against one target
+//     (TestTorture/targets=1) and against three of two slots each
+//     (TestTorture/targets=3). A short version runs with go test; -long
+//     (or HOPPER_TORTURE=long) runs 1,000 jobs and 60 kills.
 //   - TestBadInputFiles and TestBadInputHTTP run the corpus in
 //     testdata/badinput (and the cases that cannot be committed: FIFOs,
 //     symlinks, a 100 MB file, ...) against file drops into a running hopper

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,7 +76,7 @@ type world struct {
 	tb    testing.TB
 	dir   string // the working directory of hopper commands; holds spool/ and logs/
 	spool string
-	fake  *ollamatest.Server
+	fake  *ollamatest.Server // the target (with useTargets, the first)
 	bin   string
 	env   []string
 
@@ -121,6 +122,31 @@ func newWorld(tb testing.TB, race bool, fake *ollamatest.Server, dir string, set
 	w.hopper("init")
 	tb.Cleanup(w.stopAll)
 	return w
+}
+
+// useTargets makes the hopper commands of the world drive fakes instead of
+// its one fake: one lane each, with slots requests in flight, named t1,
+// t2, ... in a config file that HOPPER_CONFIG points at. It returns the
+// names. Call it before starting any command.
+func (w *world) useTargets(slots int, fakes ...*ollamatest.Server) []string {
+	w.tb.Helper()
+	names := make([]string, len(fakes))
+	var conf strings.Builder
+	conf.WriteString("targets:\n")
+	for i, f := range fakes {
+		names[i] = fmt.Sprintf("t%d", i+1)
+		fmt.Fprintf(&conf, "  - {name: %s, url: %q, parallel: %d}\n", names[i], f.URL, slots)
+	}
+	path := filepath.Join(w.dir, "lanes.yaml")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o640); err != nil {
+		w.tb.Fatal(err)
+	}
+	for i, kv := range w.env {
+		if strings.HasPrefix(kv, "HOPPER_CONFIG=") {
+			w.env[i] = "HOPPER_CONFIG=" + path
+		}
+	}
+	return names
 }
 
 // hopper runs a command to completion and returns its standard output; it
@@ -404,13 +430,27 @@ func inference(path string) bool {
 	return false
 }
 
-// executions counts the inference requests the fake received, by prompt.
-func executions(fake *ollamatest.Server) map[string]int {
-	out := map[string]int{}
-	for _, r := range fake.Requests() {
-		if inference(r.Path) {
-			out[promptOf(r.Body)]++
+// run is one inference request a target received: which of the world's
+// fakes, and when.
+type run struct {
+	target int
+	at     time.Time
+}
+
+// runs lists the inference requests the fakes received, by prompt, oldest
+// first.
+func runs(fakes ...*ollamatest.Server) map[string][]run {
+	out := map[string][]run{}
+	for i, f := range fakes {
+		for _, r := range f.Requests() {
+			if inference(r.Path) {
+				p := promptOf(r.Body)
+				out[p] = append(out[p], run{target: i, at: r.Time})
+			}
 		}
+	}
+	for _, rs := range out {
+		slices.SortStableFunc(rs, func(a, b run) int { return a.at.Compare(b.at) })
 	}
 	return out
 }

@@ -30,7 +30,7 @@ import (
 )
 
 var (
-	longFlag    = flag.Bool("long", false, "run the long torture test: 1,000 jobs, 60 kills, 8 target restarts (or set HOPPER_TORTURE=long)")
+	longFlag    = flag.Bool("long", false, "run the long torture test: 1,000 jobs, 60 kills, 8 target restarts, against one target and against three (or set HOPPER_TORTURE=long)")
 	seedFlag    = flag.Uint64("torture.seed", 0, "seed of the torture schedule; 0 picks one, which is logged")
 	keepFlag    = flag.Bool("torture.keep", false, "keep the spools and logs of the torture and corpus tests, and log where they are")
 	webhookFlag = flag.Bool("torture.webhooks", true, "give every job a webhook and check that each terminal event arrives exactly once")
@@ -132,20 +132,43 @@ type torture struct {
 	client     *http.Client
 	hooks      *sink // nil with -torture.webhooks=false
 
+	fakes []*ollamatest.Server // the targets
+	names []string             // their names in records
+	slots int                  // requests each target serves at once, and hopper sends it
+
 	serve    *proc
-	progress atomic.Int64 // inference requests the target has received
+	progress atomic.Int64 // inference requests the targets have received
 	killedAt []time.Time
+	blows    []blow
 	kills    int
 	stops    int
 	cronMu   sync.Mutex
-	replies  func(prompt string) int
+	replies  func(prompt string) []int // the target that gave each answer to prompt, in order
 }
 
+// blow is one kill of hopper serve or one outage of a target, from the
+// moment it struck to the restart after it: a job whose run it cut may run
+// again.
+type blow struct {
+	target   int // the target stopped; -1 for a kill
+	from, to time.Time
+	inFlight int // requests the target (for a kill: all targets) had in flight as it struck
+}
+
+// setups are the shapes TestTorture runs in: the one target of the ollama
+// shorthand, serving one request at a time, as most users run hopper; and
+// three targets of two slots each, named in a config.
+var setups = []struct{ targets, slots int }{{1, 1}, {3, 2}}
+
 // TestTorture is DESIGN's promises under fire: jobs arrive through every
-// door while hopper serve is SIGKILLed and the target stopped at random
+// door while hopper serve is SIGKILLed and a target stopped at random
 // moments; at the end every job is in done/ exactly once (or in failed/
 // where it was meant to fail), nothing is left in new/, cur/ or deferred/,
-// and the target ran no job more often than the kills and outages explain.
+// the targets ran no job again unless a kill or an outage cut its run, and
+// no target ever had more requests in flight than its slots nor two
+// models at once. It runs against one target and against three of two
+// slots each (TestTorture/targets=1, TestTorture/targets=3), with the same
+// jobs and schedule.
 //
 // Short by default; -long (or HOPPER_TORTURE=long) for 1,000 jobs.
 func TestTorture(t *testing.T) {
@@ -154,24 +177,45 @@ func TestTorture(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("%d jobs, %d kills, %d target restarts; seed %d (-torture.seed %d draws the same jobs and schedule)", p.jobs, p.kills, p.stops, seed, seed)
-	started := time.Now()
+	for _, s := range setups {
+		t.Run(fmt.Sprintf("targets=%d", s.targets), func(t *testing.T) {
+			t.Logf("%d jobs, %d kills, %d target restarts, %d targets of %d slots; seed %d (-torture.seed %d draws the same jobs and schedule)",
+				p.jobs, p.kills, p.stops, s.targets, s.slots, seed, seed)
+			torment(t, p, seed, s.targets, s.slots)
+		})
+	}
+}
 
+// torment runs the torture with the given number of targets, each serving
+// slots requests at once.
+func torment(t *testing.T, p plan, seed uint64, targets, slots int) {
+	started := time.Now()
 	var replyMu sync.Mutex
-	replies := map[string]int{}
+	replies := map[string][]int{}
 	// Every generation answers "answer K to PROMPT", K counting the
-	// generations for that prompt, so an answer names the execution that
-	// produced it.
-	fake := ollamatest.NewServer(t,
-		ollamatest.WithModels("m1", "m2", "m3"),
-		ollamatest.WithTokenDelay(3*time.Millisecond),
-		ollamatest.WithReply(func(r ollamatest.Request) string {
-			p := promptOf(r.Body)
-			replyMu.Lock()
-			defer replyMu.Unlock()
-			replies[p]++
-			return fmt.Sprintf("answer %d to %s", replies[p], p)
-		}))
+	// generations for that prompt on all targets, so an answer names the
+	// execution, and the target, that produced it. Each fake may keep all
+	// three models loaded (WithMaxLoaded's default): a lane that sent a
+	// second model under running requests would have it served beside the
+	// first, and MaxModelsInFlight would show it, where a fake that waited
+	// for the first model to unload would hide it. Tokens come slower the
+	// more slots there are, so that all targets together generate as fast
+	// as the one target does: the run takes as long, and its kills land
+	// among the same mix of submissions and generations.
+	fakes := make([]*ollamatest.Server, targets)
+	for i := range fakes {
+		fakes[i] = ollamatest.NewServer(t,
+			ollamatest.WithModels("m1", "m2", "m3"),
+			ollamatest.WithParallel(slots),
+			ollamatest.WithTokenDelay(time.Duration(targets*slots)*3*time.Millisecond),
+			ollamatest.WithReply(func(r ollamatest.Request) string {
+				p := promptOf(r.Body)
+				replyMu.Lock()
+				defer replyMu.Unlock()
+				replies[p] = append(replies[p], i)
+				return fmt.Sprintf("answer %d to %s", len(replies[p]), p)
+			}))
+	}
 	dir := ""
 	if *keepFlag {
 		var err error
@@ -181,14 +225,18 @@ func TestTorture(t *testing.T) {
 		t.Logf("spool and logs kept in %s", dir)
 	}
 	// Enough attempts that kills and outages alone never fail a job: each
-	// costs at most one attempt of one job.
+	// costs at most one attempt of each job it cuts.
 	settings := []string{fmt.Sprintf("HOPPER_MAX_ATTEMPTS=%d", p.kills+p.stops+3)}
 	var hooks *sink
 	if *webhookFlag {
 		hooks = newSink(t)
 		settings = append(settings, "HOPPER_HOOKS_ALLOW=127.0.0.1")
 	}
-	w := newWorld(t, true, fake, dir, settings...)
+	w := newWorld(t, true, fakes[0], dir, settings...)
+	names := []string{"default"} // the ollama shorthand's one target
+	if targets > 1 {
+		names = w.useTargets(slots, fakes...)
+	}
 	frontAddr, standaloneAddr := freeAddr(t), freeAddr(t)
 	tt := &torture{
 		t: t, w: w, plan: p,
@@ -201,10 +249,11 @@ func TestTorture(t *testing.T) {
 		// have been received.
 		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		hooks:  hooks,
-		replies: func(prompt string) int {
+		fakes:  fakes, names: names, slots: slots,
+		replies: func(prompt string) []int {
 			replyMu.Lock()
 			defer replyMu.Unlock()
-			return replies[prompt]
+			return slices.Clone(replies[prompt])
 		},
 	}
 	tt.makeJobs()
@@ -264,7 +313,7 @@ func TestTorture(t *testing.T) {
 	if code := standalone.term(t); code != 0 {
 		t.Errorf("hopper http exited %d after SIGTERM, want 0", code)
 	}
-	tt.check(executions(fake))
+	tt.check(runs(fakes...))
 	t.Logf("took %v", time.Since(started).Round(time.Millisecond))
 }
 
@@ -288,15 +337,17 @@ func (tt *torture) makeJobs() {
 }
 
 // watchProgress keeps progress at the number of inference requests the
-// target has received.
+// targets have received.
 func (tt *torture) watchProgress(ctx context.Context) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		n := 0
-		for _, r := range tt.w.fake.Requests() {
-			if inference(r.Path) {
-				n++
+		for _, f := range tt.fakes {
+			for _, r := range f.Requests() {
+				if inference(r.Path) {
+					n++
+				}
 			}
 		}
 		tt.progress.Store(int64(n))
@@ -312,7 +363,7 @@ func (tt *torture) watchProgress(ctx context.Context) {
 // arriving through the whole run rather than all before the first kill.
 const window = 24
 
-// gate holds job n back until the target has seen n-window requests.
+// gate holds job n back until the targets have seen n-window requests.
 func (tt *torture) gate(ctx context.Context, n int) {
 	for tt.progress.Load() < int64(n-window) && ctx.Err() == nil {
 		pause(ctx, 5*time.Millisecond)
@@ -575,8 +626,8 @@ func randName(rng *rand.Rand, n int) string {
 
 // event is one blow of the chaos schedule.
 type event struct {
-	at   int  // the progress (requests at the target) that sets it off
-	stop bool // stop and restart the target, rather than kill hopper serve
+	at   int  // the progress (requests at the targets) that sets it off
+	stop bool // stop and restart a target, rather than kill hopper serve
 	soon bool // a kill soon after the last restart: during start-up and recovery
 }
 
@@ -596,8 +647,9 @@ func (tt *torture) schedule() []event {
 }
 
 // chaos runs the schedule: each kill is a SIGKILL at a random moment (half
-// of them while the target is generating), followed by a restart; each
-// stop takes the target down for 50-300ms.
+// of them while a target is generating), followed by a restart; each
+// stop takes one target, drawn at random, down for 50-300ms while it
+// generates.
 func (tt *torture) chaos() {
 	t := tt.t
 	for _, ev := range tt.schedule() {
@@ -607,14 +659,27 @@ func (tt *torture) chaos() {
 				t.Fatalf("hopper serve exited by itself (%v); its log ends:\n%s", tt.serve.state, tt.logTail(tt.serve))
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the target saw %d requests in %v, want %d", tt.progress.Load(), tt.plan.limit, ev.at)
+				t.Fatalf("the targets saw %d requests in %v, want %d", tt.progress.Load(), tt.plan.limit, ev.at)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
 		if ev.stop {
-			tt.w.fake.Stop()
+			i := 0
+			if len(tt.fakes) > 1 {
+				i = tt.rng.IntN(len(tt.fakes))
+			}
+			// An outage with nothing in flight proves little: wait for
+			// the target to have work, as a server dies under load.
+			for end := time.Now().Add(2 * time.Second); tt.fakes[i].InFlight() == 0 && time.Now().Before(end); {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(time.Duration(tt.rng.IntN(15000)) * time.Microsecond)
+			b := blow{target: i, from: time.Now(), inFlight: tt.fakes[i].InFlight()}
+			tt.fakes[i].Stop()
 			time.Sleep(time.Duration(50+tt.rng.IntN(250)) * time.Millisecond)
-			tt.w.fake.Start()
+			tt.fakes[i].Start()
+			b.to = time.Now()
+			tt.blows = append(tt.blows, b)
 			tt.stops++
 			continue
 		}
@@ -622,7 +687,7 @@ func (tt *torture) chaos() {
 		case ev.soon:
 			time.Sleep(time.Duration(tt.rng.IntN(150)) * time.Millisecond)
 		case tt.rng.IntN(2) == 0:
-			for end := time.Now().Add(2 * time.Second); tt.w.fake.InFlight() == 0 && time.Now().Before(end); {
+			for end := time.Now().Add(2 * time.Second); tt.inFlight() == 0 && time.Now().Before(end); {
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(time.Duration(tt.rng.IntN(15000)) * time.Microsecond)
@@ -630,12 +695,28 @@ func (tt *torture) chaos() {
 		if tt.serve.exited() {
 			t.Fatalf("hopper serve exited by itself (%v); its log ends:\n%s", tt.serve.state, tt.logTail(tt.serve))
 		}
+		b := blow{target: -1, from: time.Now(), inFlight: tt.inFlight()}
 		tt.serve.kill()
 		tt.killedAt = append(tt.killedAt, time.Now())
 		tt.kills++
+		// The targets see the dead runner's connections close and end its
+		// requests; wait for that, so that the slot checks judge the
+		// requests of one runner at a time.
+		waitFor(t, 10*time.Second, "the targets to end the requests of the killed hopper serve", func() bool { return tt.inFlight() == 0 })
 		time.Sleep(time.Duration(tt.rng.IntN(100)) * time.Millisecond)
+		b.to = time.Now()
+		tt.blows = append(tt.blows, b)
 		tt.serve = tt.w.start(tt.frontEnv, "serve")
 	}
+}
+
+// inFlight is the number of inference requests the targets handle now.
+func (tt *torture) inFlight() int {
+	n := 0
+	for _, f := range tt.fakes {
+		n += f.InFlight()
+	}
+	return n
 }
 
 func (tt *torture) logTail(p *proc) string {
@@ -654,9 +735,9 @@ func (tt *torture) waitQuiet() {
 	})
 }
 
-// check compares the spool, the target's requests and what each client saw
+// check compares the spool, the targets' requests and what each client saw
 // with what DESIGN promises.
-func (tt *torture) check(execs map[string]int) {
+func (tt *torture) check(execs map[string][]run) {
 	t, w := tt.t, tt.w
 	for _, d := range []string{spool.DirNew, spool.DirCur, spool.DirDeferred, spool.DirHold} {
 		if names := w.names(d); len(names) > 0 {
@@ -717,9 +798,11 @@ func (tt *torture) check(execs map[string]int) {
 		if j.lost != "" && j.door == viaDropIn {
 			lost++
 		}
-		ran += execs[j.prompt]
-		if execs[j.prompt] > 1 {
-			extra += execs[j.prompt] - 1
+		ran += len(execs[j.prompt])
+		again, odd := tt.reruns(j, execs[j.prompt])
+		extra += again
+		if odd != "" {
+			t.Errorf("job %d (%s, model %s): %s", j.n, j.door, j.model, odd)
 		}
 		if len(got) > 1 {
 			ids := make([]string, len(got))
@@ -738,20 +821,48 @@ func (tt *torture) check(execs map[string]int) {
 		if msg != "" {
 			t.Errorf("job %d (%s, model %s): %s", j.n, j.door, j.model, msg)
 		}
-		if r == nil && execs[j.prompt] > 0 {
-			t.Errorf("job %d (%s): the target ran it %d times, but it has no record", j.n, j.door, execs[j.prompt])
+		if r == nil && len(execs[j.prompt]) > 0 {
+			t.Errorf("job %d (%s): the targets ran it %d times, but it has no record", j.n, j.door, len(execs[j.prompt]))
 		}
 		if r != nil && r.Attempts > 1 {
 			rerun++
 		}
 		if r != nil && r.State == spool.StateDone {
-			if k := tt.answerNumber(j, r); k > 0 && k < tt.replies(j.prompt) {
-				staleAnswer++
+			by := tt.replies(j.prompt)
+			if k := tt.answerNumber(j, r); k > 0 {
+				if k < len(by) {
+					staleAnswer++
+				}
+				if want := tt.names[by[k-1]]; r.Target != want {
+					t.Errorf("job %d (%s): record %s says target %q ran it, but its answer came from %s", j.n, j.door, r.ID, r.Target, want)
+				}
 			}
 		}
 	}
-	if extra > tt.kills+tt.stops {
-		t.Errorf("the target ran %d requests for %d jobs: %d more than once, want at most %d (one per kill or outage)", ran, len(tt.jobs), extra, tt.kills+tt.stops)
+	// A kill cuts at most every slot of every target, an outage the slots
+	// of one target.
+	bound := tt.kills*len(tt.fakes)*tt.slots + tt.stops*tt.slots
+	if extra > bound {
+		t.Errorf("the targets ran %d requests for %d jobs: %d more than once, want at most %d (one per slot cut by a kill or an outage)", ran, len(tt.jobs), extra, bound)
+	}
+	var perTarget []string
+	for i, f := range tt.fakes {
+		if got := f.MaxInFlight(); got > tt.slots {
+			t.Errorf("target %s had %d requests in flight at once, want at most its %d slots", tt.names[i], got, tt.slots)
+		}
+		if got := f.MaxModelsInFlight(); got > 1 {
+			t.Errorf("target %s served %d models at once, want 1: hopper swapped a model under running requests", tt.names[i], got)
+		}
+		n := 0
+		for _, r := range f.Requests() {
+			if inference(r.Path) {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("target %s ran no job", tt.names[i])
+		}
+		perTarget = append(perTarget, fmt.Sprintf("%s %d (%d loads, at most %d in flight)", tt.names[i], n, f.Loads(), f.MaxInFlight()))
 	}
 
 	var keys []string
@@ -763,10 +874,49 @@ func (tt *torture) check(execs map[string]int) {
 	for _, k := range keys {
 		fmt.Fprintf(&sb, "\n  %-52s %4d", k, outcome[k])
 	}
+	var blows []string
+	for _, b := range tt.blows {
+		what := "kill"
+		if b.target >= 0 {
+			what = "stop " + tt.names[b.target]
+		}
+		blows = append(blows, fmt.Sprintf("%s %s-%s (%d in flight)", what, b.from.Format("15:04:05.000"), b.to.Format("05.000"), b.inFlight))
+	}
+	t.Logf("kills and outages: %s", strings.Join(blows, ", "))
 	t.Logf("%d kills, %d target restarts; %d records (%d failed, %d with more than one attempt); "+
-		"the target ran %d requests, %d of them again (bound %d); %d HTTP requests sent again after a refused connection, %d drop-ins lost with their front; "+
+		"the targets ran %d requests (%s), %d of them again (bound %d); %d HTTP requests sent again after a refused connection, %d drop-ins lost with their front; "+
 		"%d staged files left in tmp/; %d answers from an earlier generation than the last; %s\noutcomes by door:%s",
-		tt.kills, tt.stops, len(recs), len(w.names(spool.DirFailed)), rerun, ran, extra, tt.kills+tt.stops, resent, lost, len(staged), staleAnswer, slowest(slowestPost), sb.String())
+		tt.kills, tt.stops, len(recs), len(w.names(spool.DirFailed)), rerun, ran, strings.Join(perTarget, ", "), extra, bound, resent, lost, len(staged), staleAnswer, slowest(slowestPost), sb.String())
+}
+
+// reruns counts the runs of a job after its first and says what is wrong
+// if one of them is not explained by a kill or an outage that struck
+// between it and the run before it (for an outage: of the target that ran
+// that one). A job meant to fail is asked of each target once, since each
+// may have the model: its runs count from its second at the same target.
+func (tt *torture) reruns(j *tjob, rs []run) (n int, problem string) {
+	for i, next := range rs {
+		prev := -1
+		for k := i - 1; k >= 0; k-- {
+			if !j.failing() || rs[k].target == next.target {
+				prev = k
+				break
+			}
+		}
+		if prev < 0 {
+			continue
+		}
+		n++
+		p := rs[prev]
+		explained := slices.ContainsFunc(tt.blows, func(b blow) bool {
+			return (b.target < 0 || b.target == p.target) && p.at.Before(b.to) && next.at.After(b.from)
+		})
+		if !explained && problem == "" {
+			problem = fmt.Sprintf("ran on %s at %s and again on %s at %s, with no kill or outage of %s between",
+				tt.names[p.target], p.at.Format("15:04:05.000000"), tt.names[next.target], next.at.Format("15:04:05.000000"), tt.names[p.target])
+		}
+	}
+	return n, problem
 }
 
 func slowest(j *tjob) string {
@@ -873,7 +1023,7 @@ func (tt *torture) answerProblem(j *tjob, r *spool.Record) string {
 // the answer is not one the target produced for this job.
 func (tt *torture) answerNumber(j *tjob, r *spool.Record) int {
 	text := answerOf(r.Response)
-	for k := 1; k <= tt.replies(j.prompt); k++ {
+	for k := 1; k <= len(tt.replies(j.prompt)); k++ {
 		if text == fmt.Sprintf("answer %d to %s", k, j.prompt) {
 			return k
 		}
