@@ -361,8 +361,13 @@ func newTailCmd(a *app) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			printed := false
+			if cur, err := s.Get(args[0]); err == nil && (cur.State == spool.StateQueued || cur.State == spool.StateDeferred || cur.State == spool.StateHeld) {
+				// Say why nothing comes yet (on stderr: stdout is the output).
+				fmt.Fprintf(a.stderr, "%s is %s; waiting for it to start (Ctrl-C to stop waiting)\n", cur.ID, cur.State)
+			}
 			r, err := s.Follow(ctx, args[0], func(line []byte) error {
 				if raw {
+					printed = true
 					_, err := fmt.Fprintf(a.stdout, "%s\n", line)
 					return err
 				}
@@ -377,6 +382,17 @@ func newTailCmd(a *app) *cobra.Command {
 				return jobLookupError(err)
 			}
 			if raw {
+				if !printed && len(r.Response) > 0 {
+					// Finished before (or without) streaming: its answer, as
+					// the target's final object.
+					var line bytes.Buffer
+					if err := json.Compact(&line, r.Response); err != nil {
+						line.Reset()
+						line.Write(bytes.TrimSpace(r.Response))
+					}
+					_, err := fmt.Fprintf(a.stdout, "%s\n", line.Bytes())
+					return err
+				}
 				return nil
 			}
 			if !printed {

@@ -27,3 +27,19 @@ func TestLsListsQueuedJobsInRunOrder(t *testing.T) {
 		t.Errorf("--limit 1 listed %d jobs", got)
 	}
 }
+
+// TestTailOfAFinishedJob: --raw prints the answer object, plain tail the text.
+func TestTailOfAFinishedJob(t *testing.T) {
+	w := newWorld(t)
+	w.serve()
+	out := w.hopper("submit", "--wait", "--id", "fin", "-m", "m1", "-p", "hello there")
+	if !strings.Contains(out, "fin") {
+		t.Fatalf("submit: %s", out)
+	}
+	if got := w.hopper("tail", "--raw", "fin"); !strings.Contains(got, `"done":true`) {
+		t.Errorf("tail --raw of a finished job printed %q, want its answer object", got)
+	}
+	if got := w.hopper("tail", "fin"); !strings.Contains(got, "reply from m1") {
+		t.Errorf("tail of a finished job printed %q, want its answer", got)
+	}
+}
