@@ -21,6 +21,11 @@ type Config struct {
 	Spool *spool.Spool
 	// Dir holds the exec hooks (hooks.dir); empty: none.
 	Dir string
+	// Env names variables of hopper's environment that exec hooks get
+	// besides the fixed set the package documents (hooks.env), such as
+	// "http_proxy" or "SSL_CERT_FILE". Names starting with HOPPER_ are
+	// refused: they are hopper's own settings, secrets among them.
+	Env []string
 	// Secret ("whsec_…", hooks.secret) signs deliveries to jobs' webhooks
 	// and to configured webhooks without a secret of their own.
 	Secret string
@@ -97,6 +102,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseAllow(c.Allow); err != nil {
 		return err
+	}
+	for i, name := range c.Env {
+		field := fmt.Sprintf("hooks.env[%d]", i)
+		switch {
+		case name == "" || strings.ContainsAny(name, "=\x00"):
+			return bad(field, "want a variable's name, got %q", name)
+		case strings.HasPrefix(strings.ToUpper(name), "HOPPER_"):
+			return bad(field, "%s is one of hopper's own settings, which hooks never get; hooks get HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT, HOPPER_SPOOL and HOPPER_RECORD", name)
+		}
 	}
 	for i, w := range c.Webhooks {
 		field := fmt.Sprintf("hooks.webhooks[%d]", i)

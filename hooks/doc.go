@@ -68,12 +68,24 @@
 // Exec hooks are not spooled and do not survive a crash. Run executes them
 // one at a time, in event order, from a queue of up to 1000 (more are
 // dropped with a warning). The executable Dir/STATE (done, failed, working,
-// loading, queued, deferred) gets the Event as JSON on stdin and
-// HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT, HOPPER_SPOOL and HOPPER_RECORD
-// (the record's path when the event fired, e.g. SPOOL/done/ID.json) in its
-// environment, in its own process group; after ExecTimeout (30s) the whole
-// group is killed. Its output goes to the log line by line. A missing or
-// non-executable hook is skipped; a failing hook never changes the job.
-// When Run's context ends, the running hook is killed and queued ones are
-// dropped.
+// loading, queued, deferred) gets the Event as JSON on stdin and runs in its
+// own process group; after ExecTimeout (30s) the whole group is killed. A
+// missing or non-executable hook is skipped; a failing hook never changes
+// the job. When Run's context ends, the running hook is killed and queued
+// ones are dropped.
+//
+// A hook's environment is built afresh, never inherited whole, since
+// hopper's own holds its settings, tokens and webhook secret
+// (HOPPER_HOOKS_SECRET, HOPPER_TOKENS, …). It has, when hopper's
+// environment sets them, PATH, HOME, LANG, every LC_*, TZ, USER, LOGNAME and
+// TMPDIR (on Windows also SYSTEMROOT, WINDIR, COMSPEC, PATHEXT, USERPROFILE,
+// TEMP and TMP), and the variables Config.Env names (hooks.env, never a
+// HOPPER_* name); then HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT,
+// HOPPER_SPOOL and HOPPER_RECORD (the record's path when the event fired,
+// e.g. SPOOL/done/ID.json). Nothing else.
+//
+// A hook's stdout and stderr are read to their end, however much it
+// writes, but only the first and the last 4 KiB of each are kept; when the
+// hook ends they go to the log line by line, with a line "… N bytes
+// omitted …" between them when something was dropped.
 package hooks

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,24 +82,16 @@ func (h *Hooks) runHook(ctx context.Context, j execJob) {
 	defer cancel()
 	cmd := exec.CommandContext(hctx, path)
 	cmd.Stdin = bytes.NewReader(j.data)
-	spoolDir := h.cfg.Spool.Path()
-	cmd.Env = append(os.Environ(),
-		"HOPPER_JOB_ID="+j.ev.ID,
-		"HOPPER_STATE="+string(j.ev.State),
-		"HOPPER_EVENT="+j.ev.Type,
-		"HOPPER_SPOOL="+spoolDir,
-		"HOPPER_RECORD="+recordPath(spoolDir, j.ev),
-	)
-	stdout := &logWriter{log: log, stream: "stdout"}
-	stderr := &logWriter{log: log, stream: "stderr"}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Env = h.hookEnv(j.ev)
+	var stdout, stderr headTail
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = waitDelay
 	ownGroup(cmd)
 
 	start := h.now()
 	err = cmd.Run()
-	stdout.flush()
-	stderr.flush()
+	logOutput(log, "stdout", &stdout)
+	logOutput(log, "stderr", &stderr)
 	took := h.now().Sub(start)
 	switch {
 	case ctx.Err() != nil:
@@ -112,6 +106,36 @@ func (h *Hooks) runHook(ctx context.Context, j execJob) {
 		log.Info("hook ran", "took", took)
 	}
 }
+
+// hookEnv is an exec hook's environment: the variables of hopper's own
+// environment that hooks may see (passEnv, LC_*, Config.Env), then the
+// event's. Nothing else is passed on: hopper's environment holds its
+// settings, its tokens and its webhook secret.
+func (h *Hooks) hookEnv(ev Event) []string {
+	var env []string
+	for _, name := range slices.Concat(passEnv, platformEnv, h.cfg.Env) {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	spoolDir := h.cfg.Spool.Path()
+	return append(env,
+		"HOPPER_JOB_ID="+ev.ID,
+		"HOPPER_STATE="+string(ev.State),
+		"HOPPER_EVENT="+ev.Type,
+		"HOPPER_SPOOL="+spoolDir,
+		"HOPPER_RECORD="+recordPath(spoolDir, ev),
+	)
+}
+
+// passEnv names the variables of hopper's environment that every hook gets
+// when they are set, with every LC_* variable.
+var passEnv = []string{"PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "TMPDIR"}
 
 // recordPath is where the event's record was when it fired.
 func recordPath(spoolDir string, ev Event) string {
@@ -137,41 +161,81 @@ func recordPath(spoolDir string, ev Event) string {
 	return filepath.Join(spoolDir, dir, ev.ID+".json")
 }
 
-// logWriter logs a hook's output line by line.
-type logWriter struct {
-	log    *slog.Logger
-	stream string
-	buf    []byte
+// outputKeep is how much of the start and of the end of a hook's stdout
+// and of its stderr is logged.
+const outputKeep = 4 << 10
+
+// headTail keeps the first and the last outputKeep bytes written to it and
+// counts the others, so that a hook may write without end and cost hopper
+// only the reading.
+type headTail struct {
+	head  []byte
+	tail  []byte // a ring once it holds outputKeep bytes
+	start int    // the ring's oldest byte
+	total int
+}
+
+func (w *headTail) Write(p []byte) (int, error) {
+	n := len(p)
+	w.total += n
+	if k := min(len(p), outputKeep-len(w.head)); k > 0 {
+		w.head = append(w.head, p[:k]...)
+		p = p[k:]
+	}
+	if len(p) >= outputKeep {
+		w.tail, w.start = append(w.tail[:0], p[len(p)-outputKeep:]...), 0
+		return n, nil
+	}
+	for len(p) > 0 {
+		if len(w.tail) < outputKeep {
+			k := min(len(p), outputKeep-len(w.tail))
+			w.tail, p = append(w.tail, p[:k]...), p[k:]
+			continue
+		}
+		k := copy(w.tail[w.start:], p)
+		w.start, p = (w.start+k)%outputKeep, p[k:]
+	}
+	return n, nil
+}
+
+// parts returns the head, how many bytes were dropped after it, and the
+// tail, in the order they were written.
+func (w *headTail) parts() (head []byte, omitted int, tail []byte) {
+	tail = append(slices.Clone(w.tail[w.start:]), w.tail[:w.start]...)
+	return w.head, w.total - len(w.head) - len(tail), tail
+}
+
+// omittedLine stands in the log for the output dropped between the head and
+// the tail.
+func omittedLine(n int) string {
+	if n == 1 {
+		return "… 1 byte omitted …"
+	}
+	return fmt.Sprintf("… %d bytes omitted …", n)
+}
+
+// logOutput logs what w kept of a hook's output, line by line.
+func logOutput(log *slog.Logger, stream string, w *headTail) {
+	head, omitted, tail := w.parts()
+	if omitted == 0 {
+		logLines(log, stream, append(head, tail...))
+		return
+	}
+	logLines(log, stream, head)
+	log.Info("hook output", "stream", stream, "line", omittedLine(omitted))
+	logLines(log, stream, tail)
 }
 
 // maxLogLine splits longer lines.
 const maxLogLine = 4096
 
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 && len(w.buf) < maxLogLine {
-			return len(p), nil
+func logLines(log *slog.Logger, stream string, b []byte) {
+	for len(b) > 0 {
+		line, rest, _ := bytes.Cut(b, []byte("\n"))
+		if len(line) > maxLogLine {
+			line, rest = line[:maxLogLine], b[maxLogLine:]
 		}
-		if i < 0 || i > maxLogLine {
-			i = maxLogLine
-			w.emit(w.buf[:i])
-			w.buf = w.buf[i:]
-			continue
-		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[i+1:]
+		log.Info("hook output", "stream", stream, "line", string(bytes.TrimRight(line, "\r")))
+		b = rest
 	}
-}
-
-func (w *logWriter) flush() {
-	if len(w.buf) > 0 {
-		w.emit(w.buf)
-		w.buf = nil
-	}
-}
-
-func (w *logWriter) emit(line []byte) {
-	w.log.Info("hook output", "stream", w.stream, "line", string(bytes.TrimRight(line, "\r")))
 }

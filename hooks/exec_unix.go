@@ -13,3 +13,7 @@ func ownGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
+
+// platformEnv names what hooks get of hopper's environment besides passEnv:
+// nothing more on Unix.
+var platformEnv []string

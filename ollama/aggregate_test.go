@@ -49,6 +49,17 @@ func TestDoFoldsOllamaStreams(t *testing.T) {
 			want: `{"model":"tiny","created_at":"t4","response":"The sky is blue.","thinking":"hmm","done":true,"done_reason":"stop","context":[1,2,3],"total_duration":10,"load_duration":2,"prompt_eval_count":3,"prompt_eval_duration":1,"eval_count":3,"eval_duration":5}`,
 		},
 		{
+			name: "ChunksWithoutDoneAreNotFinal",
+			path: "/api/generate",
+			chunks: []string{
+				`{}`,
+				`{"model":"tiny","response":"a","done":null}`,
+				`{"model":"tiny","response":"b"}`,
+				`{"model":"tiny","response":"","done":true}`,
+			},
+			want: `{"model":"tiny","response":"ab","done":true}`,
+		},
+		{
 			name: "SingleDoneChunkComesBackAsIs",
 			path: "/api/generate",
 			chunks: []string{

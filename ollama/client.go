@@ -11,11 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Client talks to one Ollama server. It is safe for concurrent use; set
-// StallTimeout before the first request.
+// its exported fields before the first request.
 type Client struct {
 	base *url.URL
 	hc   *http.Client
@@ -26,7 +27,43 @@ type Client struct {
 	// limited by it; use the context for that.
 	StallTimeout time.Duration
 
+	// MaxLine bounds one line of a stream from the target, in bytes: an
+	// NDJSON line, or the data of one SSE event (or any other line of the
+	// event stream). Zero or less means DefaultMaxLine. A longer line fails
+	// the request with a *JobFailedError wrapping ErrLineTooLong, and the
+	// connection is closed rather than read any further.
+	MaxLine int
+
+	// MaxAnswer bounds the answer, in bytes: an application/json answer as
+	// it arrives, or what is folded from a stream (text, tool calls,
+	// logprobs, as encoded in the answer). Zero or less means
+	// DefaultMaxAnswer. A larger answer fails the request with a
+	// *JobFailedError wrapping ErrAnswerTooLarge.
+	MaxAnswer int
+
 	now func() time.Time
+}
+
+// The limits a Client applies when its fields are left at zero. A line of
+// Ollama's stream carries a token or a tool call, far below DefaultMaxLine;
+// the largest answers are embeddings of many inputs.
+const (
+	DefaultMaxLine   = 16 << 20
+	DefaultMaxAnswer = 256 << 20
+)
+
+// limits are a client's bounds on what it reads from the target.
+type limits struct{ line, answer int }
+
+func (c *Client) limits() limits {
+	l := limits{line: c.MaxLine, answer: c.MaxAnswer}
+	if l.line <= 0 {
+		l.line = DefaultMaxLine
+	}
+	if l.answer <= 0 {
+		l.answer = DefaultMaxAnswer
+	}
+	return l
 }
 
 // New returns a client for the Ollama server at baseURL, written as
@@ -56,10 +93,16 @@ func (c *Client) url(path string) string { return c.base.String() + path }
 // streaming; see the package documentation for how streams are folded.
 //
 // onChunk, which may be nil, receives each NDJSON line or each SSE data
-// payload as it arrives, without its line terminator; it may keep the slice.
-// An error from onChunk aborts the request and is returned wrapped. An
-// {"error": ...} chunk is passed to onChunk before Do fails with a
+// payload as it arrives, without its line terminator. The slice is only
+// valid until onChunk returns: Do reuses it for the next line, so that a
+// stream costs little more memory than its folded answer; copy what must be
+// kept. An error from onChunk aborts the request and is returned wrapped.
+// An {"error": ...} chunk is passed to onChunk before Do fails with a
 // *JobFailedError.
+//
+// A line longer than MaxLine or an answer larger than MaxAnswer fails the
+// request with a *JobFailedError. The end of ctx stops a read in progress
+// (the response body is closed), whatever the transport.
 func (c *Client) Do(ctx context.Context, path string, body []byte, onChunk func(chunk []byte) error) (json.RawMessage, error) {
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -89,17 +132,22 @@ func (c *Client) Do(ctx context.Context, path string, body []byte, onChunk func(
 		}
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	var out json.RawMessage
+	lim := c.limits()
+	var out []byte
 	switch mediaType {
 	case "application/x-ndjson":
-		out, err = readNDJSON(r, onChunk)
+		out, err = readNDJSON(r, onChunk, lim)
 	case "text/event-stream":
-		out, err = readSSE(r, onChunk)
+		out, err = readSSE(r, onChunk, lim)
 	default:
-		out, err = readJSON(r)
+		out, err = readJSON(r, resp.ContentLength, lim.answer)
 	}
 	if err != nil {
-		return nil, c.readFailure(ctx, reqCtx, path, resp.StatusCode, err)
+		err = c.readFailure(ctx, reqCtx, path, resp.StatusCode, err, lim)
+		// Close the connection rather than read on: the target may still be
+		// sending, without end.
+		cancel(errAbandoned)
+		return nil, err
 	}
 	// Drain what follows the final chunk so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
@@ -117,6 +165,7 @@ func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, e
 		}
 		return nil, &UnavailableError{Err: err}
 	}
+	watchBody(req.Context(), resp)
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		return resp, nil
 	}
@@ -128,13 +177,46 @@ func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, e
 	return nil, statusError(resp.StatusCode, resp.Header, body, c.now())
 }
 
+// watchBody makes the end of ctx close resp.Body, so that a read in
+// progress stops even when the transport does not watch the context or the
+// target trickles bytes.
+func watchBody(ctx context.Context, resp *http.Response) {
+	b := &watchedBody{ReadCloser: resp.Body}
+	b.stop = context.AfterFunc(ctx, func() { _ = b.close() })
+	resp.Body = b
+}
+
+// watchedBody is a response body that its context's end closes.
+type watchedBody struct {
+	io.ReadCloser
+	stop func() bool
+	once sync.Once
+	err  error
+}
+
+func (b *watchedBody) close() error {
+	b.once.Do(func() { b.err = b.ReadCloser.Close() })
+	return b.err
+}
+
+func (b *watchedBody) Close() error {
+	b.stop()
+	return b.close()
+}
+
 // readFailure classifies an error met while reading a 2xx response body.
-func (c *Client) readFailure(ctx, reqCtx context.Context, path string, status int, err error) error {
+func (c *Client) readFailure(ctx, reqCtx context.Context, path string, status int, err error, lim limits) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("post %s: %w", path, ctx.Err())
 	}
 	if errors.Is(context.Cause(reqCtx), errStalled) {
 		return &JobFailedError{Status: status, Message: fmt.Sprintf("no data from target for %s", c.StallTimeout), Err: errStalled}
+	}
+	if errors.Is(err, ErrLineTooLong) {
+		return &JobFailedError{Status: status, Message: "target sent a line longer than " + byteSize(lim.line), Err: ErrLineTooLong}
+	}
+	if errors.Is(err, ErrAnswerTooLarge) {
+		return &JobFailedError{Status: status, Message: "target's answer is larger than " + byteSize(lim.answer), Err: ErrAnswerTooLarge}
 	}
 	var re *readError
 	if errors.As(err, &re) {
@@ -151,20 +233,39 @@ func (c *Client) readFailure(ctx, reqCtx context.Context, path string, status in
 	return &JobFailedError{Status: status, Message: "bad response from target", Err: err}
 }
 
-// readJSON reads a single JSON answer. A 200 answer that is only an error
+// readJSON reads a single JSON answer of at most max bytes; size is the
+// Content-Length, -1 when unknown. A 200 answer that is only an error
 // object is reported as a *JobFailedError.
-func readJSON(r io.Reader) (json.RawMessage, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
+func readJSON(r io.Reader, size int64, max int) ([]byte, error) {
+	if size > int64(max) {
+		return nil, ErrAnswerTooLarge
+	}
+	var buf bytes.Buffer
+	if size > 0 {
+		buf.Grow(int(size) + bytes.MinRead) // room for the read that sees EOF
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1)); err != nil {
 		return nil, &readError{err, "connection lost mid-response"}
 	}
-	b = bytes.TrimSpace(b)
+	if buf.Len() > max {
+		return nil, ErrAnswerTooLarge
+	}
+	b := bytes.TrimSpace(buf.Bytes())
 	if !json.Valid(b) {
 		return nil, fmt.Errorf("invalid JSON answer: %.200q", b)
 	}
-	if msg := errorMessage(b); msg != "" {
-		if o, err := parseObject(b); err == nil && len(o) == 1 {
-			return nil, &JobFailedError{Status: 200, Message: msg}
+	var members int
+	var errVal []byte
+	_ = eachMember(b, func(key, val []byte) error {
+		members++
+		if keyIs(key, "error") {
+			errVal = val
+		}
+		return nil
+	})
+	if members == 1 && errVal != nil {
+		if msg := messageOf(errVal); msg != "" {
+			return nil, &JobFailedError{Status: 200, Message: clip(msg)}
 		}
 	}
 	return b, nil

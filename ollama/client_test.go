@@ -189,6 +189,54 @@ func TestDoClassifiesFailures(t *testing.T) {
 			check: wantJobFailed(200, "overloaded"),
 		},
 		{
+			name: "EndlessErrorBodyIsJobFailedWithItsStart",
+			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusInternalServerError)
+				flood(w, r, "", "out of memory ", "again ", 256<<20)
+			},
+			check: func(t *testing.T, err error) {
+				wantJobFailed(500, "")(t, err)
+				wantClipped(t, jobFailedMessage(err), "out of memory "+strings.Repeat("again ", 1000))
+			},
+		},
+		{
+			name: "EndlessLineIsJobFailed",
+			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
+				flood(w, r, "application/x-ndjson", `{"model":"tiny","message":{"role":"assistant","content":"`, "a", 256<<20)
+			},
+			check: func(t *testing.T, err error) {
+				wantJobFailed(200, "")(t, err)
+				if jobFailedMessage(err) != "target sent a line longer than 16 MiB" || !errors.Is(err, ollama.ErrLineTooLong) {
+					t.Errorf("err = %v, want ErrLineTooLong", err)
+				}
+			},
+		},
+		{
+			name: "EndlessEventIsJobFailed",
+			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
+				flood(w, r, "text/event-stream", "", "data: a\n", 256<<20)
+			},
+			check: func(t *testing.T, err error) {
+				wantJobFailed(200, "")(t, err)
+				if jobFailedMessage(err) != "target sent a line longer than 16 MiB" || !errors.Is(err, ollama.ErrLineTooLong) {
+					t.Errorf("err = %v, want ErrLineTooLong", err)
+				}
+			},
+		},
+		{
+			name: "WronglyTypedFieldIsJobFailed",
+			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
+				writeLines(w, "application/x-ndjson", `{"model":"tiny","message":{"role":"assistant","content":5},"done":false}`+"\n")
+			},
+			check: func(t *testing.T, err error) {
+				wantJobFailed(200, "")(t, err)
+				if !strings.Contains(err.Error(), "message.content: not a JSON string") {
+					t.Errorf("err = %v, want it to name the field", err)
+				}
+			},
+		},
+		{
 			name: "JSONErrorWithStatusOKIsJobFailed",
 			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
 				writeLines(w, "application/json", `{"error":"odd"}`)

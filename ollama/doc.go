@@ -29,7 +29,25 @@
 //
 // When the caller's context ends, the request is aborted and the returned
 // error wraps ctx.Err(), so errors.Is(err, context.Canceled) and
-// errors.Is(err, context.DeadlineExceeded) tell cancel from timeout.
+// errors.Is(err, context.DeadlineExceeded) tell cancel from timeout. The
+// response body is closed at that moment, so a read in progress stops even
+// when the target trickles bytes or the transport ignores the context; a
+// line cut short is never passed to onChunk.
+//
+// What the target sends is bounded: one stream line or SSE event by
+// [Client.MaxLine] (16 MiB), the answer (a JSON answer, or what is folded
+// from a stream) by [Client.MaxAnswer] (256 MiB); beyond either the request
+// fails with a *JobFailedError wrapping [ErrLineTooLong] or
+// [ErrAnswerTooLarge] and the connection is closed. An error response is
+// read up to 64 KiB, and the target's text that an error carries is cut at
+// 4 KiB and marked with "…".
+//
+// Streams are folded without keeping their chunks: each line is read into
+// a reused buffer, handed to onChunk (valid only during the call) and
+// scanned in place; the text it carries is appended, already escaped, to
+// blocks that never move, and the answer is written once, at its exact
+// size. A stream costs about its answer twice (the folded text and the
+// answer) and a few buffers, whatever its length.
 //
 // Model names compare as Ollama compares them ([SameModel],
 // [NormalizeModel]); [KeepAlive] turns a configured keep_alive into the JSON

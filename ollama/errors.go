@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // UnavailableError reports that the target is down or busy: the request may
@@ -32,7 +33,7 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // started, an error reported inside a 200 stream, or a stalled stream.
 type JobFailedError struct {
 	Status  int    // HTTP status of the response (200 for failures inside a stream)
-	Message string // the target's message, or what went wrong
+	Message string // the target's message (at most 4 KiB), or what went wrong
 	Err     error  // the underlying error, if any
 }
 
@@ -55,19 +56,59 @@ func (e *JobFailedError) Unwrap() error { return e.Err }
 // other than 429): sending it again will not help.
 type RejectedError struct {
 	Status  int    // HTTP status, e.g. 400 or 404
-	Message string // the target's message, verbatim
+	Message string // the target's message, verbatim up to 4 KiB
 }
 
-// Error returns the target's message exactly as it gave it.
+// Error returns the target's message as it gave it, cut at 4 KiB like
+// every text from the target that an error carries.
 func (e *RejectedError) Error() string { return e.Message }
 
 var (
+	// ErrLineTooLong is wrapped by the *JobFailedError of a request whose
+	// stream held a line longer than Client.MaxLine.
+	ErrLineTooLong = errors.New("line too long")
+	// ErrAnswerTooLarge is wrapped by the *JobFailedError of a request
+	// whose answer was larger than Client.MaxAnswer.
+	ErrAnswerTooLarge = errors.New("answer too large")
+
 	errStalled   = errors.New("stream stalled")
+	errAbandoned = errors.New("request abandoned after a failure")
 	errNotObject = errors.New("not a JSON object")
 )
 
-// maxErrorBody bounds how much of an error response is read.
-const maxErrorBody = 1 << 20
+// maxErrorBody bounds how much of an error response is read: enough for
+// a message of maxMessage bytes in Ollama's or OpenAI's JSON, escapes and
+// all.
+const maxErrorBody = 64 << 10
+
+// maxMessage bounds the target's own text in an error (its message, or the
+// body of an error response); a cut is marked with "…". Errors end up in
+// records and logs, which a target must not be able to fill.
+const maxMessage = 4 << 10
+
+// clip cuts s to at most maxMessage bytes, at a character boundary, and
+// marks the cut with "…".
+func clip(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	i := maxMessage
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// byteSize writes n as "16 MiB" when it is a whole number of KiB or MiB.
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + " KiB"
+	}
+	return strconv.Itoa(n) + " bytes"
+}
 
 // statusError classifies a non-2xx response whose body (at most maxErrorBody
 // bytes) has been read into body.
@@ -79,6 +120,7 @@ func statusError(code int, header http.Header, body []byte, now time.Time) error
 	if msg == "" {
 		msg = http.StatusText(code)
 	}
+	msg = clip(msg)
 	switch {
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		return &UnavailableError{

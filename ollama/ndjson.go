@@ -1,112 +1,188 @@
 package ollama
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
-
-// streamChunk is what the aggregator needs from one line of an Ollama stream.
-type streamChunk struct {
-	Error   json.RawMessage `json:"error"`
-	Message *struct {
-		Content   string            `json:"content"`
-		Thinking  string            `json:"thinking"`
-		ToolCalls []json.RawMessage `json:"tool_calls"`
-	} `json:"message"`
-	Response *string           `json:"response"`
-	Thinking string            `json:"thinking"`
-	Logprobs []json.RawMessage `json:"logprobs"`
-	Done     bool              `json:"done"`
-}
 
 // ndjsonAggregate folds the lines of an Ollama stream into the object Ollama
 // returns with "stream": false, as server/routes.go does: for chat,
 // message.content and message.thinking are joined and message.tool_calls
 // collected; for generate, response and thinking are joined; logprobs are
 // collected for both; everything else comes from the final (done) chunk.
+//
+// It keeps no line: text is appended, escaped, to blocks as each line
+// arrives, and the answer is written once at the end.
 type ndjsonAggregate struct {
 	chat, generate     bool
-	content, thinking  strings.Builder
-	toolCalls, logprob []json.RawMessage
-	final              []byte
+	content, thinking  text
+	toolCalls, logprob list
+	folded, max        int // bytes folded so far, and the most allowed
+	sc                 scratch
 }
+
+// chunkField is one member of a chunk that the aggregate reads.
+type chunkField int
+
+const (
+	fError chunkField = iota
+	fMessage
+	fResponse
+	fThinking
+	fLogprobs
+	fDone
+	nChunkFields
+)
+
+var chunkFields = [nChunkFields]string{"error", "message", "response", "thinking", "logprobs", "done"}
 
 // add takes one line and reports whether it was the final chunk.
 func (a *ndjsonAggregate) add(line []byte) (done bool, err error) {
-	var c streamChunk
-	if err := json.Unmarshal(line, &c); err != nil {
+	if err := validObject(line); err != nil {
 		return false, fmt.Errorf("invalid JSON in stream: %w", err)
 	}
-	if len(c.Error) > 0 && !bytes.Equal(c.Error, []byte("null")) {
-		msg := messageOf(c.Error)
-		if msg == "" {
-			msg = string(c.Error)
+	var f [nChunkFields][]byte // the last of each, as encoding/json would take it
+	_ = eachMember(line, func(key, val []byte) error {
+		for i, name := range chunkFields {
+			if keyIs(key, name) {
+				f[i] = val
+			}
 		}
-		return false, &JobFailedError{Status: 200, Message: msg}
+		return nil
+	})
+	if v := f[fError]; v != nil && !isNull(v) {
+		msg := messageOf(v)
+		if msg == "" {
+			msg = string(v)
+		}
+		return false, &JobFailedError{Status: 200, Message: clip(msg)}
 	}
+	if err := a.fold(f); err != nil {
+		return false, fmt.Errorf("invalid chunk in stream: %w", err)
+	}
+	if a.folded > a.max {
+		return false, ErrAnswerTooLarge
+	}
+	if done, err = boolValue(f[fDone]); err != nil {
+		return false, fmt.Errorf("invalid chunk in stream: done: %w", err)
+	}
+	return done, nil
+}
+
+// fold appends the chunk's text, tool calls and logprobs.
+func (a *ndjsonAggregate) fold(f [nChunkFields][]byte) error {
 	switch {
-	case c.Message != nil:
+	case f[fMessage] != nil && !isNull(f[fMessage]):
 		a.chat = true
-		a.content.WriteString(c.Message.Content)
-		a.thinking.WriteString(c.Message.Thinking)
-		a.toolCalls = append(a.toolCalls, c.Message.ToolCalls...)
-	case c.Response != nil:
+		var content, thinking, toolCalls []byte
+		err := eachMember(f[fMessage], func(key, val []byte) error {
+			switch {
+			case keyIs(key, "content"):
+				content = val
+			case keyIs(key, "thinking"):
+				thinking = val
+			case keyIs(key, "tool_calls"):
+				toolCalls = val
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("message: %w", err)
+		}
+		if err := a.text(&a.content, "message.content", content); err != nil {
+			return err
+		}
+		if err := a.text(&a.thinking, "message.thinking", thinking); err != nil {
+			return err
+		}
+		if err := a.list(&a.toolCalls, "message.tool_calls", toolCalls); err != nil {
+			return err
+		}
+	case f[fResponse] != nil && !isNull(f[fResponse]):
 		a.generate = true
-		a.content.WriteString(*c.Response)
-		a.thinking.WriteString(c.Thinking)
+		if err := a.text(&a.content, "response", f[fResponse]); err != nil {
+			return err
+		}
+		if err := a.text(&a.thinking, "thinking", f[fThinking]); err != nil {
+			return err
+		}
 	}
-	a.logprob = append(a.logprob, c.Logprobs...)
-	if c.Done {
-		a.final = line
+	return a.list(&a.logprob, "logprobs", f[fLogprobs])
+}
+
+// text appends a string member, if present.
+func (a *ndjsonAggregate) text(t *text, name string, val []byte) error {
+	if val == nil {
+		return nil
 	}
-	return c.Done, nil
+	lit, ok, err := stringValue(val)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if ok {
+		a.folded += t.add(lit, &a.sc)
+	}
+	return nil
+}
+
+// list appends the elements of an array member, if present.
+func (a *ndjsonAggregate) list(l *list, name string, val []byte) error {
+	if val == nil || isNull(val) {
+		return nil
+	}
+	err := eachElement(val, func(elem []byte) error {
+		a.folded += l.add(elem)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // result builds the stream:false object from the final chunk.
-func (a *ndjsonAggregate) result() (json.RawMessage, error) {
-	o, err := parseObject(a.final)
+func (a *ndjsonAggregate) result(final []byte) (json []byte, err error) {
+	o, err := parseObject(final)
 	if err != nil {
 		return nil, fmt.Errorf("final chunk: %w", err)
 	}
 	switch {
 	case a.chat:
-		raw, _ := o.get("message")
-		msg, err := parseObject(raw)
+		v, _ := o.get("message")
+		r, _ := v.(raw)
+		msg, err := parseObject(r)
 		if err != nil {
 			return nil, fmt.Errorf("final chunk message: %w", err)
 		}
-		msg.put("content", jsonString(a.content.String()), "role")
-		if a.thinking.Len() > 0 {
-			msg.put("thinking", jsonString(a.thinking.String()), "content")
+		msg.put("content", &a.content, "role")
+		if a.thinking.n > 0 {
+			msg.put("thinking", &a.thinking, "content")
 		} else {
 			msg.del("thinking")
 		}
-		if len(a.toolCalls) > 0 {
-			msg.put("tool_calls", jsonArray(a.toolCalls), "content", "thinking", "images")
+		if a.toolCalls.count > 0 {
+			msg.put("tool_calls", &a.toolCalls, "content", "thinking", "images")
 		}
-		o.put("message", msg.marshal())
+		o.put("message", msg)
 		a.putLogprobs(&o, "done", "done_reason", "_debug_info")
 	case a.generate:
-		o.put("response", jsonString(a.content.String()), "created_at")
-		if a.thinking.Len() > 0 {
-			o.put("thinking", jsonString(a.thinking.String()), "response")
+		o.put("response", &a.content, "created_at")
+		if a.thinking.n > 0 {
+			o.put("thinking", &a.thinking, "response")
 		} else {
 			o.del("thinking")
 		}
 		a.putLogprobs(&o, "done", "done_reason", "context", "total_duration", "load_duration",
 			"prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration", "tool_calls", "_debug_info")
 	}
-	return o.marshal(), nil
+	return marshal(o), nil
 }
 
 func (a *ndjsonAggregate) putLogprobs(o *object, after ...string) {
-	if len(a.logprob) > 0 {
-		o.put("logprobs", jsonArray(a.logprob), after...)
+	if a.logprob.count > 0 {
+		o.put("logprobs", &a.logprob, after...)
 	} else {
 		o.del("logprobs")
 	}
@@ -114,14 +190,16 @@ func (a *ndjsonAggregate) putLogprobs(o *object, after ...string) {
 
 // readNDJSON reads an Ollama stream from r, passing each line to onChunk.
 // I/O errors come back wrapped in *readError for the caller to classify.
-func readNDJSON(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
-	br := bufio.NewReader(r)
-	var agg ndjsonAggregate
+func readNDJSON(r io.Reader, onChunk func([]byte) error, lim limits) ([]byte, error) {
+	lines := newLineReader(r, lim.line)
+	agg := ndjsonAggregate{max: lim.answer}
 	for {
-		line, err := br.ReadBytes('\n')
+		line, err := lines.next()
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			if onChunk != nil {
-				if err := onChunk(line); err != nil {
+				// Capped, so that appending to it cannot write over the
+				// stream's next bytes.
+				if err := onChunk(line[:len(line):len(line)]); err != nil {
 					return nil, &chunkError{err}
 				}
 			}
@@ -130,14 +208,22 @@ func readNDJSON(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error
 				return nil, aerr
 			}
 			if done {
-				return agg.result()
+				return agg.result(line)
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil, &readError{io.ErrUnexpectedEOF, "stream ended before the final chunk"}
-		}
-		if err != nil {
-			return nil, &readError{err, "connection lost mid-stream"}
+		case err != nil:
+			return nil, streamError(err)
 		}
 	}
+}
+
+// streamError wraps an error from lineReader.next for the caller.
+func streamError(err error) error {
+	if errors.Is(err, ErrLineTooLong) {
+		return err
+	}
+	return &readError{err, "connection lost mid-stream"}
 }

@@ -1,49 +1,86 @@
 package ollama
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
+	"strconv"
 )
 
-// object is a JSON object that keeps its members in their original order, so
-// that an answer rebuilt from stream chunks reads like the one Ollama sends.
+// value is a JSON value that knows the size of its encoding, so that an
+// answer is written once, into a buffer of exactly its size, however large
+// the text folded into it.
+type value interface {
+	size() int
+	appendTo(dst []byte) []byte
+}
+
+// marshal encodes v.
+func marshal(v value) json.RawMessage {
+	return v.appendTo(make([]byte, 0, v.size()))
+}
+
+// raw is an encoded JSON value, written as it is.
+type raw []byte
+
+func (r raw) size() int                  { return len(r) }
+func (r raw) appendTo(dst []byte) []byte { return append(dst, r...) }
+
+// str is a string, encoded as encoding/json (and so Ollama) encodes it.
+type str string
+
+func (s str) size() int { return escapedLen(s) + 2 }
+func (s str) appendTo(dst []byte) []byte {
+	return append(appendEscaped(append(dst, '"'), s), '"')
+}
+
+// integer is a JSON number.
+type integer int64
+
+func (n integer) size() int                  { return len(strconv.AppendInt(make([]byte, 0, 24), int64(n), 10)) }
+func (n integer) appendTo(dst []byte) []byte { return strconv.AppendInt(dst, int64(n), 10) }
+
+// array is a JSON array of values.
+type array []value
+
+func (a array) size() int {
+	n := 2 + max(0, len(a)-1)
+	for _, v := range a {
+		n += v.size()
+	}
+	return n
+}
+
+func (a array) appendTo(dst []byte) []byte {
+	dst = append(dst, '[')
+	for i, v := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = v.appendTo(dst)
+	}
+	return append(dst, ']')
+}
+
+// object is a JSON object that keeps its members in their order, so that
+// an answer rebuilt from stream chunks reads like the one Ollama sends.
 type object []member
 
 type member struct {
 	key string
-	val json.RawMessage
+	val value
 }
 
+// parseObject splits the JSON object data into its members; their values
+// are slices of data.
 func parseObject(data []byte) (object, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
+	if err := validObject(data); err != nil {
 		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errNotObject
 	}
 	var o object
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("unexpected %v in object", tok)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		o = append(o, member{key, v})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	return o, nil
+	err := eachMember(data, func(key, val []byte) error {
+		o = append(o, member{string(unquote(nil, key)), raw(val)})
+		return nil
+	})
+	return o, err
 }
 
 func (o object) index(key string) int {
@@ -55,7 +92,7 @@ func (o object) index(key string) int {
 	return -1
 }
 
-func (o object) get(key string) (json.RawMessage, bool) {
+func (o object) get(key string) (value, bool) {
 	if i := o.index(key); i >= 0 {
 		return o[i].val, true
 	}
@@ -64,7 +101,7 @@ func (o object) get(key string) (json.RawMessage, bool) {
 
 // put replaces key's value in place or, for a new key, inserts it right after
 // the last present member named in after (at the end if none is present).
-func (o *object) put(key string, val json.RawMessage, after ...string) {
+func (o *object) put(key string, val value, after ...string) {
 	if i := o.index(key); i >= 0 {
 		(*o)[i].val = val
 		return
@@ -92,35 +129,23 @@ func (o *object) del(key string) {
 	}
 }
 
-func (o object) marshal() json.RawMessage {
-	var b bytes.Buffer
-	b.WriteByte('{')
+func (o object) size() int {
+	n := 2 + max(0, len(o)-1)
+	for _, m := range o {
+		n += escapedLen(m.key) + 3 + m.val.size()
+	}
+	return n
+}
+
+func (o object) appendTo(dst []byte) []byte {
+	dst = append(dst, '{')
 	for i, m := range o {
 		if i > 0 {
-			b.WriteByte(',')
+			dst = append(dst, ',')
 		}
-		b.Write(jsonString(m.key))
-		b.WriteByte(':')
-		b.Write(m.val)
+		dst = str(m.key).appendTo(dst)
+		dst = append(dst, ':')
+		dst = m.val.appendTo(dst)
 	}
-	b.WriteByte('}')
-	return b.Bytes()
-}
-
-// jsonString encodes s as encoding/json (and so Ollama) does.
-func jsonString(s string) json.RawMessage {
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
-}
-
-// jsonArray joins already-encoded values into a JSON array.
-func jsonArray(vals []json.RawMessage) json.RawMessage {
-	b := []byte{'['}
-	for i, v := range vals {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, v...)
-	}
-	return append(b, ']')
+	return append(dst, '}')
 }

@@ -1,215 +1,409 @@
 package ollama
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
-)
-
-// sseChunk is what the aggregator needs from one OpenAI streaming chunk.
-type sseChunk struct {
-	Error             json.RawMessage `json:"error"`
-	ID                string          `json:"id"`
-	Object            string          `json:"object"`
-	Created           int64           `json:"created"`
-	Model             string          `json:"model"`
-	SystemFingerprint string          `json:"system_fingerprint"`
-	Choices           []struct {
-		Index        int     `json:"index"`
-		Text         *string `json:"text"`
-		FinishReason *string `json:"finish_reason"`
-		Delta        *struct {
-			Role             string  `json:"role"`
-			Content          *string `json:"content"`
-			Reasoning        string  `json:"reasoning"`
-			ReasoningContent string  `json:"reasoning_content"`
-			ToolCalls        []struct {
-				Index    *int   `json:"index"`
-				ID       string `json:"id"`
-				Type     string `json:"type"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-	} `json:"choices"`
-	Usage json.RawMessage `json:"usage"`
-}
-
-// The non-streaming OpenAI objects, in the field order Ollama writes them.
-type (
-	chatCompletion struct {
-		ID                string          `json:"id"`
-		Object            string          `json:"object"`
-		Created           int64           `json:"created"`
-		Model             string          `json:"model"`
-		SystemFingerprint string          `json:"system_fingerprint,omitempty"`
-		Choices           []chatChoice    `json:"choices"`
-		Usage             json.RawMessage `json:"usage,omitempty"`
-	}
-	chatChoice struct {
-		Index        int         `json:"index"`
-		Message      chatMessage `json:"message"`
-		FinishReason *string     `json:"finish_reason"`
-	}
-	chatMessage struct {
-		Role             string      `json:"role"`
-		Content          string      `json:"content"`
-		Reasoning        string      `json:"reasoning,omitempty"`
-		ReasoningContent string      `json:"reasoning_content,omitempty"`
-		ToolCalls        []*toolCall `json:"tool_calls,omitempty"`
-	}
-	toolCall struct {
-		ID       string `json:"id"`
-		Index    int    `json:"index"`
-		Type     string `json:"type"`
-		Function struct {
-			Name      string `json:"name"`
-			Arguments string `json:"arguments"`
-		} `json:"function"`
-	}
-	textCompletion struct {
-		ID                string          `json:"id"`
-		Object            string          `json:"object"`
-		Created           int64           `json:"created"`
-		Model             string          `json:"model"`
-		SystemFingerprint string          `json:"system_fingerprint,omitempty"`
-		Choices           []textChoice    `json:"choices"`
-		Usage             json.RawMessage `json:"usage,omitempty"`
-	}
-	textChoice struct {
-		Text         string  `json:"text"`
-		Index        int     `json:"index"`
-		FinishReason *string `json:"finish_reason"`
-	}
+	"strconv"
 )
 
 // choiceAggregate collects one choice across chunks.
 type choiceAggregate struct {
 	role                          string
-	content, reasoning, reasonAlt strings.Builder
+	content, reasoning, reasonAlt text
 	toolCalls                     []*toolCall
+	byIndex                       map[int]*toolCall     // the latest call with each index
+	byIndexID                     map[toolKey]*toolCall // the latest with each index and id
 	finish                        *string
+}
+
+// toolCall is a tool call merged from its deltas.
+type toolCall struct {
+	id, typ    string
+	index      int
+	name, args text
+}
+
+type toolKey struct {
+	index int
+	id    string
 }
 
 // sseAggregate folds OpenAI streaming chunks into the non-streaming object:
 // content, text and reasoning joined per choice, tool-call deltas merged by
 // index, the last finish_reason, and usage from the last chunk carrying it.
+// Like ndjsonAggregate it keeps no chunk.
 type sseAggregate struct {
 	id, object, model, fingerprint string
 	created                        int64
 	choices                        map[int]*choiceAggregate
-	usage                          json.RawMessage
+	usage                          []byte
+	folded, max                    int // bytes folded so far, and the most allowed
+	sc                             scratch
 }
 
+// sseField is one member of a chunk that the aggregate reads.
+type sseField int
+
+const (
+	sError sseField = iota
+	sID
+	sObject
+	sCreated
+	sModel
+	sFingerprint
+	sChoices
+	sUsage
+	nSSEFields
+)
+
+var sseFields = [nSSEFields]string{"error", "id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
+
 func (a *sseAggregate) add(data []byte) error {
-	var c sseChunk
-	if err := json.Unmarshal(data, &c); err != nil {
+	if err := validObject(data); err != nil {
 		return fmt.Errorf("invalid JSON in event stream: %w", err)
 	}
-	if len(c.Error) > 0 && !bytes.Equal(c.Error, []byte("null")) {
-		msg := messageOf(c.Error)
+	var f [nSSEFields][]byte // the last of each, as encoding/json would take it
+	_ = eachMember(data, func(key, val []byte) error {
+		for i, name := range sseFields {
+			if keyIs(key, name) {
+				f[i] = val
+			}
+		}
+		return nil
+	})
+	if v := f[sError]; v != nil && !isNull(v) {
+		msg := messageOf(v)
 		if msg == "" {
-			msg = string(c.Error)
+			msg = string(v)
 		}
-		return &JobFailedError{Status: 200, Message: msg}
+		return &JobFailedError{Status: 200, Message: clip(msg)}
 	}
+	if err := a.fold(f); err != nil {
+		return fmt.Errorf("invalid chunk in event stream: %w", err)
+	}
+	if a.folded > a.max {
+		return ErrAnswerTooLarge
+	}
+	return nil
+}
+
+func (a *sseAggregate) fold(f [nSSEFields][]byte) (err error) {
 	if a.id == "" {
-		a.id, a.created = c.ID, c.Created
-	}
-	a.model = cmpOr(c.Model, a.model)
-	a.fingerprint = cmpOr(c.SystemFingerprint, a.fingerprint)
-	a.object = cmpOr(c.Object, a.object)
-	if len(c.Usage) > 0 && !bytes.Equal(c.Usage, []byte("null")) {
-		a.usage = c.Usage
-	}
-	if a.choices == nil {
-		a.choices = map[int]*choiceAggregate{}
-	}
-	for _, ch := range c.Choices {
-		agg := a.choices[ch.Index]
-		if agg == nil {
-			agg = &choiceAggregate{}
-			a.choices[ch.Index] = agg
+		if a.id, err = a.str(a.id, "id", f[sID], true); err != nil {
+			return err
 		}
-		if ch.FinishReason != nil {
-			agg.finish = ch.FinishReason
+		if a.created, err = intValue("created", f[sCreated]); err != nil {
+			return err
 		}
-		if ch.Text != nil {
-			a.object = cmpOr(a.object, "text_completion")
-			agg.content.WriteString(*ch.Text)
-		}
-		if d := ch.Delta; d != nil {
-			a.object = cmpOr(a.object, "chat.completion.chunk")
-			agg.role = cmpOr(d.Role, agg.role)
-			if d.Content != nil {
-				agg.content.WriteString(*d.Content)
-			}
-			agg.reasoning.WriteString(d.Reasoning)
-			agg.reasonAlt.WriteString(d.ReasoningContent)
-			for _, tc := range d.ToolCalls {
-				agg.mergeToolCall(tc.Index, tc.ID, tc.Type, tc.Function.Name, tc.Function.Arguments)
-			}
+	}
+	if a.model, err = a.str(a.model, "model", f[sModel], false); err != nil {
+		return err
+	}
+	if a.fingerprint, err = a.str(a.fingerprint, "system_fingerprint", f[sFingerprint], false); err != nil {
+		return err
+	}
+	if a.object, err = a.str(a.object, "object", f[sObject], false); err != nil {
+		return err
+	}
+	if u := f[sUsage]; u != nil && !isNull(u) {
+		a.folded += len(u) - len(a.usage)
+		a.usage = append(a.usage[:0], u...)
+	}
+	if c := f[sChoices]; c != nil && !isNull(c) {
+		if err := eachElement(c, a.choice); err != nil {
+			return fmt.Errorf("choices: %w", err)
 		}
 	}
 	return nil
 }
 
-// mergeToolCall appends a streamed tool-call delta: a delta continues the
-// call with the same index unless it names a different id.
-func (c *choiceAggregate) mergeToolCall(index *int, id, typ, name, args string) {
-	i := len(c.toolCalls)
-	if index != nil {
-		i = *index
+// str returns the string member val if it is set and not empty, else old;
+// with always, an empty string replaces old too. It allocates only when the
+// value changes.
+func (a *sseAggregate) str(old, name string, val []byte, always bool) (string, error) {
+	if val == nil {
+		return old, nil
 	}
-	for k := len(c.toolCalls) - 1; k >= 0; k-- {
-		tc := c.toolCalls[k]
-		if tc.Index == i && (id == "" || id == tc.ID) {
-			tc.Type = cmpOr(tc.Type, typ)
-			tc.Function.Name += name
-			tc.Function.Arguments += args
-			return
-		}
+	lit, ok, err := stringValue(val)
+	if err != nil {
+		return old, fmt.Errorf("%s: %w", name, err)
 	}
-	tc := &toolCall{ID: id, Index: i, Type: typ}
-	tc.Function.Name, tc.Function.Arguments = name, args
-	c.toolCalls = append(c.toolCalls, tc)
+	if !ok {
+		return old, nil
+	}
+	a.sc.dec = unquote(a.sc.dec[:0], lit)
+	if (len(a.sc.dec) == 0 && !always) || string(a.sc.dec) == old {
+		return old, nil
+	}
+	return string(a.sc.dec), nil
 }
 
-func (a *sseAggregate) result() (json.RawMessage, error) {
+// intValue reads an integer member; null or absent is 0.
+func intValue(name string, val []byte) (int64, error) {
+	if val == nil || isNull(val) {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(val), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s is not an integer", name, clip(string(val)))
+	}
+	return n, nil
+}
+
+// choice folds one element of a chunk's choices.
+func (a *sseAggregate) choice(elem []byte) error {
+	var index, text, finish, delta []byte
+	if !isNull(elem) {
+		err := eachMember(elem, func(key, val []byte) error {
+			switch {
+			case keyIs(key, "index"):
+				index = val
+			case keyIs(key, "text"):
+				text = val
+			case keyIs(key, "finish_reason"):
+				finish = val
+			case keyIs(key, "delta"):
+				delta = val
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	i, err := intValue("index", index)
+	if err != nil {
+		return err
+	}
+	if a.choices == nil {
+		a.choices = map[int]*choiceAggregate{}
+	}
+	agg := a.choices[int(i)]
+	if agg == nil {
+		agg = &choiceAggregate{}
+		a.choices[int(i)] = agg
+	}
+	if finish != nil {
+		lit, ok, err := stringValue(finish)
+		if err != nil {
+			return fmt.Errorf("finish_reason: %w", err)
+		}
+		if ok {
+			a.sc.dec = unquote(a.sc.dec[:0], lit)
+			if agg.finish == nil || *agg.finish != string(a.sc.dec) {
+				s := string(a.sc.dec)
+				agg.finish = &s
+			}
+		}
+	}
+	if text != nil {
+		lit, ok, err := stringValue(text)
+		if err != nil {
+			return fmt.Errorf("text: %w", err)
+		}
+		if ok {
+			a.object = cmpOr(a.object, "text_completion")
+			a.folded += agg.content.add(lit, &a.sc)
+		}
+	}
+	if delta != nil && !isNull(delta) {
+		a.object = cmpOr(a.object, "chat.completion.chunk")
+		return a.delta(agg, delta)
+	}
+	return nil
+}
+
+// delta folds a chat choice's delta.
+func (a *sseAggregate) delta(agg *choiceAggregate, delta []byte) error {
+	var role, content, reasoning, reasonAlt, toolCalls []byte
+	err := eachMember(delta, func(key, val []byte) error {
+		switch {
+		case keyIs(key, "role"):
+			role = val
+		case keyIs(key, "content"):
+			content = val
+		case keyIs(key, "reasoning"):
+			reasoning = val
+		case keyIs(key, "reasoning_content"):
+			reasonAlt = val
+		case keyIs(key, "tool_calls"):
+			toolCalls = val
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delta: %w", err)
+	}
+	if agg.role, err = a.str(agg.role, "delta.role", role, false); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		name string
+		val  []byte
+		to   *text
+	}{{"delta.content", content, &agg.content}, {"delta.reasoning", reasoning, &agg.reasoning}, {"delta.reasoning_content", reasonAlt, &agg.reasonAlt}} {
+		if t.val == nil {
+			continue
+		}
+		lit, ok, err := stringValue(t.val)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if ok {
+			a.folded += t.to.add(lit, &a.sc)
+		}
+	}
+	if toolCalls != nil && !isNull(toolCalls) {
+		err := eachElement(toolCalls, func(tc []byte) error { return a.toolCall(agg, tc) })
+		if err != nil {
+			return fmt.Errorf("delta.tool_calls: %w", err)
+		}
+	}
+	return nil
+}
+
+// toolCall merges a streamed tool-call delta: a delta continues the call
+// with the same index unless it names a different id.
+func (a *sseAggregate) toolCall(agg *choiceAggregate, delta []byte) error {
+	var index, id, typ, fn, name, args []byte
+	if !isNull(delta) {
+		err := eachMember(delta, func(key, val []byte) error {
+			switch {
+			case keyIs(key, "index"):
+				index = val
+			case keyIs(key, "id"):
+				id = val
+			case keyIs(key, "type"):
+				typ = val
+			case keyIs(key, "function"):
+				fn = val
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if fn != nil && !isNull(fn) {
+		err := eachMember(fn, func(key, val []byte) error {
+			switch {
+			case keyIs(key, "name"):
+				name = val
+			case keyIs(key, "arguments"):
+				args = val
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("function: %w", err)
+		}
+	}
+	idStr, err := a.str("", "id", id, false)
+	if err != nil {
+		return err
+	}
+	typStr, err := a.str("", "type", typ, false)
+	if err != nil {
+		return err
+	}
+	i := len(agg.toolCalls)
+	if index != nil && !isNull(index) {
+		n, err := intValue("index", index)
+		if err != nil {
+			return err
+		}
+		i = int(n)
+	}
+	tc := agg.byIndex[i]
+	if idStr != "" && tc != nil && tc.id != idStr {
+		tc = agg.byIndexID[toolKey{i, idStr}]
+	}
+	if tc == nil {
+		tc = &toolCall{id: idStr, index: i}
+		agg.toolCalls = append(agg.toolCalls, tc)
+		if agg.byIndex == nil {
+			agg.byIndex, agg.byIndexID = map[int]*toolCall{}, map[toolKey]*toolCall{}
+		}
+		agg.byIndex[i] = tc
+		agg.byIndexID[toolKey{i, idStr}] = tc
+	}
+	tc.typ = cmpOr(tc.typ, typStr)
+	for _, t := range []struct {
+		name string
+		val  []byte
+		to   *text
+	}{{"function.name", name, &tc.name}, {"function.arguments", args, &tc.args}} {
+		if t.val == nil {
+			continue
+		}
+		lit, ok, err := stringValue(t.val)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if ok {
+			a.folded += t.to.add(lit, &a.sc)
+		}
+	}
+	return nil
+}
+
+// result writes the non-streaming object, with its members in the order
+// Ollama writes them.
+func (a *sseAggregate) result() ([]byte, error) {
 	indexes := make([]int, 0, len(a.choices))
 	for i := range a.choices {
 		indexes = append(indexes, i)
 	}
 	slices.Sort(indexes)
-	if a.object == "text_completion" {
-		out := textCompletion{ID: a.id, Object: "text_completion", Created: a.created, Model: a.model,
-			SystemFingerprint: a.fingerprint, Choices: []textChoice{}, Usage: a.usage}
-		for _, i := range indexes {
-			c := a.choices[i]
-			out.Choices = append(out.Choices, textChoice{Text: c.content.String(), Index: i, FinishReason: c.finish})
-		}
-		return json.Marshal(out)
+	textCompletion := a.object == "text_completion"
+	o := object{{"id", str(a.id)}, {"object", str("chat.completion")}, {"created", integer(a.created)}, {"model", str(a.model)}}
+	if textCompletion {
+		o[1].val = str("text_completion")
 	}
-	out := chatCompletion{ID: a.id, Object: "chat.completion", Created: a.created, Model: a.model,
-		SystemFingerprint: a.fingerprint, Choices: []chatChoice{}, Usage: a.usage}
+	if a.fingerprint != "" {
+		o = append(o, member{"system_fingerprint", str(a.fingerprint)})
+	}
+	choices := array{}
 	for _, i := range indexes {
 		c := a.choices[i]
-		out.Choices = append(out.Choices, chatChoice{Index: i, FinishReason: c.finish, Message: chatMessage{
-			Role:             cmpOr(c.role, "assistant"),
-			Content:          c.content.String(),
-			Reasoning:        c.reasoning.String(),
-			ReasoningContent: c.reasonAlt.String(),
-			ToolCalls:        c.toolCalls,
-		}})
+		var finish value = raw("null")
+		if c.finish != nil {
+			finish = str(*c.finish)
+		}
+		if textCompletion {
+			choices = append(choices, object{{"text", &c.content}, {"index", integer(i)}, {"finish_reason", finish}})
+			continue
+		}
+		msg := object{{"role", str(cmpOr(c.role, "assistant"))}, {"content", &c.content}}
+		if c.reasoning.n > 0 {
+			msg = append(msg, member{"reasoning", &c.reasoning})
+		}
+		if c.reasonAlt.n > 0 {
+			msg = append(msg, member{"reasoning_content", &c.reasonAlt})
+		}
+		if len(c.toolCalls) > 0 {
+			calls := make(array, len(c.toolCalls))
+			for k, tc := range c.toolCalls {
+				calls[k] = object{{"id", str(tc.id)}, {"index", integer(tc.index)}, {"type", str(tc.typ)},
+					{"function", object{{"name", &tc.name}, {"arguments", &tc.args}}}}
+			}
+			msg = append(msg, member{"tool_calls", calls})
+		}
+		choices = append(choices, object{{"index", integer(i)}, {"message", msg}, {"finish_reason", finish}})
 	}
-	return json.Marshal(out)
+	o = append(o, member{"choices", choices})
+	if len(a.usage) > 0 {
+		usage, err := json.Marshal(json.RawMessage(a.usage)) // compacted, as encoding/json writes a RawMessage
+		if err != nil {
+			return nil, fmt.Errorf("usage: %w", err)
+		}
+		o = append(o, member{"usage", raw(usage)})
+	}
+	return marshal(o), nil
 }
 
 func cmpOr(a, b string) string {
@@ -221,29 +415,32 @@ func cmpOr(a, b string) string {
 
 // readSSE reads an OpenAI event stream from r, passing each data payload to
 // onChunk. I/O errors come back wrapped in *readError for the caller.
-func readSSE(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
-	br := bufio.NewReader(r)
+func readSSE(r io.Reader, onChunk func([]byte) error, lim limits) ([]byte, error) {
+	lines := newLineReader(r, lim.line)
 	var (
-		agg     sseAggregate
-		data    []byte
+		agg     = sseAggregate{max: lim.answer}
+		data    []byte // the event's data, reused
 		hasData bool
 	)
 	dispatch := func() (done bool, err error) {
 		payload := data
-		data, hasData = nil, false
+		data, hasData = data[:0], false
 		if string(bytes.TrimSpace(payload)) == "[DONE]" {
 			return true, nil
 		}
 		if onChunk != nil {
-			if err := onChunk(payload); err != nil {
+			if err := onChunk(payload[:len(payload):len(payload)]); err != nil {
 				return false, &chunkError{err}
 			}
 		}
 		return false, agg.add(payload)
 	}
 	for {
-		line, err := br.ReadBytes('\n')
-		line = bytes.TrimRight(line, "\r\n")
+		line, err := lines.next()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, streamError(err)
+		}
+		line = bytes.TrimRight(line, "\r")
 		switch {
 		case len(line) == 0 && hasData && err == nil:
 			done, derr := dispatch()
@@ -260,12 +457,15 @@ func readSSE(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
 			value = bytes.TrimPrefix(value, []byte(" "))
 			if string(field) == "data" {
 				if hasData {
+					if len(data)+1+len(value) > lim.line {
+						return nil, ErrLineTooLong
+					}
 					data = append(data, '\n')
 				}
 				data, hasData = append(data, value...), true
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		if err != nil { // io.EOF
 			if hasData { // a last event without its blank line
 				done, derr := dispatch()
 				if derr != nil {
@@ -276,9 +476,6 @@ func readSSE(r io.Reader, onChunk func([]byte) error) (json.RawMessage, error) {
 				}
 			}
 			return nil, &readError{io.ErrUnexpectedEOF, "event stream ended before [DONE]"}
-		}
-		if err != nil {
-			return nil, &readError{err, "connection lost mid-stream"}
 		}
 	}
 }

@@ -46,7 +46,7 @@ func lanesWorld(t *testing.T, names []string, slots int, models []string, opts .
 func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 	models := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
 	w, fakes := lanesWorld(t, []string{"gpu1", "gpu2", "gpu3"}, 2, models,
-		ollamatest.WithTokenDelay(2*time.Millisecond), ollamatest.WithLoadDelay(20*time.Millisecond))
+		ollamatest.WithTokenDelay(10*time.Millisecond), ollamatest.WithLoadDelay(20*time.Millisecond))
 	w.hopper("pause")
 	srv := w.serve()
 	const n = 180
@@ -54,7 +54,6 @@ func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 		w.drop(fmt.Sprintf("job%04d", i), chatJob(models[i%len(models)], fmt.Sprintf("question %d with some words", i)))
 	}
 	w.hopper("resume")
-	waitFor(t, "a tenth of the jobs", func() bool { return w.count("done") >= n/10 })
 	waitFor(t, "gpu2 to be busy", func() bool { return fakes["gpu2"].InFlight() > 0 })
 	fakes["gpu2"].Stop() // as if that Ollama were killed mid-request
 	waitFor(t, "every job", func() bool { return w.count("done")+w.count("failed") == n })
