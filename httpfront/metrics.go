@@ -153,14 +153,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			if !spool.Candidate(name) {
 				continue
 			}
-			n++
 			if d.dir == spool.DirNew {
-				if fi, err := s.sp.Root().Lstat(d.dir + "/" + name); err == nil {
-					if t := changeTime(fi); oldest.IsZero() || t.Before(oldest) {
-						oldest = t
-					}
+				fi, err := s.sp.Root().Lstat(d.dir + "/" + name)
+				if err != nil || !fi.Mode().IsRegular() {
+					continue // gone, or a symlink, FIFO or directory: never a job
+				}
+				if t := changeTime(fi); oldest.IsZero() || t.Before(oldest) {
+					oldest = t
 				}
 			}
+			n++
 		}
 		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(n), d.state)
 	}

@@ -140,7 +140,11 @@ func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	}
 	r := &Record{ID: strings.TrimSuffix(name, ".json"), State: state, SubmittedAt: ctime(fi)}
 	data, tooBig, regular, err := s.readJobFile(dir, name)
-	if err != nil || tooBig || !regular {
+	if err == nil && !regular {
+		r.Error = &JobError{Kind: KindBadInput, Message: fmt.Sprintf("%s/%s is not a regular file (a symlink, FIFO or directory): hopper ignores it and never runs it", dir, name)}
+		return r, nil
+	}
+	if err != nil || tooBig {
 		return r, nil
 	}
 	if isRecord(trimBOM(data)) {
@@ -177,8 +181,8 @@ func (s *Spool) List(states ...State) ([]*Record, error) {
 		}
 		var recs []*Record
 		for _, e := range entries {
-			if !Candidate(e.Name()) || (d.dir != DirNew && !ValidID(strings.TrimSuffix(e.Name(), ".json"))) {
-				continue
+			if !Candidate(e.Name()) || (d.dir != DirNew && !ValidID(strings.TrimSuffix(e.Name(), ".json"))) || !e.Type().IsRegular() {
+				continue // not a job; symlinks, FIFOs and directories are ignored
 			}
 			r, err := s.recordAt(d.dir, e.Name())
 			if err != nil {

@@ -11,6 +11,9 @@ import (
 // Stats counts the spool's jobs by directory.
 type Stats struct {
 	Queued, Running, Deferred, Held, Done, Failed int
+	// Ignored counts what sits in new/ under a job's name but is not a
+	// regular file (a symlink, FIFO or directory): hopper never runs it.
+	Ignored int
 	// OldestQueued is when the oldest job in new/ arrived; zero if none.
 	OldestQueued time.Time
 	Paused       bool
@@ -29,6 +32,12 @@ func (s *Spool) Stats() (Stats, error) {
 		}
 		for _, e := range entries {
 			if !Candidate(e.Name()) {
+				continue
+			}
+			if !e.Type().IsRegular() {
+				if dir == DirNew {
+					st.Ignored++
+				}
 				continue
 			}
 			*n++

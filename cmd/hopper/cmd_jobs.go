@@ -361,7 +361,11 @@ func newTailCmd(a *app) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			printed := false
-			if cur, err := s.Get(args[0]); err == nil && (cur.State == spool.StateQueued || cur.State == spool.StateDeferred || cur.State == spool.StateHeld) {
+			cur, err := s.Get(args[0])
+			if err == nil && cur.State == spool.StateQueued && cur.Error != nil {
+				return fmt.Errorf("%s will never run: %s", cur.ID, cur.Error.Message)
+			}
+			if err == nil && (cur.State == spool.StateQueued || cur.State == spool.StateDeferred || cur.State == spool.StateHeld) {
 				// Say why nothing comes yet (on stderr: stdout is the output).
 				fmt.Fprintf(a.stderr, "%s is %s; waiting for it to start (Ctrl-C to stop waiting)\n", cur.ID, cur.State)
 			}

@@ -124,7 +124,7 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, targets []runne
 		Spool:  s.Path(),
 		Paused: st.Paused,
 		Counts: map[string]int{"queued": st.Queued, "running": st.Running, "deferred": st.Deferred,
-			"held": st.Held, "done": st.Done, "failed": st.Failed},
+			"held": st.Held, "done": st.Done, "failed": st.Failed, "ignored": st.Ignored},
 		Running: []runningJob{},
 		Target:  targetStatus{URL: targets[0].URL, Models: []residentModel{}},
 		Batches: []*spool.Batch{},
@@ -232,6 +232,9 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.
 	}
 	fmt.Fprintf(w, "queue    queued %d%s · running %d · deferred %d · held %d · done %d · failed %d\n",
 		c["queued"], oldest, c["running"], c["deferred"], c["held"], c["done"], c["failed"])
+	if c["ignored"] > 0 {
+		fmt.Fprintf(w, "ignored  %d in new/ are not regular files (symlinks, FIFOs, directories): hopper never runs them\n", c["ignored"])
+	}
 	for _, j := range st.Running {
 		fmt.Fprintf(w, "running  %s  %s  %s  %s  ~%d tokens  attempt %d\n", j.ID, j.Model, j.State,
 			time.Duration(j.Elapsed*float64(time.Second)).Round(time.Second), j.OutputChunks, j.Attempts)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -41,5 +44,32 @@ func TestTailOfAFinishedJob(t *testing.T) {
 	}
 	if got := w.hopper("tail", "fin"); !strings.Contains(got, "reply from m1") {
 		t.Errorf("tail of a finished job printed %q, want its answer", got)
+	}
+}
+
+// TestNonRegularFilesInNewAreIgnoredNotQueued: a FIFO, a symlink or a
+// directory named like a job is listed nowhere as queued, counted as
+// ignored, and tail says it will never run instead of hanging.
+func TestNonRegularFilesInNewAreIgnoredNotQueued(t *testing.T) {
+	w := newWorld(t)
+	newDir := filepath.Join(w.spool, "new")
+	if err := syscall.Mkfifo(filepath.Join(newDir, "fifo.json"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(newDir, "link.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(newDir, "dir.json"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out := w.hopper("ls", "queued"); strings.Contains(out, "fifo") || strings.Contains(out, "link") || strings.Contains(out, "dir") {
+		t.Errorf("ls lists ignored files as queued:\n%s", out)
+	}
+	if out := w.hopper("status"); !strings.Contains(out, "ignored  3") || !strings.Contains(out, "queued 0") {
+		t.Errorf("status:\n%s", out)
+	}
+	out, err := w.hopperErr("tail", "fifo")
+	if err == nil || !strings.Contains(out, "never run") {
+		t.Errorf("tail fifo: %v\n%s", err, out)
 	}
 }
