@@ -44,6 +44,12 @@ type Config struct {
 	Timeout time.Duration
 	// ExecTimeout bounds one exec hook; default 30s.
 	ExecTimeout time.Duration
+	// ShutdownGrace is how long, once Run's context ends, the exec hook
+	// running and those queued may still run (each within ExecTimeout)
+	// before they are killed; 0 kills them at once. hopper serve gives it
+	// shutdown_grace, so the hook of a job that finished during the
+	// runner's grace still runs.
+	ShutdownGrace time.Duration
 	// Workers is how many deliveries to one endpoint (scheme://host:port)
 	// may be in flight at once; default 4.
 	Workers int

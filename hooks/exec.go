@@ -38,19 +38,37 @@ func (h *Hooks) queueExec(ev Event, data []byte) {
 	}
 }
 
-// runExec runs queued hooks one at a time until ctx ends.
+// runExec runs queued hooks one at a time until ctx ends; then the hooks
+// queued by then may still run within ShutdownGrace, after which the one
+// running is killed and the rest are skipped.
 func (h *Hooks) runExec(ctx context.Context) {
+	hookCtx, kill := context.WithCancel(context.WithoutCancel(ctx))
+	defer kill()
+	stop := context.AfterFunc(ctx, func() {
+		if h.cfg.ShutdownGrace <= 0 {
+			kill()
+			return
+		}
+		time.AfterFunc(h.cfg.ShutdownGrace, kill)
+	})
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
-			if n := len(h.exec); n > 0 {
-				h.log.Warn("stopping: queued exec hooks will not run", "count", n)
+			for {
+				select {
+				case j := <-h.exec:
+					if hookCtx.Err() != nil {
+						h.log.Warn("stopping: queued exec hooks will not run", "count", len(h.exec)+1)
+						return
+					}
+					h.runHook(hookCtx, j)
+				default:
+					return
+				}
 			}
-			return
 		case j := <-h.exec:
-			if ctx.Err() == nil {
-				h.runHook(ctx, j)
-			}
+			h.runHook(hookCtx, j)
 		}
 	}
 }

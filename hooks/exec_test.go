@@ -346,3 +346,38 @@ func TestConfigEnvNamesOnlyVariablesToPassOn(t *testing.T) {
 		}
 	}
 }
+
+// The hook of a job that finished just before hopper stopped still runs,
+// within ShutdownGrace; without a grace it is killed.
+func TestExecHooksFinishWithinTheShutdownGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		grace   time.Duration
+		wantRan bool
+	}{{"WithAGraceTheHookFinishes", 10 * time.Second, true}, {"WithoutOneItIsKilled", 0, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, l := newSpool(t), newLogs(t)
+			dir, out := t.TempDir(), t.TempDir()
+			started := filepath.Join(out, "started")
+			writeHook(t, dir, "done", `touch "`+started+`"; sleep 0.3; touch "`+out+`/finished"`, 0o755)
+			h := newHooks(t, s, l, Config{Dir: dir, ShutdownGrace: tc.grace})
+			stop := run(t, h)
+			emit(t, h, event("job-1", spool.StateDone, spool.StateWorking, 1), "", false)
+			deadline := time.Now().Add(wait)
+			for {
+				if _, err := os.Stat(started); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the hook never started")
+				}
+				<-time.After(5 * time.Millisecond)
+			}
+			stop() // hopper stops while the hook runs
+			_, err := os.Stat(filepath.Join(out, "finished"))
+			if ran := err == nil; ran != tc.wantRan {
+				t.Errorf("the hook finished: %v, want %v", ran, tc.wantRan)
+			}
+		})
+	}
+}
