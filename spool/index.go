@@ -194,6 +194,13 @@ func (q *Queue) Unread(n int) []Entry {
 	return out
 }
 
+// HasUnread reports whether entries put Unread may still wait to be read.
+func (q *Queue) HasUnread() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.unread) > 0
+}
+
 // Remove drops the entry for dir/name, if present.
 func (q *Queue) Remove(dir, name string) {
 	q.mu.Lock()

@@ -78,8 +78,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	rescan := time.NewTicker(w.o.Rescan)
 	defer rescan.Stop()
+	ready := make(chan struct{})
+	close(ready)
 	for {
 		w.resetTimer(timer)
+		// Entries the start-up scan only listed are read a chunk at a
+		// time between events, so events are never kept waiting long.
+		var unread <-chan struct{}
+		if w.q.HasUnread() {
+			unread = ready
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -97,32 +105,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.handleError(err)
 		case <-timer.C:
 			w.recheck()
-		default:
-			// Idle: read the entries the start-up scan only listed, a
-			// chunk at a time, so events are never kept waiting long.
-			if unread := w.q.Unread(256); len(unread) > 0 {
-				for _, e := range unread {
-					w.read(e.Name)
-				}
-				continue
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case ev, ok := <-w.fsw.Events:
-				if !ok {
-					return nil
-				}
-				w.handle(ev)
-			case err, ok := <-w.fsw.Errors:
-				if !ok {
-					return nil
-				}
-				w.handleError(err)
-			case <-timer.C:
-				w.recheck()
-			case <-rescan.C:
-				w.rescan()
+		case <-unread:
+			for _, e := range w.q.Unread(256) {
+				w.read(e.Name)
 			}
 		}
 	}
