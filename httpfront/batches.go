@@ -197,7 +197,7 @@ func (s *Server) lookupFile(id string) (*served, *httpError) {
 			return nil, noSuchFile(id)
 		}
 		if err != nil {
-			return nil, storageError("read file", err)
+			return nil, s.storageError("read file", err)
 		}
 		return &served{obj: uploadObject(m), path: spool.FilePath(m.ID), upload: true}, nil
 	}
@@ -206,14 +206,14 @@ func (s *Server) lookupFile(id string) (*served, *httpError) {
 		return nil, noSuchFile(id)
 	}
 	if err != nil {
-		return nil, storageError("read batch", err)
+		return nil, s.storageError("read batch", err)
 	}
 	f, err := s.batchFile(b, prefix)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, noSuchFile(id)
 	}
 	if err != nil {
-		return nil, storageError("read file", err)
+		return nil, s.storageError("read file", err)
 	}
 	return f, nil
 }
@@ -410,7 +410,7 @@ func (s *Server) uploadError(conn error, reading bool, err error) *httpError {
 	case reading:
 		return oaError(http.StatusBadRequest, "", "malformed multipart form: %v", err)
 	}
-	return storageError("store file", err)
+	return s.storageError("store file", err)
 }
 
 // listFiles serves GET /v1/files?purpose=&order=desc&after=&limit=: the
@@ -424,7 +424,7 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	files, err := s.allFiles()
 	if err != nil {
-		writeError(w, r, storageError("list files", err))
+		writeError(w, r, s.storageError("list files", err))
 		return
 	}
 	if p := q.Get("purpose"); p != "" {
@@ -520,7 +520,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, r, storageError("delete file", err))
+		writeError(w, r, s.storageError("delete file", err))
 		return
 	}
 	s.log.Info("file deleted", "file", id, "remote", r.RemoteAddr)
@@ -546,13 +546,13 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, r, storageError("open file", err))
+		writeError(w, r, s.storageError("open file", err))
 		return
 	}
 	defer file.Close()
 	fi, err := file.Stat()
 	if err != nil {
-		writeError(w, r, storageError("open file", err))
+		writeError(w, r, s.storageError("open file", err))
 		return
 	}
 	if !fi.Mode().IsRegular() {
@@ -710,7 +710,7 @@ type batchRequest struct {
 // The endpoint must be one hopper serves; lines may still name others of
 // those (hopper does not require every line's url to match it).
 func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
-	body, e := s.readBody(w, r)
+	rb, e := s.readBody(w, r, 0)
 	if e != nil {
 		if e.status < 500 {
 			e.oaType = "invalid_request_error"
@@ -718,6 +718,8 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
+	defer rb.release()
+	body := rb.data
 	req, e := parseBatchRequest(body)
 	if e != nil {
 		writeError(w, r, e)
@@ -729,11 +731,15 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, r, storageError("read file", err))
+		writeError(w, r, s.storageError("read file", err))
 		return
 	}
 	if meta.Purpose != purposeBatch {
 		writeError(w, r, oaError(http.StatusBadRequest, "", "file %s has purpose %q; a batch needs a file uploaded with purpose %q", meta.ID, meta.Purpose, purposeBatch))
+		return
+	}
+	if e := s.checkBatchWebhooks(meta.ID); e != nil {
+		writeError(w, r, e)
 		return
 	}
 	var b *spool.Batch
@@ -753,7 +759,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, spool.ErrNotFound):
 			return noSuchFile(meta.ID) // deleted meanwhile
 		case err != nil:
-			return storageError("submit batch", err)
+			return s.storageError("submit batch", err)
 		}
 		return nil
 	}
@@ -765,7 +771,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, oaError(http.StatusBadRequest, "", "the idempotency key is %d bytes; at most %d are allowed", len(key), MaxKeyLen))
 			return
 		}
-		_, replayed, e := s.idempotent("POST /v1/batches\x00"+key, body, "batch", newName, submit,
+		_, replayed, e := s.idempotent("POST /v1/batches\x00"+key, bodyHash(body), "batch", newName, submit,
 			func(id string) (bool, error) {
 				var err error
 				b, err = s.sp.GetBatch(id)
@@ -872,7 +878,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		writeError(w, r, storageError("read batch", err))
+		writeError(w, r, s.storageError("read batch", err))
 		return
 	}
 	writeObject(w, r, toBatchObject(b))
@@ -883,7 +889,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
 	batches, err := s.sp.ListBatches()
 	if err != nil && batches == nil {
-		writeError(w, r, storageError("list batches", err))
+		writeError(w, r, s.storageError("list batches", err))
 		return
 	}
 	if err != nil {
@@ -920,7 +926,7 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	case err != nil:
-		writeError(w, r, storageError("cancel batch", err))
+		writeError(w, r, s.storageError("cancel batch", err))
 		return
 	}
 	s.log.Info("batch cancel requested", "batch", b.ID, "remote", r.RemoteAddr)

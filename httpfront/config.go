@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -20,6 +21,8 @@ const (
 	DefaultMaxBody           = 32 << 20
 	DefaultDropInPriority    = 100
 	DefaultMaxWaiters        = 1024
+	DefaultMaxPollers        = 1024
+	DefaultMaxPollersPerIP   = 64
 	DefaultMaxWait           = 5 * time.Minute
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = time.Minute
@@ -43,6 +46,12 @@ type Config struct {
 	Target string
 	// MaxBody caps a request body in bytes (default 32 MiB); larger is 413.
 	MaxBody int64
+	// BodyBudget caps the request body bytes held in memory at once, by all
+	// requests together (default 4 × MaxBody; at least MaxBody). A request
+	// whose body does not fit while others hold theirs is answered 503 with
+	// Retry-After. Uploads to POST /v1/files stream to disk and do not
+	// count.
+	BodyBudget int64
 	// MaxUpload caps a file uploaded to POST /v1/files in bytes (default
 	// 512 MiB); larger is 413. Uploads are not bound by MaxBody.
 	MaxUpload int64
@@ -50,9 +59,16 @@ type Config struct {
 	// OpenAI drop-in endpoints (default 100; 0 means the default). The
 	// X-Hopper-Priority header overrides it per request.
 	DropInPriority int
-	// MaxWaiters caps the requests waiting on jobs at once: long-polls,
-	// output streams and drop-in requests. Over it the front answers 503.
+	// MaxWaiters caps the requests waiting on jobs they queued: drop-in
+	// requests and POST /functions/{name} answered when done. Over it the
+	// front answers 503. Long-polls and output streams never count here.
 	MaxWaiters int
+	// MaxPollers caps the long-polls (GET /jobs/{id}?wait=) and output
+	// streams (GET /jobs/{id}/out) open at once (default 1024); over it
+	// they are answered 503. MaxPollersPerIP caps those of one client
+	// address (an IPv6 client by its /64; default 64); over it, 429.
+	MaxPollers      int
+	MaxPollersPerIP int
 	// MaxWait caps the ?wait= of a long-poll (default 5m).
 	MaxWait time.Duration
 	// ReadHeaderTimeout bounds reading a request's headers (default 10s).
@@ -64,6 +80,20 @@ type Config struct {
 	// its context ends (default 10s); those still waiting then have their
 	// jobs canceled.
 	ShutdownGrace time.Duration
+	// Origins are the web origins whose pages may call the front from a
+	// browser (origins; as OLLAMA_ORIGINS): "https://app.example.com",
+	// "https://*.example.com", "http://localhost:*", or "*" for any.
+	// Ollama's defaults are always allowed (http and https on localhost,
+	// 127.0.0.1 and 0.0.0.0 with any port, app://, file://, tauri://,
+	// vscode-webview://, vscode-file:// and browser extensions), as is
+	// the front's own origin. A request with any other Origin is 403.
+	// The host names of Origins are also accepted in the Host header; "*"
+	// accepts any origin and any Host.
+	Origins []string
+	// WebhookAllow lists the hosts and CIDRs that webhooks of jobs
+	// submitted over HTTP may reach although they are loopback, private or
+	// link-local (hooks.allow): other such webhooks are refused at submit.
+	WebhookAllow []string
 	// Functions resolves POST /functions/{name}; nil: no functions.
 	Functions Functions
 	// Logger receives the front's logs (default: discarded).
@@ -74,11 +104,11 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	hooks hooks // for tests
+	hooks testHooks // for tests
 }
 
-// hooks let tests see what the front is doing without sleeping.
-type hooks struct {
+// testHooks let tests see what the front is doing without sleeping.
+type testHooks struct {
 	// onWait is called with a job's ID when a request starts waiting on it.
 	onWait func(id string)
 	// onLanded is called once a record landing in done/ or failed/ has
@@ -117,8 +147,17 @@ func (c *Config) Default() {
 	if c.DropInPriority == 0 {
 		c.DropInPriority = DefaultDropInPriority
 	}
+	if c.BodyBudget == 0 && c.MaxBody > 0 {
+		c.BodyBudget = 4 * c.MaxBody
+	}
 	if c.MaxWaiters == 0 {
 		c.MaxWaiters = DefaultMaxWaiters
+	}
+	if c.MaxPollers == 0 {
+		c.MaxPollers = DefaultMaxPollers
+	}
+	if c.MaxPollersPerIP == 0 {
+		c.MaxPollersPerIP = DefaultMaxPollersPerIP
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = DefaultMaxWait
@@ -160,13 +199,31 @@ func (c *Config) Validate() error {
 	if _, err := targetURL(c.Target); err != nil {
 		return &ConfigError{Field: "ollama", Reason: err.Error()}
 	}
+	for i, o := range c.Origins {
+		if err := CheckOrigin(o); err != nil {
+			return &ConfigError{Field: fmt.Sprintf("origins[%d]", i), Reason: err.Error()}
+		}
+	}
+	if _, err := hooks.NewURLPolicy(c.WebhookAllow); err != nil {
+		var ce *hooks.ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{Field: ce.Field, Reason: ce.Err.Error(), Err: err}
+		}
+		return &ConfigError{Field: "hooks.allow", Reason: err.Error(), Err: err}
+	}
 	switch {
 	case c.MaxBody < 0:
 		return &ConfigError{Field: "max_body", Reason: "must be positive"}
 	case c.MaxUpload < 0:
 		return &ConfigError{Field: "max_upload", Reason: "must be positive"}
+	case c.BodyBudget < c.MaxBody:
+		return &ConfigError{Field: "body_budget", Reason: fmt.Sprintf("must be at least max_body (%d bytes), got %d", c.MaxBody, c.BodyBudget)}
 	case c.MaxWaiters < 0:
 		return &ConfigError{Field: "max_waiters", Reason: "must be positive"}
+	case c.MaxPollers < 0:
+		return &ConfigError{Field: "max_pollers", Reason: "must be positive"}
+	case c.MaxPollersPerIP < 0:
+		return &ConfigError{Field: "max_pollers_per_ip", Reason: "must be positive"}
 	case c.MaxWait < 0, c.ReadHeaderTimeout < 0, c.ReadTimeout < 0, c.ShutdownGrace < 0:
 		return &ConfigError{Field: "timeouts", Reason: "durations must be positive"}
 	}

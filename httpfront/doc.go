@@ -56,9 +56,37 @@
 // A client that disconnects cancels its job.
 //
 // Errors on every endpoint are JSON: 400 malformed JSON (on /jobs with its
-// line and column; on the drop-in in Ollama's words), 401 with
-// WWW-Authenticate: Bearer, 404 unknown job, 409, 413, 415, 422 a JSON body
-// that is not a valid job, 503 when MaxWaiters requests already wait.
+// line and column; on the drop-in in Ollama's words) or a webhook refused,
+// 401 with WWW-Authenticate: Bearer, 403 a browser request refused (below),
+// 404 unknown job, 409, 413, 415, 422 a JSON body that is not a valid job,
+// 429 a client over its share of long-polls, 503 with Retry-After when the
+// limits below are reached, 507 when the spool's disk is full. A failure of
+// the spool is answered with the operation and the condition, never a path
+// or the system's words (those go to the log).
+//
+// Limits, each its own, so that one kind of request cannot starve another:
+// BodyBudget bounds the request body bytes held in memory by all requests
+// together (a body that does not fit is 503 at once); MaxWaiters the drop-in
+// requests and synchronous function calls waiting on their jobs; MaxPollers
+// the long-polls and output streams, and MaxPollersPerIP those of one
+// client address (an IPv6 client by its /64). A body is read into one
+// buffer of its size and becomes the job file in place (see rewriteObject):
+// the front holds the body and, while the spool writes it, one parsed copy.
+//
+// Browsers (see origin.go): on a connection to a loopback address the Host
+// header must name this machine or a host of Origins (DNS rebinding); a
+// request whose Origin is not allowed (Origins, Ollama's defaults, the
+// front's own) is 403, as is a cross-site one without Origin that changes
+// state with a "simple" content type; CORS preflights from allowed origins
+// are answered before the token check. Requests without Origin, as every
+// client but a browser sends them, are not affected.
+//
+// Webhooks of jobs arriving over HTTP (POST /jobs, POST /functions/{name}
+// through the function's own, the drop-in's "webhook", and the hopper lines
+// of a batch created with POST /v1/batches) must be http or https, and are
+// refused (400) when their host is an address that deliveries of such jobs
+// may not reach unless hooks.allow (WebhookAllow) lists it; the hooks
+// package decides, as it does when it connects.
 //
 // The batch endpoints answer OpenAI's objects and errors. Every batch is
 // listed, also those dropped as files into new/; a batch's own files have

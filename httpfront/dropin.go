@@ -38,21 +38,39 @@ type dropInRequest struct {
 	model        string
 	stream       bool
 	includeUsage bool
-	fields       map[string]json.RawMessage
+	job          jobFields // the body's members hopper reads
+	data         []byte    // the body's first JSON value, the one used
 }
 
 // parseDropIn checks a request as Ollama does before it would queue it,
 // with Ollama's status codes and words: the body must decode (only its
 // first JSON value is read, as gin's ShouldBindJSON does), and name a
 // model. Each endpoint decodes into a type named as Ollama's, so a type
-// error reads as Ollama's does.
+// error reads as Ollama's does. Only the few fields it needs are decoded;
+// the rest of the body is skipped over, never copied.
 func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 	req := &dropInRequest{endpoint: endpoint, openai: strings.HasPrefix(endpoint, "openai.")}
 	type StreamOptions struct {
 		IncludeUsage bool `json:"include_usage"`
 	}
+	// Message stands for Ollama's message type: elements are checked to be
+	// objects, and not kept.
+	type Message struct{}
+	decodeFirst := func(v any) error {
+		if json.Valid(body) {
+			return json.Unmarshal(body, v)
+		}
+		// Not valid as a whole: a first value followed by more, or no
+		// value at all. Decode the first as gin does and use only it.
+		dec := json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(v); err != nil {
+			return err
+		}
+		body = body[:dec.InputOffset()]
+		return nil
+	}
 	var err error
-	var messages []json.RawMessage
+	var messages []Message
 	modelRequired := false // "model is required" (400) rather than "model '' not found" (404)
 	switch endpoint {
 	case "chat":
@@ -61,7 +79,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 			Stream *bool  `json:"stream"`
 		}
 		var v ChatRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model, req.stream, modelRequired = v.Model, v.Stream == nil || *v.Stream, true
 	case "generate":
 		type GenerateRequest struct {
@@ -69,31 +87,31 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 			Stream *bool  `json:"stream"`
 		}
 		var v GenerateRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream == nil || *v.Stream
 	case "embed":
 		type EmbedRequest struct {
 			Model string `json:"model"`
 		}
 		var v EmbedRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model = v.Model
 	case "embeddings":
 		type EmbeddingRequest struct {
 			Model string `json:"model"`
 		}
 		var v EmbeddingRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model, modelRequired = v.Model, true
 	case "openai.chat":
 		type ChatCompletionRequest struct {
-			Model         string            `json:"model"`
-			Messages      []json.RawMessage `json:"messages"`
-			Stream        bool              `json:"stream"`
-			StreamOptions *StreamOptions    `json:"stream_options"`
+			Model         string         `json:"model"`
+			Messages      []Message      `json:"messages"`
+			Stream        bool           `json:"stream"`
+			StreamOptions *StreamOptions `json:"stream_options"`
 		}
 		var v ChatCompletionRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model, req.stream, messages, modelRequired = v.Model, v.Stream, v.Messages, true
 		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
 	case "openai.completions":
@@ -103,7 +121,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 			StreamOptions *StreamOptions `json:"stream_options"`
 		}
 		var v CompletionRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream
 		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
 	case "openai.embeddings":
@@ -111,7 +129,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 			Model string `json:"model"`
 		}
 		var v EmbedRequest
-		err = decodeFirst(body, &v)
+		err = decodeFirst(&v)
 		req.model = v.Model
 	default:
 		return nil, errorf(http.StatusInternalServerError, "unknown endpoint %q", endpoint)
@@ -141,40 +159,40 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 	case strings.TrimSpace(req.model) == "":
 		return nil, &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("model '%s' not found", req.model), oaType: "api_error"}
 	}
-	if err := decodeFirst(body, &req.fields); err != nil || req.fields == nil {
+	if !isObject(body) {
 		return nil, errorf(http.StatusBadRequest, "the request body must be a JSON object")
 	}
+	req.data = body
+	req.job = probeJob(body)
 	return req, nil
 }
 
-// decodeFirst decodes the first JSON value of body, as gin does.
-func decodeFirst(body []byte, v any) error {
-	return json.NewDecoder(bytes.NewReader(body)).Decode(v)
-}
+// dropInRoom is the room read before a drop-in body for the members
+// dropInJob puts first: `{"endpoint":"openai.completions","origin":"http",
+// "priority":-9223372036854775808` is 79 bytes.
+const dropInRoom = 96
 
-// job is the job file for the request: the body as sent, with the
-// endpoint set from the path and the priority from the header, the
-// body's own "priority", or the configured default, in that order.
-func (s *Server) dropInJob(r *http.Request, req *dropInRequest) ([]byte, *httpError) {
-	fields := make(map[string]json.RawMessage, len(req.fields)+2)
-	for k, v := range req.fields {
-		fields[k] = v
-	}
-	fields["endpoint"] = json.RawMessage(strconv.Quote(req.endpoint))
-	if v := r.Header.Get("X-Hopper-Priority"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
+// dropInJob makes the request's body (b, whose first value req read) the
+// job file, in place: the endpoint set from the path, origin http, and the
+// priority from the header, the body's own "priority", or the configured
+// default, in that order; the body's other members follow as sent.
+func (s *Server) dropInJob(r *http.Request, req *dropInRequest, b *reqBody) ([]byte, *httpError) {
+	set := `"endpoint":` + strconv.Quote(req.endpoint) + `,` + originMember
+	header := r.Header.Get("X-Hopper-Priority")
+	if header != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(header))
 		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "X-Hopper-Priority must be an integer, got %q", v)
+			return nil, errorf(http.StatusBadRequest, "X-Hopper-Priority must be an integer, got %q", header)
 		}
-		fields["priority"] = json.RawMessage(strconv.Itoa(n))
-	} else if _, ok := fields["priority"]; !ok {
-		fields["priority"] = json.RawMessage(strconv.Itoa(s.cfg.DropInPriority))
+		set += `,"priority":` + strconv.Itoa(n)
+	} else if !req.job.priority {
+		set += `,"priority":` + strconv.Itoa(s.cfg.DropInPriority)
 	}
-	job, err := spool.EncodeJSON(fields)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	}
-	return job, nil
+	// Only the first value is the request (req.data is a prefix of b.data).
+	obj := b.buf[:b.front+len(req.data)]
+	return rewriteObject(obj, b.front, set, func(m member) bool {
+		return m.is("endpoint") || m.is("origin") || (header != "" && m.is("priority"))
+	}), nil
 }
 
 // dropIn serves one Ollama or OpenAI-style endpoint: the request is queued
@@ -182,34 +200,43 @@ func (s *Server) dropInJob(r *http.Request, req *dropInRequest) ([]byte, *httpEr
 // has run, streaming its output live when the client streams.
 func (s *Server) dropIn(endpoint string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, e := s.readBody(w, r)
+		b, e := s.readBody(w, r, dropInRoom)
 		if e != nil {
 			writeError(w, r, e)
 			return
 		}
-		req, e := parseDropIn(endpoint, body)
+		defer b.release()
+		req, e := parseDropIn(endpoint, b.data)
 		if e != nil {
 			writeError(w, r, e)
 			return
 		}
-		job, e := s.dropInJob(r, req)
+		if e := s.checkWebhook(req.job.webhook, req.job.function); e != nil {
+			writeError(w, r, e)
+			return
+		}
+		job, e := s.dropInJob(r, req, b)
 		if e != nil {
 			writeError(w, r, e)
 			return
 		}
+		req.data = nil
 		if !s.acquire() {
 			writeError(w, r, s.busy(r))
 			return
 		}
 		defer s.release()
-		id, err := s.sp.Submit(job, spool.SubmitOptions{Volatile: true, Origin: spool.OriginHTTP})
+		id, err := s.sp.Submit(job, spool.SubmitOptions{Volatile: true, Origin: spool.OriginHTTP, Waited: s.frontID})
+		// The job is written (or refused): its bytes are no longer needed
+		// while the answer is awaited.
+		b.release()
 		if err != nil {
 			var bad *spool.BadInputError
 			if errors.As(err, &bad) {
 				writeError(w, r, errorf(http.StatusBadRequest, "%s", bad.Reason))
 				return
 			}
-			writeError(w, r, storageError("queue the request", err))
+			writeError(w, r, s.storageError("queue the request", err))
 			return
 		}
 		w.Header().Set("X-Hopper-Job-Id", id)
@@ -231,7 +258,7 @@ func (s *Server) waitAnswer(w http.ResponseWriter, r *http.Request, id string) {
 	if err != nil {
 		s.abandon(id, r, err)
 		if r.Context().Err() == nil {
-			writeError(w, r, storageError("wait for the job", err))
+			writeError(w, r, s.storageError("wait for the job", err))
 		}
 		return
 	}
@@ -320,7 +347,7 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 	if err != nil {
 		s.abandon(id, r, err)
 		if !started && r.Context().Err() == nil {
-			writeError(w, r, storageError("follow the job", err))
+			writeError(w, r, s.storageError("follow the job", err))
 		}
 		return
 	}

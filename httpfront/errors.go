@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -140,9 +142,28 @@ func recordStatus(r *spool.Record) *httpError {
 }
 
 // storageError answers a spool failure that is not the client's doing.
-func storageError(op string, err error) *httpError {
+// The answer names the operation and the condition ("the spool's disk is
+// full") but never a path or the system's words, which would show the
+// spool's location to anyone who can fill the disk; the full error goes
+// to the log. A job that is not there is 404 with the spool's words,
+// which name it by ID.
+func (s *Server) storageError(op string, err error) *httpError {
 	if errors.Is(err, spool.ErrNotFound) {
 		return errorf(http.StatusNotFound, "%v", err)
 	}
-	return errorf(http.StatusInternalServerError, "%s: %v", op, err)
+	s.log.Error("http: spool error", "op", op, "err", err)
+	status, why := http.StatusInternalServerError, "the spool could not be read or written (hopper's log says why)"
+	var header http.Header
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		status, why = http.StatusInsufficientStorage, "the spool's disk is full"
+	case errors.Is(err, syscall.EROFS):
+		why = "the spool is on a read-only file system"
+	case errors.Is(err, fs.ErrPermission):
+		why = "hopper may not read or write the spool's files"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		status, why = http.StatusServiceUnavailable, "hopper has too many files open; try again shortly"
+		header = http.Header{"Retry-After": {"1"}}
+	}
+	return &httpError{status: status, msg: fmt.Sprintf("cannot %s: %s", op, why), header: header}
 }

@@ -4,6 +4,6 @@ package httpfront
 // when a request starts waiting on it (before it looks at the job), and
 // onLanded once a record landing in done/ or failed/ has been observed.
 func WithHooks(cfg Config, onWait, onLanded func(id string)) Config {
-	cfg.hooks = hooks{onWait: onWait, onLanded: onLanded}
+	cfg.hooks = testHooks{onWait: onWait, onLanded: onLanded}
 	return cfg
 }

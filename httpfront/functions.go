@@ -1,6 +1,7 @@
 package httpfront
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -30,48 +31,65 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errorf(http.StatusNotFound, "%s", err.Error()))
 		return
 	}
-	body, e := s.readBody(w, r)
+	if e := s.checkWebhook("", fn.Name); e != nil {
+		writeError(w, r, e)
+		return
+	}
+	// The job is {"function", "origin", "priority", "vars": BODY}, made in
+	// the buffer the body is read into.
+	quoted, err := spool.EncodeJSON(fn.Name)
+	if err != nil {
+		writeError(w, r, errorf(http.StatusInternalServerError, "encode the function's name: %v", err))
+		return
+	}
+	head := `{"function":` + string(quoted) + `,` + originMember
+	priority := fn.Priority
+	if v := r.Header.Get("X-Hopper-Priority"); v != "" {
+		if priority, err = strconv.Atoi(v); err != nil {
+			writeError(w, r, errorf(http.StatusBadRequest, "X-Hopper-Priority must be an integer, got %q", v))
+			return
+		}
+		head += `,"priority":` + strconv.Itoa(priority)
+	} else if priority != 0 {
+		head += `,"priority":` + strconv.Itoa(priority)
+	}
+	head += `,"vars":`
+	b, e := s.readBody(w, r, len(head))
 	if e != nil {
 		writeError(w, r, e)
 		return
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		body = []byte("{}")
+	defer b.release()
+	vars := b.data
+	if len(bytes.TrimSpace(vars)) == 0 {
+		vars = []byte("{}")
 	}
-	if e := syntaxError(body); e != nil {
+	if e := syntaxError(vars); e != nil {
 		writeError(w, r, e)
 		return
 	}
-	if _, _, err := fn.Expand(body); err != nil {
+	if _, _, err := fn.Expand(vars); err != nil {
 		writeError(w, r, errorf(http.StatusBadRequest, "%s", err.Error()))
 		return
 	}
-	job := map[string]any{"function": fn.Name, "vars": json.RawMessage(body)}
-	if fn.Priority != 0 {
-		job["priority"] = fn.Priority
+	var job []byte
+	if len(b.data) == len(vars) {
+		n := copy(b.buf, head) + len(vars) // the body follows head already
+		b.buf[n] = '}'
+		job = b.buf[:n+1]
+	} else {
+		job = []byte(head + string(vars) + "}")
 	}
-	if v := r.Header.Get("X-Hopper-Priority"); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil {
-			writeError(w, r, errorf(http.StatusBadRequest, "X-Hopper-Priority must be an integer, got %q", v))
-			return
-		}
-		job["priority"] = p
-	}
-	data, err := spool.EncodeJSON(job)
+	id, err := s.sp.Submit(job, spool.SubmitOptions{Origin: spool.OriginHTTP})
+	b.release()
 	if err != nil {
-		writeError(w, r, storageError("encode job", err))
-		return
-	}
-	id, err := s.sp.Submit(data, spool.SubmitOptions{Origin: spool.OriginHTTP})
-	if err != nil {
-		writeError(w, r, badJob(err))
+		writeError(w, r, s.badJob(err))
 		return
 	}
 	if preferAsync(r) {
 		rec, err := s.record(id)
 		if err != nil {
-			writeError(w, r, storageError("read job", err))
+			writeError(w, r, s.storageError("read the job", err))
 			return
 		}
 		w.Header().Set("Location", "/jobs/"+id)
@@ -90,7 +108,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.abandon(id, r, err)
 		if r.Context().Err() == nil {
-			writeError(w, r, storageError("wait for the job", err))
+			writeError(w, r, s.storageError("wait for the job", err))
 		}
 		return
 	}
@@ -102,7 +120,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := json.Marshal(spool.FunctionAnswer{ID: id, Output: compact(rec.Output), Response: compact(rec.Response)})
 	if err != nil {
-		writeError(w, r, storageError("encode answer", err))
+		writeError(w, r, errorf(http.StatusInternalServerError, "encode the answer: %v", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, out)

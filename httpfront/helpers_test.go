@@ -74,7 +74,7 @@ func trySend[T any](c chan<- T, v T) {
 }
 
 // receive waits for a value on c.
-func receive[T any](t *testing.T, c <-chan T, what string) T {
+func receive[T any](t testing.TB, c <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-c:

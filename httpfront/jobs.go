@@ -75,15 +75,43 @@ func position(data []byte, offset int64) (line, col int) {
 	return line, col
 }
 
-// writeRecord answers with a record as its file holds it.
+// spliceJob is the size from which writeRecord writes a record's job as
+// it is rather than encoding it again (indented, as the rest).
+const spliceJob = 64 << 10
+
+// writeRecord answers with a record as its file holds it. A large job is
+// written as its bytes are, between the record's other members, so that
+// answering does not hold two more copies of it.
 func writeRecord(w http.ResponseWriter, status int, rec *spool.Record) {
-	data, err := rec.Marshal()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	w.Header().Set("X-Hopper-State", string(rec.State))
+	at, data := -1, []byte(nil)
+	if len(rec.Job) >= spliceJob {
+		r := *rec
+		r.Job = json.RawMessage("0")
+		data, _ = r.Marshal()
+		// The record's own "job" member is at the top level, indented by
+		// two; strings hold no raw newline.
+		if at = bytes.Index(data, []byte("\n  \"job\": 0")); at >= 0 {
+			at += len("\n  \"job\": ")
+		}
+	}
+	if at < 0 {
+		data, err := rec.Marshal()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, status, data)
 		return
 	}
-	w.Header().Set("X-Hopper-State", string(rec.State))
-	writeJSON(w, status, data)
+	job := rec.Job
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	for _, part := range [][]byte{data[:at], bytes.TrimSpace(job), data[at+1:]} {
+		if _, err := w.Write(part); err != nil {
+			return
+		}
+	}
 }
 
 // record reads job id's record, looking again when the job moved while it
@@ -100,41 +128,42 @@ func (s *Server) record(id string) (*spool.Record, error) {
 	return nil, err
 }
 
+// originMember marks a job as one that arrived over HTTP: its webhook is
+// then guarded (spool.OriginHTTP). The front writes it itself, so the
+// spool need not decode and encode the job again to set it.
+const originMember = `"origin":"http"`
+
 // submitJob serves POST /jobs: the body is a job file. It answers 202 with
 // the record so far and Location: /jobs/ID.
 func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
-	body, e := s.readBody(w, r)
+	// The body's bytes stay taken from the budget until the answer, which
+	// holds the job too, is written.
+	b, e := s.readBody(w, r, len(originMember)+1)
 	if e != nil {
 		writeError(w, r, e)
 		return
 	}
-	if e := syntaxError(body); e != nil {
+	defer b.release()
+	if e := syntaxError(b.data); e != nil {
 		writeError(w, r, e)
 		return
 	}
-	job, err := spool.ParseJob(body, s.sp.Options().MaxJobSize)
-	if err != nil {
-		writeError(w, r, badJob(err))
+	info, e := s.checkJob(r, b.data)
+	if e != nil {
+		writeError(w, r, e)
 		return
 	}
-	if job.Function != "" {
-		if e := s.checkFunction(job); e != nil {
-			writeError(w, r, e)
-			return
-		}
+	// The key names the body as sent; the job file is written from the
+	// same buffer, marked as arrived over HTTP.
+	var hash string
+	if info.key != "" {
+		hash = bodyHash(b.data)
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
-		key = job.IdempotencyKey
-	}
-	if len(key) > MaxKeyLen {
-		writeError(w, r, errorf(http.StatusBadRequest, "the idempotency key is %d bytes; at most %d are allowed", len(key), MaxKeyLen))
-		return
-	}
+	job := rewriteObject(b.buf, b.front, originMember, func(m member) bool { return m.is("origin") })
 	var id string
-	if key != "" {
+	if info.key != "" {
 		var replay *spool.Record
-		id, replay, e = s.submitOnce(body, key)
+		id, replay, e = s.submitOnce(job, hash, info.key)
 		if e != nil {
 			writeError(w, r, e)
 			return
@@ -146,40 +175,82 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		id, err = s.sp.Submit(body, spool.SubmitOptions{Origin: spool.OriginHTTP})
+		var err error
+		id, err = s.sp.Submit(job, spool.SubmitOptions{Origin: spool.OriginHTTP})
 		if err != nil {
-			writeError(w, r, badJob(err))
+			writeError(w, r, s.badJob(err))
 			return
 		}
 	}
 	s.log.Info("job queued", "job", id, "remote", r.RemoteAddr)
-	rec, err := s.record(id)
-	if err != nil {
-		// It is queued; describe it as far as we know.
-		rec = &spool.Record{ID: id, State: spool.StateQueued, SubmittedAt: s.cfg.Now().UTC()}
+	// The record so far, as the spool describes a queued job, from what
+	// is at hand rather than from reading the job back.
+	rec := &spool.Record{ID: id, State: spool.StateQueued, Endpoint: info.endpoint, Model: info.model,
+		Priority: info.priority, Function: info.function, Job: job, SubmittedAt: s.cfg.Now().UTC()}
+	if fi, err := s.sp.Root().Lstat(spool.DirNew + "/" + id + ".json"); err == nil {
+		if t, ok := ctime(fi); ok {
+			rec.SubmittedAt = t
+		}
 	}
 	w.Header().Set("Location", "/jobs/"+id)
 	writeRecord(w, http.StatusAccepted, rec)
 }
 
+// jobInfo is what the front keeps of a job it checked.
+type jobInfo struct {
+	key                       string // the idempotency key: the header's, else the job's
+	endpoint, model, function string
+	priority                  int
+}
+
+// checkJob checks a job file sent to POST /jobs before anything is
+// written: that it is a job, its function and vars if it names one, its
+// webhook, and its idempotency key. The parsed job is not kept: the spool
+// parses the job again as it writes it, and one parsed copy of a large
+// job at a time is enough.
+func (s *Server) checkJob(r *http.Request, data []byte) (jobInfo, *httpError) {
+	job, err := spool.ParseJob(data, s.sp.Options().MaxJobSize)
+	if err != nil {
+		return jobInfo{}, s.badJob(err)
+	}
+	if job.Function != "" {
+		if e := s.checkFunction(job); e != nil {
+			return jobInfo{}, e
+		}
+	}
+	if e := s.checkWebhook(job.Webhook, job.Function); e != nil {
+		return jobInfo{}, e
+	}
+	info := jobInfo{key: r.Header.Get("Idempotency-Key"), endpoint: job.Endpoint, model: job.Model,
+		function: job.Function, priority: job.Priority}
+	if info.key == "" {
+		info.key = job.IdempotencyKey
+	}
+	if len(info.key) > MaxKeyLen {
+		return jobInfo{}, errorf(http.StatusBadRequest, "the idempotency key is %d bytes; at most %d are allowed", len(info.key), MaxKeyLen)
+	}
+	return info, nil
+}
+
 // badJob answers a job the spool refused: 422 for a job that is JSON but
-// cannot run, 500 for anything else.
-func badJob(err error) *httpError {
+// cannot run, a storage error for anything else.
+func (s *Server) badJob(err error) *httpError {
 	var bad *spool.BadInputError
 	if errors.As(err, &bad) {
 		return errorf(http.StatusUnprocessableEntity, "%s", bad.Reason)
 	}
-	return storageError("submit", err)
+	return s.storageError("submit the job", err)
 }
 
-// submitOnce submits body under an idempotency key. It returns the new
-// job's ID, or the record of the job the key already names (replay).
-func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.Record, e *httpError) {
+// submitOnce submits job under an idempotency key for a body whose hash
+// is hash. It returns the new job's ID, or the record of the job the key
+// already names (replay).
+func (s *Server) submitOnce(job []byte, hash, key string) (id string, replay *spool.Record, e *httpError) {
 	var rec *spool.Record
-	id, replayed, e := s.idempotent(key, body, "job", s.sp.NewID,
+	id, replayed, e := s.idempotent(key, hash, "job", s.sp.NewID,
 		func(id string) *httpError {
-			if _, err := s.sp.Submit(body, spool.SubmitOptions{ID: id, Origin: spool.OriginHTTP}); err != nil {
-				return badJob(err)
+			if _, err := s.sp.Submit(job, spool.SubmitOptions{ID: id, Origin: spool.OriginHTTP}); err != nil {
+				return s.badJob(err)
 			}
 			return nil
 		},
@@ -199,17 +270,16 @@ func (s *Server) submitOnce(body []byte, key string) (id string, replay *spool.R
 
 // idempotent makes one thing under an idempotency key, with Stripe's
 // semantics: the first request with the key makes it (create, under a new
-// name from newName); a later one with the same body is a replay of what
+// name from newName); a later one with the same body (hash: bodyHash) is a replay of what
 // the first made, once exists finds it; the key with another body is 422.
 // what names the thing in messages.
-func (s *Server) idempotent(key string, body []byte, what string, newName func() string,
+func (s *Server) idempotent(key, hash string, what string, newName func() string,
 	create func(id string) *httpError, exists func(id string) (bool, error)) (id string, replayed bool, e *httpError) {
-	hash := bodyHash(body)
 	for try := 0; try < 3; try++ {
 		id = newName()
 		old, err := s.keys.claim(key, hash, id)
 		if err != nil {
-			return "", false, storageError("idempotency key", err)
+			return "", false, s.storageError("record the idempotency key", err)
 		}
 		if old == nil {
 			if e := create(id); e != nil {
@@ -225,7 +295,7 @@ func (s *Server) idempotent(key string, body []byte, what string, newName func()
 		}
 		ok, err := exists(old.ID)
 		if err != nil {
-			return "", false, storageError("read "+what, err)
+			return "", false, s.storageError("read the "+what, err)
 		}
 		if ok {
 			return old.ID, true, nil
@@ -258,15 +328,16 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := s.record(id)
 	if err != nil {
-		writeError(w, r, storageError("read job", err))
+		writeError(w, r, s.storageError("read the job", err))
 		return
 	}
 	if wait > 0 && !rec.State.Terminal() {
-		if !s.acquire() {
-			writeError(w, r, s.busy(r))
+		release, e := s.pollers.take(r.RemoteAddr)
+		if e != nil {
+			writeError(w, r, e)
 			return
 		}
-		defer s.release()
+		defer release()
 		ctx, cancel := s.waitContext(r.Context())
 		defer cancel()
 		ctx, cancelWait := context.WithTimeout(ctx, wait)
@@ -285,7 +356,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 				rec = now
 			}
 		default:
-			writeError(w, r, storageError("wait for job", err))
+			writeError(w, r, s.storageError("wait for the job", err))
 			return
 		}
 	}
@@ -323,7 +394,7 @@ func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := s.record(id)
 	if err != nil {
-		writeError(w, r, storageError("read job", err))
+		writeError(w, r, s.storageError("read the job", err))
 		return
 	}
 	if rec.State.Terminal() {
@@ -332,11 +403,12 @@ func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !s.acquire() {
-		writeError(w, r, s.busy(r))
+	release, e := s.pollers.take(r.RemoteAddr)
+	if e != nil {
+		writeError(w, r, e)
 		return
 	}
-	defer s.release()
+	defer release()
 	ctx, cancel := s.waitContext(r.Context())
 	defer cancel()
 	rc := http.NewResponseController(w)
@@ -385,13 +457,13 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, e)
 			return
 		}
-		writeError(w, r, storageError("cancel", err))
+		writeError(w, r, s.storageError("cancel the job", err))
 		return
 	}
 	s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
 	rec, err := s.record(id)
 	if err != nil {
-		writeError(w, r, storageError("read job", err))
+		writeError(w, r, s.storageError("read the job", err))
 		return
 	}
 	if running {
@@ -457,7 +529,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := s.sp.List(states...)
 	if err != nil {
-		writeError(w, r, storageError("list jobs", err))
+		writeError(w, r, s.storageError("list jobs", err))
 		return
 	}
 	if len(states) > 0 {

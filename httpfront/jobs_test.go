@@ -404,14 +404,16 @@ func TestRequestLimits(t *testing.T) {
 	})
 }
 
+// MaxWaiters bounds the drop-in requests waiting on their jobs; a
+// long-poll does not take one of their slots.
 func TestMaxWaitersAnswers503(t *testing.T) {
-	f := startFront(t, newSpool(t), func(c *httpfront.Config) { c.MaxWaiters = 1 })
-	id := submit(t, f.URL, chatJob)
+	sp := newSpool(t)
+	f := startFront(t, sp, func(c *httpfront.Config) { c.MaxWaiters = 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first := make(chan int, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", f.URL+"/jobs/"+id+"?wait=1m", nil)
+		req, _ := http.NewRequestWithContext(ctx, "POST", f.URL+"/api/chat", strings.NewReader(chatJob))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			first <- 0
@@ -420,14 +422,20 @@ func TestMaxWaitersAnswers503(t *testing.T) {
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	receive(t, f.waits, "the first long-poll")
-	resp, body := call(t, "GET", f.URL+"/jobs/"+id+"?wait=1m", "")
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "max_waiters") || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("got %d %s, want 503 naming max_waiters with Retry-After", resp.StatusCode, body)
+	id := receive(t, f.waits, "the first drop-in request")
+	resp, body := call(t, "POST", f.URL+"/api/chat", chatJob)
+	if resp.StatusCode != http.StatusServiceUnavailable || decode[ollamaError](t, body).Error != "server busy, please try again.  maximum pending requests exceeded" || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d %s, want 503 in Ollama's words with Retry-After", resp.StatusCode, body)
 	}
-	if resp, _ := call(t, "GET", f.URL+"/jobs/"+id, ""); resp.StatusCode != 200 {
-		t.Errorf("a GET without wait: got %d, want 200", resp.StatusCode)
-	}
+	polled := make(chan int, 1)
+	go func() {
+		resp, _ := call(t, "GET", f.URL+"/jobs/"+id+"?wait=1m", "")
+		polled <- resp.StatusCode
+	}()
+	receive(t, f.waits, "a long-poll beside the drop-in request")
 	cancel()
-	receive(t, first, "the first long-poll to end")
+	receive(t, first, "the first request to end")
+	if status := receive(t, polled, "the long-poll to answer once the job is canceled"); status != 200 {
+		t.Errorf("long-poll: got %d, want 200", status)
+	}
 }

@@ -1,6 +1,7 @@
 package httpfront
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,8 +11,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -63,19 +68,244 @@ func keyFile(key string) string {
 }
 
 // bodyHash hashes a JSON body in a canonical form (keys sorted, no
-// insignificant space), so re-encoding the same job is the same body.
+// insignificant space), so re-encoding the same job is the same body. The
+// form is what encoding/json gives a body decoded into an any (with
+// UseNumber) and marshaled again; a valid body is written into the hash
+// as it is walked, without holding that decoded copy.
 func bodyHash(body []byte) string {
+	h := sha256.New()
+	if json.Valid(body) {
+		w := bufio.NewWriterSize(h, 32<<10)
+		canonical(w, body, skipSpace(body, 0))
+		w.Flush()
+	} else {
+		h.Write(decodedCanonical(body))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// decodedCanonical is the canonical form by decoding and encoding again,
+// for a body that is not valid JSON as a whole (its first value is used,
+// as a json.Decoder reads it; a body that does not decode is its own
+// form).
+func decodedCanonical(body []byte) []byte {
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	canon := body
 	if dec.Decode(&v) == nil {
 		if b, err := json.Marshal(v); err == nil {
-			canon = b
+			return b
 		}
 	}
-	sum := sha256.Sum256(canon)
-	return hex.EncodeToString(sum[:])
+	return body
+}
+
+// canonical writes the canonical form of the valid value at data[i] and
+// returns the offset after it.
+func canonical(w *bufio.Writer, data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		end := skipString(data, i)
+		writeString(w, data[i+1:end-1])
+		return end
+	case '[':
+		w.WriteByte('[')
+		i = skipSpace(data, i+1)
+		for n := 0; data[i] != ']'; n++ {
+			if n > 0 {
+				w.WriteByte(',')
+			}
+			i = skipSpace(data, canonical(w, data, i))
+			if data[i] == ',' {
+				i = skipSpace(data, i+1)
+			}
+		}
+		w.WriteByte(']')
+		return i + 1
+	case '{':
+		type entry struct {
+			key   string
+			value int
+		}
+		var entries []entry
+		end := i
+		for m := range members(data[i:]) {
+			entries = append(entries, entry{unquote(m.key), i + m.value})
+			end = i + m.end
+		}
+		end = skipSpace(data, end) + 1 // past '}'
+		if len(entries) == 0 {
+			end = skipSpace(data, i+1) + 1
+		}
+		// A key given twice keeps its last value, as a map does.
+		slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+		w.WriteByte('{')
+		n := 0
+		for j, e := range entries {
+			if j+1 < len(entries) && entries[j+1].key == e.key {
+				continue
+			}
+			if n > 0 {
+				w.WriteByte(',')
+			}
+			n++
+			writeString(w, []byte(e.key))
+			w.WriteByte(':')
+			canonical(w, data, e.value)
+		}
+		w.WriteByte('}')
+		return end
+	}
+	// A number (json.Number keeps its text), true, false or null.
+	end := skipValue(data, i)
+	w.Write(data[i:end])
+	return end
+}
+
+// unquote decodes the text of a JSON string (between its quotes).
+func unquote(raw []byte) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	unescape(raw, func(r rune) { b.WriteRune(r) }, func(p []byte) { b.Write(p) })
+	return b.String()
+}
+
+// writeString writes the JSON string whose text (between the quotes, as
+// written) is raw as encoding/json would encode its value: escapes
+// resolved, invalid UTF-8 as U+FFFD, then '"', '\\', control characters,
+// <, >, &, U+2028 and U+2029 escaped.
+func writeString(w *bufio.Writer, raw []byte) {
+	w.WriteByte('"')
+	unescape(raw, func(r rune) { writeRune(w, r) }, func(p []byte) {
+		// Runs of plain ASCII need no escaping but for HTML's three.
+		start := 0
+		for i, c := range p {
+			if c == '<' || c == '>' || c == '&' {
+				w.Write(p[start:i])
+				writeRune(w, rune(c))
+				start = i + 1
+			}
+		}
+		w.Write(p[start:])
+	})
+	w.WriteByte('"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// writeRune writes one rune of a string's value as encoding/json does.
+func writeRune(w *bufio.Writer, r rune) {
+	switch {
+	case r == '"' || r == '\\':
+		w.WriteByte('\\')
+		w.WriteByte(byte(r))
+	case r == '\b':
+		w.WriteString(`\b`)
+	case r == '\f':
+		w.WriteString(`\f`)
+	case r == '\n':
+		w.WriteString(`\n`)
+	case r == '\r':
+		w.WriteString(`\r`)
+	case r == '\t':
+		w.WriteString(`\t`)
+	case r < 0x20 || r == '<' || r == '>' || r == '&':
+		w.WriteString(`\u00`)
+		w.WriteByte(hexDigits[r>>4])
+		w.WriteByte(hexDigits[r&0xF])
+	case r == '\u2028' || r == '\u2029':
+		w.WriteString(`\u202`)
+		w.WriteByte(hexDigits[r&0xF])
+	default:
+		w.WriteRune(r)
+	}
+}
+
+// unescape decodes the text of a JSON string as encoding/json does,
+// passing each rune that needs a look to one, and runs of printable ASCII
+// other than '"' and '\\' to plain.
+func unescape(raw []byte, one func(rune), plain func([]byte)) {
+	i := 0
+	for i < len(raw) {
+		start := i
+		for i < len(raw) && raw[i] >= 0x20 && raw[i] < utf8.RuneSelf && raw[i] != '\\' && raw[i] != '"' {
+			i++
+		}
+		if i > start {
+			plain(raw[start:i])
+		}
+		if i >= len(raw) {
+			return
+		}
+		c := raw[i]
+		switch {
+		case c == '\\':
+			i++
+			switch e := raw[i]; e {
+			case 'u':
+				r := hex4(raw[i+1:])
+				i += 5
+				if utf16.IsSurrogate(r) {
+					if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, hex4(raw[i+2:])); dec != unicode.ReplacementChar {
+							one(dec)
+							i += 6
+							continue
+						}
+					}
+					r = unicode.ReplacementChar
+				}
+				one(r)
+			case 'b':
+				one('\b')
+				i++
+			case 'f':
+				one('\f')
+				i++
+			case 'n':
+				one('\n')
+				i++
+			case 'r':
+				one('\r')
+				i++
+			case 't':
+				one('\t')
+				i++
+			default: // '"', '\\', '/'
+				one(rune(e))
+				i++
+			}
+		case c < utf8.RuneSelf:
+			one(rune(c))
+			i++
+		default:
+			r, size := utf8.DecodeRune(raw[i:])
+			one(r) // utf8.RuneError for a byte that is not UTF-8
+			i += size
+		}
+	}
+}
+
+// hex4 reads the four hex digits of a \u escape; -1 if they are not.
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
 }
 
 // claim records key for job id unless the key is already held. It returns

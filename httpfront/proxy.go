@@ -3,11 +3,15 @@ package httpfront
 import (
 	"net/http"
 	"net/http/httputil"
+	"strings"
 )
 
 // newProxy builds the reverse proxy for the read-only endpoints, which
 // the target answers itself: hopper's bearer token is not passed on, and
-// the Host header becomes the target's, as Ollama checks it.
+// the Host header becomes the target's, as Ollama checks it. The front has
+// already judged the request's Origin, so it is not passed on either (the
+// target would judge it by its own OLLAMA_ORIGINS), and the target's own
+// CORS headers are dropped for the front's.
 func (s *Server) newProxy() *httputil.ReverseProxy {
 	transport := s.cfg.HTTPClient.Transport
 	if transport == nil {
@@ -19,6 +23,15 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			if len(s.tokens) > 0 {
 				pr.Out.Header.Del("Authorization")
 			}
+			pr.Out.Header.Del("Origin")
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			for k := range resp.Header {
+				if strings.HasPrefix(k, "Access-Control-") {
+					resp.Header.Del(k)
+				}
+			}
+			return nil
 		},
 		Transport: transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -33,8 +34,16 @@ type Server struct {
 	proxy   *httputil.ReverseProxy
 	hub     *hub
 	keys    *keyStore
-	metrics *metrics
-	waiters chan struct{} // a slot per request waiting on a job
+	// frontID names this front in the drop-in jobs it writes
+	// (spool.SubmitOptions.Waited); releaseFront lets go of it.
+	frontID      string
+	releaseFront func()
+	metrics      *metrics
+	waiters      chan struct{} // a slot per request waiting on a job it queued
+	pollers      *pollLimit    // long-polls and output streams
+	bodies       bodyBudget    // request body bytes held in memory
+	browser      *browserPolicy
+	webhook      *hooks.URLPolicy
 
 	succeeded succeededSizes // of the batch outputs served as OpenAI output files
 
@@ -63,8 +72,12 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		target:  target,
 		waiters: make(chan struct{}, cfg.MaxWaiters),
+		pollers: newPollLimit(cfg.MaxPollers, cfg.MaxPollersPerIP),
+		bodies:  bodyBudget{size: cfg.BodyBudget},
 		quit:    make(chan struct{}),
 	}
+	s.browser = newBrowserPolicy(&s.cfg)
+	s.webhook, _ = hooks.NewURLPolicy(cfg.WebhookAllow) // Validate parsed it
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
@@ -73,6 +86,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.keys = keys
+	// The drop-in's jobs name this front: once it is gone, so are their
+	// clients, and the runner does not run them for nobody.
+	if s.frontID, s.releaseFront, err = cfg.Spool.HoldFront(); err != nil {
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.proxy = s.newProxy()
 	s.handler = s.routes()
@@ -102,6 +120,7 @@ func (s *Server) Close() error {
 		s.beginShutdown()
 		s.stop()
 		s.bg.Wait()
+		s.releaseFront()
 	})
 	return nil
 }
@@ -193,13 +212,22 @@ func (s *Server) routes() http.Handler {
 	return s.guard(mux)
 }
 
-// guard wraps every request: it counts it in flight, checks the bearer
-// token (all but /healthz), and logs it.
+// guard wraps every request: it counts it in flight, applies the Host
+// and Origin rules (and answers CORS preflights), checks the bearer token
+// (all but /healthz), and logs it.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		start := time.Now()
+		if done, e := s.checkBrowser(w, r); done || e != nil {
+			if e != nil {
+				writeError(w, r, e)
+				s.log.Info("http: refused a browser request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+					"host", r.Host, "origin", r.Header.Get("Origin"), "why", e.msg)
+			}
+			return
+		}
 		if r.URL.Path != "/healthz" {
 			if e := s.authorize(r); e != nil {
 				writeError(w, r, e)
@@ -240,7 +268,8 @@ func (s *Server) authorize(r *http.Request) *httpError {
 	return nil
 }
 
-// acquire takes a waiter slot; false means the front is at MaxWaiters.
+// acquire takes a slot for a request waiting on a job it queued; false
+// means the front is at MaxWaiters.
 func (s *Server) acquire() bool {
 	select {
 	case s.waiters <- struct{}{}:
@@ -254,7 +283,7 @@ func (s *Server) release() { <-s.waiters }
 
 // busy is the answer when no waiter slot is free.
 func (s *Server) busy(r *http.Request) *httpError {
-	msg := fmt.Sprintf("too many requests are waiting on jobs (max_waiters is %d); try again shortly", s.cfg.MaxWaiters)
+	msg := fmt.Sprintf("too many requests are waiting on the jobs they queued (max_waiters is %d); try again shortly", s.cfg.MaxWaiters)
 	if isDropIn(r.URL.Path) {
 		msg = msgBusy // Ollama's own words for a full queue
 	}
@@ -271,9 +300,50 @@ var acceptedTypes = map[string]bool{
 	"application/x-www-form-urlencoded": true,
 }
 
+// reqBody is a request body read into memory, with room before it for the
+// members hopper adds when it becomes a job (see rewriteObject) and one
+// byte after it. Its bytes count against the body budget until release.
+type reqBody struct {
+	buf   []byte // front bytes of room, the body, one byte of room
+	front int
+	data  []byte // the body: buf[front : front+its length]
+	held  int64  // taken from the budget: the room for the body
+	s     *Server
+}
+
+// release gives the body's bytes back to the budget; the body must not be
+// used after. It is safe to call twice.
+func (b *reqBody) release() {
+	if b.held > 0 {
+		b.s.bodies.give(b.held)
+		b.held = 0
+	}
+	b.buf, b.data = nil, nil
+}
+
+// grow makes room for n body bytes, taking the difference from the
+// budget (which counts body bytes; the room around them is small and
+// bounded); false means it is spent.
+func (b *reqBody) grow(n int) bool {
+	if !b.s.bodies.take(int64(n) - b.held) {
+		return false
+	}
+	b.held = int64(n)
+	buf := make([]byte, b.front+n+1)
+	copy(buf, b.buf)
+	b.buf = buf
+	return true
+}
+
+// firstRead is the room a body of unknown length starts with.
+const firstRead = 32 << 10
+
 // readBody reads a request body within MaxBody and ReadTimeout, after
-// checking its content type.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
+// checking its content type, with front bytes of room before it. A body
+// whose length is known is read into a buffer of its size; one sent
+// chunked into one that doubles. Its bytes are taken from the body budget
+// first (503 when it is spent); the caller releases them.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, front int) (*reqBody, *httpError) {
 	if r.ContentLength != 0 {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			mt, _, err := mime.ParseMediaType(ct)
@@ -282,24 +352,59 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *http
 			}
 		}
 	}
-	if r.ContentLength > s.cfg.MaxBody {
-		return nil, tooLarge(s.cfg.MaxBody)
+	limit := s.cfg.MaxBody
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	b := &reqBody{front: front, s: s}
+	known := r.ContentLength >= 0
+	want := int(min(limit+1, firstRead))
+	if known {
+		want = int(r.ContentLength)
+	}
+	if !b.grow(want) {
+		return nil, s.busyBodies(r)
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	defer rc.SetReadDeadline(time.Time{})
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return nil, tooLarge(s.cfg.MaxBody)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, errorf(http.StatusRequestTimeout, "reading the request body took longer than %s", s.cfg.ReadTimeout)
+	n := 0 // body bytes read
+	for {
+		room := len(b.buf) - 1 - front
+		if n == room {
+			if known {
+				break // the server reads no further than Content-Length
+			}
+			if int64(n) > limit {
+				b.release()
+				return nil, tooLarge(limit)
+			}
+			if !b.grow(int(min(2*int64(room), limit+1))) {
+				b.release()
+				return nil, s.busyBodies(r)
+			}
+			continue
 		}
-		return nil, errorf(http.StatusBadRequest, "reading the request body: %v", err)
+		m, err := r.Body.Read(b.buf[front+n : front+room])
+		n += m
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.release()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, errorf(http.StatusRequestTimeout, "reading the request body took longer than %s", s.cfg.ReadTimeout)
+			}
+			return nil, errorf(http.StatusBadRequest, "reading the request body: %v", err)
+		}
 	}
-	return body, nil
+	if int64(n) > limit {
+		// The last chunk and EOF came together, one byte past the limit.
+		b.release()
+		return nil, tooLarge(limit)
+	}
+	b.data = b.buf[front : front+n]
+	return b, nil
 }
 
 func tooLarge(limit int64) *httpError {
@@ -316,8 +421,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 			err = errors.New("not a directory")
 		}
 		if err != nil {
+			// No path or system words: /healthz needs no token.
+			s.log.Warn("healthz: the spool is not whole", "dir", d, "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "spool %s: %s/: %v\n", s.sp.Path(), d, err)
+			fmt.Fprintf(w, "the spool's %s/ directory is missing or unreadable\n", d)
 			return
 		}
 	}

@@ -17,11 +17,12 @@ import (
 func (s *Spool) writeFile(dir, name string, data []byte, sync, replace bool) error {
 	// Records in cur/ are staged beside themselves: a rename within one
 	// directory is the least work for the filesystem, on the hot path.
-	// Recover removes a dot-named leftover there. Everything else is
-	// staged in tmp/, by the maildir rule.
+	// Recover removes a dot-named leftover there. So is hopper's runtime
+	// state in .hopper/, which never shows in the queue's directories.
+	// Everything else is staged in tmp/, by the maildir rule.
 	stage := DirTmp
-	if dir == DirCur {
-		stage = DirCur
+	if dir == DirCur || dir == DirState {
+		stage = dir
 	}
 	tmp := "." + name + "." + s.ids.next()
 	f, err := s.openAt(stage, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)

@@ -22,7 +22,11 @@ func hooksConfig(cfg Config, s *spool.Spool, logger *slog.Logger) hooks.Config {
 		Dir:    cfg.Hooks.Dir,
 		Secret: cfg.Hooks.Secret,
 		Allow:  cfg.Hooks.Allow,
-		Logger: logger,
+		Env:    cfg.Hooks.Env,
+		// The hook of a job that finished during the runner's grace
+		// still runs.
+		ShutdownGrace: cfg.ShutdownGrace,
+		Logger:        logger,
 	}
 	for _, w := range cfg.Hooks.Webhooks {
 		hc.Webhooks = append(hc.Webhooks, hooks.Webhook{URL: w.URL, Secret: w.Secret, Events: w.Events})

@@ -74,14 +74,16 @@ func listenFront(cfg Config) (net.Listener, error) {
 // serveFront runs the HTTP front on ln until ctx ends.
 func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns httpfront.Functions, ln net.Listener) error {
 	front, err := httpfront.New(httpfront.Config{
-		Spool:     s,
-		Functions: fns,
-		Addr:      cfg.HTTP,
-		Tokens:    cfg.Tokens,
-		Target:    cfg.Ollama,
-		MaxBody:   int64(cfg.MaxJobSize),
-		MaxUpload: int64(cfg.MaxUpload),
-		Logger:    a.logger.With("part", "http"),
+		Spool:        s,
+		Functions:    fns,
+		Addr:         cfg.HTTP,
+		Tokens:       cfg.Tokens,
+		Origins:      cfg.Origins,
+		WebhookAllow: cfg.Hooks.Allow,
+		Target:       cfg.Ollama,
+		MaxBody:      int64(cfg.MaxJobSize),
+		MaxUpload:    int64(cfg.MaxUpload),
+		Logger:       a.logger.With("part", "http"),
 	})
 	if err != nil {
 		ln.Close()

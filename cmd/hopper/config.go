@@ -24,6 +24,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hopper-dev/hopper/httpfront"
 )
 
 // Config is hopper's configuration: one field per key of the config file
@@ -37,6 +39,7 @@ type Config struct {
 	Parallel      int            `yaml:"parallel" mapstructure:"parallel"`             // requests in flight per target unless it says
 	HTTP          string         `yaml:"http" mapstructure:"http"`                     // the front's listen address, or "off"
 	Tokens        []string       `yaml:"tokens" mapstructure:"tokens"`                 // bearer tokens for the front
+	Origins       []string       `yaml:"origins" mapstructure:"origins"`               // web origins whose pages may call the front (as OLLAMA_ORIGINS)
 	Fsync         bool           `yaml:"fsync" mapstructure:"fsync"`                   // fsync acknowledged jobs and records
 	KeepAlive     string         `yaml:"keep_alive" mapstructure:"keep_alive"`         // "-1", "3600" (seconds) or a duration like "5m"
 	Schedule      string         `yaml:"schedule" mapstructure:"schedule"`             // "drain" or "fifo"
@@ -80,6 +83,7 @@ type Hooks struct {
 	Dir      string    `yaml:"dir" mapstructure:"dir"`           // executables named after states
 	Secret   string    `yaml:"secret" mapstructure:"secret"`     // "whsec_…": signs per-job webhooks
 	Allow    []string  `yaml:"allow" mapstructure:"allow"`       // hosts and CIDRs HTTP-submitted webhooks may reach
+	Env      []string  `yaml:"env" mapstructure:"env"`           // environment variables hook scripts get besides the clean set
 	Webhooks []Webhook `yaml:"webhooks" mapstructure:"webhooks"` // receivers of every job's events
 }
 
@@ -125,6 +129,7 @@ func Default() Config {
 		Parallel:      1,
 		HTTP:          "127.0.0.1:11435",
 		Tokens:        []string{},
+		Origins:       []string{},
 		Fsync:         true,
 		KeepAlive:     "-1",
 		Schedule:      "drain",
@@ -138,6 +143,7 @@ func Default() Config {
 		Hooks: Hooks{
 			Dir:      "", // $XDG_CONFIG_HOME/hopper/hooks: see placeDefaults
 			Allow:    []string{},
+			Env:      []string{},
 			Webhooks: []Webhook{},
 		},
 		FunctionsDir: "./configs/functions",
@@ -248,6 +254,11 @@ func (c Config) Validate() error {
 	for i, t := range c.Tokens {
 		if strings.TrimSpace(t) == "" {
 			return bad(fmt.Sprintf("tokens[%d]", i), "must not be empty")
+		}
+	}
+	for i, o := range c.Origins {
+		if err := httpfront.CheckOrigin(o); err != nil {
+			return bad(fmt.Sprintf("origins[%d]", i), "%v", err)
 		}
 	}
 	if !validKeepAlive(c.KeepAlive) {

@@ -488,6 +488,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"ollama", func(c *Config) { c.Ollama = "gpu:11434" }},
 		{"tokens[1]", func(c *Config) { c.Tokens = []string{"a", " "} }},
+		{"origins[1]", func(c *Config) { c.Origins = []string{"https://app.example", "https://app.example/path"} }},
+		{"origins[0]", func(c *Config) { c.Origins = []string{"app.example"} }},
 		{"keep_alive", func(c *Config) { c.KeepAlive = "7d" }},
 		{"keep_alive", func(c *Config) { c.KeepAlive = "" }},
 		{"schedule", func(c *Config) { c.Schedule = "lifo" }},
@@ -527,6 +529,7 @@ func TestValidate(t *testing.T) {
 	c.Hooks.Secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	c.Hooks.Allow = []string{"10.0.0.0/8", "fd00::1", "hooks.internal"}
 	c.Hooks.Webhooks = []Webhook{{URL: "http://127.0.0.1:9/hook", Events: []string{"job.done", "batch.done"}}}
+	c.Origins = []string{"https://app.example.com", "https://*.corp.example", "http://localhost:*", "*"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("valid settings refused: %v", err)
 	}
@@ -729,5 +732,19 @@ targets:
 				t.Errorf("source %q, want the file and line (%v)", ce.Source, err)
 			}
 		})
+	}
+}
+
+func TestOriginsComeFromHOPPER_ORIGINS(t *testing.T) {
+	cfg, err := parse(t, "origins: [https://file.example]\n", []string{"HOPPER_ORIGINS=https://app.example.com, http://localhost:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://app.example.com", "http://localhost:*"}; !slices.Equal(cfg.Origins, want) {
+		t.Errorf("origins: got %q, want %q", cfg.Origins, want)
+	}
+	_, err = parse(t, "", []string{"HOPPER_ORIGINS=https://app.example.com/chat"})
+	if ce := configError(t, err, "origins[0]"); ce.Source != "$HOPPER_ORIGINS" {
+		t.Errorf("source: got %q, want $HOPPER_ORIGINS", ce.Source)
 	}
 }
