@@ -110,9 +110,12 @@ func runJob(ctx context.Context, sp *spool.Spool, client *ollama.Client, c *spoo
 // pump as its runner; it returns both base URLs.
 func hopperAndDirect(t *testing.T) (hopper, direct string) {
 	t.Helper()
+	// A token delay, as a real model has: a stream the front relays as it
+	// comes, not one that ended before the front looked.
 	target := ollamatest.NewServer(t,
 		ollamatest.WithModel(ollamatest.Model{Name: "llama3.2"}),
-		ollamatest.WithModel(ollamatest.Model{Name: "all-minilm", Embedding: true, Dims: 8}))
+		ollamatest.WithModel(ollamatest.Model{Name: "all-minilm", Embedding: true, Dims: 8}),
+		ollamatest.WithTokenDelay(2*time.Millisecond))
 	sp := newSpool(t)
 	pump(t, sp, target.URL)
 	f := startFront(t, sp, func(c *httpfront.Config) { c.Target = target.URL })

@@ -358,10 +358,13 @@ func (j *job) attempt(ctx context.Context) result {
 	j.r.mu.Unlock()
 	rec.State = spool.StateWorking
 	if rec.ModelLoaded {
+		// A load is worth saying in the record: loading, until the first
+		// byte. Otherwise cur/ID.out, made next, marks the attempt as
+		// begun (spool.AttemptMarked): one file fewer on the hot path.
 		rec.State = spool.StateLoading
-	}
-	if err := s.Update(rec); err != nil {
-		j.log.Error("cannot write the record", "err", err)
+		if err := s.Update(rec); err != nil {
+			j.log.Error("cannot write the record", "err", err)
+		}
 	}
 	j.announce()
 	out, err := s.CreateOutput(rec.ID)
@@ -488,6 +491,7 @@ func (j *job) stayQueued(why string) {
 	if err := j.r.spool.Update(j.rec); err != nil {
 		j.log.Error("cannot write the record", "err", err)
 	}
+	j.r.spool.DropOutput(j.rec.ID) // the attempt is over and uncharged
 	j.log.Info(why + "; it stays queued")
 }
 

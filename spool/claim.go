@@ -323,6 +323,26 @@ func (s *Spool) FinishAnd(r *Record, recorded func()) error {
 	return nil
 }
 
+// AttemptMarked applies to a record read from cur/ what cur/ID.out says: the
+// runner creates ID.out when it starts an attempt, and rewrites the record
+// before that only when the attempt must load its model. A record in cur/
+// still saying queued or deferred (or a bare job file) beside an ID.out
+// stands for a job whose attempt has begun: working, one attempt more,
+// started when ID.out was made. It reports whether it changed rec.
+func (s *Spool) AttemptMarked(rec *Record) bool {
+	if rec.State != StateQueued && rec.State != StateDeferred {
+		return false
+	}
+	st, err := s.statAt(DirCur, rec.ID+".out")
+	if err != nil {
+		return false
+	}
+	started := time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec))
+	rec.State, rec.StartedAt, rec.NotBefore = StateWorking, &started, nil
+	rec.Attempts++
+	return true
+}
+
 // Requeue returns a claimed job to the queue without ending it, for when
 // the target went away under it: the record, with the state queued and no
 // not_before, moves from cur/ to deferred/, where the watcher indexes it as
@@ -352,7 +372,12 @@ func (s *Spool) removeRunFiles(id string) {
 	_ = s.removeAt(DirCur, id+".cancel")
 }
 
+// DropOutput removes cur/ID.out: the attempt it marks is over without a
+// final record (aborted at shutdown, the job left queued in cur/).
+func (s *Spool) DropOutput(id string) { _ = s.removeAt(DirCur, id+".out") }
+
 // CreateOutput creates (or truncates) cur/ID.out for the job's live output.
+// Its existence marks an attempt as begun (AttemptMarked).
 func (s *Spool) CreateOutput(id string) (*os.File, error) {
 	return s.openAt(DirCur, id+".out", os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND)
 }

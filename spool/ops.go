@@ -125,6 +125,9 @@ func (s *Spool) recordAt(dir, name string) (*Record, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("job %s: %w", strings.TrimSuffix(name, ".json"), ErrGone)
 		}
+		if err == nil && dir == DirCur {
+			s.AttemptMarked(r)
+		}
 		if err == nil || dir != DirCur {
 			return r, err
 		}
@@ -159,6 +162,9 @@ func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	j, err := ParseJob(data, s.opts.MaxJobSize)
 	if err == nil {
 		fillFromJob(r, j)
+	}
+	if dir == DirCur {
+		s.AttemptMarked(r)
 	}
 	return r, nil
 }

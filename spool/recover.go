@@ -75,6 +75,7 @@ func (s *Spool) RecoverAnd(recorded func(*Record)) (*Recovery, error) {
 			continue
 		}
 		c.Recovered = true
+		s.AttemptMarked(c.Record) // an attempt that began without a rewrite
 		c.Canceled = s.CancelRequested(id)
 		rec.Rerun = append(rec.Rerun, c)
 	}

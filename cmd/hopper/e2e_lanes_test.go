@@ -81,8 +81,10 @@ func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 	if loads > 9 {
 		t.Errorf("%d loads, want at most 9", loads)
 	}
-	if len(targets) != 3 {
-		t.Errorf("jobs ran on %v, want all three targets used", targets)
+	// gpu2's jobs in flight when it was stopped ran elsewhere: its records
+	// may name another target, but it served requests before.
+	if len(targets) < 2 || len(fakes["gpu2"].Requests()) == 0 {
+		t.Errorf("jobs ran on %v (gpu2 got %d requests), want the work spread over the targets", targets, len(fakes["gpu2"].Requests()))
 	}
 
 	// The serve publishes its targets' state at most once a second.
