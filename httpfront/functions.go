@@ -16,6 +16,26 @@ type Functions interface {
 	Lookup(name string) (*functions.Function, error)
 }
 
+// lister is a Functions that can list them all; *functions.Registry is one.
+type lister interface {
+	Current() *functions.Set
+}
+
+// listFunctions serves GET /functions: every function, as `hopper
+// functions --json` describes it, by name.
+func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) {
+	infos := []functions.Info{}
+	if l, ok := s.cfg.Functions.(lister); ok && s.cfg.Functions != nil {
+		set := l.Current()
+		for _, name := range set.Names() {
+			if f, ok := set.Get(name); ok {
+				infos = append(infos, f.Info())
+			}
+		}
+	}
+	writeObject(w, r, map[string]any{"functions": infos})
+}
+
 // invokeFunction serves POST /functions/{name}: the body is the vars. It
 // checks the function and the vars, queues a function job, and answers
 // {id, output, response} once it is done — or at once, 202 with Location,

@@ -189,6 +189,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /jobs/{id}/out", s.jobOutput)
 	mux.HandleFunc("DELETE /jobs/{id}", s.cancelJob)
+	mux.HandleFunc("GET /functions", s.listFunctions)
 	mux.HandleFunc("POST /functions/{name}", s.invokeFunction)
 
 	mux.HandleFunc("POST /v1/files", s.uploadFile)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,10 +34,10 @@ functions validate' checks them without listing.`,
 			if err != nil {
 				return err
 			}
-			infos := []functionInfo{}
+			infos := []functions.Info{}
 			for _, name := range set.Names() {
 				f, _ := set.Get(name)
-				infos = append(infos, describeFunction(f))
+				infos = append(infos, f.Info())
 			}
 			if a.json {
 				return writeJSON(a.stdout, infos)
@@ -223,57 +222,3 @@ func (a *app) loadFunctions() (*functions.Set, error) {
 	return nil, errors.New(b.String())
 }
 
-// functionInfo is how `hopper functions --json` describes a function.
-type functionInfo struct {
-	Name        string                     `json:"name"`
-	Description string                     `json:"description,omitempty"`
-	Model       string                     `json:"model"`
-	Endpoint    string                     `json:"endpoint"`
-	System      string                     `json:"system,omitempty"`
-	Prompt      string                     `json:"prompt,omitempty"`
-	Messages    []functionMessageInfo      `json:"messages,omitempty"`
-	Vars        map[string]functionVarInfo `json:"vars"`
-	Schema      bool                       `json:"schema"`
-	Format      json.RawMessage            `json:"format,omitempty"`
-	Options     map[string]any             `json:"options,omitempty"`
-	KeepAlive   string                     `json:"keep_alive,omitempty"`
-	Timeout     string                     `json:"timeout,omitempty"`
-	MaxAge      string                     `json:"max_age,omitempty"`
-	MaxAttempts int                        `json:"max_attempts,omitempty"`
-	Priority    int                        `json:"priority,omitempty"`
-	Webhook     string                     `json:"webhook,omitempty"`
-	Source      string                     `json:"source"`
-}
-
-type functionMessageInfo struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type functionVarInfo struct {
-	Required    bool   `json:"required"`
-	Default     any    `json:"default,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-func describeFunction(f *functions.Function) functionInfo {
-	info := functionInfo{
-		Name: f.Name, Description: f.Description, Model: f.Model, Endpoint: f.Endpoint,
-		System: f.System, Prompt: f.Prompt, Vars: map[string]functionVarInfo{},
-		Schema: f.HasSchema(), Format: f.Format, Options: f.Options, KeepAlive: f.KeepAlive,
-		MaxAttempts: f.MaxAttempts, Priority: f.Priority, Webhook: f.Webhook, Source: f.Source,
-	}
-	for _, m := range f.Messages {
-		info.Messages = append(info.Messages, functionMessageInfo{Role: m.Role, Content: m.Content})
-	}
-	for name, v := range f.Vars {
-		info.Vars[name] = functionVarInfo{Required: v.Required, Default: v.Default, Description: v.Description}
-	}
-	if f.Timeout > 0 {
-		info.Timeout = f.Timeout.String()
-	}
-	if f.MaxAge > 0 {
-		info.MaxAge = f.MaxAge.String()
-	}
-	return info
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/hopper-dev/hopper/functions"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,7 +116,7 @@ func TestFunctionsListsThem(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--json: exit %d: %s", code, errOut)
 	}
-	var infos []functionInfo
+	var infos []functions.Info
 	if err := json.Unmarshal([]byte(out), &infos); err != nil {
 		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
 	}

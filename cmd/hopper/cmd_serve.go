@@ -214,7 +214,8 @@ with no attempt charged.`,
 	}
 	f := cmd.Flags()
 	f.String("http", Default().HTTP, `HTTP front address, or "off"`)
-	f.String("ollama", Default().Ollama, "the Ollama target `URL` (default $OLLAMA_HOST, then http://127.0.0.1:11434)")
+	// No flag default: the help says what it is, once.
+	f.String("ollama", "", "the Ollama target `URL` (default $OLLAMA_HOST, then http://127.0.0.1:11434)")
 	a.bindFlag("http", f.Lookup("http"))
 	a.bindFlag("ollama", f.Lookup("ollama"))
 	return cmd

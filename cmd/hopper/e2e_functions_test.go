@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -119,4 +120,33 @@ func TestFunctionsByCLIAndHTTP(t *testing.T) {
 			t.Errorf("bad vars: got %d, want 400", resp.StatusCode)
 		}
 	})
+}
+
+// TestGETFunctionsListsThem: the front lists the functions as `hopper
+// functions --json` does.
+func TestGETFunctionsListsThem(t *testing.T) {
+	w := newWorld(t)
+	fdir := filepath.Join(w.dir, "fns")
+	if err := os.MkdirAll(fdir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fdir, "shout.yaml"), []byte("model: m1\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
+	addr := freeAddr(t)
+	w.serve("--http", addr)
+	var body []byte
+	waitFor(t, "GET /functions", func() bool {
+		resp, err := http.Get("http://" + addr + "/functions")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(string(body), `"name":"shout"`) || !strings.Contains(string(body), `"required":true`) {
+		t.Errorf("GET /functions: %s", body)
+	}
 }

@@ -74,7 +74,7 @@ Exit status: 0 ok, 1 failure, 2 usage.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	pf := root.PersistentFlags()
-	pf.String("spool", Default().Spool, "the spool `DIR`")
+	pf.String("spool", "", "the spool `DIR` (default $XDG_STATE_HOME/hopper/spool, i.e. ~/.local/state/hopper/spool)")
 	pf.StringVar(&a.configFile, "config", "", "read settings from `FILE`")
 	pf.BoolVar(&a.json, "json", false, "print JSON (listing commands)")
 	pf.String("log-format", Default().Log.Format, "log `FORMAT`: text or json")
