@@ -221,4 +221,3 @@ func (a *app) loadFunctions() (*functions.Set, error) {
 	}
 	return nil, errors.New(b.String())
 }
-
