@@ -398,9 +398,17 @@ func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec.State.Terminal() {
+		// Its live output is gone with it: the answer stands for it, as
+		// the one final object the target sent (nothing if it failed
+		// without one).
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("X-Hopper-State", string(rec.State))
 		w.WriteHeader(http.StatusOK)
+		var line bytes.Buffer
+		if len(rec.Response) > 0 && json.Compact(&line, rec.Response) == nil {
+			line.WriteByte('\n')
+			_, _ = w.Write(line.Bytes())
+		}
 		return
 	}
 	release, e := s.pollers.take(r.RemoteAddr)

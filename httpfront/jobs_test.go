@@ -232,8 +232,8 @@ func TestJobOutputStreamsLinesUntilTheJobEnds(t *testing.T) {
 		t.Errorf("after the end: got %q, want the body closed", l)
 	}
 	resp, body := call(t, "GET", f.URL+"/jobs/"+id+"/out", "")
-	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("X-Hopper-State") != "done" {
-		t.Errorf("a finished job's output: got %d %q, want 200 and nothing", resp.StatusCode, body)
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"done":true}` || resp.Header.Get("X-Hopper-State") != "done" {
+		t.Errorf("a finished job's output: got %d %q, want 200 and its answer as one line", resp.StatusCode, body)
 	}
 }
 

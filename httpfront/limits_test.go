@@ -241,8 +241,10 @@ func TestConcurrentLargeBodiesStayWithinTheBudget(t *testing.T) {
 		t.Errorf("peak heap grew by %.1f MiB for %.0f MiB of bodies with a budget of 2 MiB, want under %.0f MiB",
 			mib(peak), mib(offered), mib(offered))
 	}
-	if kept > 4*size {
-		t.Errorf("%.1f MiB stayed in use while the requests waited, want their bodies let go (under %.0f MiB)", mib(kept), mib(4*size))
+	// Before the budget 51 MiB stayed; the bound leaves room for the race
+	// detector's and the runtime's own noise.
+	if kept > 8*size {
+		t.Errorf("%.1f MiB stayed in use while the requests waited, want their bodies let go (under %.0f MiB)", mib(kept), mib(8*size))
 	}
 }
 
