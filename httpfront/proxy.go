@@ -34,6 +34,8 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			return nil
 		},
 		Transport: transport,
+		// Pull and create stream their progress: pass each line on.
+		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.Warn("proxy to the target failed", "path", r.URL.Path, "target", s.target.String(), "err", err)
 			writeError(w, r, errorf(http.StatusBadGateway, "cannot reach the Ollama target at %s: %v", s.target, err))

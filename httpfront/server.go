@@ -210,6 +210,20 @@ func (s *Server) routes() http.Handler {
 		"GET /v1/models", "GET /v1/models/{model...}", "POST /api/show"} {
 		mux.HandleFunc(p, s.proxied)
 	}
+	// Model management, so `ollama pull`, `cp`, `rm`, `create` and `push`
+	// work through the front: passed to the target as they are, progress
+	// streamed back; blobs (model files) without the body limit.
+	for _, p := range []string{"POST /api/pull", "POST /api/push", "POST /api/create", "POST /api/copy",
+		"DELETE /api/delete"} {
+		mux.HandleFunc(p, s.proxied)
+	}
+	for _, p := range []string{"HEAD /api/blobs/{digest}", "POST /api/blobs/{digest}"} {
+		mux.HandleFunc(p, s.proxy.ServeHTTP)
+	}
+	// Anything else: Ollama's words, as JSON every client can read.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errorf(http.StatusNotFound, "404 page not found"))
+	})
 	return s.guard(mux)
 }
 

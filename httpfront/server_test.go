@@ -229,8 +229,20 @@ func TestProxiedEndpointsReachTheTargetUnchanged(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if resp, _ := call(t, "POST", f.URL+"/api/pull", `{"model":"x"}`, auth...); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("/api/pull: got %d, want 404 (not proxied)", resp.StatusCode)
+	// Model management goes to the target too, so the ollama CLI's pull,
+	// cp, rm, create and push work through the front.
+	for _, mm := range []struct{ method, path string }{
+		{"POST", "/api/pull"}, {"POST", "/api/push"}, {"POST", "/api/create"}, {"POST", "/api/copy"},
+		{"DELETE", "/api/delete"}, {"POST", "/api/blobs/sha256:abc"},
+	} {
+		resp, body := call(t, mm.method, f.URL+mm.path, `{"model":"x"}`, auth...)
+		if resp.StatusCode != 200 || string(body) != `{"path":"`+mm.path+`"}` {
+			t.Errorf("%s %s: got %d %q, want it proxied", mm.method, mm.path, resp.StatusCode, body)
+		}
+	}
+	// Unknown routes: a JSON error a client can read.
+	if resp, body := call(t, "POST", f.URL+"/api/nosuch", `{}`, auth...); resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"error"`) {
+		t.Errorf("/api/nosuch: got %d %q, want 404 with a JSON error", resp.StatusCode, body)
 	}
 
 	t.Run("ATargetThatIsDownIs502", func(t *testing.T) {

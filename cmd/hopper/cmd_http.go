@@ -80,10 +80,12 @@ func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns ht
 		Tokens:       cfg.Tokens,
 		Origins:      cfg.Origins,
 		WebhookAllow: cfg.Hooks.Allow,
-		Target:       cfg.Ollama,
-		MaxBody:      int64(cfg.MaxJobSize),
-		MaxUpload:    int64(cfg.MaxUpload),
-		Logger:       a.logger.With("part", "http"),
+		// Read-only and model-management calls go to the first target
+		// (the one of ollama when targets is empty).
+		Target:    cfg.TargetList()[0].URL,
+		MaxBody:   int64(cfg.MaxJobSize),
+		MaxUpload: int64(cfg.MaxUpload),
+		Logger:    a.logger.With("part", "http"),
 	})
 	if err != nil {
 		ln.Close()
