@@ -165,6 +165,7 @@ with no attempt charged.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a.printBanner(ctx, s, targets, ln)
+			a.warnMissingModels(ctx, reg.Current(), targets)
 
 			// One run group: every goroutine serve starts is waited for.
 			var group sync.WaitGroup
@@ -338,6 +339,36 @@ func (a *app) printBanner(ctx context.Context, s *spool.Spool, targets []runner.
 	fmt.Fprintf(a.stdout, "  try     echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | %s submit --wait -\n", a.name())
 	if ln != nil {
 		fmt.Fprintf(a.stdout, "          OLLAMA_HOST=%s ollama run llama3.2   # any Ollama client, through the queue\n", ln.Addr())
+	}
+}
+
+// warnMissingModels logs each function whose model no target has
+// installed (say, the example functions' llama3.2 on a server that has
+// other models): its jobs would fail with "model not found". It says
+// nothing when a target cannot be asked.
+func (a *app) warnMissingModels(ctx context.Context, set *functions.Set, targets []runner.TargetConfig) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	have := map[string]bool{}
+	for _, t := range targets {
+		tg, ok := t.Target.(interface {
+			Tags(context.Context) ([]ollama.Model, error)
+		})
+		if !ok {
+			return
+		}
+		models, err := tg.Tags(ctx)
+		if err != nil {
+			return
+		}
+		for _, m := range models {
+			have[ollama.NormalizeModel(m.Name)] = true
+		}
+	}
+	for _, name := range set.Names() {
+		if f, ok := set.Get(name); ok && f.Model != "" && !have[ollama.NormalizeModel(f.Model)] {
+			a.logger.Warn("function "+name+" names model "+f.Model+", which no target has: its jobs will fail until it is pulled (ollama pull "+f.Model+")", "function", name, "source", f.Source)
+		}
 	}
 }
 

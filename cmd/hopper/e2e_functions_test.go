@@ -150,3 +150,28 @@ func TestGETFunctionsListsThem(t *testing.T) {
 		t.Errorf("GET /functions: %s", body)
 	}
 }
+
+// TestServeWarnsOfAFunctionWhoseModelNoTargetHas: the example functions
+// name llama3.2; a server without it gets a warning at start, not a
+// silent failure at the first call.
+func TestServeWarnsOfAFunctionWhoseModelNoTargetHas(t *testing.T) {
+	w := newWorld(t)
+	fdir := filepath.Join(w.dir, "fns")
+	if err := os.MkdirAll(fdir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for name, model := range map[string]string{"absent": "llama3.2", "present": "m1"} {
+		def := "model: " + model + "\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"
+		if err := os.WriteFile(filepath.Join(fdir, name+".yaml"), []byte(def), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
+	srv := w.serve()
+	waitFor(t, "the warning", func() bool {
+		return strings.Contains(srv.log.String(), "function absent names model llama3.2, which no target has")
+	})
+	if strings.Contains(srv.log.String(), "function present names") {
+		t.Errorf("warned of a function whose model the target has:\n%s", srv.log.String())
+	}
+}
