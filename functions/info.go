@@ -50,7 +50,7 @@ func (f *Function) Info() Info {
 		info.Messages = append(info.Messages, MessageInfo{Role: m.Role, Content: m.Content})
 	}
 	for name, v := range f.Vars {
-		info.Vars[name] = VarInfo{Required: v.Required, Default: v.Default, Description: v.Description}
+		info.Vars[name] = VarInfo(v)
 	}
 	if f.Timeout > 0 {
 		info.Timeout = f.Timeout.String()
