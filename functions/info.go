@@ -47,7 +47,7 @@ func (f *Function) Info() Info {
 		MaxAttempts: f.MaxAttempts, Priority: f.Priority, Webhook: f.Webhook, Source: f.Source,
 	}
 	for _, m := range f.Messages {
-		info.Messages = append(info.Messages, MessageInfo{Role: m.Role, Content: m.Content})
+		info.Messages = append(info.Messages, MessageInfo(m))
 	}
 	for name, v := range f.Vars {
 		info.Vars[name] = VarInfo(v)
