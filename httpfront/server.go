@@ -220,10 +220,6 @@ func (s *Server) routes() http.Handler {
 	for _, p := range []string{"HEAD /api/blobs/{digest}", "POST /api/blobs/{digest}"} {
 		mux.HandleFunc(p, s.proxy.ServeHTTP)
 	}
-	// Anything else: Ollama's words, as JSON every client can read.
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errorf(http.StatusNotFound, "404 page not found"))
-	})
 	return s.guard(mux)
 }
 
