@@ -68,7 +68,7 @@ func (j *job) release() {
 		return
 	}
 	j.r.mu.Lock()
-	j.l.release(j.key)
+	j.l.release()
 	j.r.mu.Unlock()
 }
 

@@ -108,7 +108,7 @@ func (l *Lane) reserve(key string) {
 
 // release frees a slot and wakes the dispatcher. The caller holds
 // Runner.mu.
-func (l *Lane) release(string) {
+func (l *Lane) release() {
 	l.inflight--
 	l.r.dirty.Store(true)
 	l.r.signal()

@@ -53,6 +53,9 @@ type TargetConfig struct {
 	Models   []string // globs of the models this target may run; empty: any
 }
 
+// LockLine is what the runner lock file says of the target.
+func (t TargetConfig) LockLine() string { return t.Name + " " + t.URL }
+
 // validTargetName is the form of a target's name.
 var validTargetName = regexp.MustCompile(`^[a-z0-9-]+$`)
 
@@ -338,7 +341,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if !r.cfg.Load().Locked {
 		names := make([]string, len(r.lanes))
 		for i, l := range r.lanes {
-			names[i] = l.cfg.Name + " " + l.cfg.URL
+			names[i] = l.cfg.LockLine()
 		}
 		lock, err := s.Lock(names...)
 		if err != nil {
@@ -404,6 +407,7 @@ func (r *Runner) dispatch(ctx context.Context) {
 // fill gives every lane with a free slot the job Pick chooses for it, until
 // none takes another.
 func (r *Runner) fill(ctx context.Context) {
+	r.failUnservable(ctx)
 	for ctx.Err() == nil {
 		if e, ok := r.queue.Bad(); ok {
 			// Bad input costs no target: fail it here, first.
@@ -415,7 +419,6 @@ func (r *Runner) fill(ctx context.Context) {
 		}
 		cfg := r.cfg.Load()
 		r.queue.Promote(cfg.Now())
-		r.failUnservable(ctx)
 		started := false
 		for i, l := range r.lanes {
 			r.mu.Lock()
@@ -432,7 +435,7 @@ func (r *Runner) fill(ctx context.Context) {
 			c := r.claim(e)
 			if c == nil {
 				r.mu.Lock()
-				l.release(e.Key)
+				l.release()
 				r.mu.Unlock()
 				continue
 			}
@@ -447,7 +450,7 @@ func (r *Runner) fill(ctx context.Context) {
 				if ok {
 					l.key = key
 				} else {
-					l.release(e.Key)
+					l.release()
 				}
 				r.mu.Unlock()
 				if !ok {

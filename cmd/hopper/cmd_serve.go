@@ -288,7 +288,7 @@ func newTargets(cfg Config) ([]runner.TargetConfig, error) {
 func lockLines(targets []runner.TargetConfig) []string {
 	out := make([]string, len(targets))
 	for i, t := range targets {
-		out[i] = t.Name + " " + t.URL
+		out[i] = t.LockLine()
 	}
 	return out
 }
@@ -321,19 +321,14 @@ func runnerConfig(cfg Config, s *spool.Spool, targets []runner.TargetConfig, a *
 func (a *app) printBanner(ctx context.Context, s *spool.Spool, targets []runner.TargetConfig, ln net.Listener) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	lines := make([]string, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() { lines[i] = targetLine(ctx, t, len(targets) > 1) })
-	}
-	wg.Wait()
+	probed := probeTargets(ctx, targets)
 	paused := "no"
 	if s.Paused() {
 		paused = "YES: nothing runs until 'hopper resume'"
 	}
 	fmt.Fprintf(a.stdout, "hopper %s\n  spool   %s\n", buildVersion(debug.ReadBuildInfo()).Version, s.Path())
-	for _, l := range lines {
-		fmt.Fprintf(a.stdout, "  target  %s\n", l)
+	for _, t := range probed {
+		fmt.Fprintf(a.stdout, "  target  %s\n", targetLine(t, len(targets) > 1))
 	}
 	fmt.Fprintf(a.stdout, "  http    %s\n  paused  %s\n", httpLine(ln), paused)
 	fmt.Fprintf(a.stdout, "  try     echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | %s submit --wait -\n", a.name())
@@ -372,26 +367,21 @@ func (a *app) warnMissingModels(ctx context.Context, set *functions.Set, targets
 	}
 }
 
-// targetLine describes one target for the banner.
-func targetLine(ctx context.Context, t runner.TargetConfig, named bool) string {
+// targetLine describes one probed target for the banner.
+func targetLine(t spool.TargetStatus, named bool) string {
 	line := t.URL
 	if named {
 		line = t.Name + " " + t.URL
 	}
-	if t.Parallel > 1 {
-		line += fmt.Sprintf(" (%d slots)", t.Parallel)
+	if t.Slots > 1 {
+		line += fmt.Sprintf(" (%d slots)", t.Slots)
 	}
-	v, err := t.Target.Version(ctx)
-	if err != nil {
-		return line + fmt.Sprintf("  NOT REACHABLE (%v): its jobs wait until it answers", err)
+	if !t.Up {
+		return line + fmt.Sprintf("  NOT REACHABLE (%s): its jobs wait until it answers", t.Error)
 	}
-	line += "  up, Ollama " + v
-	if ms, err := t.Target.Running(ctx); err == nil && len(ms) > 0 {
-		names := make([]string, len(ms))
-		for i, m := range ms {
-			names[i] = m.Name
-		}
-		line += ", loaded: " + strings.Join(names, ", ")
+	line += "  up, Ollama " + t.Version
+	if len(t.Resident) > 0 {
+		line += ", loaded: " + strings.Join(t.Resident, ", ")
 	}
 	return line
 }
