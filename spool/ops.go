@@ -117,8 +117,11 @@ func (s *Spool) Get(id string) (*Record, error) {
 // recordAt reads dir/name as a record, describing a job file as one.
 func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	state := StateQueued
-	if dir == DirHold {
+	switch dir {
+	case DirHold:
 		state = StateHeld
+	case DirCur:
+		state = StateLoading // claimed: the runner is starting it
 	}
 	if dir != DirNew && dir != DirHold {
 		r, err := s.readRecord(dir, name)
@@ -292,7 +295,7 @@ func (s *Spool) Retry(id string) error {
 		return err
 	}
 	if dir != DirFailed {
-		return fmt.Errorf("retry %s: only failed jobs can be retried; this one is in %s/", id, dir)
+		return wrongState("retry %s: only failed jobs can be retried; this one is in %s/", id, dir)
 	}
 	r, err := s.readRecord(DirFailed, id+".json")
 	if err != nil {
@@ -303,7 +306,7 @@ func (s *Spool) Retry(id string) error {
 		if r.Error != nil {
 			why = r.Error.Message
 		}
-		return fmt.Errorf("retry %s: the job was not valid JSON (%s); fix it and submit it again", id, why)
+		return wrongState("retry %s: the job was not valid JSON (%s); fix it and submit it again", id, why)
 	}
 	if err := s.moveSync(DirFailed, id+".json", DirNew, id+".json"); err != nil {
 		return fmt.Errorf("retry %s: %w", id, err)
@@ -319,7 +322,7 @@ func (s *Spool) Hold(id string) error {
 		return err
 	}
 	if dir != DirNew && dir != DirDeferred {
-		return fmt.Errorf("hold %s: only queued or deferred jobs can be held; this one is in %s/", id, dir)
+		return wrongState("hold %s: only queued or deferred jobs can be held; this one is in %s/", id, dir)
 	}
 	if err := s.moveSync(dir, id+".json", DirHold, id+".json"); err != nil {
 		return fmt.Errorf("hold %s: %w", id, err)
@@ -336,7 +339,7 @@ func (s *Spool) Release(id string) error {
 		if _, err := s.Find(id); err != nil {
 			return err
 		}
-		return fmt.Errorf("release %s: the job is not held", id)
+		return wrongState("release %s: the job is not held", id)
 	}
 	if err := s.moveSync(DirHold, id+".json", DirNew, id+".json"); err != nil {
 		return fmt.Errorf("release %s: %w", id, err)

@@ -138,6 +138,12 @@ type Record struct {
 	ModelDigest string `json:"model_digest,omitempty"`
 	// History keeps the rounds before a retry.
 	History []Round `json:"history,omitempty"`
+
+	// Position (how many queued jobs run before this one) and
+	// EstimatedStart are set in answers about a queued job (GET /jobs/ID,
+	// hopper show), never in the files.
+	Position       *int       `json:"position,omitempty"`
+	EstimatedStart *time.Time `json:"estimated_start,omitempty"`
 }
 
 // Marshal encodes the record as indented JSON with a trailing newline, so

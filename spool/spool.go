@@ -1,7 +1,10 @@
 package spool
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +39,9 @@ var (
 	ErrGone = errors.New("gone: taken by someone else")
 	// ErrNotFound means no job with that ID is anywhere in the spool.
 	ErrNotFound = errors.New("no such job")
+	// ErrWrongState means a job is not in a state the operation applies
+	// to (Retry of a job that did not fail, Hold of a running job…).
+	ErrWrongState = errors.New("the job is not in a state that allows this")
 	// ErrLocked means another process holds the runner lock.
 	ErrLocked = errors.New("spool is locked by another runner")
 	// ErrNotInitialized means the directory is not a spool yet.
@@ -150,11 +156,33 @@ func Init(path string, o Options) (*Spool, error) {
 	return Open(path, o)
 }
 
+// stateError is an ErrWrongState that says which state and why.
+type stateError struct{ msg string }
+
+func (e *stateError) Error() string { return e.msg }
+func (e *stateError) Unwrap() error { return ErrWrongState }
+
+func wrongState(format string, args ...any) error {
+	return &stateError{msg: fmt.Sprintf(format, args...)}
+}
+
 // secretFile holds the spool's secret: random bytes that sign what only
 // hopper may write (batch lines' keys). Readable by hopper's user only.
 const secretFile = "secret"
 
 func (s *Spool) secret() []byte { return s.key }
+
+// Sign returns an HMAC of msg under the spool's secret, for purpose (which
+// keeps one kind of proof from passing for another): what a process with
+// the spool can vouch for and nobody else can forge, such as the front's
+// session cookies.
+func (s *Spool) Sign(purpose, msg string) string {
+	m := hmac.New(sha256.New, s.secret())
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // loadSecret reads .hopper/secret, creating it on first use.
 func (s *Spool) loadSecret() ([]byte, error) {

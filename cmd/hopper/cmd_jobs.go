@@ -238,13 +238,7 @@ func runOrder(recs []*spool.Record) ([]*spool.Record, map[string]int) {
 	}
 	sort.SliceStable(queued, func(i, j int) bool {
 		a, b := queued[i], queued[j]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		if !a.SubmittedAt.Equal(b.SubmittedAt) {
-			return a.SubmittedAt.Before(b.SubmittedAt)
-		}
-		return a.ID < b.ID
+		return spool.RunsBefore(a.Priority, a.SubmittedAt, a.ID, b.Priority, b.SubmittedAt, b.ID)
 	})
 	pos := make(map[string]int, len(queued))
 	for i, r := range queued {
@@ -302,7 +296,7 @@ func writeJSON(w io.Writer, v any) error {
 func newShowCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:     "show ID",
-		Short:   "Print a job's record as JSON",
+		Short:   "Print a job's record as JSON (a queued one with its position and estimated start)",
 		Example: `  hopper show 20261127T231005.123456Z-7f3a9c | jq .error`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -314,6 +308,9 @@ func newShowCmd(a *app) *cobra.Command {
 			r, err := s.Get(args[0])
 			if err != nil {
 				return jobLookupError(err)
+			}
+			if err := s.Place(r, time.Now()); err != nil {
+				return err
 			}
 			return writeJSON(a.stdout, r)
 		},

@@ -29,6 +29,13 @@ func TestLsListsQueuedJobsInRunOrder(t *testing.T) {
 	if got := strings.Count(strings.TrimSpace(w.hopper("ls", "queued", "--limit", "1")), "\n"); got != 1 {
 		t.Errorf("--limit 1 listed %d jobs", got)
 	}
+	// show says the same: how many run before it.
+	if out := w.hopper("show", "low"); !strings.Contains(out, `"position": 2`) {
+		t.Errorf("show low: want position 2:\n%s", out)
+	}
+	if out := w.hopper("show", "high"); !strings.Contains(out, `"position": 0`) {
+		t.Errorf("show high: want position 0:\n%s", out)
+	}
 }
 
 // TestTailOfAFinishedJob: --raw prints the answer object, plain tail the text.
