@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -187,7 +188,8 @@ func (b *Batch) Marshal() ([]byte, error) {
 
 // lineReader reads a batch file's lines, skipping blank ones, and keeps
 // the byte offset of the next one. A line longer than max is reported as
-// too long and skipped without being held in memory.
+// too long and skipped: only its head, the first max bytes, is held, to
+// find its custom_id in (headCustomID).
 type lineReader struct {
 	r      *bufio.Reader
 	max    int64
@@ -195,6 +197,10 @@ type lineReader struct {
 	offset int64 // of the next line
 	line   int   // file line number of the last line returned
 }
+
+// head is the start, at most max bytes, of the line next last reported as
+// too long. The slice is valid until the next call.
+func (lr *lineReader) head() []byte { return lr.buf }
 
 func newLineReader(r io.Reader, max int64, offset int64) *lineReader {
 	return &lineReader{r: bufio.NewReaderSize(r, 256<<10), max: max, offset: offset}
@@ -212,7 +218,13 @@ func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
 			n += int64(len(chunk))
 			if !tooLong {
 				if int64(len(lr.buf)+len(chunk)) > lr.max+2 {
-					tooLong, lr.buf = true, lr.buf[:0]
+					// Keep the first max bytes as the head; drop the rest
+					// as it is read.
+					tooLong = true
+					if room := lr.max - int64(len(lr.buf)); room > 0 {
+						lr.buf = append(lr.buf, chunk[:room]...)
+					}
+					lr.buf = lr.buf[:min(int64(len(lr.buf)), lr.max)]
 				} else {
 					lr.buf = append(lr.buf, chunk...)
 				}
@@ -250,6 +262,164 @@ func customID(line []byte) (string, bool) {
 		return "", false
 	}
 	return *probe.CustomID, true
+}
+
+// headCustomID finds the top-level "custom_id" of a line too long to
+// parse whole in head, its first bytes: it walks the object's members in
+// order, stepping over their values without decoding them, and stops at
+// the first custom_id (matched as customID matches it, regardless of
+// case). When it finds none the error says why: errHeadEnds when the head
+// ends first, or words that follow "the line is over the limit, and".
+func headCustomID(head []byte) (string, error) {
+	sc := headScanner{b: trimBOM(head)}
+	if c, err := sc.peek(); err != nil || c != '{' {
+		return "", errors.New("it is not a JSON object")
+	}
+	sc.i++
+	for first := true; ; first = false {
+		c, err := sc.peek()
+		switch {
+		case err != nil:
+			return "", err
+		case c == '}' && first:
+			return "", errors.New("it has no custom_id")
+		case c != '"':
+			return "", errNotJSON
+		}
+		tok, err := sc.str()
+		if err != nil {
+			return "", err
+		}
+		var key string
+		if json.Unmarshal(tok, &key) != nil {
+			return "", errNotJSON
+		}
+		if c, err := sc.peek(); err != nil || c != ':' {
+			return "", cmp.Or(err, errNotJSON)
+		}
+		sc.i++
+		if strings.EqualFold(key, "custom_id") {
+			if c, err := sc.peek(); err != nil || c != '"' {
+				return "", cmp.Or(err, errors.New("its custom_id is not a string"))
+			}
+			tok, err := sc.str()
+			if err != nil {
+				return "", err
+			}
+			var id string
+			if json.Unmarshal(tok, &id) != nil {
+				return "", errNotJSON
+			}
+			return id, nil
+		}
+		if err := sc.skip(); err != nil {
+			return "", err
+		}
+		switch c, err := sc.peek(); {
+		case err != nil:
+			return "", err
+		case c == '}':
+			return "", errors.New("it has no custom_id")
+		case c != ',':
+			return "", errNotJSON
+		}
+		sc.i++
+	}
+}
+
+var (
+	errHeadEnds = errors.New("the bytes read end first")
+	errNotJSON  = errors.New("it is not valid JSON")
+)
+
+// headScanner steps through the JSON text of a line's head. It checks only
+// what it needs to find the top-level members: a value it steps over may
+// be malformed inside (the line fails all the same).
+type headScanner struct {
+	b []byte
+	i int
+}
+
+// peek skips white space and returns the next byte.
+func (sc *headScanner) peek() (byte, error) {
+	for sc.i < len(sc.b) && strings.IndexByte(" \t\r\n", sc.b[sc.i]) >= 0 {
+		sc.i++
+	}
+	if sc.i == len(sc.b) {
+		return 0, errHeadEnds
+	}
+	return sc.b[sc.i], nil
+}
+
+// str returns the string token at sc.i, quotes included.
+func (sc *headScanner) str() ([]byte, error) {
+	for j := sc.i + 1; j < len(sc.b); j++ {
+		switch sc.b[j] {
+		case '\\':
+			j++
+		case '"':
+			tok := sc.b[sc.i : j+1]
+			sc.i = j + 1
+			return tok, nil
+		}
+	}
+	return nil, errHeadEnds
+}
+
+// skip steps over the value at sc.i.
+func (sc *headScanner) skip() error {
+	c, err := sc.peek()
+	switch {
+	case err != nil:
+		return err
+	case c == '"':
+		_, err := sc.str()
+		return err
+	case c == '{' || c == '[':
+		depth := 0
+		for sc.i < len(sc.b) {
+			switch sc.b[sc.i] {
+			case '"':
+				if _, err := sc.str(); err != nil {
+					return err
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					sc.i++
+					return nil
+				}
+			}
+			sc.i++
+		}
+		return errHeadEnds
+	}
+	start := sc.i // a number, true, false or null
+	for sc.i < len(sc.b) && strings.IndexByte(",}] \t\r\n", sc.b[sc.i]) < 0 {
+		sc.i++
+	}
+	switch {
+	case sc.i == len(sc.b):
+		return errHeadEnds
+	case sc.i == start:
+		return errNotJSON
+	}
+	return nil
+}
+
+// tooLongLine is why a batch line over the limit fails, naming the
+// custom_id in its head or saying why it has none.
+func tooLongLine(head []byte, limit int64) error {
+	id, err := headCustomID(head)
+	switch {
+	case err == nil:
+		return badInput("the line (custom_id %q) is over the limit of %d bytes (max_job_size)", id, limit)
+	case errors.Is(err, errHeadEnds):
+		return badInput("the line is over the limit of %d bytes (max_job_size), and its custom_id is not within its first %d bytes: its answer names none", limit, len(head))
+	}
+	return badInput("the line is over the limit of %d bytes (max_job_size), and %v", limit, err)
 }
 
 // BatchRefusedError is why a batch file was refused as a whole: a
@@ -297,10 +467,18 @@ func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
 			return c, nil, err
 		}
 		c.Lines++
+		var id string
+		var ok bool
 		if tooLong {
-			continue
+			// It fails when it runs, but its answer carries the
+			// custom_id its head holds: that must not be a repeat either.
+			var err error
+			id, err = headCustomID(lr.head())
+			ok = err == nil
+		} else {
+			id, ok = customID(line)
 		}
-		if id, ok := customID(line); ok {
+		if ok {
 			if first, dup := seen[id]; dup {
 				if len(errs) < 100 {
 					errs = append(errs, BatchError{Code: "duplicate_custom_id", Line: lr.line,
@@ -792,7 +970,7 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 		var j *Job
 		var jerr error
 		if tooLong {
-			jerr = badInput("the line is over the limit of %d bytes (max_job_size)", s.opts.MaxJobSize)
+			jerr = tooLongLine(lr.head(), s.opts.MaxJobSize)
 		} else {
 			data, j, jerr = s.batchJob(b, id, line)
 		}

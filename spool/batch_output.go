@@ -163,7 +163,14 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 			if err != nil && !errors.Is(err, io.EOF) {
 				return fmt.Errorf("finish batch %s: %w", b.ID, err)
 			}
-			if err == nil && !tooLong {
+			switch {
+			case err != nil:
+			case tooLong:
+				// Its custom_id, if the line's head holds one.
+				if c, err := headCustomID(lr.head()); err == nil {
+					custom = &c
+				}
+			default:
 				if c, ok := customID(line); ok {
 					custom = &c
 				}

@@ -215,10 +215,23 @@ func TestCheckBatch(t *testing.T) {
 	}
 
 	t.Run("counts a line over the size limit and does not refuse it", func(t *testing.T) {
-		long := `{"custom_id": "a", "model": "m", "prompt": "` + strings.Repeat("x", 500) + `"}`
-		// The long line repeats a's custom_id: it is not looked at, so
-		// it is not a repeat; it fails on its own when it runs.
+		long := `{"custom_id": "long", "model": "m", "prompt": "` + strings.Repeat("x", 500) + `"}`
+		// It fails on its own when it runs.
 		count(t, jsonl(chatLine("a", "x"), long, chatLine("b", "y")), 100, 3)
+	})
+	t.Run("refuses a line over the size limit whose head repeats a custom_id", func(t *testing.T) {
+		// Its failed answer carries the custom_id: two answers would
+		// share it.
+		long := `{"custom_id": "a", "model": "m", "prompt": "` + strings.Repeat("x", 500) + `"}`
+		_, errs, err := check(t, jsonl(chatLine("a", "x"), long), 100)
+		wantBadInput(t, err, "line 2", `"a"`, "line 1")
+		if len(errs) != 1 || errs[0].Code != "duplicate_custom_id" || errs[0].Line != 2 {
+			t.Errorf("got %+v, want one duplicate_custom_id on line 2", errs)
+		}
+	})
+	t.Run("a custom_id past the head of a line over the size limit is not looked for", func(t *testing.T) {
+		long := `{"model": "m", "prompt": "` + strings.Repeat("x", 500) + `", "custom_id": "a"}`
+		count(t, jsonl(chatLine("a", "x"), long), 100, 2)
 	})
 	t.Run("a line longer than the read buffer is one line", func(t *testing.T) {
 		long := `{"model": "m", "prompt": "` + strings.Repeat("x", 600<<10) + `"}`
@@ -239,6 +252,67 @@ func TestCheckBatch(t *testing.T) {
 		_, _, err := CheckBatch(io.MultiReader(strings.NewReader(chatLine("a", "x")+"\n"), iotest.ErrReader(boom)), 1<<20)
 		if !errors.Is(err, boom) {
 			t.Errorf("got %v, want the read error", err)
+		}
+	})
+}
+
+func TestHeadCustomID(t *testing.T) {
+	const cut = `, "body": {"model": "m", "messages": [{"role": "user", "content": "xxxx` // the head ends in a value
+	for _, tt := range []struct {
+		name, head, want, err string
+	}{
+		{"first, the head cut in the body", `{"custom_id": "a", "method": "POST"` + cut, "a", ""},
+		{"after a byte order mark and white space", "\xEF\xBB\xBF \r\n\t{ \"custom_id\" :\n\"b\"" + cut, "b", ""},
+		{"after values of every kind", `{"n": -1.5e3, "t": true, "z": null, "s": "a \" } ] {", "o": {"custom_id": "inner", "a": [1, [2, {"x": "}"}]]}, "custom_id": "c"` + cut, "c", ""},
+		{"with an escaped key and value", `{"custom\u005fid": "d\u00e9\n\""` + cut, "d\u00e9\n\"", ""},
+		{"matched regardless of case, as encoding/json matches it", `{"Custom_ID": "e"` + cut, "e", ""},
+		{"the line's end is no matter", `{"custom_id": "f"}` + strings.Repeat(" ", 100), "f", ""},
+
+		{"not the custom_id of a nested object", `{"body": {"custom_id": "inner", "content": "xxx`, "", "the bytes read end first"},
+		{"cut inside the custom_id", `{"url": "/v1/embeddings", "custom_id": "abc`, "", "the bytes read end first"},
+		{"cut before the custom_id's value", `{"custom_id":   `, "", "the bytes read end first"},
+		{"cut in a number", `{"n": 12`, "", "the bytes read end first"},
+		{"cut in an escape", `{"s": "\`, "", "the bytes read end first"},
+		{"a number", `{"custom_id": 7, "body": {}` + cut, "", "its custom_id is not a string"},
+		{"null", `{"custom_id": null` + cut, "", "its custom_id is not a string"},
+		{"an object without one", `{"model": "m", "prompt": "p"}` + strings.Repeat("\t", 100), "", "it has no custom_id"},
+		{"an empty object", `{}` + strings.Repeat(" ", 100), "", "it has no custom_id"},
+		{"an array", `[{"custom_id": "a"}` + cut, "", "it is not a JSON object"},
+		{"text", `custom_id: "a"`, "", "it is not a JSON object"},
+		{"nothing but space", strings.Repeat(" ", 100), "", "it is not a JSON object"},
+		{"a member without a colon", `{"custom_id" "a"` + cut, "", "it is not valid JSON"},
+		{"members without a comma", `{"a": 1 "custom_id": "a"` + cut, "", "it is not valid JSON"},
+		{"a key that is not a string", `{custom_id: "a"` + cut, "", "it is not valid JSON"},
+		{"a bad escape in the key", `{"custom\qid": "a"` + cut, "", "it is not valid JSON"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := headCustomID([]byte(tt.head))
+			switch {
+			case tt.err == "" && (err != nil || got != tt.want):
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			case tt.err != "" && (err == nil || err.Error() != tt.err):
+				t.Errorf("got %q, %v; want the error %q", got, err, tt.err)
+			}
+		})
+	}
+}
+
+// FuzzHeadCustomID checks that headCustomID never panics and, given a whole
+// line with one custom_id, finds what customID finds.
+func FuzzHeadCustomID(f *testing.F) {
+	for _, seed := range []string{
+		chatLine("a", "x"), `{"model": "m", "prompt": "p", "custom_id": "late"}`, `{"a": [1, {"b": "}"}], "custom_id": "c"}`,
+		`{"custom_id": 7}`, `{"custom_id": "a"`, `[]`, `{`, `{"a":}`, `{"a": 1 "custom_id": "b"}`, "\xEF\xBB\xBF" + chatLine("bom", "x"),
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, err := headCustomID(line)
+		want, ok := customID(line)
+		// One custom_id and no escapes: the key cannot hide.
+		single := bytes.Count(bytes.ToLower(line), []byte("custom")) == 1 && !bytes.ContainsAny(line, "\\\u212a\u017f")
+		if ok && single && (err != nil || got != want) {
+			t.Errorf("%q: got %q, %v; customID finds %q", line, got, err, want)
 		}
 	})
 }
@@ -1179,6 +1253,55 @@ func TestFinishBatch(t *testing.T) {
 		}
 		if b.Done != 1 || b.Failed != 1 {
 			t.Errorf("got done %d failed %d", b.Done, b.Failed)
+		}
+	})
+
+	t.Run("keeps the custom_id of a line over the size limit, found in its head", func(t *testing.T) {
+		// Issue #16: the error output of a line too long to read had
+		// "custom_id": null, so a client could not tell which request
+		// failed. The limit is smaller than the read buffer here, and the
+		// lines are longer than it, so a head spans several reads.
+		const limit = 300 << 10
+		s := newSpool(t, func(o *Options) { o.MaxJobSize = limit })
+		huge := strings.Repeat("x", 1<<20)
+		first := chatLine("long-1", huge)
+		// The custom_id comes after a body larger than the limit: it is
+		// not in what was read.
+		late := `{"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [{"role": "user", "content": "` + huge + `"}]}, "custom_id": "late"}`
+		b := claimBatch(t, s, "huge", jsonl(chatLine("a", "x"), first, late))
+		_, bad := expandAll(t, s, b, 1000, false)
+		if !slices.Equal(bad, []int{2, 3}) {
+			t.Fatalf("failed lines %v, want 2 and 3", bad)
+		}
+		endLine(t, s, "huge.000001", answer("one"), nil)
+		if err := s.FinishBatch(b, nil); err != nil {
+			t.Fatal(err)
+		}
+		errs := readOutput(t, s, b.ErrorsFile)
+		if len(errs) != 2 {
+			t.Fatalf("got %d error lines, want 2", len(errs))
+		}
+		message := func(l BatchOutputLine) string {
+			var body struct {
+				Error struct{ Message, Code string }
+			}
+			if l.Response == nil || l.Response.StatusCode != 400 || json.Unmarshal(l.Response.Body, &body) != nil || body.Error.Code != "bad_input" {
+				t.Errorf("%s: got %+v, want a 400 bad_input answer", l.ID, l.Response)
+			}
+			return body.Error.Message
+		}
+		if l := errs[0]; l.ID != "huge.000002" || l.CustomID == nil || *l.CustomID != "long-1" {
+			t.Errorf("regression: the error line of request 2, over max_job_size, has id %s and custom_id %s, want long-1 from the line's head", l.ID, deref(l.CustomID))
+		} else if m := message(l); !strings.Contains(m, fmt.Sprintf("over the limit of %d bytes (max_job_size)", limit)) || !strings.Contains(m, `custom_id "long-1"`) {
+			t.Errorf("request 2: message %q, want it to say the line (custom_id \"long-1\") is over the limit", m)
+		}
+		if l := errs[1]; l.ID != "huge.000003" || l.CustomID != nil {
+			t.Errorf("request 3: got id %s custom_id %s, want no custom_id: it is past the limit", l.ID, deref(l.CustomID))
+		} else if m := message(l); !strings.Contains(m, fmt.Sprintf("its custom_id is not within its first %d bytes", limit)) {
+			t.Errorf("request 3: message %q, want it to say the custom_id is not within the bytes read", m)
+		}
+		if r := readRec(t, s, DirFailed, "huge.000002.json"); !strings.Contains(r.Error.Message, `custom_id "long-1"`) {
+			t.Errorf("failed/huge.000002.json: message %q does not name the custom_id", r.Error.Message)
 		}
 	})
 

@@ -3,6 +3,7 @@ package torture
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,15 @@ type batchCase struct {
 	done, failed int
 	// source: an invalid name; the batch gets a generated one.
 	source bool
+	// errLines are the lines of the errors file (failed/NAME.errors.jsonl),
+	// in order, when the case says what they are.
+	errLines []errLine
+}
+
+// errLine is a line of a batch's errors file: its custom_id ("" for null)
+// and a substring of its error message.
+type errLine struct {
+	custom, msg string
 }
 
 func (bc batchCase) dropName() string {
@@ -64,7 +74,21 @@ func batchCases(t *testing.T) []batchCase {
 			`{"model": "m1", "prompt": "cut off`,
 			goodLine), state: spool.BatchCompleted, done: 1, failed: 13},
 		{name: "duplicate-custom-ids", data: lines(goodLine, `{"custom_id": "x", "model": "m1", "prompt": "a"}`, goodLine), state: spool.BatchFailed, code: "duplicate_custom_id"},
-		{name: "line-over-max-job-size", data: lines(goodLine, `{"model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`, `{"model": "m1", "prompt": "after"}`), state: spool.BatchCompleted, done: 2, failed: 1},
+		{name: "line-over-max-job-size", data: lines(goodLine, `{"model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`, `{"model": "m1", "prompt": "after"}`), state: spool.BatchCompleted, done: 2, failed: 1,
+			errLines: []errLine{{"", fmt.Sprintf("over the limit of %d bytes (max_job_size), and its custom_id is not within its first %d bytes", corpusMaxJobSize, corpusMaxJobSize)}}},
+		// Its answer keeps the custom_id its head holds (issue #16); one
+		// past the bytes read is not looked for.
+		{name: "openai-line-over-max-job-size", data: lines(
+			`{"custom_id": "too-long", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "`+strings.Repeat("x", corpusMaxJobSize)+`"}]}}`,
+			`{"custom_id": "fits", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "fits"}]}}`,
+			`{"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "`+strings.Repeat("x", corpusMaxJobSize)+`"}]}, "custom_id": "late"}`),
+			state: spool.BatchCompleted, done: 1, failed: 2,
+			errLines: []errLine{
+				{"too-long", fmt.Sprintf(`the line (custom_id "too-long") is over the limit of %d bytes (max_job_size)`, corpusMaxJobSize)},
+				{"", fmt.Sprintf("its custom_id is not within its first %d bytes", corpusMaxJobSize)},
+			}},
+		{name: "over-long-line-repeats-a-custom-id", data: lines(goodLine, `{"custom_id": "ok", "model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`),
+			state: spool.BatchFailed, code: "duplicate_custom_id"},
 		{name: "invalid-name", drop: "my batch!.jsonl", data: lines(goodLine), state: spool.BatchCompleted, done: 1, source: true},
 		{name: "appended-in-place", data: lines(goodLine, `{"model": "m1", "prompt": "second half"}`), place: halfThenRest, state: spool.BatchCompleted, done: 2},
 		{name: "batch-symlink-outside", place: symlink, link: func(c *corpus) string { return c.secret }, ignored: true},
@@ -168,6 +192,9 @@ func TestBadInputBatches(t *testing.T) {
 			if err != nil || bytes.Count(out, []byte("\n")) != b.Total {
 				t.Errorf("output %s: %d lines for %d (%v)", b.Output, bytes.Count(out, []byte("\n")), b.Total, err)
 			}
+			if bc.errLines != nil {
+				checkErrLines(t, w, b, bc.errLines)
+			}
 			// Every failed line's record says why, with its bytes.
 			for i := 1; i <= b.Total; i++ {
 				id := b.LineID(i)
@@ -187,5 +214,43 @@ func TestBadInputBatches(t *testing.T) {
 	c.checkCanaries(t)
 	if code := serve.term(t); code != 0 {
 		t.Errorf("hopper serve exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// checkErrLines checks a batch's errors file line by line: each has the
+// custom_id wanted (null for "") and an error message that says msg.
+func checkErrLines(t *testing.T, w *world, b *spool.Batch, want []errLine) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(w.spool, b.ErrorsFile))
+	if err != nil || b.ErrorsFile == "" {
+		t.Fatalf("errors file %q: %v", b.ErrorsFile, err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("%s has %d lines, want %d", b.ErrorsFile, len(got), len(want))
+	}
+	for i, text := range got {
+		var l spool.BatchOutputLine
+		if err := json.Unmarshal([]byte(text), &l); err != nil {
+			t.Fatalf("%s line %d: %v", b.ErrorsFile, i+1, err)
+		}
+		msg := ""
+		if l.Error != nil {
+			msg = l.Error.Message
+		} else if l.Response != nil {
+			var body struct {
+				Error struct{ Message string }
+			}
+			_ = json.Unmarshal(l.Response.Body, &body)
+			msg = body.Error.Message
+		}
+		custom := ""
+		if l.CustomID != nil {
+			custom = *l.CustomID
+		}
+		if (l.CustomID == nil) != (want[i].custom == "") || custom != want[i].custom || !strings.Contains(msg, want[i].msg) {
+			t.Errorf("%s line %d (%s): custom_id %s, message %q; want custom_id %q and a message saying %q",
+				b.ErrorsFile, i+1, l.ID, deref(l.CustomID), msg, want[i].custom, want[i].msg)
+		}
 	}
 }

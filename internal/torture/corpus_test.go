@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -87,6 +88,14 @@ type want struct {
 	// source: the record's ID is generated and its source names the
 	// dropped file.
 	source bool
+	// hook is a webhook URL in the case's bytes. With hookMsg empty no
+	// delivery to it may ever be recorded (it belongs to a job hopper
+	// must not run or read); otherwise every delivery to it fails at its
+	// first attempt, never sent, with hookMsg in its error.
+	hook, hookMsg string
+	// unrun is a prompt in the case's bytes that the target must never be
+	// asked to run.
+	unrun string
 }
 
 // reply is what the HTTP front must answer a body: a status and a
@@ -211,6 +220,22 @@ func done(k keep) want { return want{dir: spool.DirDone, keep: k} }
 
 var ignored = want{dir: spool.DirNew, keep: keepUntouched}
 
+// withHook adds to w a webhook URL in the case's bytes, what its
+// deliveries must fail with ("": there must be none), and a prompt that
+// must never run.
+func withHook(w want, url, msg, unrun string) want {
+	w.hook, w.hookMsg, w.unrun = url, msg, unrun
+	return w
+}
+
+// overHook is the webhook of a job one byte over max_job_size.
+const overHook = "http://127.0.0.1:9/over-the-limit"
+
+func overWithHook() []byte {
+	head := `{"model": "m1", "prompt": "over the limit, with a webhook", "webhook": "` + overHook + `", "pad": "`
+	return []byte(head + strings.Repeat("a", corpusMaxJobSize+1-len(head)-len(`"}`)) + `"}`)
+}
+
 // corpus is the bad-input corpus: each case with what DESIGN makes of it.
 func badCases() []badCase {
 	nested := func(depth int) func() []byte {
@@ -250,6 +275,9 @@ func badCases() []badCase {
 		{name: "100mb", size: 100 << 20, want: failedBad("over the limit", keepFile),
 			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
 		{name: "one-byte-over-the-limit", size: corpusMaxJobSize + 1, want: failedBad("over the limit", keepFile),
+			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
+		// Never read, so its webhook is never known.
+		{name: "over-the-limit-with-webhook", gen: overWithHook, want: withHook(failedBad("over the limit", keepFile), overHook, "", "over the limit, with a webhook"),
 			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
 		// Accepted and run, or refused: never accepted and then failed (it
 		// was, until Submit checked the size after adding "origin").
@@ -346,6 +374,26 @@ func badCases() []badCase {
 		// A record moved back into new/ runs again; over HTTP it is no job.
 		{name: "record-retried", file: "record-retried.json", want: done(keepRecord), jobs: jobs422("cannot tell which endpoint")},
 		{name: "record-without-job", file: "record-without-job.json", want: failedBad("no JSON job", keepNone), jobs: jobs422("endpoint")},
+		// A record-shaped body with "origin" or "batch", fields hopper
+		// writes into jobs and never into records, is a job: its
+		// own fields run or fail, never the inner job, whose webhook
+		// no event is sent to.
+		{name: "record-with-origin", file: "record-with-origin.json",
+			want: withHook(failedBad("cannot tell which endpoint", keepJob), "http://127.0.0.1:9/record-with-origin", "", "INNER-record-with-origin"),
+			jobs: jobs422("cannot tell which endpoint")},
+		{name: "record-with-origin-and-prompt", file: "record-with-origin-and-prompt.json",
+			want: withHook(done(keepJob), "http://127.0.0.1:9/record-with-origin-and-prompt", "", "INNER-record-with-origin-and-prompt"),
+			jobs: ok202},
+		{name: "record-with-batch", file: "record-with-batch.json",
+			want: withHook(failedBad("cannot tell which endpoint", keepJob), "http://127.0.0.1:9/record-with-batch", "", "INNER-record-with-batch")},
+
+		// Webhooks that are not http or https. A dropped job is trusted
+		// and runs; each delivery to its webhook fails at once, never
+		// sent (see hopper hooks). The front refuses them.
+		{name: "webhook-file-url", file: "webhook-file.json", want: withHook(done(keepJob), "file:///etc/hostname", "want an http or https URL", ""),
+			jobs: bad400("want an http or https URL"), chat: bad400("want an http or https URL")},
+		{name: "webhook-gopher-url", file: "webhook-gopher.json", want: withHook(done(keepJob), "gopher://127.0.0.1:70/1", "want an http or https URL", ""),
+			jobs: bad400("want an http or https URL"), chat: bad400("want an http or https URL")},
 
 		// Names.
 		{name: "name-with-bang", file: "valid.json", drop: "my job!.json", want: want{dir: spool.DirFailed, kind: spool.KindBadInput, msg: "not a valid job ID", keep: keepJob, source: true}},
@@ -363,6 +411,10 @@ func badCases() []badCase {
 		{name: "no-extension", file: "valid.json", drop: "noext", want: ignored},
 		{name: "rsync-temp-name", file: "valid.json", drop: ".rsynced.json.Xa1b2c", want: ignored},
 		// NAME.jsonl is a batch: see corpus_batch_test.go.
+		// Named like a line of a batch that does not exist: a job of its
+		// own, under its own name, even with a made-up line key.
+		{name: "batch-line-name-without-batch", file: "valid.json", drop: "nightly.000001.json", want: done(keepJob)},
+		{name: "batch-line-name-with-forged-key", file: "batch-line-forged.json", drop: "forged.000001.json", want: done(keepJob)},
 
 		// Placements.
 		{name: "written-in-place", file: "valid.json", place: inPlace, want: done(keepJob)},
@@ -555,6 +607,7 @@ func TestBadInputFiles(t *testing.T) {
 	if len(recs) != records {
 		t.Errorf("got %d records, want %d", len(recs), records)
 	}
+	c.checkCounts(t, cases)
 
 	for _, bc := range cases {
 		t.Run(bc.name, func(t *testing.T) { c.checkCase(t, bc, recs, originals[bc.name]) })
@@ -570,6 +623,34 @@ func TestBadInputFiles(t *testing.T) {
 	}
 	if code := serve.term(t); code != 0 {
 		t.Errorf("hopper serve exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// checkCounts checks what hopper status counts once every case has
+// landed: nothing queued, and what is left in new/ under a job's name but
+// is no regular file (symlinks, FIFOs, sockets, directories) as ignored.
+func (c *corpus) checkCounts(t *testing.T, cases []badCase) {
+	t.Helper()
+	ignored := 0
+	for _, bc := range cases {
+		fi, err := os.Lstat(filepath.Join(c.w.spool, spool.DirNew, bc.dropName()))
+		if bc.want.dir == spool.DirNew && err == nil && !fi.Mode().IsRegular() && spool.Candidate(bc.dropName()) {
+			ignored++
+		}
+	}
+	if ignored == 0 {
+		t.Fatal("no case leaves a non-regular file in new/: the count proves nothing")
+	}
+	var st struct {
+		Counts map[string]int `json:"counts"`
+	}
+	out := c.w.hopper("status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("hopper status --json: %v\n%s", err, out)
+	}
+	if st.Counts["queued"] != 0 || st.Counts["ignored"] != ignored {
+		t.Errorf("hopper status counts %d queued and %d ignored, want 0 and %d (the symlinks, FIFOs, sockets and directories left in new/)",
+			st.Counts["queued"], st.Counts["ignored"], ignored)
 	}
 }
 
@@ -750,6 +831,73 @@ func (c *corpus) checkCase(t *testing.T, bc badCase, all []*spool.Record, data [
 	for _, r := range recs {
 		c.checkRecord(t, bc, r, data)
 	}
+	if bc.want.hook != "" {
+		c.checkHook(t, bc.want, recs[0].ID)
+	}
+	if p := bc.want.unrun; p != "" {
+		for _, r := range c.w.fake.Requests() {
+			if inference(r.Path) && promptOf(r.Body) == p {
+				t.Errorf("the target was asked to run %q: %s %.300s", p, r.Path, r.Body)
+			}
+		}
+	}
+}
+
+// checkHook checks the outbox's deliveries to want.hook (see want).
+func (c *corpus) checkHook(t *testing.T, want want, id string) {
+	t.Helper()
+	if want.hookMsg == "" {
+		if p, f := c.deliveries(t, want.hook); len(p)+len(f) > 0 {
+			t.Errorf("an event was recorded for delivery to %s, the webhook of a job that must not run: %+v %+v", want.hook, p, f)
+		}
+		return
+	}
+	var failed []hooks.Delivery
+	waitFor(t, 30*time.Second, "the deliveries to "+want.hook+" to fail", func() bool {
+		var pending []hooks.Delivery
+		pending, failed = c.deliveries(t, want.hook)
+		return len(pending) == 0 && len(failed) > 0
+	})
+	for _, d := range failed {
+		if d.Job != id || d.Attempts != 1 || d.LastStatus != 0 || !strings.Contains(d.LastError, want.hookMsg) {
+			t.Errorf("delivery %s of %s for job %s: %d attempts, status %d, error %q; want one attempt for job %s, refused with %q",
+				d.ID, d.Type, d.Job, d.Attempts, d.LastStatus, d.LastError, id, want.hookMsg)
+		}
+	}
+}
+
+// deliveries reads the outbox's pending and failed deliveries to url.
+func (c *corpus) deliveries(t *testing.T, url string) (pending, failed []hooks.Delivery) {
+	t.Helper()
+	for _, state := range []string{hooks.StatePending, hooks.StateFailed} {
+		dir := filepath.Join(c.w.spool, ".hopper", "outbox", state) // each state has its directory
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".json") {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue // moved on meanwhile
+			}
+			var d hooks.Delivery
+			if err := json.Unmarshal(data, &d); err != nil {
+				t.Errorf("outbox/%s/%s: %v", state, e.Name(), err)
+				continue
+			}
+			switch {
+			case d.URL != url:
+			case state == hooks.StatePending:
+				pending = append(pending, d)
+			default:
+				failed = append(failed, d)
+			}
+		}
+	}
+	return pending, failed
 }
 
 func (c *corpus) checkRecord(t *testing.T, bc badCase, r *spool.Record, data []byte) {
