@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -199,6 +200,11 @@ func (j *Job) take() error {
 	}
 	if j.MaxAttempts < 0 {
 		return badInput("\"max_attempts\" must be 1 or more, got %d", j.MaxAttempts)
+	}
+	if j.Webhook != "" {
+		if u, e := url.Parse(j.Webhook); e != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			return badInput("\"webhook\" must be an absolute http or https URL, got %q", j.Webhook)
+		}
 	}
 	for _, k := range hopperFields {
 		delete(f, k)

@@ -387,13 +387,13 @@ func badCases() []badCase {
 		{name: "record-with-batch", file: "record-with-batch.json",
 			want: withHook(failedBad("cannot tell which endpoint", keepJob), "http://127.0.0.1:9/record-with-batch", "", "INNER-record-with-batch")},
 
-		// Webhooks that are not http or https. A dropped job is trusted
-		// and runs; each delivery to its webhook fails at once, never
-		// sent (see hopper hooks). The front refuses them.
-		{name: "webhook-file-url", file: "webhook-file.json", want: withHook(done(keepJob), "file:///etc/hostname", "want an http or https URL", ""),
-			jobs: bad400("want an http or https URL"), chat: bad400("want an http or https URL")},
-		{name: "webhook-gopher-url", file: "webhook-gopher.json", want: withHook(done(keepJob), "gopher://127.0.0.1:70/1", "want an http or https URL", ""),
-			jobs: bad400("want an http or https URL"), chat: bad400("want an http or https URL")},
+		// Webhooks that are not http or https: bad input wherever they
+		// come from (a dropped file lands in failed/, hopper submit and
+		// the front refuse them), never a delivery attempt.
+		{name: "webhook-file-url", file: "webhook-file.json", want: failedBad(`"webhook" must be an absolute http or https URL`, keepJob),
+			jobs: jobs422("must be an absolute http or https URL"), chat: bad400("want an http or https URL")},
+		{name: "webhook-gopher-url", file: "webhook-gopher.json", want: failedBad(`"webhook" must be an absolute http or https URL`, keepJob),
+			jobs: jobs422("must be an absolute http or https URL"), chat: bad400("want an http or https URL")},
 
 		// Names.
 		{name: "name-with-bang", file: "valid.json", drop: "my job!.json", want: want{dir: spool.DirFailed, kind: spool.KindBadInput, msg: "not a valid job ID", keep: keepJob, source: true}},
