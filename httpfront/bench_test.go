@@ -2,11 +2,15 @@ package httpfront_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +125,61 @@ func BenchmarkConcurrentClients(b *testing.B) {
 			chatOnce(b, client, hopper, benchChat)
 		}
 	})
+}
+
+// BenchmarkListJobs100k pages GET /jobs with 100,000 jobs queued, against
+// GET /healthz in the same run as the baseline: the list comes from the
+// front's catalog, never from reading every record.
+func BenchmarkListJobs100k(b *testing.B) {
+	sp, err := spool.Init(b.TempDir(), spool.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sp.Close() })
+	const n = 100_000
+	for i := range n {
+		name := filepath.Join(sp.Path(), spool.DirNew, fmt.Sprintf("job%06d.json", i))
+		if err := os.WriteFile(name, []byte(`{"model":"m`+strconv.Itoa(i%4)+`","prompt":"p"}`), 0o640); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv, err := httpfront.New(httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	b.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+	})
+	client := &http.Client{}
+	get := func(b *testing.B, path string) time.Duration {
+		start := time.Now()
+		resp, err := client.Get(hs.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		return time.Since(start)
+	}
+	get(b, "/jobs?limit=1") // waits for the catalog's start-up scan
+	for _, c := range []struct{ name, path string }{
+		{"baseline=healthz", "/healthz"},
+		{"limit=100", "/jobs?limit=100"},
+		{"state=failed", "/jobs?state=failed"},
+		{"model=m2&limit=100", "/jobs?model=m2&limit=100"},
+		{"one-job", "/jobs/job050000"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var ds []time.Duration
+			for b.Loop() {
+				ds = append(ds, get(b, c.path))
+			}
+			latencies(b, ds)
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -42,8 +43,16 @@ type Config struct {
 	// Tokens are the accepted bearer tokens. Empty means no auth, which is
 	// allowed only on a loopback address.
 	Tokens []string
-	// Target is the Ollama base URL the read-only endpoints are proxied to.
+	// Target is the Ollama base URL the read-only and model-management
+	// endpoints are proxied to: the shorthand for one target, used when
+	// Targets is empty.
 	Target string
+	// Targets are the Ollama servers hopper drives, in the order of the
+	// configuration (targets); the front answers for all of them (see
+	// models.go): pulls and creates run on each target that may run the
+	// model, deletes and copies on each that has it, reads merge or pick.
+	// When set, Target is ignored and Default sets it to the first's URL.
+	Targets []Target
 	// MaxBody caps a request body in bytes (default 32 MiB); larger is 413.
 	MaxBody int64
 	// BodyBudget caps the request body bytes held in memory at once, by all
@@ -107,6 +116,19 @@ type Config struct {
 	hooks testHooks // for tests
 }
 
+// Target is one Ollama server (targets[] in hopper.yaml).
+type Target struct {
+	// Name names the target in progress lines and errors ("gpu1");
+	// required and unique when there are several.
+	Name string
+	// URL is the server's base URL ("http://10.0.0.5:11434"; a bare
+	// host:port means http).
+	URL string
+	// Models are globs of the models the target may run (matched as the
+	// runner matches them: "llama3*", "qwen2.5:7b"); empty: any.
+	Models []string
+}
+
 // testHooks let tests see what the front is doing without sleeping.
 type testHooks struct {
 	// onWait is called with a job's ID when a request starts waiting on it.
@@ -135,7 +157,9 @@ func (c *Config) Default() {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
-	if c.Target == "" {
+	if len(c.Targets) > 0 {
+		c.Target = c.Targets[0].URL
+	} else if c.Target == "" {
 		c.Target = DefaultTarget
 	}
 	if c.MaxBody == 0 {
@@ -196,8 +220,8 @@ func (c *Config) Validate() error {
 	if len(c.Tokens) == 0 && !LoopbackAddr(c.Addr) {
 		return &ConfigError{Field: "http", Reason: fmt.Sprintf("%s is not a loopback address; set tokens to serve it", c.Addr), Err: ErrInsecure}
 	}
-	if _, err := targetURL(c.Target); err != nil {
-		return &ConfigError{Field: "ollama", Reason: err.Error()}
+	if err := c.validateTargets(); err != nil {
+		return err
 	}
 	for i, o := range c.Origins {
 		if err := CheckOrigin(o); err != nil {
@@ -226,6 +250,33 @@ func (c *Config) Validate() error {
 		return &ConfigError{Field: "max_pollers_per_ip", Reason: "must be positive"}
 	case c.MaxWait < 0, c.ReadHeaderTimeout < 0, c.ReadTimeout < 0, c.ShutdownGrace < 0:
 		return &ConfigError{Field: "timeouts", Reason: "durations must be positive"}
+	}
+	return nil
+}
+
+// validateTargets checks Targets, or Target when there are none.
+func (c *Config) validateTargets() error {
+	if len(c.Targets) == 0 {
+		if _, err := targetURL(c.Target); err != nil {
+			return &ConfigError{Field: "ollama", Reason: err.Error()}
+		}
+		return nil
+	}
+	names := map[string]bool{}
+	for i, t := range c.Targets {
+		key := fmt.Sprintf("targets[%d]", i)
+		if _, err := targetURL(t.URL); err != nil {
+			return &ConfigError{Field: key + ".url", Reason: err.Error()}
+		}
+		if len(c.Targets) > 1 && (t.Name == "" || names[t.Name]) {
+			return &ConfigError{Field: key + ".name", Reason: fmt.Sprintf("each of several targets needs a name of its own, got %q", t.Name)}
+		}
+		names[t.Name] = true
+		for j, m := range t.Models {
+			if _, err := path.Match(m, ""); err != nil || strings.TrimSpace(m) == "" {
+				return &ConfigError{Field: fmt.Sprintf("%s.models[%d]", key, j), Reason: fmt.Sprintf("must be a model name or a pattern like \"llama3*\", got %q", m)}
+			}
+		}
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -240,11 +242,16 @@ func (s *Server) dropIn(endpoint string) http.Handler {
 			return
 		}
 		w.Header().Set("X-Hopper-Job-Id", id)
+		s.catalog.Refresh(id)
+		pos, queued := s.catalog.Position(id)
+		if queued {
+			w.Header().Set(positionHeader, strconv.Itoa(pos))
+		}
 		if s.cfg.hooks.onWait != nil {
 			s.cfg.hooks.onWait(id)
 		}
 		if req.stream {
-			s.streamAnswer(w, r, id, req)
+			s.streamAnswer(w, r, id, req, pos)
 		} else {
 			s.waitAnswer(w, r, id)
 		}
@@ -274,12 +281,31 @@ func (s *Server) waitAnswer(w http.ResponseWriter, r *http.Request, id string) {
 // it.
 var errRetrying = errors.New("the attempt failed after output reached the client")
 
+// positionHeader tells a drop-in client how many queued jobs run before
+// its own, as it was when the job was queued.
+const positionHeader = "X-Hopper-Queue-Position"
+
+// Waiting streams: a job with others queued ahead of it gets its status
+// line and headers at once, and one still waiting after startWait (every
+// slot busy) then; a /v1 stream also gets an SSE comment every keepAlive
+// until output comes, which OpenAI's clients skip. (An NDJSON stream gets
+// no bytes before its first chunk: Ollama's clients parse every line.)
+var (
+	startWait = time.Second
+	keepAlive = 15 * time.Second
+)
+
 // streamAnswer relays the job's output as it is written: NDJSON chunks as
 // Ollama streams them, or for /v1 SSE "data:" events ending with
 // "data: [DONE]". The status line waits for the first chunk, so a job the
-// target refuses before streaming gets the target's own status code.
-func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string, req *dropInRequest) {
+// target refuses before streaming gets the target's own status code,
+// unless the job has to wait (others ahead of it, pos > 0, or every slot
+// busy for startWait): then headers go at once, so the client sees its
+// queue position and knows the server is there, and an error that comes
+// later is sent in the stream as Ollama sends one mid-stream.
+func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string, req *dropInRequest, pos int) {
 	rc := http.NewResponseController(w)
+	var mu sync.Mutex // the waiting ticker writes too, until follow returns
 	started, sent := false, 0
 	begin := func() {
 		if started {
@@ -295,6 +321,8 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		w.WriteHeader(http.StatusOK)
 	}
 	write := func(payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
 		begin()
 		var err error
 		if req.openai {
@@ -320,7 +348,9 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		if req.openai && !req.includeUsage && isUsageOnly(line) {
 			return nil // hopper always asks for usage; this client did not
 		}
+		mu.Lock()
 		sent++
+		mu.Unlock()
 		if !req.openai && isFinalChunk(line) {
 			final = append([]byte(nil), line...)
 			return nil
@@ -334,7 +364,37 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		}
 		return nil // nothing reached the client: wait for the retry
 	}
+	waitDone := make(chan struct{})
+	waiting := make(chan struct{})
+	go func() {
+		defer close(waiting)
+		first := startWait
+		if pos > 0 {
+			first = 0
+		}
+		t := time.NewTimer(first)
+		defer t.Stop()
+		for {
+			select {
+			case <-waitDone:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			if sent == 0 {
+				begin()
+				if req.openai {
+					_, _ = io.WriteString(w, ": waiting in hopper's queue\n\n")
+				}
+				_ = rc.Flush()
+			}
+			mu.Unlock()
+			t.Reset(keepAlive)
+		}
+	}()
 	rec, err := s.follow(r.Context(), id, relay, newAttempt)
+	close(waitDone)
+	<-waiting
 	if errors.Is(err, errRetrying) {
 		msg := "the job failed mid-stream and would run again"
 		if cur, err := s.record(id); err == nil && cur.Error != nil {

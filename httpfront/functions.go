@@ -106,6 +106,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.badJob(err))
 		return
 	}
+	s.catalog.Refresh(id)
 	if preferAsync(r) {
 		rec, err := s.record(id)
 		if err != nil {

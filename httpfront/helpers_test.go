@@ -311,14 +311,27 @@ func waitRecord(t *testing.T, sp *spool.Spool, id string) *spool.Record {
 	return rec
 }
 
-// lines reads a response body line by line into a channel.
+// lines reads a response body line by line into a channel. SSE comments
+// (": waiting in hopper's queue", sent while a job waits) are skipped with
+// the blank line ending them, as SSE clients skip them.
 func lines(body io.Reader) <-chan string {
 	c := make(chan string, 64)
 	go func() {
 		defer close(c)
 		sc := bufio.NewScanner(body)
+		comment := false
 		for sc.Scan() {
-			c <- sc.Text()
+			l := sc.Text()
+			switch {
+			case strings.HasPrefix(l, ":"):
+				comment = true
+				continue
+			case comment && l == "":
+				comment = false
+				continue
+			}
+			comment = false
+			c <- l
 		}
 	}()
 	return c

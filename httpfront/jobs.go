@@ -183,6 +183,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.log.Info("job queued", "job", id, "remote", r.RemoteAddr)
+	s.catalog.Refresh(id) // so the caller's next GET /jobs lists it
 	// The record so far, as the spool describes a queued job, from what
 	// is at hand rather than from reading the job back.
 	rec := &spool.Record{ID: id, State: spool.StateQueued, Endpoint: info.endpoint, Model: info.model,
@@ -360,6 +361,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.catalog.Place(rec, s.cfg.Now())
 	writeRecord(w, http.StatusOK, rec)
 }
 
@@ -469,6 +471,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
+	s.catalog.Refresh(id)
 	rec, err := s.record(id)
 	if err != nil {
 		writeError(w, r, s.storageError("read the job", err))
@@ -508,8 +511,11 @@ func (s *Server) cancel(id, reason string) (running bool, err error) {
 	return false, fmt.Errorf("cancel %s: the job kept moving", id)
 }
 
-// listJobs serves GET /jobs?state=queued,working&limit=100: records newest
-// first, as {"jobs": [...], "total": N} where total counts every match.
+// listJobs serves GET /jobs?state=queued,working&model=M&limit=100&after=ID:
+// records newest first, as {"jobs": [...], "total": N, "next": ID} where
+// total counts every match and next, when more match, is the after= of
+// the following page. It pages through the front's catalog and reads only
+// the records it answers with.
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var states []spool.State
@@ -535,32 +541,30 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, maxListLimit)
 	}
-	recs, err := s.sp.List(states...)
+	if err := s.catalog.WaitReady(r.Context()); err != nil {
+		return // the client left while the catalog was being filled
+	}
+	page, err := s.catalog.Page(spool.CatalogQuery{States: states, Model: q.Get("model"), After: q.Get("after"), Limit: limit})
 	if err != nil {
-		writeError(w, r, s.storageError("list jobs", err))
+		writeError(w, r, errorf(http.StatusBadRequest, "after: %v", err))
 		return
 	}
-	if len(states) > 0 {
-		// loading and working share cur/: keep only the exact states asked.
-		recs = slices.DeleteFunc(recs, func(rec *spool.Record) bool { return !slices.Contains(states, rec.State) })
-	}
-	slices.SortStableFunc(recs, func(a, b *spool.Record) int {
-		if c := b.SubmittedAt.Compare(a.SubmittedAt); c != 0 {
-			return c
+	recs := make([]*spool.Record, 0, len(page.Jobs))
+	for _, j := range page.Jobs {
+		rec, err := s.sp.Get(j.ID)
+		if err != nil {
+			// Unreadable or pruned this moment: answer what the catalog
+			// knew rather than break the page. (A job that moved on since
+			// the catalog looked is answered as it is now.)
+			rec = j.Record()
 		}
-		return strings.Compare(b.ID, a.ID)
-	})
-	total := len(recs)
-	if len(recs) > limit {
-		recs = recs[:limit]
-	}
-	if recs == nil {
-		recs = []*spool.Record{}
+		recs = append(recs, rec)
 	}
 	data, err := json.Marshal(struct {
 		Jobs  []*spool.Record `json:"jobs"`
 		Total int             `json:"total"`
-	}{recs, total})
+		Next  string          `json:"next,omitempty"`
+	}{recs, page.Total, page.Next})
 	if err != nil {
 		writeError(w, r, errorf(http.StatusInternalServerError, "encode: %v", err))
 		return

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,7 @@ type metrics struct {
 	finished *prometheus.CounterVec
 	loads    *prometheus.CounterVec
 
-	jobs, oldest, targetUp, paused, waiters, batches *prometheus.Desc
+	jobs, depth, oldest, targetUp, paused, waiters, batches *prometheus.Desc
 	// Per target, as the running serve publishes it (.hopper/targets.json).
 	laneUp, laneSlots, laneInUse, laneDone, laneFailed, laneLoads, laneLoadSeconds, laneResident *prometheus.Desc
 }
@@ -63,6 +64,9 @@ func newMetrics(s *Server) *metrics {
 		jobs: prometheus.NewDesc("hopper_jobs",
 			"Jobs in the spool by state directory (queued new/, running cur/, deferred, held, done, failed), counted at scrape time.",
 			[]string{"state"}, nil),
+		depth: prometheus.NewDesc("hopper_queue_depth",
+			"Queued jobs by model (fn:NAME for a function without one) and priority, from the front's catalog of the spool.",
+			[]string{"model", "priority"}, nil),
 		oldest: prometheus.NewDesc("hopper_oldest_queued_job_age_seconds",
 			"Age of the oldest job in new/ (0 when none waits).", nil, nil),
 		targetUp: prometheus.NewDesc("hopper_target_up",
@@ -99,6 +103,7 @@ func (m *metrics) handler() http.Handler {
 // values.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.jobs
+	ch <- m.depth
 	ch <- m.oldest
 	ch <- m.targetUp
 	ch <- m.paused
@@ -171,6 +176,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		age = max(now.Sub(oldest).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age)
+	select {
+	case <-s.catalog.Ready():
+		for model, byPrio := range s.catalog.Counts().Queued {
+			for prio, n := range byPrio {
+				ch <- prometheus.MustNewConstMetric(m.depth, prometheus.GaugeValue, float64(n), model, strconv.Itoa(prio))
+			}
+		}
+	default: // still reading the spool: no depth rather than a wrong one
+	}
 	ch <- prometheus.MustNewConstMetric(m.targetUp, prometheus.GaugeValue, boolValue(s.probeTarget()))
 	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(s.sp.Paused()))
 	ch <- prometheus.MustNewConstMetric(m.waiters, prometheus.GaugeValue, float64(len(s.waiters)))

@@ -3,7 +3,6 @@ package httpfront
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -39,9 +38,10 @@ type Server struct {
 	frontID      string
 	releaseFront func()
 	metrics      *metrics
-	waiters      chan struct{} // a slot per request waiting on a job it queued
-	pollers      *pollLimit    // long-polls and output streams
-	bodies       bodyBudget    // request body bytes held in memory
+	catalog      *spool.Catalog // every job, for listing, counting and placing
+	waiters      chan struct{}  // a slot per request waiting on a job it queued
+	pollers      *pollLimit     // long-polls and output streams
+	bodies       bodyBudget     // request body bytes held in memory
 	browser      *browserPolicy
 	webhook      *hooks.URLPolicy
 
@@ -91,6 +91,10 @@ func New(cfg Config) (*Server, error) {
 	if s.frontID, s.releaseFront, err = cfg.Spool.HoldFront(); err != nil {
 		return nil, err
 	}
+	if s.catalog, err = cfg.Spool.OpenCatalog(spool.CatalogOptions{Logger: s.log}); err != nil {
+		s.releaseFront()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.proxy = s.newProxy()
 	s.handler = s.routes()
@@ -120,6 +124,7 @@ func (s *Server) Close() error {
 		s.beginShutdown()
 		s.stop()
 		s.bg.Wait()
+		s.catalog.Close()
 		s.releaseFront()
 	})
 	return nil
@@ -189,6 +194,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /jobs/{id}", s.getJob)
 	mux.HandleFunc("GET /jobs/{id}/out", s.jobOutput)
 	mux.HandleFunc("DELETE /jobs/{id}", s.cancelJob)
+	mux.HandleFunc("POST /jobs/{id}/retry", s.jobAction("retry", (*spool.Spool).Retry))
+	mux.HandleFunc("POST /jobs/{id}/hold", s.jobAction("hold", (*spool.Spool).Hold))
+	mux.HandleFunc("POST /jobs/{id}/release", s.jobAction("release", (*spool.Spool).Release))
+	mux.HandleFunc("POST /pause", s.pauseState(true))
+	mux.HandleFunc("POST /resume", s.pauseState(false))
 	mux.HandleFunc("GET /functions", s.listFunctions)
 	mux.HandleFunc("POST /functions/{name}", s.invokeFunction)
 
@@ -239,9 +249,16 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			}
 			return
 		}
+		if len(s.tokens) > 0 && s.login(w, r) {
+			return
+		}
 		if r.URL.Path != "/healthz" {
 			if e := s.authorize(r); e != nil {
-				writeError(w, r, e)
+				if e.status == http.StatusUnauthorized && isUI(r.URL.Path) {
+					s.signIn(w, "")
+				} else {
+					writeError(w, r, e)
+				}
 				s.log.Info("http: unauthorized", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", e.msg)
 				return
 			}
@@ -251,7 +268,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
-// authorize checks the bearer token when tokens are set.
+// authorize checks the bearer token when tokens are set, or the
+// dashboard's session cookie (see session.go) when no Authorization
+// header is sent.
 func (s *Server) authorize(r *http.Request) *httpError {
 	if len(s.tokens) == 0 {
 		return nil
@@ -262,18 +281,16 @@ func (s *Server) authorize(r *http.Request) *httpError {
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
+		if handled, e := s.authorizeSession(r); handled {
+			return e
+		}
 		return unauthorized("missing bearer token: send the header 'Authorization: Bearer <token>'", `Bearer realm="hopper"`)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return unauthorized("the Authorization header is not a bearer token: send 'Authorization: Bearer <token>'", `Bearer realm="hopper", error="invalid_request"`)
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	match := 0
-	for i := range s.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], s.tokens[i][:])
-	}
-	if match != 1 {
+	if _, ok := s.checkToken(tok); !ok {
 		return unauthorized("invalid bearer token", `Bearer realm="hopper", error="invalid_token"`)
 	}
 	return nil

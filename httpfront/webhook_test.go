@@ -33,9 +33,11 @@ func TestWebhooksAreCheckedAtSubmit(t *testing.T) {
 		status  int
 		says    string
 	}{
-		{"file:///etc/passwd", 400, "http or https"},
-		{"gopher://example.com:70/_x", 400, "http or https"},
-		{"//example.com/hook", 400, "http or https"},
+		// Not a webhook at all: the job is not valid (as a dropped file
+		// it would land in failed/).
+		{"file:///etc/passwd", 422, "http or https"},
+		{"gopher://example.com:70/_x", 422, "http or https"},
+		{"//example.com/hook", 422, "http or https"},
 		{"http://127.0.0.1:8080/hook", 400, "loopback"},
 		{"http://localhost:11434/api/pull", 400, "loopback"},
 		{"http://app.localhost/hook", 400, "loopback"},

@@ -73,6 +73,13 @@ func listenFront(cfg Config) (net.Listener, error) {
 
 // serveFront runs the HTTP front on ln until ctx ends.
 func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns httpfront.Functions, ln net.Listener) error {
+	// Model management and the reads go to every target (pulls where
+	// the models lists allow, reads merged); the one of ollama when
+	// targets is empty.
+	var targets []httpfront.Target
+	for _, t := range cfg.TargetList() {
+		targets = append(targets, httpfront.Target{Name: t.Name, URL: t.URL, Models: t.Models})
+	}
 	front, err := httpfront.New(httpfront.Config{
 		Spool:        s,
 		Functions:    fns,
@@ -80,12 +87,10 @@ func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns ht
 		Tokens:       cfg.Tokens,
 		Origins:      cfg.Origins,
 		WebhookAllow: cfg.Hooks.Allow,
-		// Read-only and model-management calls go to the first target
-		// (the one of ollama when targets is empty).
-		Target:    cfg.TargetList()[0].URL,
-		MaxBody:   int64(cfg.MaxJobSize),
-		MaxUpload: int64(cfg.MaxUpload),
-		Logger:    a.logger.With("part", "http"),
+		Targets:      targets,
+		MaxBody:      int64(cfg.MaxJobSize),
+		MaxUpload:    int64(cfg.MaxUpload),
+		Logger:       a.logger.With("part", "http"),
 	})
 	if err != nil {
 		ln.Close()
