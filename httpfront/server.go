@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopper-dev/hopper/dashboard"
 	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -211,6 +212,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/batches", s.listBatches)
 	mux.HandleFunc("GET /v1/batches/{id}", s.getBatch)
 	mux.HandleFunc("POST /v1/batches/{id}/cancel", s.cancelBatch)
+
+	ui := dashboard.New(dashboard.Config{Spool: s.sp, Catalog: s.catalog, CSRF: s.CSRF, Logger: s.log, Now: s.cfg.Now, Done: s.quit})
+	mux.Handle("/ui", ui)
+	mux.Handle("/ui/", ui)
 
 	for path, endpoint := range dropInPaths {
 		mux.Handle("POST "+path, s.dropIn(endpoint))

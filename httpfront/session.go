@@ -115,11 +115,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) bool {
 
 var signInPage = template.Must(template.New("signin").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>hopper: sign in</title>
+<meta name="referrer" content="no-referrer"><link rel="icon" href="data:,"><title>hopper: sign in</title>
 <style>body{font:16px system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em}code{background:#eee;padding:0 .2em}</style>
 </head><body><h1>hopper</h1>
 {{if .}}<p><strong>{{.}}</strong></p>{{end}}
-<p>This dashboard needs one of the tokens in hopper's configuration (<code>http.tokens</code> or <code>HOPPER_TOKENS</code>).
+<p>This dashboard needs one of the tokens in hopper's configuration (<code>tokens</code> in hopper.yaml, or <code>HOPPER_TOKENS</code>).
 Open <code>/ui?token=YOUR_TOKEN</code> once; the browser then keeps a session cookie and the token leaves the address bar.</p>
 </body></html>
 `))

@@ -112,7 +112,12 @@ type Catalog struct {
 	changed chan struct{}
 	posAt   uint64         // version positions were computed at
 	pos     map[string]int // queued job → jobs ahead of it
+	posList []*Summary     // the queued jobs in run order, as of posAt
 	posTime time.Time
+	// counts are kept as jobs come, change and go: by state, and queued
+	// jobs by model then priority.
+	byState map[State]int
+	queued  map[string]map[int]int
 
 	rmu   sync.Mutex // one refresh at a time
 	ready chan struct{}
@@ -158,6 +163,7 @@ func (s *Spool) OpenCatalog(o CatalogOptions) (*Catalog, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Catalog{s: s, log: o.Logger, fsw: fsw, jobs: map[string]*Summary{},
+		byState: map[State]int{}, queued: map[string]map[int]int{},
 		changed: make(chan struct{}), ready: make(chan struct{}), dirty: make(chan struct{}, 1),
 		names: map[string]bool{}, stop: stop, done: make(chan struct{})}
 	go c.run(ctx, o.Rescan)
@@ -213,6 +219,8 @@ func (c *Catalog) run(ctx context.Context, rescanEvery time.Duration) {
 			name := filepath.Base(ev.Name)
 			if id, ok := catalogID(name); ok {
 				c.mark(id)
+			} else if id, ok := strings.CutSuffix(name, ".out"); ok && ev.Has(fsnotify.Create) && ValidID(id) {
+				c.mark(id) // its first attempt began without a load
 			}
 		case err, ok := <-c.fsw.Errors:
 			if !ok {
@@ -398,7 +406,9 @@ func (c *Catalog) put(id string, j *Summary) {
 	}
 	if had {
 		if old.SubmittedAt.Equal(j.SubmittedAt) {
+			c.countLocked(old, -1)
 			*old = *j // same place in the order
+			c.countLocked(old, 1)
 			c.bumpLocked()
 			return
 		}
@@ -408,7 +418,32 @@ func (c *Catalog) put(id string, j *Summary) {
 	c.bumpLocked()
 }
 
+// countLocked adds j to the counts (n = 1) or takes it off (n = -1).
+func (c *Catalog) countLocked(j *Summary, n int) {
+	c.byState[j.State] += n
+	if c.byState[j.State] == 0 {
+		delete(c.byState, j.State)
+	}
+	if j.State != StateQueued {
+		return
+	}
+	model := j.ModelName()
+	m := c.queued[model]
+	if m == nil {
+		m = map[int]int{}
+		c.queued[model] = m
+	}
+	m[j.Priority] += n
+	if m[j.Priority] == 0 {
+		delete(m, j.Priority)
+		if len(m) == 0 {
+			delete(c.queued, model)
+		}
+	}
+}
+
 func (c *Catalog) insertLocked(j *Summary) {
+	c.countLocked(j, 1)
 	c.jobs[j.ID] = j
 	// Most jobs are the newest yet: look from the front.
 	i := sort.Search(len(c.order), func(i int) bool { return !newer(c.order[i], j) })
@@ -416,6 +451,7 @@ func (c *Catalog) insertLocked(j *Summary) {
 }
 
 func (c *Catalog) removeLocked(j *Summary) {
+	c.countLocked(j, -1)
 	delete(c.jobs, j.ID)
 	j.dir = "" // marks it gone in order
 	c.gone++
@@ -530,21 +566,20 @@ type Counts struct {
 	Queued map[string]map[int]int `json:"queued"`
 }
 
-// Counts counts the jobs.
+// Counts counts the jobs (kept as jobs change: no walk over them).
 func (c *Catalog) Counts() Counts {
-	out := Counts{States: map[State]int{}, Queued: map[string]map[int]int{}}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	for _, j := range c.jobs {
-		out.States[j.State]++
-		if j.State == StateQueued {
-			m := out.Queued[j.ModelName()]
-			if m == nil {
-				m = map[int]int{}
-				out.Queued[j.ModelName()] = m
-			}
-			m[j.Priority]++
+	out := Counts{States: make(map[State]int, len(c.byState)), Queued: make(map[string]map[int]int, len(c.queued))}
+	for st, n := range c.byState {
+		out.States[st] = n
+	}
+	for model, byPrio := range c.queued {
+		m := make(map[int]int, len(byPrio))
+		for p, n := range byPrio {
+			m[p] = n
 		}
+		out.Queued[model] = m
 	}
 	return out
 }
@@ -583,9 +618,7 @@ func (c *Catalog) Position(id string) (int, bool) {
 		c.mu.RUnlock()
 		return 0, false
 	}
-	fresh := c.pos != nil && (c.posAt == c.version ||
-		(len(c.jobs) > positionsCheap && time.Since(c.posTime) < positionsMaxAge))
-	if fresh {
+	if c.positionsFresh() {
 		n, ok := c.pos[id]
 		c.mu.RUnlock()
 		if ok {
@@ -596,25 +629,59 @@ func (c *Catalog) Position(id string) (int, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pos == nil || c.posAt != c.version {
-		var queued []*Summary
-		for _, j := range c.jobs {
-			if j.State == StateQueued {
-				queued = append(queued, j)
-			}
-		}
-		sort.Slice(queued, func(a, b int) bool {
-			x, y := queued[a], queued[b]
-			return RunsBefore(x.Priority, x.SubmittedAt, x.ID, y.Priority, y.SubmittedAt, y.ID)
-		})
-		c.pos = make(map[string]int, len(queued))
-		for i, j := range queued {
-			c.pos[j.ID] = i
-		}
-		c.posAt, c.posTime = c.version, time.Now()
-	}
+	c.placeLocked()
 	n, ok := c.pos[id]
 	return n, ok
+}
+
+// Head returns the next n queued jobs in run order (see Position).
+func (c *Catalog) Head(n int) []Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.positionsFresh() {
+		c.placeLocked()
+	}
+	out := make([]Summary, 0, min(n, len(c.posList)))
+	for _, j := range c.posList {
+		if len(out) == n {
+			break
+		}
+		if j.dir != "" && j.State == StateQueued {
+			out = append(out, *j)
+		}
+	}
+	return out
+}
+
+// positionsFresh reports whether the positions may be answered as they
+// are. Call with c.mu held.
+func (c *Catalog) positionsFresh() bool {
+	return c.pos != nil && (c.posAt == c.version ||
+		(len(c.jobs) > positionsCheap && time.Since(c.posTime) < positionsMaxAge))
+}
+
+// placeLocked puts the queued jobs in run order, unless nothing changed
+// since it last did. Call with c.mu held for writing.
+func (c *Catalog) placeLocked() {
+	if c.pos != nil && c.posAt == c.version {
+		return
+	}
+	queued := c.posList[:0]
+	for _, j := range c.jobs {
+		if j.State == StateQueued {
+			queued = append(queued, j)
+		}
+	}
+	sort.Slice(queued, func(a, b int) bool {
+		x, y := queued[a], queued[b]
+		return RunsBefore(x.Priority, x.SubmittedAt, x.ID, y.Priority, y.SubmittedAt, y.ID)
+	})
+	c.pos = make(map[string]int, len(queued))
+	for i, j := range queued {
+		c.pos[j.ID] = i
+	}
+	c.posList = queued
+	c.posAt, c.posTime = c.version, time.Now()
 }
 
 // Rate returns how many jobs per second finished over the window before

@@ -67,8 +67,9 @@ func TestCatalogFollowsAJobThroughItsStates(t *testing.T) {
 	}
 	eventually(t, func() bool { _, ok := c.Get(id); return !ok }, func() string { return "removed job forgotten" })
 	counts := c.Counts()
-	if counts.States[StateQueued] != 1 || counts.Queued["a"][0] != 1 {
-		t.Errorf("counts = %+v", counts)
+	if counts.States[StateQueued] != 1 || counts.Queued["a"][0] != 1 || len(counts.Queued) != 1 ||
+		counts.States[StateFailed] != 0 || counts.States[StateWorking] != 0 || counts.States[StateLoading] != 0 {
+		t.Errorf("counts kept as jobs moved = %+v, want one queued job for a", counts)
 	}
 }
 
@@ -130,6 +131,9 @@ func TestCatalogPositionFollowsPriorityThenArrival(t *testing.T) {
 		if got, ok := c.Position(id); !ok || got != want {
 			t.Errorf("Position(%s) = %d, %v; want %d", id, got, ok, want)
 		}
+	}
+	if head := c.Head(2); len(head) != 2 || head[0].ID != high || head[1].ID != low {
+		t.Errorf("Head(2) = %v, want %s then %s", head, high, low)
 	}
 	cl := claim(t, s, DirNew, high+".json")
 	c.Refresh(high)

@@ -117,11 +117,8 @@ func (s *Spool) Get(id string) (*Record, error) {
 // recordAt reads dir/name as a record, describing a job file as one.
 func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	state := StateQueued
-	switch dir {
-	case DirHold:
+	if dir == DirHold {
 		state = StateHeld
-	case DirCur:
-		state = StateLoading // claimed: the runner is starting it
 	}
 	if dir != DirNew && dir != DirHold {
 		r, err := s.readRecord(dir, name)
@@ -156,6 +153,9 @@ func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	if isRecord(trimBOM(data)) {
 		if old, err := ParseRecord(trimBOM(data)); err == nil {
 			old.ID, old.State = r.ID, state
+			if dir == DirCur && !s.AttemptMarked(old) {
+				old.State = StateLoading
+			}
 			return old, nil
 		}
 	}
@@ -166,8 +166,8 @@ func (s *Spool) recordAt(dir, name string) (*Record, error) {
 	if err == nil {
 		fillFromJob(r, j)
 	}
-	if dir == DirCur {
-		s.AttemptMarked(r)
+	if dir == DirCur && !s.AttemptMarked(r) {
+		r.State = StateLoading // claimed: the runner is starting it
 	}
 	return r, nil
 }

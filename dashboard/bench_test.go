@@ -1,0 +1,120 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/spool"
+)
+
+// benchQueued is how many jobs the benchmarks queue: the issue asks the
+// page to stay fast with 100,000.
+const benchQueued = 100_000
+
+// queue100k writes benchQueued job files straight into new/ (as rsync
+// would), for four models at three priorities, and waits for the catalog
+// to have read them all.
+func queue100k(b *testing.B) (*spool.Spool, *spool.Catalog) {
+	b.Helper()
+	sp, err := spool.Init(b.TempDir(), spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sp.Close() })
+	for i := range benchQueued {
+		body := fmt.Sprintf(`{"model":"m%d","prompt":"p","priority":%d}`, i%4, (i%3)*5)
+		if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, fmt.Sprintf("job%06d.json", i)), []byte(body), 0o640); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cat, err := sp.OpenCatalog(spool.CatalogOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cat.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := cat.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if n := cat.Counts().States[spool.StateQueued]; n != benchQueued {
+		b.Fatalf("the catalog has %d queued, want %d", n, benchQueued)
+	}
+	return sp, cat
+}
+
+// positionsStale is longer than the catalog keeps positions it computed
+// before a change (spool's positionsMaxAge).
+const positionsStale = 300 * time.Millisecond
+
+// reportLatency reports the median and the 99th percentile of ds.
+func reportLatency(b *testing.B, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(ds[len(ds)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkSnapshot100k builds the page's data and renders the page from
+// scratch (no cache) with 100,000 jobs queued, against Catalog.Counts
+// (one pass over every job) as the baseline.
+//
+//	go test -run '^$' -bench Snapshot100k ./dashboard/
+func BenchmarkSnapshot100k(b *testing.B) {
+	sp, cat := queue100k(b)
+	h := New(Config{Spool: sp, Catalog: cat})
+	for _, c := range []struct {
+		name string
+		do   func()
+	}{
+		{"baseline=counts", func() { cat.Counts() }},
+		{"build", func() { h.build() }},
+		{"page", func() {
+			var buf bytes.Buffer
+			if err := h.page.Execute(&buf, pageData{Snapshot: h.build()}); err != nil {
+				b.Fatal(err)
+			}
+		}},
+		{"build-after-a-change", nil},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.do == nil {
+				// A job arrives before each build, as on a live spool:
+				// the catalog's positions must be worked out again.
+				var ds []time.Duration
+				i := 0
+				for b.Loop() {
+					b.StopTimer()
+					changed := cat.Changed()
+					if _, err := sp.Submit([]byte(`{"model":"m1","prompt":"p"}`), spool.SubmitOptions{ID: fmt.Sprintf("late%06d", i)}); err != nil {
+						b.Fatal(err)
+					}
+					i++
+					<-changed
+					time.Sleep(positionsStale)
+					b.StartTimer()
+					start := time.Now()
+					h.build()
+					ds = append(ds, time.Since(start))
+				}
+				reportLatency(b, ds)
+				return
+			}
+			var ds []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				c.do()
+				ds = append(ds, time.Since(start))
+			}
+			reportLatency(b, ds)
+		})
+	}
+}
