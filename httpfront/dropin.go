@@ -323,6 +323,7 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 	write := func(payload []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
+		sent++ // output that reached the client
 		begin()
 		var err error
 		if req.openai {
@@ -348,9 +349,6 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		if req.openai && !req.includeUsage && isUsageOnly(line) {
 			return nil // hopper always asks for usage; this client did not
 		}
-		mu.Lock()
-		sent++
-		mu.Unlock()
 		if !req.openai && isFinalChunk(line) {
 			final = append([]byte(nil), line...)
 			return nil
@@ -428,7 +426,7 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 		// The job ran before any of its output was seen (or answered with
 		// one object, as a load-only request does): send the answer whole.
 		if !req.openai {
-			if reason := doneReason(rec.Response); reason == "load" || reason == "unload" {
+			if reason := doneReason(rec.Response); (reason == "load" || reason == "unload") && !started {
 				writeJSON(w, http.StatusOK, compact(rec.Response))
 				return
 			}

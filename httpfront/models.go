@@ -200,12 +200,10 @@ func (s *Server) send(ctx context.Context, t target, r *http.Request, body []byt
 	}
 	req.Header = r.Header.Clone()
 	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Te", "Trailer",
-		"Transfer-Encoding", "Upgrade", "Content-Length", "Accept-Encoding", "Origin"} {
+		"Transfer-Encoding", "Upgrade", "Content-Length", "Accept-Encoding"} {
 		req.Header.Del(k)
 	}
-	if len(s.tokens) > 0 {
-		req.Header.Del("Authorization")
-	}
+	s.stripForTarget(req.Header)
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		err = ue.Err // the operation and URL are said by the caller

@@ -40,10 +40,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(chosen(pr.In).url)
-			if len(s.tokens) > 0 {
-				pr.Out.Header.Del("Authorization")
-			}
-			pr.Out.Header.Del("Origin")
+			s.stripForTarget(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			for k := range resp.Header {
@@ -108,4 +105,18 @@ func (s *Server) proxied(w http.ResponseWriter, r *http.Request) {
 func (s *Server) running(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "Ollama is running")
+}
+
+// stripForTarget removes what is the front's own from a request passed to
+// a target: hopper's bearer token (when tokens are set), the browser's
+// Origin (the front judged it; the target would by its own OLLAMA_ORIGINS),
+// and the dashboard's session cookie and CSRF header, which must never
+// leave the front (Ollama uses no cookies).
+func (s *Server) stripForTarget(h http.Header) {
+	if len(s.tokens) > 0 {
+		h.Del("Authorization")
+	}
+	h.Del("Origin")
+	h.Del("Cookie")
+	h.Del(csrfHeader)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,8 +44,10 @@ type Summary struct {
 // summaryMessageMax caps a summary's error message.
 const summaryMessageMax = 300
 
-func summarize(r *Record, dir string) *Summary {
-	s := &Summary{ID: r.ID, State: r.State, Endpoint: r.Endpoint, Model: r.Model,
+// summarize keeps what the catalog needs of r, found as id (the file's
+// name, which a record's own "id" does not override) in dir.
+func summarize(r *Record, id, dir string) *Summary {
+	s := &Summary{ID: id, State: r.State, Endpoint: r.Endpoint, Model: r.Model,
 		Function: r.Function, Priority: r.Priority, Attempts: r.Attempts, Target: r.Target,
 		Loaded: r.ModelLoaded, SubmittedAt: r.SubmittedAt, StartedAt: r.StartedAt,
 		FinishedAt: r.FinishedAt, NotBefore: r.NotBefore, dir: dir}
@@ -127,6 +130,11 @@ type Catalog struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 
+	// touched holds, while the start-up scan runs, every job an event or
+	// Refresh has placed or removed: the scan's older reading of it must
+	// not bring it back.
+	touched map[string]bool
+
 	reconciling atomic.Bool
 	bg          sync.WaitGroup // the scan and rescans
 }
@@ -163,7 +171,7 @@ func (s *Spool) OpenCatalog(o CatalogOptions) (*Catalog, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Catalog{s: s, log: o.Logger, fsw: fsw, jobs: map[string]*Summary{},
-		byState: map[State]int{}, queued: map[string]map[int]int{},
+		byState: map[State]int{}, queued: map[string]map[int]int{}, touched: map[string]bool{},
 		changed: make(chan struct{}), ready: make(chan struct{}), dirty: make(chan struct{}, 1),
 		names: map[string]bool{}, stop: stop, done: make(chan struct{})}
 	go c.run(ctx, o.Rescan)
@@ -204,6 +212,9 @@ func (c *Catalog) run(ctx context.Context, rescanEvery time.Duration) {
 	c.bg.Go(func() {
 		// Events queue up in the buffered watcher while the scan runs.
 		c.scan(ctx)
+		c.mu.Lock()
+		c.touched = nil
+		c.mu.Unlock()
 		close(c.ready)
 	})
 	tick := time.NewTicker(rescanEvery)
@@ -228,12 +239,12 @@ func (c *Catalog) run(ctx context.Context, rescanEvery time.Duration) {
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				c.log.Warn("catalog: too many changes at once; listing the spool again")
-				c.bg.Go(c.reconcile)
+				c.bg.Go(func() { c.reconcile(true) })
 			} else {
 				c.log.Warn("catalog: watching the spool", "err", err)
 			}
 		case <-tick.C:
-			c.bg.Go(c.reconcile)
+			c.bg.Go(func() { c.reconcile(false) })
 		case <-c.dirty:
 			c.readMarked()
 		}
@@ -297,7 +308,7 @@ func (c *Catalog) refresh(id string) {
 		if err != nil {
 			return
 		}
-		c.put(id, summarize(r, dir))
+		c.put(id, summarize(r, id, dir))
 		return
 	}
 }
@@ -319,14 +330,15 @@ func (c *Catalog) scan(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if _, ok := catalogID(name); !ok {
+			id, ok := catalogID(name)
+			if !ok {
 				continue
 			}
 			r, err := c.s.recordAt(d, name)
 			if err != nil {
 				continue // moved on: its event brings it back
 			}
-			batch = append(batch, summarize(r, d))
+			batch = append(batch, summarize(r, id, d))
 			if len(batch) == cap(batch) {
 				flush()
 			}
@@ -336,9 +348,11 @@ func (c *Catalog) scan(ctx context.Context) {
 }
 
 // reconcile lists every directory and reads again the jobs whose place
-// differs from the catalog's: what a lost event left wrong. One runs at a
-// time.
-func (c *Catalog) reconcile() {
+// differs from the catalog's: what a lost event left wrong. After the
+// kernel dropped events (all), every job is read again, for a change
+// within a directory (a record rewritten in cur/) moves nothing. One runs
+// at a time.
+func (c *Catalog) reconcile(all bool) {
 	if !c.reconciling.CompareAndSwap(false, true) {
 		return
 	}
@@ -358,7 +372,7 @@ func (c *Catalog) reconcile() {
 	var stale []string
 	c.mu.RLock()
 	for id, d := range seen {
-		if j, ok := c.jobs[id]; !ok || j.dir != d {
+		if j, ok := c.jobs[id]; all || !ok || j.dir != d {
 			stale = append(stale, id)
 		}
 	}
@@ -383,7 +397,7 @@ func (c *Catalog) putAll(list []*Summary) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, j := range list {
-		if _, ok := c.jobs[j.ID]; ok {
+		if _, ok := c.jobs[j.ID]; ok || c.touched[j.ID] {
 			continue
 		}
 		c.insertLocked(j)
@@ -395,6 +409,9 @@ func (c *Catalog) putAll(list []*Summary) {
 func (c *Catalog) put(id string, j *Summary) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.touched != nil {
+		c.touched[id] = true
+	}
 	old, had := c.jobs[id]
 	if j == nil {
 		if !had {
@@ -473,7 +490,8 @@ type CatalogQuery struct {
 	States []State
 	// Model keeps only jobs for this model (or "fn:NAME" for a function).
 	Model string
-	// After is the cursor from the previous page (its Next).
+	// After is the cursor from the previous page (its Next), or a job ID:
+	// the page starts with the job listed after it.
 	After string
 	// Limit is the page size (default 100).
 	Limit int
@@ -484,7 +502,9 @@ type CatalogPage struct {
 	Jobs []Summary `json:"jobs"`
 	// Total counts every job the query matches, on every page.
 	Total int `json:"total"`
-	// Next is the cursor for the following page; empty on the last.
+	// Next is the cursor for the following page; empty on the last. It
+	// holds the last job's place in the order (submission time and ID), so
+	// a job that moves or goes does not shift the pages after it.
 	Next string `json:"next,omitempty"`
 }
 
@@ -510,15 +530,18 @@ func (c *Catalog) Page(q CatalogQuery) (CatalogPage, error) {
 	defer c.mu.RUnlock()
 	start := 0
 	if q.After != "" {
-		a, ok := c.jobs[q.After]
+		at, id, ok := parseCursor(q.After)
 		if !ok {
-			return CatalogPage{}, fmt.Errorf("%w %q: no job has that ID now (pruned?); start again without it", ErrCursor, q.After)
+			a, known := c.jobs[q.After]
+			if !known {
+				return CatalogPage{}, fmt.Errorf("%w %q: no job has that ID now (pruned?); start again without it", ErrCursor, q.After)
+			}
+			at, id = a.SubmittedAt, a.ID
 		}
-		start = sort.Search(len(c.order), func(i int) bool { return !newer(c.order[i], a) })
-		for start < len(c.order) && c.order[start] != a {
-			start++
-		}
-		start++
+		start = sort.Search(len(c.order), func(i int) bool {
+			e := c.order[i]
+			return at.After(e.SubmittedAt) || (at.Equal(e.SubmittedAt) && id > e.ID)
+		})
 	}
 	page := CatalogPage{Jobs: []Summary{}}
 	for i, j := range c.order {
@@ -532,10 +555,29 @@ func (c *Catalog) Page(q CatalogQuery) (CatalogPage, error) {
 		if len(page.Jobs) < q.Limit {
 			page.Jobs = append(page.Jobs, *j)
 		} else if page.Next == "" {
-			page.Next = page.Jobs[len(page.Jobs)-1].ID
+			page.Next = cursorOf(&page.Jobs[len(page.Jobs)-1])
 		}
 	}
 	return page, nil
+}
+
+// cursorOf is the cursor that starts a page after j: its submission time
+// in Unix nanoseconds and its ID.
+func cursorOf(j *Summary) string {
+	return strconv.FormatInt(j.SubmittedAt.UnixNano(), 10) + "~" + j.ID
+}
+
+// parseCursor reads a cursor cursorOf made.
+func parseCursor(v string) (time.Time, string, bool) {
+	ns, id, ok := strings.Cut(v, "~")
+	if !ok || !ValidID(id) {
+		return time.Time{}, "", false
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	return time.Unix(0, n), id, true
 }
 
 // ModelName is the model a job is listed under: its model, or fn:NAME for
