@@ -65,7 +65,9 @@
 // load is counted ([Server.Loads], [Server.LoadsOf]), takes the load delay
 // and shows in load_duration. The model then stays resident for the
 // request's keep_alive: seconds or a duration string, negative for ever, 0
-// to unload when the request ends, and Ollama's 5m when absent. A chat
+// to unload when the request ends, and Ollama's 5m when absent (a request
+// without keep_alive, as every /v1 request is, leaves a resident model's
+// keep_alive as it was). A chat
 // without messages or a generate without prompt only loads the model
 // (done_reason "load"), and with keep_alive 0 unloads it (done_reason
 // "unload"). At most [WithMaxLoaded] models (default 3) are resident;

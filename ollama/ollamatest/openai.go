@@ -191,7 +191,7 @@ func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Re
 		}
 	}
 	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: defaultKeepAlive, opts: runnerOptionsOf(nil), think: on, start: start,
+		st: st, rec: rec, model: req.Model, keep: keepUnset, opts: runnerOptionsOf(nil), think: on, start: start,
 		prompt: prompt, prompts: texts,
 	}
 	if req.MaxTokens != nil {
@@ -221,7 +221,7 @@ func (s *Server) handleOpenAICompletion(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: defaultKeepAlive, opts: runnerOptionsOf(nil), think: st.Thinking, start: start,
+		st: st, rec: rec, model: req.Model, keep: keepUnset, opts: runnerOptionsOf(nil), think: st.Thinking, start: start,
 		prompt: req.Prompt, prompts: []string{req.Prompt}, loadOnly: req.Prompt == "",
 	}
 	if req.MaxTokens != nil {

@@ -78,9 +78,22 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 // keepOf is the keep_alive a request asks for, Ollama's default if none.
 func keepOf(d *duration) time.Duration {
 	if d == nil {
-		return defaultKeepAlive
+		return keepUnset
 	}
 	return d.Duration
+}
+
+// keepUnset stands for a request that gave no keep_alive: as Ollama's
+// scheduler (LlmRequest.sessionDuration is nil), it leaves a loaded
+// model's keep_alive as it is, and a model it loads gets the default.
+const keepUnset = time.Duration(math.MinInt64)
+
+// sessionFor is the keep_alive a load started by a request with keep gets.
+func sessionFor(keep time.Duration) time.Duration {
+	if keep == keepUnset {
+		return defaultKeepAlive
+	}
+	return keep
 }
 
 // thinkValue is Ollama's api.ThinkValue: a bool or "high", "medium", "low".

@@ -83,6 +83,20 @@ func TestKeepAlive(t *testing.T) {
 			t.Errorf("Loads %d Resident %v", s.Loads(), s.Resident())
 		}
 	})
+	t.Run("ARequestWithoutOneLeavesTheLoadedModelsAlone", func(t *testing.T) {
+		// Ollama's scheduler changes a loaded model's keep_alive only when a
+		// request gives one (sessionDuration is nil otherwise); /v1 requests
+		// never give one.
+		c := newClock()
+		s := ollamatest.NewServer(t, ollamatest.WithClock(c.now))
+		post(t, s, "/api/chat", chatWith("tiny", `-1`)).ok(t)
+		post(t, s, "/api/chat", chatWith("tiny", "")).ok(t)
+		post(t, s, "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":"hi"}]}`).ok(t)
+		c.add(24 * time.Hour)
+		if len(s.Resident()) != 1 {
+			t.Error("a request without keep_alive cut the model's keep_alive of forever")
+		}
+	})
 	t.Run("EachRequestSetsItsOwnKeepAlive", func(t *testing.T) {
 		c := newClock()
 		s := ollamatest.NewServer(t, ollamatest.WithClock(c.now))

@@ -130,8 +130,8 @@ func (s *Server) attach(ctx context.Context, st *modelState, keep time.Duration,
 // attaches the request to the new load. It is called with s.mu held and
 // returns with it released.
 func (s *Server) load(ctx context.Context, st *modelState, keep time.Duration, opts runnerOptions, serve bool) (*use, error) {
-	st.loading, st.opts, st.session, st.retire = true, opts, keep, false
-	st.expires = s.cfg.now().Add(keep)
+	st.loading, st.opts, st.session, st.retire = true, opts, sessionFor(keep), false
+	st.expires = s.cfg.now().Add(st.session)
 	s.mu.Unlock()
 	err := s.wait(ctx, s.cfg.loadDelay)
 	s.mu.Lock()
@@ -155,7 +155,9 @@ func (s *Server) load(ctx context.Context, st *modelState, keep time.Duration, o
 // there is one (acquire waits for one otherwise).
 func (s *Server) attachLocked(st *modelState, keep time.Duration, serve bool) *use {
 	st.refs++
-	st.session = keep
+	if keep != keepUnset {
+		st.session = keep
+	}
 	u := &use{st: st, slots: st.slots}
 	if serve {
 		select {
