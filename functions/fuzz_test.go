@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 )
 
 // FuzzCompile feeds arbitrary YAML definitions to the checker: it must
@@ -18,17 +18,15 @@ func FuzzCompile(f *testing.F) {
 	f.Add("model: m\nprompt: hi\nkeep_alive: 1e3\ntimeout: 0\noptions: {stop: [a]}\n")
 	f.Add("model: m\nprompt: hi\nformat: {$defs: {a: {$ref: '#/$defs/a'}}, $ref: '#/$defs/a'}\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		var doc yaml.Node
-		if yaml.Unmarshal([]byte(text), &doc) != nil || len(doc.Content) == 0 {
+		file, err := yamlconf.Parse("fn.yaml", []byte(text))
+		if err != nil || file.Empty() {
 			return
 		}
 		var def any
-		if doc.Decode(&def) != nil {
+		if file.Decode("", &def) != nil {
 			return
 		}
-		lines := map[string]int{}
-		keyLines(doc.Content[0], "", lines)
-		fn, errs := compile("fn", "fn.yaml", def, lines, orderedJSON(doc.Content[0]))
+		fn, errs := compile("fn", "fn.yaml", def, file, orderedJSON(file.Node("")))
 		if (fn == nil) == (len(errs) == 0) {
 			t.Fatalf("compile returned %v and %d problems", fn, len(errs))
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 )
 
 // Set is a loaded, checked set of functions. It never changes once Load
@@ -162,45 +163,32 @@ func fileFunction(file string) (string, bool) {
 
 // loadFile reads one function's YAML file.
 func loadFile(name, path string) (*Function, []error) {
-	bad := func(err error) (*Function, []error) {
-		return nil, []error{&DefinitionError{Function: name, Source: path, Err: err}}
+	bad := func(line int, field string, err error) (*Function, []error) {
+		return nil, []error{&DefinitionError{Function: name, Source: path, Line: line, Field: field, Err: err}}
 	}
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return bad(err)
+		return bad(0, "", err)
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return bad(errors.New("the file is empty: a function needs at least a model and a prompt"))
-		}
-		return bad(fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: ")))
-	}
-	var more yaml.Node
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return bad(errors.New("the file holds more than one YAML document (---): one function per file"))
-	}
+	file, err := yamlconf.Parse(path, data)
 	var def any
-	if err := doc.Decode(&def); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
-		return bad(fmt.Errorf("not valid YAML: %s", strings.ReplaceAll(msg, "\n  ", "; ")))
+	if err == nil {
+		err = file.Decode("", &def)
 	}
-	lines := map[string]int{}
+	var ye *yamlconf.Error
+	switch {
+	case errors.As(err, &ye):
+		return bad(ye.Line, ye.Key, ye.Err)
+	case err != nil:
+		return bad(0, "", err)
+	case file.Empty():
+		return bad(0, "", errors.New("the file is empty: a function needs at least a model and a prompt"))
+	}
 	var format []byte
-	if len(doc.Content) > 0 {
-		root := doc.Content[0]
-		keyLines(root, "", lines)
-		if root.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(root.Content); i += 2 {
-				if root.Content[i].Value == "format" && root.Content[i+1].Kind == yaml.MappingNode {
-					format = orderedJSON(root.Content[i+1])
-				}
-			}
-		}
+	if n := file.Node("format"); n != nil && n.Kind == yaml.MappingNode {
+		format = orderedJSON(n)
 	}
-	return compile(name, path, def, lines, format)
+	return compile(name, path, def, file, format)
 }
 
 // orderedJSON writes a YAML mapping as JSON with its keys in the order
@@ -259,28 +247,6 @@ func orderedJSON(n *yaml.Node) []byte {
 	return b.Bytes()
 }
 
-// keyLines records the line of every key under n, by its dotted path.
-func keyLines(n *yaml.Node, prefix string, lines map[string]int) {
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			path := k.Value
-			if prefix != "" {
-				path = prefix + "." + k.Value
-			}
-			lines[path] = k.Line
-			keyLines(v, path, lines)
-		}
-	case yaml.SequenceNode:
-		for i, item := range n.Content {
-			path := fmt.Sprintf("%s[%d]", prefix, i)
-			lines[path] = item.Line
-			keyLines(item, path, lines)
-		}
-	}
-}
-
 var (
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	varRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -298,21 +264,12 @@ var (
 // definition checks one function's definition as it collects problems.
 type definition struct {
 	name, source string
-	lines        map[string]int // key path → line; nil for the config
+	file         *yamlconf.File // where each key is; nil for the config
 	errs         []error
 }
 
 func (d *definition) bad(field, format string, args ...any) {
-	line := 0
-	for p := field; p != "" && line == 0; {
-		line = d.lines[p]
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	d.errs = append(d.errs, &DefinitionError{Function: d.name, Source: d.source, Line: line, Field: field, Err: fmt.Errorf(format, args...)})
+	d.errs = append(d.errs, &DefinitionError{Function: d.name, Source: d.source, Line: d.file.Line(field), Field: field, Err: fmt.Errorf(format, args...)})
 }
 
 // keys reports the keys of m not among known, with a suggestion each.
@@ -321,7 +278,7 @@ func (d *definition) keys(prefix string, m map[string]any, known []string) {
 		if slices.Contains(known, k) {
 			continue
 		}
-		if s := suggest(k, known); s != "" {
+		if s := yamlconf.Suggest(k, known); s != "" {
 			d.bad(prefix+k, "unknown key (did you mean %q?)", s)
 		} else {
 			d.bad(prefix+k, "unknown key (known: %s)", strings.Join(known, ", "))
@@ -376,11 +333,12 @@ func (d *definition) duration(m map[string]any, key string) time.Duration {
 	return dur
 }
 
-// compile checks the definition def of function name, from source, and
-// builds the function. It returns every problem it finds. format, if not
-// nil, is def's format as JSON in the order written.
-func compile(name, source string, def any, lines map[string]int, format []byte) (*Function, []error) {
-	d := &definition{name: name, source: source, lines: lines}
+// compile checks the definition def of function name, from source (file
+// says where its keys are; nil for the config), and builds the function.
+// It returns every problem it finds. format, if not nil, is def's format as
+// JSON in the order written.
+func compile(name, source string, def any, file *yamlconf.File, format []byte) (*Function, []error) {
+	d := &definition{name: name, source: source, file: file}
 	if !nameRE.MatchString(name) {
 		d.bad("", "%q cannot name a function: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 	}
@@ -710,39 +668,4 @@ func describeYAML(v any) string {
 		return strconv.FormatBool(v)
 	}
 	return fmt.Sprint(v)
-}
-
-// suggest returns the known key name is probably a misspelling of, or "".
-func suggest(name string, known []string) string {
-	norm := strings.ReplaceAll(strings.ToLower(name), "-", "_")
-	best, bestDist := "", len(name)/3+1
-	for _, k := range known {
-		if d := editDistance(norm, k); d < bestDist {
-			best, bestDist = k, d
-		}
-	}
-	return best
-}
-
-// editDistance counts the insertions, deletions and substitutions that turn
-// a into b.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

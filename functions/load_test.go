@@ -123,7 +123,7 @@ func TestLoadChecksFieldShapes(t *testing.T) {
 		{"model must not be blank", "model: ' '\nprompt: hi\n", []string{"model: is required"}},
 		{"a definition must be a mapping", "- model: m\n", []string{"must be a mapping of settings"}},
 		{"one document per file", minimal + "---\n" + minimal, []string{"more than one YAML document"}},
-		{"duplicate keys", "model: m\nmodel: n\nprompt: hi\n", []string{"not valid YAML", `"model" already defined`}},
+		{"duplicate keys", "model: m\nmodel: n\nprompt: hi\n", []string{"fn.yaml:2: model: set twice (first on line 1)"}},
 		{"a template calls no unknown function", "model: m\nprompt: \"{{shout .a}}\"\nvars: {a: {}}\n", []string{"prompt: line 1:", `function "shout" not defined`}},
 	}
 	for _, c := range cases {

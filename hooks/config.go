@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,43 +95,20 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return "hooks: " + e.Field + ": " + e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Setting returns the key and what is wrong with its value.
+func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+
 // Validate checks every setting and returns a *ConfigError naming the first
 // bad one. Zero values that have defaults are fine.
 func (c Config) Validate() error {
-	bad := func(field, format string, args ...any) error {
-		return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
 	if c.Spool == nil {
-		return bad("spool", "is required")
+		return &ConfigError{Field: "spool", Err: errors.New("is required")}
 	}
-	if _, err := decodeSecret(c.Secret); err != nil {
-		return &ConfigError{Field: "hooks.secret", Err: err}
-	}
-	if _, err := parseAllow(c.Allow); err != nil {
+	if err := c.ValidateSettings(); err != nil {
 		return err
 	}
-	for i, name := range c.Env {
-		field := fmt.Sprintf("hooks.env[%d]", i)
-		switch {
-		case name == "" || strings.ContainsAny(name, "=\x00"):
-			return bad(field, "want a variable's name, got %q", name)
-		case strings.HasPrefix(strings.ToUpper(name), "HOPPER_"):
-			return bad(field, "%s is one of hopper's own settings, which hooks never get; hooks get HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT, HOPPER_SPOOL and HOPPER_RECORD", name)
-		}
-	}
-	for i, w := range c.Webhooks {
-		field := fmt.Sprintf("hooks.webhooks[%d]", i)
-		if err := checkURL(w.URL); err != nil {
-			return &ConfigError{Field: field + ".url", Err: err}
-		}
-		if _, err := decodeSecret(w.Secret); err != nil {
-			return &ConfigError{Field: field + ".secret", Err: err}
-		}
-		for j, e := range w.Events {
-			if !strings.Contains(e, ".") {
-				return bad(fmt.Sprintf("%s.events[%d]", field, j), "want an event type like %q, got %q", TypeDone, e)
-			}
-		}
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
 	}
 	for i, d := range c.Schedule {
 		if d < 0 {
@@ -149,6 +127,49 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// eventTypes are the events a configured webhook may ask for.
+var eventTypes = []string{TypeQueued, TypeLoading, TypeWorking, TypeDeferred, TypeDone, TypeFailed, TypeBatchDone}
+
+// ValidateSettings checks the settings hopper.yaml gives (its hooks:
+// section) and returns a *ConfigError naming the first bad one. Unlike
+// Validate it does not need Spool: a configuration is checked before the
+// spool is open.
+func (c Config) ValidateSettings() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	if _, err := decodeSecret(c.Secret); err != nil {
+		return &ConfigError{Field: "hooks.secret", Err: err}
+	}
+	if _, err := parseAllow(c.Allow); err != nil {
+		return err
+	}
+	for i, name := range c.Env {
+		field := fmt.Sprintf("hooks.env[%d]", i)
+		switch {
+		case name == "" || strings.ContainsAny(name, "=\x00"):
+			return bad(field, "want a variable's name, got %q", name)
+		case strings.HasPrefix(strings.ToUpper(name), "HOPPER_"):
+			return bad(field, "%s is one of hopper's own settings, which hooks never get; hooks get HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT, HOPPER_SPOOL and HOPPER_RECORD", name)
+		}
+	}
+	for i, w := range c.Webhooks {
+		field := fmt.Sprintf("hooks.webhooks[%d]", i)
+		if checkURL(w.URL) != nil {
+			return bad(field+".url", "must be an http or https URL, got %q", w.URL)
+		}
+		if _, err := decodeSecret(w.Secret); err != nil {
+			return &ConfigError{Field: field + ".secret", Err: err}
+		}
+		for j, e := range w.Events {
+			if !slices.Contains(eventTypes, e) {
+				return bad(fmt.Sprintf("%s.events[%d]", field, j), "must be one of %s, got %q", strings.Join(eventTypes, ", "), e)
+			}
+		}
+	}
+	return nil
+}
+
 // decodeSecret returns a Standard Webhooks secret's key: the base64 after
 // "whsec_". An empty secret has no key.
 func decodeSecret(s string) ([]byte, error) {
@@ -156,12 +177,9 @@ func decodeSecret(s string) ([]byte, error) {
 		return nil, nil
 	}
 	rest, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return nil, errors.New(`must start with "whsec_"`)
-	}
 	key, err := base64.StdEncoding.DecodeString(rest)
-	if err != nil || len(key) == 0 {
-		return nil, errors.New(`must be "whsec_" followed by base64`)
+	if !ok || err != nil || len(key) == 0 {
+		return nil, errors.New(`must be a Standard Webhooks secret like "whsec_" followed by base64`)
 	}
 	return key, nil
 }
@@ -198,7 +216,7 @@ func parseAllow(entries []string) (allowList, error) {
 		}
 		if e == "" || strings.ContainsAny(e, "/: ") {
 			return a, &ConfigError{Field: fmt.Sprintf("hooks.allow[%d]", i),
-				Err: fmt.Errorf("want a host name, an address or a CIDR like %q, got %q", "10.0.0.0/8", e)}
+				Err: fmt.Errorf("must be a host name, an IP address or a CIDR like %q, got %q", "10.0.0.0/8", e)}
 		}
 		a.names = append(a.names, strings.TrimSuffix(strings.ToLower(e), "."))
 	}

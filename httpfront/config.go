@@ -152,6 +152,9 @@ func (e *ConfigError) Error() string {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Setting returns the key and what is wrong with its value.
+func (e *ConfigError) Setting() (key string, err error) { return e.Field, errors.New(e.Reason) }
+
 // Default fills the zero fields of c with the defaults.
 func (c *Config) Default() {
 	if c.Addr == "" {
@@ -212,13 +215,19 @@ func (c *Config) Validate() error {
 	if c.Spool == nil {
 		return &ConfigError{Field: "spool", Reason: "no spool given"}
 	}
+	return c.ValidateSettings()
+}
+
+// ValidateSettings checks c after Default as Validate does, but not Spool:
+// a configuration is checked before the spool is open.
+func (c *Config) ValidateSettings() error {
 	for i, t := range c.Tokens {
 		if strings.TrimSpace(t) == "" || t != strings.TrimSpace(t) {
 			return &ConfigError{Field: fmt.Sprintf("tokens[%d]", i), Reason: "a token must be non-empty and have no surrounding spaces"}
 		}
 	}
 	if len(c.Tokens) == 0 && !LoopbackAddr(c.Addr) {
-		return &ConfigError{Field: "http", Reason: fmt.Sprintf("%s is not a loopback address; set tokens to serve it", c.Addr), Err: ErrInsecure}
+		return &ConfigError{Field: "http", Reason: fmt.Sprintf("%q is not a loopback address: set tokens to serve it, or listen on 127.0.0.1", c.Addr), Err: ErrInsecure}
 	}
 	if err := c.validateTargets(); err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,9 +54,6 @@ type TargetConfig struct {
 
 // LockLine is what the runner lock file says of the target.
 func (t TargetConfig) LockLine() string { return t.Name + " " + t.URL }
-
-// validTargetName is the form of a target's name.
-var validTargetName = regexp.MustCompile(`^[a-z0-9-]+$`)
 
 // Config configures a Runner. Zero durations take the documented defaults.
 type Config struct {
@@ -206,24 +202,13 @@ func New(cfg Config) (*Runner, error) {
 		spool: cfg.Spool,
 		wake:  make(chan struct{}, 1),
 	}
-	seen := map[string]bool{}
+	if err := checkTargets(targets, len(cfg.Targets) > 0); err != nil {
+		return nil, err
+	}
 	for i, t := range targets {
-		switch {
-		case t.Target == nil:
+		if t.Target == nil {
 			return nil, fmt.Errorf("runner: targets[%d] (%s) has no target", i, t.Name)
-		case len(cfg.Targets) > 0 && !validTargetName.MatchString(t.Name):
-			return nil, fmt.Errorf("runner: targets[%d].name %q: use lowercase letters, digits and '-'", i, t.Name)
-		case seen[t.Name]:
-			return nil, fmt.Errorf("runner: targets[%d].name %q is used twice", i, t.Name)
-		case t.Parallel < 0:
-			return nil, fmt.Errorf("runner: targets[%d].parallel must be at least 1, got %d", i, t.Parallel)
 		}
-		for _, g := range t.Models {
-			if _, err := matchGlob(g, ""); err != nil {
-				return nil, fmt.Errorf("runner: targets[%d].models: %q is not a valid pattern", i, g)
-			}
-		}
-		seen[t.Name] = true
 		if t.Parallel == 0 {
 			t.Parallel = 1
 		}

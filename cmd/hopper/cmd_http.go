@@ -71,18 +71,16 @@ func listenFront(cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveFront runs the HTTP front on ln until ctx ends.
-func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns httpfront.Functions, ln net.Listener) error {
-	// Model management and the reads go to every target (pulls where
-	// the models lists allow, reads merged); the one of ollama when
-	// targets is empty.
+// frontConfig turns the configuration into the front's. Model management
+// and the reads go to every target (pulls where the models lists allow,
+// reads merged); the one of ollama when targets is empty.
+func frontConfig(cfg Config, s *spool.Spool) httpfront.Config {
 	var targets []httpfront.Target
 	for _, t := range cfg.TargetList() {
 		targets = append(targets, httpfront.Target{Name: t.Name, URL: t.URL, Models: t.Models})
 	}
-	front, err := httpfront.New(httpfront.Config{
+	return httpfront.Config{
 		Spool:        s,
-		Functions:    fns,
 		Addr:         cfg.HTTP,
 		Tokens:       cfg.Tokens,
 		Origins:      cfg.Origins,
@@ -90,8 +88,14 @@ func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns ht
 		Targets:      targets,
 		MaxBody:      int64(cfg.MaxJobSize),
 		MaxUpload:    int64(cfg.MaxUpload),
-		Logger:       a.logger.With("part", "http"),
-	})
+	}
+}
+
+// serveFront runs the HTTP front on ln until ctx ends.
+func (a *app) serveFront(ctx context.Context, cfg Config, s *spool.Spool, fns httpfront.Functions, ln net.Listener) error {
+	fc := frontConfig(cfg, s)
+	fc.Functions, fc.Logger = fns, a.logger.With("part", "http")
+	front, err := httpfront.New(fc)
 	if err != nil {
 		ln.Close()
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -149,7 +150,7 @@ with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("hooks: %w", err)
 			}
-			rc := runnerConfig(cfg, s, targets, a)
+			rc := runnerConfig(cfg, s, targets, a.logger)
 			rc.Functions, rc.Hooks, rc.Locked = reg, hk, true
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
@@ -192,7 +193,7 @@ with no attempt charged.`,
 				frontDone <- nil
 			}
 			stopReload := a.reloadOnHUP(cfg, func(next Config) {
-				rc := runnerConfig(next, s, targets, a)
+				rc := runnerConfig(next, s, targets, a.logger)
 				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
 				if err := reg.Reload(); err != nil {
@@ -266,20 +267,16 @@ const stallTimeout = 5 * time.Minute
 
 // newTargets makes a client for every target the configuration names.
 func newTargets(cfg Config) ([]runner.TargetConfig, error) {
-	var out []runner.TargetConfig
-	for i, t := range cfg.TargetList() {
-		client, err := ollama.New(t.URL, nil)
+	out := cfg.TargetList()
+	for i, t := range out {
+		client, err := ollama.New(t.URL, nil) // parseConfig checked it
 		if err != nil {
-			key := "ollama"
-			if len(cfg.Targets) > 0 {
-				key = fmt.Sprintf("targets[%d].url", i)
-			}
-			return nil, fmt.Errorf("config: %s: %w", key, err)
+			return nil, err
 		}
 		// A generation that sends nothing for this long has stalled: the
 		// attempt fails and is retried.
 		client.StallTimeout = stallTimeout
-		out = append(out, runner.TargetConfig{Name: t.Name, URL: client.BaseURL(), Target: client, Parallel: t.Parallel, Models: t.Models})
+		out[i].URL, out[i].Target = client.BaseURL(), client
 	}
 	return out, nil
 }
@@ -293,7 +290,8 @@ func lockLines(targets []runner.TargetConfig) []string {
 	return out
 }
 
-func runnerConfig(cfg Config, s *spool.Spool, targets []runner.TargetConfig, a *app) runner.Config {
+// runnerConfig turns the configuration into the runner's.
+func runnerConfig(cfg Config, s *spool.Spool, targets []runner.TargetConfig, logger *slog.Logger) runner.Config {
 	return runner.Config{
 		Spool:   s,
 		Targets: targets,
@@ -312,7 +310,7 @@ func runnerConfig(cfg Config, s *spool.Spool, targets []runner.TargetConfig, a *
 		RetainFailed:  cfg.Retention.Failed,
 		RetryBase:     cfg.RetryBackoff,
 		RetryMax:      cfg.RetryBackoffMax,
-		Logger:        a.logger,
+		Logger:        logger,
 	}
 }
 

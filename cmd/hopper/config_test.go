@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hopper-dev/hopper/runner"
 )
 
 // parse is parseConfig on a string, named hopper.yaml in errors.
@@ -335,6 +337,12 @@ func TestBadValuesNameTheKey(t *testing.T) {
 			`config hopper.yaml:4: hooks.webhooks[1].url: must be an http or https URL, got "ftp://b"`},
 		{"NotAMapping", "- a\n- b\n", nil, "",
 			`config hopper.yaml:1: must be a mapping of settings`},
+		{"ASecondDocument", "spool: a\n---\nspool: b\n", nil, "",
+			`config hopper.yaml:3: holds more than one YAML document (---)`},
+		{"AHooksSettingTheHooksPackageRefuses", "hooks:\n  env: [PATH, HOPPER_TOKENS]\n", nil, "hooks.env[1]",
+			`config hopper.yaml:2: hooks.env[1]: HOPPER_TOKENS is one of hopper's own settings, which hooks never get; hooks get HOPPER_JOB_ID, HOPPER_STATE, HOPPER_EVENT, HOPPER_SPOOL and HOPPER_RECORD`},
+		{"ATargetSettingTheRunnerRefuses", "targets:\n  - {name: a, url: x}\n  - name: b\n    url: y\n    models: ['[']\n", nil, "targets[1].models[0]",
+			`config hopper.yaml:5: targets[1].models[0]: must be a model name or a pattern like "llama3*", got "["`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(t, tc.file, tc.env)
@@ -346,12 +354,13 @@ func TestBadValuesNameTheKey(t *testing.T) {
 	}
 	t.Run("YAMLSyntax", func(t *testing.T) {
 		_, err := parse(t, "spool: [a\n", nil)
-		if err == nil || !strings.HasPrefix(err.Error(), "config hopper.yaml: yaml:") {
-			t.Errorf("got %v, want a YAML error naming the file", err)
+		if want := `config hopper.yaml: not valid YAML: line 1: did not find expected ',' or ']'`; err == nil || err.Error() != want {
+			t.Errorf("got  %v\nwant %s", err, want)
 		}
 	})
 	t.Run("BadDurationWithoutASource", func(t *testing.T) {
-		err := &ConfigError{Key: "max_wait", Err: func() error { _, err := parseDuration("abc"); return err }()}
+		_, derr := parseDuration("abc")
+		err := &ConfigError{Key: "max_wait", Err: derr}
 		if want := `config: max_wait: must be a duration like "10m", got "abc"`; err.Error() != want {
 			t.Errorf("got %s, want %s", err, want)
 		}
@@ -415,7 +424,7 @@ func TestOllamaFallsBackToOLLAMA_HOST(t *testing.T) {
 		{"URL", "", []string{"OLLAMA_HOST=http://gpu:8080"}, "http://gpu:8080"},
 		{"HTTPWithoutPort", "", []string{"OLLAMA_HOST=http://gpu"}, "http://gpu:80"},
 		{"HTTPSWithoutPort", "", []string{"OLLAMA_HOST=https://gpu"}, "https://gpu:443"},
-		{"AllInterfaces", "", []string{"OLLAMA_HOST=0.0.0.0"}, "http://0.0.0.0:11434"},
+		{"AllInterfacesIsDialledAsLoopback", "", []string{"OLLAMA_HOST=0.0.0.0"}, "http://127.0.0.1:11434"},
 		{"PortOnly", "", []string{"OLLAMA_HOST=:9999"}, "http://127.0.0.1:9999"},
 		{"IPv6", "", []string{"OLLAMA_HOST=::1"}, "http://[::1]:11434"},
 		{"IPv6Port", "", []string{"OLLAMA_HOST=[::1]:9999"}, "http://[::1]:9999"},
@@ -486,7 +495,11 @@ func TestValidate(t *testing.T) {
 		key string
 		mod func(*Config)
 	}{
-		{"ollama", func(c *Config) { c.Ollama = "gpu:11434" }},
+		{"ollama", func(c *Config) { c.Ollama = "ftp://gpu" }},
+		{"targets[0].url", func(c *Config) { c.Targets = []Target{{Name: "a", URL: "ftp://gpu"}} }},
+		{"targets[1].name", func(c *Config) { c.Targets = []Target{{Name: "a", URL: "http://x"}, {Name: "a", URL: "http://y"}} }},
+		{"parallel", func(c *Config) { c.Parallel = 0 }},
+		{"hooks.env[0]", func(c *Config) { c.Hooks.Env = []string{"HOPPER_TOKENS"} }},
 		{"tokens[1]", func(c *Config) { c.Tokens = []string{"a", " "} }},
 		{"origins[1]", func(c *Config) { c.Origins = []string{"https://app.example", "https://app.example/path"} }},
 		{"origins[0]", func(c *Config) { c.Origins = []string{"app.example"} }},
@@ -532,74 +545,6 @@ func TestValidate(t *testing.T) {
 	c.Origins = []string{"https://app.example.com", "https://*.corp.example", "http://localhost:*", "*"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("valid settings refused: %v", err)
-	}
-}
-
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{
-		"10m":   10 * time.Minute,
-		"36h":   36 * time.Hour,
-		"7d":    7 * 24 * time.Hour,
-		"1d12h": 36 * time.Hour,
-		"1.5d":  36 * time.Hour,
-		"2d30m": 48*time.Hour + 30*time.Minute,
-		"0":     0,
-		"0d":    0,
-		" 90s ": 90 * time.Second,
-		"-1h":   -time.Hour,
-		"-1d":   -24 * time.Hour,
-	} {
-		got, err := parseDuration(in)
-		if err != nil || got != want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "abc", "7", "d", "1dd", "1d-3h", "1d 3h", ".d", "1.2.3d", "1e3d", "99999999d", "7days", "1w", "1h2m3s4"} {
-		if got, err := parseDuration(in); err == nil {
-			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
-		} else if want := `must be a duration like "10m", got "` + in + `"`; err.Error() != want {
-			t.Errorf("parseDuration(%q): got %q, want %q", in, err, want)
-		}
-	}
-}
-
-func FuzzParseDuration(f *testing.F) {
-	for _, s := range []string{"7d", "1d12h", "36h", "-1.5d", "0", "1dd", "9223372036s"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseDuration(s)
-		if strings.Contains(s, "d") {
-			return
-		}
-		want, werr := time.ParseDuration(strings.TrimSpace(s))
-		if (err == nil) != (werr == nil) || got != want {
-			t.Errorf("parseDuration(%q) = %v, %v; time.ParseDuration: %v, %v", s, got, err, want, werr)
-		}
-	})
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{
-		"33554432": 32 << 20,
-		"32MiB":    32 << 20,
-		"32 mib":   32 << 20,
-		"512KB":    512000,
-		"1.5GiB":   3 << 29,
-		"100B":     100,
-		"1MB":      1e6,
-	} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "MiB", "32XB", "-1", "1.5", "1e6", "9999999999GiB"} {
-		if got, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) = %v, want an error", in, got)
-		}
-	}
-	if got := ByteSize(32 << 20).String(); got != "32MiB" {
-		t.Errorf("String: got %q, want 32MiB", got)
 	}
 }
 
@@ -683,7 +628,7 @@ func TestTargets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Target{{Name: "default", URL: "http://gpu:11434", Parallel: 4}}
+		want := []runner.TargetConfig{{Name: "default", URL: "http://gpu:11434", Parallel: 4}}
 		if got := cfg.TargetList(); !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
@@ -700,7 +645,7 @@ targets:
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Target{
+		want := []runner.TargetConfig{
 			{Name: "gpu1", URL: "http://10.0.0.5:11434", Parallel: 4},
 			{Name: "gpu2", URL: "http://10.0.0.6:11434", Parallel: 2, Models: []string{"llama3*"}},
 		}
