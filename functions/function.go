@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 )
 
 // Function is one named LLM call, checked and compiled by Load. Its exported
@@ -323,13 +325,11 @@ func decodeJSON(data []byte) (any, error) {
 
 // encode marshals v without escaping <, > and &, which prompts use freely.
 func encode(v any) json.RawMessage {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := jsonfmt.Marshal(v)
+	if err != nil {
 		panic(fmt.Sprintf("functions: encode %T: %v", v, err)) // strings and checked values only
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return b
 }
 
 func describeJSON(raw []byte) string {

@@ -1,14 +1,14 @@
 package functions
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
+
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 )
 
 // templateFuncs are the functions templates may call besides text/template's
@@ -16,13 +16,8 @@ import (
 // and trim, upper and lower work on text.
 var templateFuncs = template.FuncMap{
 	"json": func(v any) (string, error) {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(v); err != nil {
-			return "", err
-		}
-		return strings.TrimSuffix(b.String(), "\n"), nil
+		b, err := jsonfmt.Marshal(v)
+		return string(b), err
 	},
 	"join": func(sep string, list any) (string, error) {
 		v := reflect.ValueOf(list)

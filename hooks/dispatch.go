@@ -80,17 +80,18 @@ func originOf(raw string) string {
 	return u.Scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
-// lockFile is the dispatcher's flock: one dispatcher per outbox, or two
-// would send each delivery twice and break the order of a job's events.
-const lockFile = dirOutbox + "/dispatch.lock"
+// lockFile is the dispatcher's flock in dirOutbox: one dispatcher per
+// outbox, or two would send each delivery twice and break the order of a
+// job's events.
+const lockFile = "dispatch.lock"
 
 // lock takes the dispatcher lock, waiting (and retrying every h.poll)
 // while another process holds it. Emitted deliveries are that process's to
 // send meanwhile. It returns the lock file to close, or nil when ctx ended.
 func (d *dispatcher) lock(ctx context.Context) (*os.File, error) {
-	f, err := d.h.cfg.Spool.Root().OpenFile(lockFile, os.O_RDWR|os.O_CREATE, d.h.cfg.Spool.Options().FileMode)
+	f, err := d.h.stateDir(dirOutbox).OpenFile(lockFile, os.O_RDWR|os.O_CREATE)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", lockFile, err)
+		return nil, fmt.Errorf("open %s/%s: %w", dirOutbox, lockFile, err)
 	}
 	tick := time.NewTicker(d.h.poll)
 	defer tick.Stop()
@@ -99,7 +100,7 @@ func (d *dispatcher) lock(ctx context.Context) (*os.File, error) {
 		if ok || err != nil {
 			if err != nil {
 				f.Close()
-				return nil, fmt.Errorf("lock %s: %w", lockFile, err)
+				return nil, fmt.Errorf("lock %s/%s: %w", dirOutbox, lockFile, err)
 			}
 			if warned {
 				d.h.log.Info("delivering webhooks: the other dispatcher is gone")
@@ -198,7 +199,7 @@ func (d *dispatcher) run(ctx context.Context) error {
 func (d *dispatcher) watch() (<-chan fsnotify.Event, <-chan error, func()) {
 	w, err := fsnotify.NewBufferedWatcher(1024)
 	if err == nil {
-		if err = w.Add(filepath.Join(d.h.cfg.Spool.Path(), dirPending)); err != nil {
+		if err = w.Add(d.h.stateDir(dirPending).Path()); err != nil {
 			w.Close()
 		}
 	}
@@ -253,7 +254,7 @@ func (d *dispatcher) load(id string) {
 	case err != nil:
 		d.setAside(id, err)
 	case del.State == StateFailed:
-		if err := d.h.cfg.Spool.Root().Rename(dirPending+"/"+id+".json", dirFailed+"/"+id+".json"); err != nil {
+		if err := d.h.move(dirPending, id, dirFailed, id+".json"); err != nil {
 			d.h.log.Error("moving a failed delivery to failed/", "id", id, "err", err)
 		}
 	default:
@@ -262,7 +263,7 @@ func (d *dispatcher) load(id string) {
 }
 
 func (d *dispatcher) setAside(id string, cause error) {
-	err := d.h.cfg.Spool.Root().Rename(dirPending+"/"+id+".json", dirFailed+"/"+id+".bad")
+	err := d.h.move(dirPending, id, dirFailed, id+".bad")
 	d.h.log.Error("unreadable delivery set aside as failed/"+id+".bad", "id", id, "err", cause, "move_err", err)
 }
 
@@ -339,7 +340,7 @@ func (d *dispatcher) finish(r result) {
 	// the delivery file and hopper hooks have the URL.
 	log := h.log.With("id", del.ID, "job", del.Job, "event", del.Type, "endpoint", it.origin)
 	if r.err == nil {
-		if err := h.cfg.Spool.Root().Remove(dirPending + "/" + del.ID + ".json"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := h.stateDir(dirPending).Remove(del.ID + ".json"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Error("removing a delivered webhook from the outbox", "err", err)
 		}
 		log.Info("webhook delivered", "attempts", del.Attempts+1)
@@ -409,28 +410,10 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 
 // removeStale removes temporary files that writers left behind.
 func (h *Hooks) removeStale() error {
-	root := h.cfg.Spool.Root()
 	var errs []error
 	for _, dir := range []string{dirPending, dirFailed, dirDisabled} {
-		f, err := root.Open(dir)
-		if err != nil {
+		if _, err := h.stateDir(dir).RemoveStale(h.now().Add(-staleTemp)); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		entries, err := f.ReadDir(-1)
-		f.Close()
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			if info, err := e.Info(); err == nil && h.now().Sub(info.ModTime()) > staleTemp {
-				if err := root.Remove(dir + "/" + e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, err)
-				}
-			}
 		}
 	}
 	return errors.Join(errs...)

@@ -46,7 +46,9 @@
 // HTTP_PROXY. A refused delivery fails at once, without retries.
 //
 // The outbox lives in the spool, one JSON file per delivery, never holding a
-// secret:
+// secret. Its directories are spool.StateDirs: every file is written with
+// the spool's durable write (a dot-named temporary file, fsync, rename) and
+// read through the spool, never by path:
 //
 //	SPOOL/.hopper/outbox/
 //	  pending/   msg_….json   waiting; next_attempt_at says when

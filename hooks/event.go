@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -92,12 +93,4 @@ type envelope struct {
 }
 
 // compactJSON encodes v on one line, leaving <, > and & as they are.
-func compactJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
+func compactJSON(v any) ([]byte, error) { return jsonfmt.Marshal(v) }

@@ -1,28 +1,35 @@
 package hooks
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"io/fs"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hopper-dev/hopper/spool"
 )
 
-// The outbox's directories, relative to the spool.
+// The outbox's directories, relative to the spool: spool StateDirs (see
+// stateDir).
 const (
-	dirOutbox   = ".hopper/outbox"
+	dirOutbox   = spool.DirState + "/outbox"
 	dirPending  = dirOutbox + "/pending"
 	dirFailed   = dirOutbox + "/failed"
 	dirDisabled = dirOutbox + "/disabled"
 )
+
+// stateDir is one of the outbox's directories as the spool's StateDir,
+// through which every file of the outbox is read and written.
+func (h *Hooks) stateDir(dir string) *spool.StateDir {
+	return h.cfg.Spool.StateDir(strings.TrimPrefix(dir, spool.DirState+"/"))
+}
 
 // Errors callers test for.
 var (
@@ -128,10 +135,10 @@ func deliveryName(name string) (string, bool) {
 	return id, ok && strings.HasPrefix(id, "msg_") && !strings.ContainsAny(id, "/\\")
 }
 
-// disabledName is the file that marks url disabled.
+// disabledName is the file in dirDisabled that marks url disabled.
 func disabledName(url string) string {
 	sum := sha256.Sum256([]byte(url))
-	return dirDisabled + "/" + hex.EncodeToString(sum[:8]) + ".json"
+	return hex.EncodeToString(sum[:8]) + ".json"
 }
 
 // ensureDirs creates the outbox's directories once.
@@ -141,17 +148,9 @@ func (h *Hooks) ensureDirs() error {
 	if h.dirsMade {
 		return nil
 	}
-	root, mode := h.cfg.Spool.Root(), h.cfg.Spool.Options().DirMode
 	for _, d := range []string{dirPending, dirFailed, dirDisabled} {
-		if err := root.MkdirAll(d, mode); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	if h.fsync {
-		for _, d := range []string{".hopper", dirOutbox} {
-			if err := h.syncDir(d); err != nil {
-				return err
-			}
+		if err := h.stateDir(d).Make(); err != nil {
+			return err
 		}
 	}
 	// A clock set back since the last process must not sort new events
@@ -173,74 +172,27 @@ func (h *Hooks) ensureDirs() error {
 	return nil
 }
 
-// writeFile writes dir/name atomically: a dot-named temporary file in the
-// same directory, fsynced when sync is set, renamed over name. The caller
-// fsyncs the directory.
-func (h *Hooks) writeFile(dir, name string, data []byte, sync bool) (err error) {
-	root := h.cfg.Spool.Root()
-	mode := h.cfg.Spool.Options().FileMode
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	tmp := dir + "/." + name + "." + hex.EncodeToString(r[:])
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = root.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return root.Rename(tmp, dir+"/"+name)
+// writeFile writes dir/name atomically, fsynced when sync is set, over
+// what is there. The caller fsyncs the directory (syncDir).
+func (h *Hooks) writeFile(dir, name string, data []byte, sync bool) error {
+	return h.stateDir(dir).WriteFile(name, data, sync)
 }
 
-// syncDir fsyncs a directory of the spool.
-func (h *Hooks) syncDir(dir string) error {
-	f, err := h.cfg.Spool.Root().Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s/: %w", dir, err)
-	}
-	return nil
+// syncDir fsyncs one of the outbox's directories.
+func (h *Hooks) syncDir(dir string) error { return h.stateDir(dir).Sync() }
+
+// move renames dir/ID.json to toDir/toName.
+func (h *Hooks) move(dir, id, toDir, toName string) error {
+	return h.stateDir(dir).Move(id+".json", h.stateDir(toDir), toName)
 }
 
 // encodeDelivery is a delivery file's content: indented for people, with
 // the payload's bytes left as they are.
-func encodeDelivery(d *Delivery) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	err := enc.Encode(d)
-	return b.Bytes(), err
-}
+func encodeDelivery(d *Delivery) ([]byte, error) { return jsonfmt.MarshalIndent(d) }
 
 // readDelivery reads dir/ID.json.
 func (h *Hooks) readDelivery(dir, id string) (*Delivery, error) {
-	data, err := h.cfg.Spool.Root().ReadFile(dir + "/" + id + ".json")
+	data, err := h.stateDir(dir).ReadFile(id + ".json")
 	if err != nil {
 		return nil, err
 	}
@@ -271,23 +223,15 @@ func (h *Hooks) giveUp(d *Delivery) error {
 	if err := h.saveDelivery(dirPending, d); err != nil {
 		return err
 	}
-	return h.cfg.Spool.Root().Rename(dirPending+"/"+d.ID+".json", dirFailed+"/"+d.ID+".json")
+	return h.move(dirPending, d.ID, dirFailed, d.ID+".json")
 }
 
 // listIDs returns the delivery IDs in dir, sorted (oldest first). A missing
 // directory is empty.
 func (h *Hooks) listIDs(dir string) ([]string, error) {
-	f, err := h.cfg.Spool.Root().Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := h.stateDir(dir).Names()
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s/: %w", dir, err)
 	}
 	var ids []string
 	for _, n := range names {
@@ -295,7 +239,6 @@ func (h *Hooks) listIDs(dir string) ([]string, error) {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids)
 	return ids, nil
 }
 
@@ -369,7 +312,7 @@ func (h *Hooks) Redeliver(id string) (int, error) {
 			err = h.writeFile(dirFailed, d.ID+".json", data, h.fsync)
 		}
 		if err == nil {
-			err = h.cfg.Spool.Root().Rename(dirFailed+"/"+d.ID+".json", dirPending+"/"+d.ID+".json")
+			err = h.move(dirFailed, d.ID, dirPending, d.ID+".json")
 		}
 		if err != nil {
 			return n, fmt.Errorf("redeliver %s: %w", d.ID, err)
@@ -384,7 +327,7 @@ func (h *Hooks) Redeliver(id string) (int, error) {
 
 // disabled reports whether a configured endpoint has been disabled.
 func (h *Hooks) disabled(url string) bool {
-	_, err := h.cfg.Spool.Root().Lstat(disabledName(url))
+	_, err := h.stateDir(dirDisabled).Stat(disabledName(url))
 	return err == nil
 }
 
@@ -397,8 +340,7 @@ func (h *Hooks) disable(url string, status int, reason string) error {
 	if err != nil {
 		return err
 	}
-	name := disabledName(url)
-	if err := h.writeFile(dirDisabled, name[len(dirDisabled)+1:], append(data, '\n'), h.fsync); err != nil {
+	if err := h.writeFile(dirDisabled, disabledName(url), append(data, '\n'), h.fsync); err != nil {
 		return fmt.Errorf("disable %s: %w", url, err)
 	}
 	if h.fsync {
@@ -410,7 +352,7 @@ func (h *Hooks) disable(url string, status int, reason string) error {
 // Enable lets a disabled endpoint receive events again. Events emitted
 // while it was disabled are not sent to it.
 func (h *Hooks) Enable(url string) error {
-	err := h.cfg.Spool.Root().Remove(disabledName(url))
+	err := h.stateDir(dirDisabled).Remove(disabledName(url))
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("enable %s: %w", url, ErrNotDisabled)
 	}
@@ -422,27 +364,18 @@ func (h *Hooks) Enable(url string) error {
 
 // DisabledEndpoints lists the endpoints disabled after a 410 Gone.
 func (h *Hooks) DisabledEndpoints() ([]Disabled, error) {
-	root := h.cfg.Spool.Root()
-	f, err := root.Open(dirDisabled)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []Disabled{}, nil
-	}
+	dir := h.stateDir(dirDisabled)
+	names, err := dir.Names()
 	if err != nil {
 		return nil, err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read %s/: %w", dirDisabled, err)
-	}
-	slices.Sort(names)
 	out := []Disabled{}
 	var errs []error
 	for _, n := range names {
-		if strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
+		if !strings.HasSuffix(n, ".json") {
 			continue
 		}
-		data, err := root.ReadFile(dirDisabled + "/" + n)
+		data, err := dir.ReadFile(n)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

@@ -242,7 +242,7 @@ func (s *Server) batchFile(b *spool.Batch, prefix string) (*served, error) {
 		f.obj.Filename = b.ID + "_error.jsonl"
 	}
 	for _, p := range paths {
-		fi, err := s.sp.Root().Lstat(p)
+		fi, err := s.sp.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -540,7 +540,7 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	file, err := s.sp.Root().Open(f.path)
+	file, err := s.sp.Open(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		writeError(w, r, noSuchFile(id)) // deleted meanwhile
 		return
@@ -595,7 +595,7 @@ func (c *succeededSizes) size(sp *spool.Spool, path string, fi fs.FileInfo) (int
 	if ok && e.size == fi.Size() && e.mod.Equal(fi.ModTime()) {
 		return e.succeeded, nil
 	}
-	f, err := sp.Root().Open(path)
+	f, err := sp.Open(path)
 	if err != nil {
 		return 0, err
 	}

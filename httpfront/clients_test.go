@@ -73,9 +73,9 @@ func nextEntry(ctx context.Context, q *spool.Queue) (spool.Entry, bool) {
 func runJob(ctx context.Context, sp *spool.Spool, client *ollama.Client, c *spool.Claimed) {
 	rec, job := c.Record, c.Job
 	extra := map[string]json.RawMessage{}
-	if spool.Streams(job.Endpoint) {
+	if job.Endpoint.Streams() {
 		extra["stream"] = json.RawMessage("true")
-		if strings.HasPrefix(job.Endpoint, "openai.") {
+		if job.Endpoint.OpenAI() {
 			extra["stream_options"] = json.RawMessage(`{"include_usage":true}`)
 		}
 	}
@@ -87,7 +87,7 @@ func runJob(ctx context.Context, sp *spool.Spool, client *ollama.Client, c *spoo
 	if err != nil {
 		return
 	}
-	resp, err := client.Do(ctx, spool.EndpointPath(job.Endpoint), body, func(chunk []byte) error {
+	resp, err := client.Do(ctx, job.Endpoint.Path(), body, func(chunk []byte) error {
 		_, err := out.Write(append(chunk, '\n'))
 		return err
 	})

@@ -2,6 +2,7 @@ package httpfront
 
 import (
 	"errors"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"net/http"
 
 	"github.com/hopper-dev/hopper/spool"
@@ -50,7 +51,7 @@ func (s *Server) pauseState(pause bool) http.HandlerFunc {
 			return
 		}
 		s.log.Info("spool "+op+"d", "remote", r.RemoteAddr)
-		data, _ := spool.EncodeJSON(map[string]bool{"paused": s.sp.Paused()})
+		data, _ := jsonfmt.Marshal(map[string]bool{"paused": s.sp.Paused()})
 		writeJSON(w, http.StatusOK, append(data, '\n'))
 	}
 }

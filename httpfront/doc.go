@@ -1,8 +1,9 @@
 // Package httpfront is hopper's HTTP front end (DESIGN §5). It only reads
 // and writes spool files, so it may run in its own process beside the
 // runner; it notices jobs finishing and output arriving with fsnotify on
-// cur/, deferred/, done/ and failed/ (the watcher is only a wake-up: every
-// waiter also looks now and then, and polls when watching is unavailable).
+// cur/, deferred/, done/ and failed/ (the watcher is only a wake-up, fed to
+// spool.FollowWith: every waiter also looks now and then, and polls when
+// watching is unavailable).
 //
 // Endpoints:
 //
@@ -56,7 +57,7 @@
 // A client that disconnects cancels its job.
 //
 // Errors on every endpoint are JSON: 400 malformed JSON (on /jobs with its
-// line and column; on the drop-in in Ollama's words) or a webhook refused,
+// line, column and byte offset; on the drop-in in Ollama's words) or a webhook refused,
 // 401 with WWW-Authenticate: Bearer, 403 a browser request refused (below),
 // 404 unknown job, 409, 413, 415, 422 a JSON body that is not a valid job,
 // 429 a client over its share of long-polls, 503 with Retry-After when the
@@ -95,7 +96,17 @@
 // for every batch. An ID there that is not a valid one is 404, as OpenAI
 // answers an unknown one.
 //
+// Idempotency keys live in the spool's state directory
+// .hopper/idempotency/ (a spool.StateDir), one file per key naming the job
+// and the front that claimed it. A retry finds a key whose job does not
+// exist yet "still being handled" (409, Retry-After) for 30 s only while
+// that front still runs: a key left by a front that was killed between
+// claiming it and writing the job is free again at once.
+//
 // Job IDs in paths must pass spool.ValidID; anything else ("..",
-// "%2e%2e", "/etc/passwd") is 400 before the spool is touched, and every
-// file access goes through the spool's os.Root.
+// "%2e%2e", "/etc/passwd") is 400 before the spool is touched. The front
+// opens no path under the spool itself: it reads and writes through the
+// spool's verbs (records, Stats for /metrics, FollowWith for waiting and
+// live output, Open and Lstat for batch and uploaded files, a StateDir for
+// the keys), which go through the spool's os.Root.
 package httpfront

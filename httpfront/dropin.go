@@ -16,26 +16,24 @@ import (
 )
 
 // dropInPaths maps each Ollama and OpenAI-style path the front queues to
-// the job endpoint it becomes.
-var dropInPaths = map[string]string{
-	"/api/chat":            "chat",
-	"/api/generate":        "generate",
-	"/api/embed":           "embed",
-	"/api/embeddings":      "embeddings",
-	"/v1/chat/completions": "openai.chat",
-	"/v1/completions":      "openai.completions",
-	"/v1/embeddings":       "openai.embeddings",
-}
+// the job endpoint it becomes: every endpoint, at its own path.
+var dropInPaths = func() map[string]spool.Endpoint {
+	paths := map[string]spool.Endpoint{}
+	for _, e := range spool.Endpoints() {
+		paths[e.Path()] = e
+	}
+	return paths
+}()
 
 func isDropIn(path string) bool {
-	_, ok := dropInPaths[path]
+	_, ok := spool.EndpointAt(path)
 	return ok
 }
 
 // dropInRequest is what the front needs to know of a drop-in request
 // before it queues it; the target checks the rest.
 type dropInRequest struct {
-	endpoint     string
+	endpoint     spool.Endpoint
 	openai       bool
 	model        string
 	stream       bool
@@ -50,8 +48,8 @@ type dropInRequest struct {
 // model. Each endpoint decodes into a type named as Ollama's, so a type
 // error reads as Ollama's does. Only the few fields it needs are decoded;
 // the rest of the body is skipped over, never copied.
-func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
-	req := &dropInRequest{endpoint: endpoint, openai: strings.HasPrefix(endpoint, "openai.")}
+func parseDropIn(endpoint spool.Endpoint, body []byte) (*dropInRequest, *httpError) {
+	req := &dropInRequest{endpoint: endpoint, openai: endpoint.OpenAI()}
 	type StreamOptions struct {
 		IncludeUsage bool `json:"include_usage"`
 	}
@@ -75,7 +73,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 	var messages []Message
 	modelRequired := false // "model is required" (400) rather than "model '' not found" (404)
 	switch endpoint {
-	case "chat":
+	case spool.EndpointChat:
 		type ChatRequest struct {
 			Model  string `json:"model"`
 			Stream *bool  `json:"stream"`
@@ -83,7 +81,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 		var v ChatRequest
 		err = decodeFirst(&v)
 		req.model, req.stream, modelRequired = v.Model, v.Stream == nil || *v.Stream, true
-	case "generate":
+	case spool.EndpointGenerate:
 		type GenerateRequest struct {
 			Model  string `json:"model"`
 			Stream *bool  `json:"stream"`
@@ -91,21 +89,21 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 		var v GenerateRequest
 		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream == nil || *v.Stream
-	case "embed":
+	case spool.EndpointEmbed:
 		type EmbedRequest struct {
 			Model string `json:"model"`
 		}
 		var v EmbedRequest
 		err = decodeFirst(&v)
 		req.model = v.Model
-	case "embeddings":
+	case spool.EndpointEmbeddings:
 		type EmbeddingRequest struct {
 			Model string `json:"model"`
 		}
 		var v EmbeddingRequest
 		err = decodeFirst(&v)
 		req.model, modelRequired = v.Model, true
-	case "openai.chat":
+	case spool.EndpointOpenAIChat:
 		type ChatCompletionRequest struct {
 			Model         string         `json:"model"`
 			Messages      []Message      `json:"messages"`
@@ -116,7 +114,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 		err = decodeFirst(&v)
 		req.model, req.stream, messages, modelRequired = v.Model, v.Stream, v.Messages, true
 		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
-	case "openai.completions":
+	case spool.EndpointOpenAICompletions:
 		type CompletionRequest struct {
 			Model         string         `json:"model"`
 			Stream        bool           `json:"stream"`
@@ -126,7 +124,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream
 		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
-	case "openai.embeddings":
+	case spool.EndpointOpenAIEmbeddings:
 		type EmbedRequest struct {
 			Model string `json:"model"`
 		}
@@ -150,7 +148,7 @@ func parseDropIn(endpoint string, body []byte) (*dropInRequest, *httpError) {
 		}
 		return nil, errorf(http.StatusBadRequest, "%s", msg)
 	}
-	if endpoint == "openai.chat" && len(messages) == 0 {
+	if endpoint == spool.EndpointOpenAIChat && len(messages) == 0 {
 		return nil, errorf(http.StatusBadRequest, "[] is too short - 'messages'")
 	}
 	// The model is checked by Ollama's handlers, behind its OpenAI layer,
@@ -179,7 +177,7 @@ const dropInRoom = 96
 // priority from the header, the body's own "priority", or the configured
 // default, in that order; the body's other members follow as sent.
 func (s *Server) dropInJob(r *http.Request, req *dropInRequest, b *reqBody) ([]byte, *httpError) {
-	set := `"endpoint":` + strconv.Quote(req.endpoint) + `,` + originMember
+	set := `"endpoint":` + strconv.Quote(string(req.endpoint)) + `,` + originMember
 	header := r.Header.Get("X-Hopper-Priority")
 	if header != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(header))
@@ -200,7 +198,7 @@ func (s *Server) dropInJob(r *http.Request, req *dropInRequest, b *reqBody) ([]b
 // dropIn serves one Ollama or OpenAI-style endpoint: the request is queued
 // as a volatile job, and answered as Ollama would answer it once the job
 // has run, streaming its output live when the client streams.
-func (s *Server) dropIn(endpoint string) http.Handler {
+func (s *Server) dropIn(endpoint spool.Endpoint) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, e := s.readBody(w, r, dropInRoom)
 		if e != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	// The job is {"function", "origin", "priority", "vars": BODY}, made in
 	// the buffer the body is read into.
-	quoted, err := spool.EncodeJSON(fn.Name)
+	quoted, err := jsonfmt.Marshal(fn.Name)
 	if err != nil {
 		writeError(w, r, errorf(http.StatusInternalServerError, "encode the function's name: %v", err))
 		return
@@ -84,7 +85,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	if len(bytes.TrimSpace(vars)) == 0 {
 		vars = []byte("{}")
 	}
-	if e := syntaxError(vars); e != nil {
+	if e := syntaxError(vars, "the vars are not valid JSON"); e != nil {
 		writeError(w, r, e)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -33,8 +34,13 @@ func jobID(r *http.Request) (string, *httpError) {
 	return id, nil
 }
 
-// syntaxError describes malformed JSON with its position, or returns nil.
-func syntaxError(body []byte) *httpError {
+// syntaxError refuses a body that is not JSON with 400, or returns nil.
+// The message is notJSON ("the job is not valid JSON"), then what is
+// wrong and where as jsonfmt.SyntaxError words it, just as the spool words
+// a job file (spool.ParseJob): `hopper submit` and POST /jobs report the
+// same mistake the same way. The answer also gives the position as
+// "line", "column" and "offset".
+func syntaxError(body []byte, notJSON string) *httpError {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errorf(http.StatusBadRequest, "the request body is empty: send the job as a JSON object")
 	}
@@ -43,36 +49,13 @@ func syntaxError(body []byte) *httpError {
 	}
 	var v any
 	err := json.Unmarshal(body, &v)
-	var syn *json.SyntaxError
-	if !errors.As(err, &syn) {
-		return errorf(http.StatusBadRequest, "malformed JSON: %v", err)
+	se := jsonfmt.Locate(body, err)
+	if se == nil {
+		return errorf(http.StatusBadRequest, "%s: %v", notJSON, err)
 	}
-	// Offset counts the bad byte itself; point at it.
-	at := syn.Offset
-	if at > 0 && at < int64(len(body)) {
-		at--
-	}
-	line, col := position(body, at)
-	e := errorf(http.StatusBadRequest, "malformed JSON at line %d, column %d: %s", line, col, syn.Error())
-	if syn.Offset >= int64(len(body)) {
-		e.msg = fmt.Sprintf("malformed JSON: the body ends early at line %d, column %d (was it cut off?)", line, col)
-	}
-	e.extra = map[string]any{"line": line, "column": col, "offset": at}
+	e := errorf(http.StatusBadRequest, "%s: %v", notJSON, se)
+	e.extra = map[string]any{"line": se.Line, "column": se.Column, "offset": se.Offset}
 	return e
-}
-
-// position turns a byte offset into a 1-based line and column.
-func position(data []byte, offset int64) (line, col int) {
-	offset = min(offset, int64(len(data)))
-	line, col = 1, 1
-	for _, b := range data[:offset] {
-		if b == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
-		}
-	}
-	return line, col
 }
 
 // spliceJob is the size from which writeRecord writes a record's job as
@@ -144,7 +127,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.release()
-	if e := syntaxError(b.data); e != nil {
+	if e := syntaxError(b.data, "the job is not valid JSON"); e != nil {
 		writeError(w, r, e)
 		return
 	}
@@ -188,10 +171,8 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	// is at hand rather than from reading the job back.
 	rec := &spool.Record{ID: id, State: spool.StateQueued, Endpoint: info.endpoint, Model: info.model,
 		Priority: info.priority, Function: info.function, Job: job, SubmittedAt: s.cfg.Now().UTC()}
-	if fi, err := s.sp.Root().Lstat(spool.DirNew + "/" + id + ".json"); err == nil {
-		if t, ok := ctime(fi); ok {
-			rec.SubmittedAt = t
-		}
+	if t, ok := s.sp.QueuedAt(id); ok {
+		rec.SubmittedAt = t
 	}
 	w.Header().Set("Location", "/jobs/"+id)
 	writeRecord(w, http.StatusAccepted, rec)
@@ -199,9 +180,10 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 
 // jobInfo is what the front keeps of a job it checked.
 type jobInfo struct {
-	key                       string // the idempotency key: the header's, else the job's
-	endpoint, model, function string
-	priority                  int
+	key             string // the idempotency key: the header's, else the job's
+	endpoint        spool.Endpoint
+	model, function string
+	priority        int
 }
 
 // checkJob checks a job file sent to POST /jobs before anything is
@@ -301,7 +283,7 @@ func (s *Server) idempotent(key, hash string, what string, newName func() string
 		if ok {
 			return old.ID, true, nil
 		}
-		if s.cfg.Now().Sub(old.CreatedAt) < keyInFlight {
+		if s.keys.inFlight(old) {
 			e := errorf(http.StatusConflict, "a request with the idempotency key %q is still being handled; try again shortly", key)
 			e.header = http.Header{"Retry-After": {"1"}}
 			return "", false, e

@@ -3,14 +3,12 @@ package httpfront
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,19 +20,26 @@ import (
 )
 
 // Idempotency keys (Stripe's semantics): a key and the hash of the request
-// body it came with are kept for KeyTTL as one file per key under
-// SPOOL/.hopper/idempotency/, so they survive restarts and are shared by
-// every front on the spool. A key is claimed by link(2)ing a complete file
-// into place, which fails if another request claimed it first.
+// body it came with are kept for KeyTTL as one file per key in the spool's
+// state directory .hopper/idempotency/, so they survive restarts and are
+// shared by every front on the spool. A key is claimed by creating its
+// complete file, which fails if another request claimed it first; the file
+// names the front that claimed it, so a key whose front died before making
+// what the key names is free again at once, not held for keyInFlight.
 const (
 	// KeyTTL is how long an idempotency key names its job.
 	KeyTTL = 24 * time.Hour
 	// MaxKeyLen is the longest Idempotency-Key accepted, as Stripe's.
 	MaxKeyLen = 255
 	// keyInFlight is how long a claimed key whose job does not exist yet
-	// is taken to mean a request still being handled.
+	// is taken to mean a request still being handled (while the front
+	// that claimed it runs).
 	keyInFlight = 30 * time.Second
-	keyDir      = spool.DirState + "/idempotency"
+	// keyDir is the keys' spool.StateDir.
+	keyDir = "idempotency"
+	// keyTempAge is how old a temporary file left by a crash must be to be
+	// removed.
+	keyTempAge = time.Hour
 )
 
 // keyEntry is the file kept for one idempotency key.
@@ -43,28 +48,33 @@ type keyEntry struct {
 	ID        string    `json:"id"`
 	BodyHash  string    `json:"body_sha256"`
 	CreatedAt time.Time `json:"created_at"`
+	// Front is the front that claimed the key (spool.HoldFront); empty in
+	// keys claimed before fronts were named.
+	Front string `json:"front,omitempty"`
 }
 
 // keyStore keeps idempotency keys in the spool's state directory.
 type keyStore struct {
-	root     *os.Root
-	now      func() time.Time
-	fileMode fs.FileMode
-	fsync    bool
+	sp    *spool.Spool
+	dir   *spool.StateDir
+	front string // this front, named in the keys it claims
+	now   func() time.Time
+	fsync bool
 }
 
-func newKeyStore(sp *spool.Spool, now func() time.Time) (*keyStore, error) {
-	o := sp.Options()
-	if err := sp.Root().MkdirAll(keyDir, o.DirMode); err != nil {
+// newKeyStore opens the keys of sp for the front named front.
+func newKeyStore(sp *spool.Spool, front string, now func() time.Time) (*keyStore, error) {
+	dir := sp.StateDir(keyDir)
+	if err := dir.Make(); err != nil {
 		return nil, fmt.Errorf("idempotency keys: %w", err)
 	}
-	return &keyStore{root: sp.Root(), now: now, fileMode: o.FileMode, fsync: o.Fsync}, nil
+	return &keyStore{sp: sp, dir: dir, front: front, now: now, fsync: sp.Options().Fsync}, nil
 }
 
 // keyFile names a key's file: a hash, since keys are arbitrary text.
 func keyFile(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return keyDir + "/" + hex.EncodeToString(sum[:]) + ".json"
+	return hex.EncodeToString(sum[:]) + ".json"
 }
 
 // bodyHash hashes a JSON body in a canonical form (keys sorted, no
@@ -313,7 +323,7 @@ func hex4(b []byte) rune {
 // than KeyTTL no longer holds its key and is replaced.
 func (k *keyStore) claim(key, hash, id string) (*keyEntry, error) {
 	name := keyFile(key)
-	e := &keyEntry{Key: key, ID: id, BodyHash: hash, CreatedAt: k.now().UTC()}
+	e := &keyEntry{Key: key, ID: id, BodyHash: hash, CreatedAt: k.now().UTC(), Front: k.front}
 	for try := 0; try < 4; try++ {
 		err := k.create(name, e)
 		if err == nil {
@@ -328,10 +338,10 @@ func (k *keyStore) claim(key, hash, id string) (*keyEntry, error) {
 			continue // released meanwhile
 		case err != nil:
 			// An unreadable entry holds nothing: replace it.
-			k.root.Remove(name)
+			k.dir.Remove(name)
 			continue
 		case k.now().Sub(old.CreatedAt) >= KeyTTL:
-			k.root.Remove(name)
+			k.dir.Remove(name)
 			continue
 		}
 		return old, nil
@@ -339,56 +349,41 @@ func (k *keyStore) claim(key, hash, id string) (*keyEntry, error) {
 	return nil, fmt.Errorf("idempotency key: could not claim %q", key)
 }
 
+// inFlight reports whether the request that claimed e may still be making
+// what e names, which does not exist yet: e is younger than keyInFlight and
+// the front that claimed it still runs. A front killed between claiming a
+// key and making its job leaves a key that is free again at once (the
+// next front on the spool, or any other, finds it dead).
+func (k *keyStore) inFlight(e *keyEntry) bool {
+	if k.now().Sub(e.CreatedAt) >= keyInFlight {
+		return false
+	}
+	return e.Front == "" || e.Front == k.front || k.sp.FrontAlive(e.Front)
+}
+
 // release forgets key, for a request that failed after claiming it.
 func (k *keyStore) release(key string) {
-	_ = k.root.Remove(keyFile(key))
+	_ = k.dir.Remove(keyFile(key))
 }
 
 // create writes e to name atomically, failing with fs.ErrExist if name
-// exists: the file is written in full under a temporary name, then linked.
+// exists.
 func (k *keyStore) create(name string, e *keyEntry) error {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := keyDir + "/.tmp-" + hex.EncodeToString(rnd[:])
-	f, err := k.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, k.fileMode)
-	if err != nil {
-		return err
-	}
-	defer k.root.Remove(tmp)
-	_, err = f.Write(append(data, '\n'))
-	if err == nil && k.fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := k.root.Link(tmp, name); err != nil {
+	if err := k.dir.Create(name, append(data, '\n'), k.fsync); err != nil {
 		return err
 	}
 	if k.fsync {
-		return k.syncDir()
+		return k.dir.Sync()
 	}
 	return nil
 }
 
-func (k *keyStore) syncDir() error {
-	d, err := k.root.Open(keyDir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
-}
-
 func (k *keyStore) read(name string) (*keyEntry, error) {
-	data, err := k.root.ReadFile(name)
+	data, err := k.dir.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -403,33 +398,27 @@ func (k *keyStore) read(name string) (*keyEntry, error) {
 }
 
 // sweep removes keys older than KeyTTL and temporary files left by a
-// crash, and returns how many it removed.
+// crash, and returns how many keys it removed.
 func (k *keyStore) sweep() int {
-	entries, err := fs.ReadDir(k.root.FS(), keyDir)
+	now := k.now()
+	_, _ = k.dir.RemoveStale(now.Add(-keyTempAge))
+	names, err := k.dir.Names()
 	if err != nil {
 		return 0
 	}
 	n := 0
-	now := k.now()
-	for _, de := range entries {
-		name := keyDir + "/" + de.Name()
-		if strings.HasPrefix(de.Name(), ".tmp-") {
-			if fi, err := de.Info(); err == nil && now.Sub(fi.ModTime()) > time.Hour {
-				k.root.Remove(name)
-			}
-			continue
-		}
+	for _, name := range names {
 		e, err := k.read(name)
 		if err == nil && now.Sub(e.CreatedAt) < KeyTTL {
 			continue
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			// Unreadable: judge it by its age.
-			if fi, serr := de.Info(); serr != nil || now.Sub(fi.ModTime()) < KeyTTL {
+			if fi, serr := k.dir.Stat(name); serr != nil || now.Sub(fi.ModTime()) < KeyTTL {
 				continue
 			}
 		}
-		if k.root.Remove(name) == nil {
+		if k.dir.Remove(name) == nil {
 			n++
 		}
 	}

@@ -2,9 +2,7 @@ package httpfront
 
 import (
 	"context"
-	"io/fs"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -19,8 +17,7 @@ import (
 const probeTimeout = 2 * time.Second
 
 // metrics is the front's Prometheus registry (its own, not the global
-// one). Counts of jobs are taken from the spool directories at scrape
-// time; durations are observed from records as they land in done/ and
+// one). Counts of jobs are the spool's Stats at scrape time; durations are observed from records as they land in done/ and
 // failed/, so they cover every job finished while this front runs,
 // whoever ran it.
 type metrics struct {
@@ -139,41 +136,22 @@ func (m *metrics) collectLanes(ch chan<- prometheus.Metric) {
 	}
 }
 
-var stateDirs = []struct{ dir, state string }{
-	{spool.DirNew, "queued"}, {spool.DirCur, "running"}, {spool.DirDeferred, "deferred"},
-	{spool.DirHold, "held"}, {spool.DirDone, "done"}, {spool.DirFailed, "failed"},
-}
-
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	s := m.s
 	now := s.cfg.Now()
-	var oldest time.Time
-	for _, d := range stateDirs {
-		names, err := readNames(s.sp.Root(), d.dir)
-		if err != nil {
-			continue
+	st, err := s.sp.Stats()
+	if err == nil {
+		for _, c := range []struct {
+			state string
+			n     int
+		}{{"queued", st.Queued}, {"running", st.Running}, {"deferred", st.Deferred},
+			{"held", st.Held}, {"done", st.Done}, {"failed", st.Failed}} {
+			ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(c.n), c.state)
 		}
-		n := 0
-		for _, name := range names {
-			if !spool.Candidate(name) {
-				continue
-			}
-			if d.dir == spool.DirNew {
-				fi, err := s.sp.Root().Lstat(d.dir + "/" + name)
-				if err != nil || !fi.Mode().IsRegular() {
-					continue // gone, or a symlink, FIFO or directory: never a job
-				}
-				if t := changeTime(fi); oldest.IsZero() || t.Before(oldest) {
-					oldest = t
-				}
-			}
-			n++
-		}
-		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(n), d.state)
 	}
 	age := 0.0
-	if !oldest.IsZero() {
-		age = max(now.Sub(oldest).Seconds(), 0)
+	if !st.OldestQueued.IsZero() {
+		age = max(now.Sub(st.OldestQueued).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age)
 	select {
@@ -186,7 +164,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	default: // still reading the spool: no depth rather than a wrong one
 	}
 	ch <- prometheus.MustNewConstMetric(m.targetUp, prometheus.GaugeValue, boolValue(s.probeTarget()))
-	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(s.sp.Paused()))
+	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(st.Paused))
 	ch <- prometheus.MustNewConstMetric(m.waiters, prometheus.GaugeValue, float64(len(s.waiters)))
 	counts := map[spool.BatchState]int{}
 	for _, st := range []spool.BatchState{spool.BatchValidating, spool.BatchInProgress, spool.BatchFinalizing,
@@ -211,15 +189,6 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-func readNames(root *os.Root, dir string) ([]string, error) {
-	f, err := root.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
 // probeTarget reports whether the target answers GET /api/version.
 func (s *Server) probeTarget() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
@@ -237,9 +206,9 @@ func (s *Server) probeTarget() bool {
 }
 
 // landed observes a record that arrived in done/ or failed/.
-func (s *Server) landed(dir, id string) {
-	rec, err := s.readRecord(dir, id)
-	if err != nil {
+func (s *Server) landed(id string) {
+	rec, err := s.sp.Finished(id)
+	if rec == nil || err != nil {
 		return // moved on already, or not a record
 	}
 	m := s.metrics
@@ -267,15 +236,6 @@ func (s *Server) landed(dir, id string) {
 	if s.cfg.hooks.onLanded != nil {
 		s.cfg.hooks.onLanded(id)
 	}
-}
-
-// changeTime is when a file arrived in its directory: the rename into it
-// set its ctime. Where ctime is not available, the mtime stands in.
-func changeTime(fi fs.FileInfo) time.Time {
-	if t, ok := ctime(fi); ok {
-		return t
-	}
-	return fi.ModTime()
 }
 
 var _ prometheus.Collector = (*metrics)(nil)

@@ -82,14 +82,15 @@ func New(cfg Config) (*Server, error) {
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
-	keys, err := newKeyStore(cfg.Spool, cfg.Now)
-	if err != nil {
+	// The drop-in's jobs name this front: once it is gone, so are their
+	// clients, and the runner does not run them for nobody. So do the
+	// idempotency keys it claims.
+	var err error
+	if s.frontID, s.releaseFront, err = cfg.Spool.HoldFront(); err != nil {
 		return nil, err
 	}
-	s.keys = keys
-	// The drop-in's jobs name this front: once it is gone, so are their
-	// clients, and the runner does not run them for nobody.
-	if s.frontID, s.releaseFront, err = cfg.Spool.HoldFront(); err != nil {
+	if s.keys, err = newKeyStore(cfg.Spool, s.frontID, cfg.Now); err != nil {
+		s.releaseFront()
 		return nil, err
 	}
 	if s.catalog, err = cfg.Spool.OpenCatalog(spool.CatalogOptions{Logger: s.log}); err != nil {
@@ -449,11 +450,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	for _, d := range spool.Dirs {
-		fi, err := s.sp.Root().Stat(d)
-		if err == nil && !fi.IsDir() {
-			err = errors.New("not a directory")
-		}
-		if err != nil {
+		if err := s.sp.CheckDir(d); err != nil {
 			// No path or system words: /healthz needs no token.
 			s.log.Warn("healthz: the spool is not whole", "dir", d, "err", err)
 			w.WriteHeader(http.StatusServiceUnavailable)

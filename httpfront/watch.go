@@ -1,14 +1,9 @@
 package httpfront
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"io"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,14 +29,14 @@ const (
 type hub struct {
 	w        *fsnotify.Watcher // nil when watching is unavailable
 	fallback time.Duration
-	landed   func(dir, id string)
+	landed   func(id string)
 	log      *slog.Logger
 
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
 }
 
-func newHub(sp *spool.Spool, log *slog.Logger, landed func(dir, id string)) *hub {
+func newHub(sp *spool.Spool, log *slog.Logger, landed func(id string)) *hub {
 	h := &hub{fallback: fallbackWatched, landed: landed, log: log, subs: map[string]map[chan struct{}]struct{}{}}
 	w, err := fsnotify.NewBufferedWatcher(4096)
 	if err == nil {
@@ -107,7 +102,7 @@ func (h *hub) event(ev fsnotify.Event) {
 	}
 	dir := filepath.Base(filepath.Dir(ev.Name))
 	if (dir == spool.DirDone || dir == spool.DirFailed) && ev.Has(fsnotify.Create) && strings.HasSuffix(base, ".json") && h.landed != nil {
-		h.landed(dir, id)
+		h.landed(id)
 	}
 	h.wake(id)
 }
@@ -158,164 +153,16 @@ func (h *hub) wakeAll() {
 	h.mu.Unlock()
 }
 
-// follow waits for job id to finish and returns its record. With lines set
-// it relays each line of the job's live output (cur/ID.out) as it is
-// written, from the first. When an attempt's output ends without the job
-// finishing (the runner deferred it to run again, or restarted it),
-// newAttempt is called if set: an error from it stops follow; otherwise
-// the next attempt's output is relayed in turn. follow returns an error
-// wrapping spool.ErrNotFound if the job disappears, and ctx's error when
-// ctx ends.
+// follow waits for job id to finish and returns its record (the spool's
+// FollowWith, woken by the hub). With lines set it relays each line of the
+// job's live output (cur/ID.out) as it is written, from the first. When an
+// attempt's output ends without the job finishing (the runner deferred it
+// to run again, or restarted it), newAttempt is called if set: an error
+// from it stops follow; otherwise the next attempt's output is relayed in
+// turn. follow returns an error wrapping spool.ErrNotFound if the job
+// disappears, and ctx's error when ctx ends.
 func (s *Server) follow(ctx context.Context, id string, lines func([]byte) error, newAttempt func() error) (*spool.Record, error) {
 	wake, unsubscribe := s.hub.subscribe(id)
 	defer unsubscribe()
-	t := &tail{root: s.sp.Root(), name: spool.DirCur + "/" + id + ".out", fn: lines}
-	defer t.close()
-	timer := time.NewTimer(s.hub.fallback)
-	defer timer.Stop()
-	for {
-		if lines != nil && t.f == nil {
-			t.open()
-		}
-		// Look for the end before reading, so the last lines written
-		// before it are still read below.
-		rec, err := s.finished(id)
-		if err != nil {
-			return nil, err
-		}
-		if t.f != nil {
-			if err := t.drain(); err != nil {
-				return nil, err
-			}
-		}
-		if rec != nil {
-			return rec, nil
-		}
-		if t.f != nil && t.ended() {
-			if err := t.drain(); err != nil {
-				return nil, err
-			}
-			t.close()
-			// The job may have finished since the look above: its output
-			// goes only after its record has landed.
-			if rec, err := s.finished(id); rec != nil || err != nil {
-				return rec, err
-			}
-			if newAttempt != nil {
-				if err := newAttempt(); err != nil {
-					return nil, err
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-wake:
-		case <-timer.C:
-		}
-		timer.Reset(s.hub.fallback)
-	}
-}
-
-// finished returns job id's record if it is done or failed, nil if it is
-// not yet, and an error wrapping spool.ErrNotFound if it is nowhere.
-func (s *Server) finished(id string) (*spool.Record, error) {
-	look := func() (*spool.Record, error) {
-		for _, d := range []string{spool.DirDone, spool.DirFailed} {
-			rec, err := s.readRecord(d, id)
-			if err == nil || !errors.Is(err, fs.ErrNotExist) {
-				return rec, err
-			}
-		}
-		return nil, nil
-	}
-	if rec, err := look(); rec != nil || err != nil {
-		return rec, err
-	}
-	if _, err := s.sp.Find(id); err != nil {
-		// It may have moved between the two looks.
-		if rec, lerr := look(); rec != nil || lerr != nil {
-			return rec, lerr
-		}
-		return nil, err
-	}
-	return nil, nil
-}
-
-func (s *Server) readRecord(dir, id string) (*spool.Record, error) {
-	data, err := s.sp.Root().ReadFile(dir + "/" + id + ".json")
-	if err != nil {
-		return nil, err
-	}
-	return spool.ParseRecord(data)
-}
-
-// tail reads an output file line by line as it grows.
-type tail struct {
-	root    *os.Root
-	name    string
-	fn      func([]byte) error
-	f       *os.File
-	rd      *bufio.Reader
-	partial []byte
-	read    int64 // bytes of f consumed
-}
-
-func (t *tail) open() {
-	f, err := t.root.Open(t.name)
-	if err != nil {
-		return
-	}
-	t.f, t.rd, t.partial, t.read = f, bufio.NewReaderSize(f, 64<<10), nil, 0
-}
-
-func (t *tail) close() {
-	if t.f != nil {
-		t.f.Close()
-		t.f = nil
-	}
-}
-
-// drain delivers every complete line written so far.
-func (t *tail) drain() error {
-	for {
-		line, err := t.rd.ReadBytes('\n')
-		t.read += int64(len(line))
-		if len(line) > 0 {
-			if line[len(line)-1] != '\n' {
-				t.partial = append(t.partial, line...)
-				return nil
-			}
-			if len(t.partial) > 0 {
-				line = append(t.partial, line...)
-				t.partial = nil
-			}
-			line = bytes.TrimRight(line, "\r\n")
-			if len(line) > 0 {
-				if err := t.fn(line); err != nil {
-					return err
-				}
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// ended reports whether the open file is no longer the job's output: it
-// was removed, replaced by the next attempt's, or truncated for it.
-func (t *tail) ended() bool {
-	cur, err := t.root.Lstat(t.name)
-	if err != nil {
-		return true
-	}
-	open, err := t.f.Stat()
-	if err != nil {
-		return true
-	}
-	return !os.SameFile(cur, open) || open.Size() < t.read
+	return s.sp.FollowWith(ctx, id, spool.FollowOptions{Lines: lines, NewAttempt: newAttempt, Wake: wake, Poll: s.hub.fallback})
 }

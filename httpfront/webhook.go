@@ -39,7 +39,7 @@ func (s *Server) checkWebhook(webhook, function string) *httpError {
 // checkBatchWebhooks checks the webhooks of the lines of uploaded file id
 // (see batchWebhooks), in OpenAI's shape.
 func (s *Server) checkBatchWebhooks(id string) *httpError {
-	f, err := s.sp.Root().Open(spool.FilePath(id))
+	f, err := s.sp.Open(spool.FilePath(id))
 	if err != nil {
 		return s.storageError("read the batch file", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -272,7 +273,7 @@ func (j *job) expand() (*functions.Function, error) {
 		}
 		body[k] = v
 	}
-	job.Body, job.Endpoint, job.Model = body, endpoint, fn.Model
+	job.Body, job.Endpoint, job.Model = body, spool.Endpoint(endpoint), fn.Model
 	if job.MaxAttempts == 0 {
 		job.MaxAttempts = fn.MaxAttempts
 	}
@@ -285,7 +286,7 @@ func (j *job) expand() (*functions.Function, error) {
 	if job.Webhook == "" {
 		job.Webhook = fn.Webhook
 	}
-	rec.Endpoint, rec.Model, rec.Function, rec.Vars = endpoint, fn.Model, fn.Name, job.Vars
+	rec.Endpoint, rec.Model, rec.Function, rec.Vars = job.Endpoint, fn.Model, fn.Name, job.Vars
 	if rec.Request, err = job.Request(nil); err != nil {
 		return nil, err
 	}
@@ -315,28 +316,71 @@ func (j *job) checkAnswer(response json.RawMessage) bool {
 // extraFields are the request fields hopper sets: stream, and keep_alive
 // when the job gives none (or gives a numeric string, which Ollama rejects).
 func (j *job) extraFields() map[string]json.RawMessage {
-	job := j.c.Job
+	endpoint := j.c.Job.Endpoint
 	extra := map[string]json.RawMessage{}
-	if spool.Streams(job.Endpoint) {
+	if endpoint.Streams() {
 		extra["stream"] = json.RawMessage("true")
-		if job.Endpoint == "openai.chat" || job.Endpoint == "openai.completions" {
+		if endpoint.OpenAI() {
 			extra["stream_options"] = json.RawMessage(`{"include_usage":true}`)
 		}
 	}
-	if job.Endpoint == "openai.chat" || job.Endpoint == "openai.completions" || job.Endpoint == "openai.embeddings" {
-		return extra // the OpenAI endpoints take no keep_alive
+	if endpoint.OpenAI() {
+		return extra // Ollama's OpenAI layer drops keep_alive: see keepLoaded
 	}
-	if raw, ok := job.Body["keep_alive"]; ok {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			if ka := ollama.KeepAlive(s); ka != nil {
-				extra["keep_alive"] = ka
-			}
-		}
-	} else if ka := ollama.KeepAlive(j.cfg.KeepAlive); ka != nil {
+	if ka, set := j.keepAlive(); set {
 		extra["keep_alive"] = ka
 	}
 	return extra
+}
+
+// keepAlive is the keep_alive the job's model should get, as Ollama takes
+// it, and whether hopper sets it in the request: the job's own — a string
+// as ollama.KeepAlive converts it (set), any other value as given (not
+// set: it reaches the target in the body) — else the configured one (set).
+// It is nil when there is none to give.
+func (j *job) keepAlive() (json.RawMessage, bool) {
+	if raw, ok := j.c.Job.Body["keep_alive"]; ok {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return raw, false
+		}
+		ka := ollama.KeepAlive(s)
+		return ka, ka != nil
+	}
+	ka := ollama.KeepAlive(j.cfg.KeepAlive)
+	return ka, ka != nil
+}
+
+// keepLoadedTimeout bounds keepLoaded's request: it loads nothing, so
+// Ollama answers at once unless it is stuck.
+const keepLoadedTimeout = 30 * time.Second
+
+// keepLoaded gives the job's model its keep_alive after an OpenAI-style
+// request loaded it. Ollama's OpenAI layer builds the native request
+// without one (openai.FromChatRequest, FromCompleteRequest and the
+// embeddings middleware set no KeepAlive), so the model would go after
+// OLLAMA_KEEP_ALIVE (5m) whatever the job or the configuration says.
+// Hopper sends the native endpoint behind it the request Ollama reads as
+// "load only" — the model and keep_alive, with no messages, prompt or
+// input — which finds the model resident, generates nothing and sets its
+// keep_alive. Later requests that give none leave it as it is (Ollama's
+// Scheduler.useLoadedRunner), so once per load is enough. A failure is
+// logged: the job's answer stands.
+func (j *job) keepLoaded(ctx context.Context) {
+	endpoint := j.c.Job.Endpoint
+	ka, _ := j.keepAlive()
+	if !endpoint.OpenAI() || ka == nil {
+		return
+	}
+	body, err := jsonfmt.Marshal(map[string]any{"model": j.c.Job.Model, "keep_alive": ka})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, keepLoadedTimeout)
+	defer cancel()
+	if _, err := j.l.cfg.Target.Do(ctx, endpoint.Native().Path(), body, nil); err != nil {
+		j.log.Warn("cannot set the model's keep_alive after an OpenAI-style request", "model", j.c.Job.Model, "target", j.l.cfg.Name, "err", err)
+	}
 }
 
 type result struct {
@@ -411,7 +455,7 @@ func (j *job) attempt(ctx context.Context) result {
 	started := time.Now()
 	done := make(chan result, 1)
 	go func() {
-		resp, err := l.cfg.Target.Do(jobCtx, spool.EndpointPath(j.c.Job.Endpoint), j.body, onChunk)
+		resp, err := l.cfg.Target.Do(jobCtx, j.c.Job.Endpoint.Path(), j.body, onChunk)
 		done <- result{response: resp, err: err}
 	}()
 	// A cancel request that came since prepare looked is seen by the poll.
@@ -450,8 +494,10 @@ func (j *job) attempt(ctx context.Context) result {
 }
 
 // loaded counts the time the job's model took to load (Ollama's
-// load_duration, else the wait for the first byte) and asks the target
-// what it loaded, for the digest: once per load, never once per job.
+// load_duration, else the wait for the first byte), gives the model its
+// keep_alive if the job's request could not (keepLoaded), and asks the
+// target what it loaded, for the digest: once per load, never once per
+// job.
 func (j *job) loaded(ctx context.Context, response json.RawMessage, started, firstAt time.Time) {
 	var took time.Duration
 	var d struct {
@@ -465,6 +511,7 @@ func (j *job) loaded(ctx context.Context, response json.RawMessage, started, fir
 	j.r.mu.Lock()
 	j.l.stats.LoadTime += took
 	j.r.mu.Unlock()
+	j.keepLoaded(ctx)
 	j.l.refresh(ctx)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,11 +16,40 @@ import (
 // directory again. Names are single path elements (plainName), so nothing
 // resolves outside the directory.
 
-// dirFD is the descriptor of one of the spool's directories.
+// dir is the open handle of one of the spool's directories, or of a
+// StateDir's (opened on first use and kept until Close).
+func (s *Spool) dir(name string) (*os.File, error) {
+	if f, ok := s.dirs[name]; ok {
+		return f, nil
+	}
+	if !strings.HasPrefix(name, DirState+"/") || !fs.ValidPath(name) {
+		return nil, fmt.Errorf("%s: not a spool directory", name)
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if f, ok := s.stateDirs[name]; ok {
+		return f, nil
+	}
+	if s.stateDirs == nil {
+		return nil, fmt.Errorf("%s: %w", name, fs.ErrClosed)
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a directory", name)
+	}
+	s.stateDirs[name] = f
+	return f, nil
+}
+
+// dirFD is the descriptor of one of the spool's directories (see dir).
 func (s *Spool) dirFD(dir string) (int, error) {
-	f, ok := s.dirs[dir]
-	if !ok {
-		return -1, fmt.Errorf("%s: not a spool directory", dir)
+	f, err := s.dir(dir)
+	if err != nil {
+		return -1, err
 	}
 	return int(f.Fd()), nil
 }

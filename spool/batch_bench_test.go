@@ -462,9 +462,9 @@ func endBenchBatch(b *testing.B, s *Spool, bt *Batch) []int {
 		if err != nil {
 			b.Fatal(err)
 		}
-		endpoint, model, custom := "openai.chat", "llama3.2", fmt.Sprintf("ticket-%d", i)
+		endpoint, model, custom := EndpointOpenAIChat, "llama3.2", fmt.Sprintf("ticket-%d", i)
 		if i%3 == 0 {
-			endpoint, model, custom = "openai.embeddings", "nomic-embed-text", fmt.Sprintf("doc-%d", i)
+			endpoint, model, custom = EndpointOpenAIEmbeddings, "nomic-embed-text", fmt.Sprintf("doc-%d", i)
 		}
 		r := &Record{ID: id, State: StateDone, Endpoint: endpoint, Model: model, Job: jobData, Response: benchAnswer(i),
 			Attempts: 1, SubmittedAt: now, StartedAt: &now, FinishedAt: &now, Target: "http://127.0.0.1:11434"}

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 )
@@ -136,12 +136,12 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
 	}
-	out, err := s.createTmp("output." + b.ID)
+	out, err := s.createPending(DirTmp, "output."+b.ID, 1<<20)
 	if err != nil {
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
 	}
 	defer out.discard()
-	var errs *tmpFile
+	var errs *pending
 	defer func() {
 		if errs != nil {
 			errs.discard()
@@ -185,7 +185,7 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 		if err := encodeLine(&enc, ol); err != nil {
 			return fmt.Errorf("finish batch %s: %w", b.ID, err)
 		}
-		if _, err := out.w.Write(enc.Bytes()); err != nil {
+		if _, err := out.Write(enc.Bytes()); err != nil {
 			return fmt.Errorf("finish batch %s: %w", b.ID, err)
 		}
 		if !ol.Failed() {
@@ -194,21 +194,21 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 		}
 		failed++
 		if errs == nil {
-			if errs, err = s.createTmp("errors." + b.ID); err != nil {
+			if errs, err = s.createPending(DirTmp, "errors."+b.ID, 1<<20); err != nil {
 				return fmt.Errorf("finish batch %s: %w", b.ID, err)
 			}
 		}
-		if _, err := errs.w.Write(enc.Bytes()); err != nil {
+		if _, err := errs.Write(enc.Bytes()); err != nil {
 			return fmt.Errorf("finish batch %s: %w", b.ID, err)
 		}
 	}
 	b.Output = DirDone + "/" + b.ID + ".jsonl"
-	if err := out.commit(DirDone, b.ID+".jsonl"); err != nil {
+	if err := out.commit(DirDone, b.ID+".jsonl", s.opts.Fsync, true); err != nil {
 		return fmt.Errorf("finish batch %s: %w", b.ID, err)
 	}
 	if errs != nil {
 		b.ErrorsFile = DirFailed + "/" + b.ID + ".errors.jsonl"
-		if err := errs.commit(DirFailed, b.ID+".errors.jsonl"); err != nil {
+		if err := errs.commit(DirFailed, b.ID+".errors.jsonl", s.opts.Fsync, true); err != nil {
 			return fmt.Errorf("finish batch %s: %w", b.ID, err)
 		}
 	}
@@ -233,78 +233,7 @@ func (s *Spool) FinishBatch(b *Batch, recorded func()) error {
 }
 
 // encodeLine appends v as one line of JSON, leaving <, > and & as they are.
-func encodeLine(buf *bytes.Buffer, v any) error {
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
-
-// tmpFile is a file being written in tmp/, to be renamed into place.
-type tmpFile struct {
-	s    *Spool
-	name string // in tmp/
-	f    *os.File
-	w    *bufio.Writer
-	done bool
-}
-
-const fileCreate = os.O_WRONLY | os.O_CREATE | os.O_EXCL
-
-func (s *Spool) createTmp(what string) (*tmpFile, error) {
-	name := "." + what + "." + s.ids.next()
-	f, err := s.root.OpenFile(DirTmp+"/"+name, fileCreate, s.opts.FileMode)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.Chmod(s.opts.FileMode); err != nil {
-		f.Close()
-		_ = s.root.Remove(DirTmp + "/" + name)
-		return nil, err
-	}
-	return &tmpFile{s: s, name: name, f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
-}
-
-// commit flushes, fsyncs (when the spool does) and renames the file to
-// dir/name, replacing what is there: it is the caller's own output.
-func (t *tmpFile) commit(dir, name string) error {
-	err := t.w.Flush()
-	if err == nil {
-		err = t.s.syncIf(t.f)
-	}
-	if cerr := t.f.Close(); err == nil {
-		err = cerr
-	}
-	t.f = nil
-	if err != nil {
-		return err
-	}
-	if err := t.s.root.Rename(DirTmp+"/"+t.name, dir+"/"+name); err != nil {
-		return err
-	}
-	t.done = true
-	if t.s.opts.Fsync {
-		return t.s.syncDir(dir)
-	}
-	return nil
-}
-
-// discard removes the file unless it was committed.
-func (t *tmpFile) discard() {
-	if t.f != nil {
-		t.f.Close()
-	}
-	if !t.done {
-		_ = t.s.root.Remove(DirTmp + "/" + t.name)
-	}
-}
-
-// syncIf fsyncs f when the spool fsyncs.
-func (s *Spool) syncIf(f *os.File) error {
-	if !s.opts.Fsync {
-		return nil
-	}
-	return f.Sync()
-}
+func encodeLine(buf *bytes.Buffer, v any) error { return jsonfmt.NewEncoder(buf).Encode(v) }
 
 // ActiveBatches returns the batches the runner has claimed and not ended:
 // those whose input is in batches/. An input without a record (a crash

@@ -711,7 +711,8 @@ func TestExpandBatch(t *testing.T) {
 			t.Fatalf("handled %d, bad %v, expanded %d", n, bad, b.Expanded)
 		}
 		for i, want := range []struct {
-			endpoint, custom, model, field string
+			endpoint             Endpoint
+			custom, model, field string
 		}{
 			{"openai.chat", "chat-1", "llama3.2", "messages"},
 			{"openai.embeddings", "emb-1", "nomic-embed-text", "input"},

@@ -20,13 +20,13 @@ import (
 // Summary is what a Catalog keeps of one job: enough to list, count and
 // place it, never its request or answer (read the record for those).
 type Summary struct {
-	ID       string `json:"id"`
-	State    State  `json:"state"`
-	Endpoint string `json:"endpoint,omitempty"`
-	Model    string `json:"model,omitempty"`
-	Function string `json:"function,omitempty"`
-	Priority int    `json:"priority,omitempty"`
-	Attempts int    `json:"attempts"`
+	ID       string   `json:"id"`
+	State    State    `json:"state"`
+	Endpoint Endpoint `json:"endpoint,omitempty"`
+	Model    string   `json:"model,omitempty"`
+	Function string   `json:"function,omitempty"`
+	Priority int      `json:"priority,omitempty"`
+	Attempts int      `json:"attempts"`
 	// Target is the target that ran the last attempt; Loaded says the
 	// model had to be loaded for it.
 	Target      string     `json:"target,omitempty"`

@@ -120,16 +120,14 @@ func TestCatalogNamesARecordByItsFile(t *testing.T) {
 	}
 }
 
-// The cursor is a job ID and Page resumes after that job's *current*
-// place. A job whose SubmittedAt changes between two pages (hold/release
-// and retry rename it, which sets the ctime new/ and hold/ files are dated
-// by; a claimed job is dated by cur/'s ctime until its first Update) moves
-// the cursor: the next page repeats jobs or skips them.
+// A job whose SubmittedAt changes between two pages (hold/release and
+// retry rename it, which sets the ctime new/ and hold/ files are dated by;
+// a claimed job is dated by cur/'s ctime until its first Update) must not
+// move the cursor: it holds the place (time~id), not the job.
 func TestCatalogCursorHoldsWhenItsJobMoves(t *testing.T) {
 	s := newSpool(t)
-	var ids []string
 	for range 4 {
-		ids = append(ids, submit(t, s, `{"model":"a","prompt":"x"}`))
+		submit(t, s, `{"model":"a","prompt":"x"}`)
 		time.Sleep(2 * time.Millisecond)
 	}
 	c := openCatalog(t, s)

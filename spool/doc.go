@@ -39,6 +39,34 @@
 //     hold, retry, ...) is safe to run from other processes at the same time,
 //     because each one is a single rename that either wins or finds the file
 //     gone.
+//   - spool/ is the only package that opens paths under the spool root.
+//     Others use its verbs, below; none of them is handed the os.Root.
+//   - There is one durable write (write.go): a dot-named file staged in tmp/
+//     (beside itself in cur/ and under .hopper/), fsynced, renamed into
+//     place, its directory fsynced. Job files, records, batch output,
+//     uploads and every StateDir's files go through it.
+//
+// The verbs other packages use, beyond the job's life (Submit, Claim,
+// Update, Finish, Requeue, Recover, Cancel, Retry, Hold, Release, Prune):
+//
+//   - Reading: Get, Find, List, Finished (a done or failed record, or nil),
+//     Stats (counts by directory, oldest queued, paused), QueuedAt, Open and
+//     Lstat (a file by the spool-relative path the spool gave it: a batch's
+//     Input, Output and ErrorsFile, FilePath), CheckDir, OutputLines, and
+//     the Catalog and Queue indexes.
+//   - Following: Wait, Follow and FollowWith relay a job's live output
+//     (cur/ID.out) line by line across attempts and return its final
+//     record; FollowWith takes a wake-up channel from a caller's own
+//     watcher, and polls without one.
+//   - State of their own: StateDir(name) is .hopper/NAME for a package's
+//     files (the hook outbox, the front's idempotency keys) with Make,
+//     WriteFile (durable, replacing), Create (durable, never replacing),
+//     ReadFile, Names, Stat, Move, Remove, OpenFile (a lock), Sync and
+//     RemoveStale. Names are single file names, never followed through a
+//     symlink.
+//   - Fronts: HoldFront and FrontAlive name a front process and tell
+//     whether it still runs (its flock), for the jobs and idempotency keys
+//     it leaves behind.
 //
 // The package knows nothing of Ollama: a Queue is given the function that
 // compares model names.

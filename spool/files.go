@@ -32,12 +32,12 @@ var ErrTooLarge = errors.New("too large")
 // place, the bytes first.
 func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*FileMeta, error) {
 	meta := &FileMeta{ID: FilePrefix + s.NewID(), Filename: filename, Purpose: purpose, CreatedAt: s.now().UTC()}
-	t, err := s.createTmp("upload")
+	t, err := s.createPending(DirTmp, "upload", 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
 	defer t.discard()
-	n, err := io.Copy(t.w, io.LimitReader(r, limit+1))
+	n, err := io.Copy(t, io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
@@ -45,7 +45,7 @@ func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*Fi
 		return nil, fmt.Errorf("the file is over the limit of %d bytes: %w", limit, ErrTooLarge)
 	}
 	meta.Bytes = n
-	if err := t.commit(DirFiles, meta.ID+".jsonl"); err != nil {
+	if err := t.commit(DirFiles, meta.ID+".jsonl", s.opts.Fsync, true); err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
 	data, err := marshalDoc(meta)

@@ -24,10 +24,10 @@ func FuzzParseJob(f *testing.F) {
 			}
 			return
 		}
-		if j.Function == "" && (j.Model == "" || EndpointPath(j.Endpoint) == "") {
+		if j.Function == "" && (j.Model == "" || !j.Endpoint.Valid()) {
 			t.Fatalf("accepted a job with model %q and endpoint %q", j.Model, j.Endpoint)
 		}
-		if j.Endpoint != "" && EndpointPath(j.Endpoint) == "" {
+		if j.Endpoint != "" && !j.Endpoint.Valid() {
 			t.Fatalf("accepted unknown endpoint %q", j.Endpoint)
 		}
 		req, err := j.Request(nil)

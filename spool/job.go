@@ -2,48 +2,99 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"net/url"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 )
 
-// Endpoints maps each endpoint name a job may give to the target's path.
-var endpointPaths = map[string]string{
-	"chat":               "/api/chat",
-	"generate":           "/api/generate",
-	"embed":              "/api/embed",
-	"embeddings":         "/api/embeddings",
-	"openai.chat":        "/v1/chat/completions",
-	"openai.completions": "/v1/completions",
-	"openai.embeddings":  "/v1/embeddings",
+// Endpoint names the target API a job calls, as job files and records
+// spell it in "endpoint": an Ollama endpoint ("chat") or an OpenAI-style
+// one Ollama serves ("openai.chat").
+type Endpoint string
+
+// The endpoints a job may call.
+const (
+	EndpointChat              Endpoint = "chat"
+	EndpointGenerate          Endpoint = "generate"
+	EndpointEmbed             Endpoint = "embed"
+	EndpointEmbeddings        Endpoint = "embeddings"
+	EndpointOpenAIChat        Endpoint = "openai.chat"
+	EndpointOpenAICompletions Endpoint = "openai.completions"
+	EndpointOpenAIEmbeddings  Endpoint = "openai.embeddings"
+)
+
+// endpointInfo is what hopper knows of an endpoint: its path on the
+// target, whether it answers with a token stream, and for an OpenAI-style
+// one the native endpoint Ollama's OpenAI layer turns it into.
+type endpointInfo struct {
+	path    string
+	streams bool
+	native  Endpoint
 }
 
-// EndpointPath returns the target path for an endpoint name, or "".
-func EndpointPath(endpoint string) string { return endpointPaths[endpoint] }
-
-// EndpointNames lists the valid endpoint names, sorted.
-func EndpointNames() []string {
-	names := make([]string, 0, len(endpointPaths))
-	for n := range endpointPaths {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+var endpoints = map[Endpoint]endpointInfo{
+	EndpointChat:              {path: "/api/chat", streams: true},
+	EndpointGenerate:          {path: "/api/generate", streams: true},
+	EndpointEmbed:             {path: "/api/embed"},
+	EndpointEmbeddings:        {path: "/api/embeddings"},
+	EndpointOpenAIChat:        {path: "/v1/chat/completions", streams: true, native: EndpointChat},
+	EndpointOpenAICompletions: {path: "/v1/completions", streams: true, native: EndpointGenerate},
+	EndpointOpenAIEmbeddings:  {path: "/v1/embeddings", native: EndpointEmbed},
 }
 
-// Streams reports whether an endpoint answers with a token stream (and so
-// is sent with "stream": true).
-func Streams(endpoint string) bool {
-	switch endpoint {
-	case "chat", "generate", "openai.chat", "openai.completions":
-		return true
+// Endpoints lists every endpoint, sorted by name.
+func Endpoints() []Endpoint { return slices.Sorted(maps.Keys(endpoints)) }
+
+// EndpointAt returns the endpoint served at path on the target
+// ("/v1/chat/completions": openai.chat).
+func EndpointAt(path string) (Endpoint, bool) {
+	for e, info := range endpoints {
+		if info.path == path {
+			return e, true
+		}
 	}
-	return false
+	return "", false
+}
+
+// Valid reports whether e is an endpoint hopper knows.
+func (e Endpoint) Valid() bool {
+	_, ok := endpoints[e]
+	return ok
+}
+
+// Path returns e's path on the target, or "" for an unknown endpoint.
+func (e Endpoint) Path() string { return endpoints[e].path }
+
+// Streams reports whether e answers with a token stream (and so is sent
+// with "stream": true).
+func (e Endpoint) Streams() bool { return endpoints[e].streams }
+
+// OpenAI reports whether e is one of the OpenAI-style endpoints (/v1/...).
+func (e Endpoint) OpenAI() bool { return endpoints[e].native != "" }
+
+// Native returns the Ollama endpoint behind e: for an OpenAI-style one the
+// endpoint Ollama's OpenAI layer hands the request to (openai.chat: chat),
+// for any other e itself.
+func (e Endpoint) Native() Endpoint { return cmp.Or(endpoints[e].native, e) }
+
+// endpointList is the valid endpoint names for a message: "chat, embed, ...".
+func endpointList() string {
+	names := make([]string, 0, len(endpoints))
+	for _, e := range Endpoints() {
+		names = append(names, string(e))
+	}
+	return strings.Join(names, ", ")
 }
 
 // hopperFields are the job fields hopper consumes; they never reach the
@@ -59,7 +110,7 @@ const OriginHTTP = "http"
 // Job is a parsed job file: hopper's fields, and the request body for the
 // target with every other field kept byte for byte.
 type Job struct {
-	Endpoint       string
+	Endpoint       Endpoint // "" for a function job until its function is expanded
 	Model          string
 	Function       string
 	Vars           json.RawMessage
@@ -135,10 +186,8 @@ func (j *Job) take() error {
 		}
 	}
 	integer := func(key string, dst *int) {
-		if raw, ok := f[key]; ok && err == nil {
-			if e := json.Unmarshal(raw, dst); e != nil {
-				err = badInput("%q must be an integer, got %s", key, describe(raw))
-			}
+		if raw, ok := f[key]; ok && err == nil && !bytes.Equal(raw, []byte("null")) {
+			*dst, err = wholeNumber(key, raw)
 		}
 	}
 	duration := func(key string, dst *time.Duration) {
@@ -173,7 +222,7 @@ func (j *Job) take() error {
 			}
 		}
 	}
-	str("endpoint", &j.Endpoint)
+	str("endpoint", (*string)(&j.Endpoint))
 	str("function", &j.Function)
 	object("vars", &j.Vars)
 	str("webhook", &j.Webhook)
@@ -209,8 +258,8 @@ func (j *Job) take() error {
 	for _, k := range hopperFields {
 		delete(f, k)
 	}
-	if j.Endpoint != "" && EndpointPath(j.Endpoint) == "" {
-		return badInput("unknown endpoint %q: use one of %s", j.Endpoint, strings.Join(EndpointNames(), ", "))
+	if j.Endpoint != "" && !j.Endpoint.Valid() {
+		return badInput("unknown endpoint %q: use one of %s", j.Endpoint, endpointList())
 	}
 	if j.Function != "" {
 		return nil // the function supplies model and endpoint at claim
@@ -218,13 +267,13 @@ func (j *Job) take() error {
 	if j.Endpoint == "" {
 		switch {
 		case f["messages"] != nil:
-			j.Endpoint = "chat"
+			j.Endpoint = EndpointChat
 		case f["prompt"] != nil:
-			j.Endpoint = "generate"
+			j.Endpoint = EndpointGenerate
 		case f["input"] != nil:
-			j.Endpoint = "embed"
+			j.Endpoint = EndpointEmbed
 		default:
-			return badInput("cannot tell which endpoint to call: give \"messages\" (chat), \"prompt\" (generate) or \"input\" (embed), or set \"endpoint\" to one of %s", strings.Join(EndpointNames(), ", "))
+			return badInput("cannot tell which endpoint to call: give \"messages\" (chat), \"prompt\" (generate) or \"input\" (embed), or set \"endpoint\" to one of %s", endpointList())
 		}
 	}
 	if strings.TrimSpace(j.Model) == "" {
@@ -250,34 +299,16 @@ func (j *Job) Request(extra map[string]json.RawMessage) ([]byte, error) {
 
 // marshalObject encodes a JSON object without escaping <, > and &, so
 // every value keeps the bytes it was submitted with.
-func marshalObject(obj map[string]json.RawMessage) ([]byte, error) { return EncodeJSON(obj) }
+func marshalObject(obj map[string]json.RawMessage) ([]byte, error) { return jsonfmt.Marshal(obj) }
 
-// EncodeJSON is json.Marshal without escaping <, > and & (as \u003c and
-// so on): job files and requests keep the text people wrote, byte for
-// byte, and a body full of markup does not grow past max_job_size.
-func EncodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// jsonError turns a decoding error into a sentence with a line and column.
+// jsonError turns an error from decoding a job into a sentence: for text
+// that is not JSON, what is wrong and where, as [jsonfmt.SyntaxError]
+// words it (the front's POST /jobs answers the same).
 func jsonError(data []byte, err error) error {
-	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		if syn.Error() == "unexpected end of JSON input" {
-			line, col := position(data, int64(len(data)))
-			return badInput("the job is not valid JSON: it ends early at line %d, column %d (was it cut off?)", line, col)
-		}
-		// Offset counts the bytes read, the offending one included.
-		line, col := position(data, syn.Offset-1)
-		return badInput("the job is not valid JSON: %s at line %d, column %d", syn.Error(), line, col)
+	switch se := jsonfmt.Locate(data, err); {
+	case se != nil:
+		return badInput("the job is not valid JSON: %v", se)
 	case errors.As(err, &typ):
 		return badInput("a job must be a JSON object, got %s", typ.Value)
 	case !utf8.Valid(data):
@@ -286,21 +317,32 @@ func jsonError(data []byte, err error) error {
 	return badInput("the job is not valid JSON: %v", err)
 }
 
-// position returns the line and column, counted from 1 in characters, of
-// the byte at offset.
-func position(data []byte, offset int64) (line, col int) {
-	offset = min(max(offset, 0), int64(len(data)))
-	line, col = 1, 1
-	for _, b := range data[:offset] {
-		switch {
-		case b == '\n':
-			line++
-			col = 1
-		case utf8.RuneStart(b):
-			col++
-		}
+// maxWhole bounds the numbers wholeNumber takes in a form other than
+// digits alone ("10.0", "1e3"): past 2^53 a float64 no longer tells whole
+// numbers from fractions.
+const maxWhole = 1 << 53
+
+// wholeNumber reads one of hopper's integer fields. As Ollama reads its
+// integer options, a number with a fraction or an exponent is taken when
+// its value is whole ("10.0", "1e1"); unlike Ollama, which would cut 10.5
+// to 10, a fraction is refused rather than dropped.
+func wholeNumber(key string, raw json.RawMessage) (int, error) {
+	s := string(bytes.TrimSpace(raw))
+	if c := firstByte(raw); c != '-' && (c < '0' || c > '9') {
+		return 0, badInput("%q must be an integer, got %s", key, describe(raw))
 	}
-	return line, col
+	if n, err := strconv.ParseInt(s, 10, strconv.IntSize); err == nil {
+		return int(n), nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.Abs(f) > maxWhole {
+		return 0, badInput("%q must be an integer, got %s, which is out of range", key, describe(raw))
+	}
+	mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+	if f != math.Trunc(f) || f == 0 && strings.Trim(mantissa, "-0.") != "" {
+		return 0, badInput("%q must be an integer, got %s, which is not a whole number", key, describe(raw))
+	}
+	return int(f), nil
 }
 
 func firstByte(raw json.RawMessage) byte {

@@ -13,7 +13,8 @@ import (
 
 func TestParseJobEndpoint(t *testing.T) {
 	tests := []struct {
-		name, job, want string
+		name, job string
+		want      Endpoint
 	}{
 		{"messages means chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, "chat"},
 		{"prompt means generate", `{"model":"m","prompt":"p"}`, "generate"},
@@ -156,8 +157,8 @@ func TestParseJobRefuses(t *testing.T) {
 		maxSize int64
 		want    string
 	}{
-		{"malformed JSON, naming line and column", "{\"model\": \"m\",\n \"prompt\": }", 0, "line 2, column 12"},
-		{"malformed JSON after a multi-byte character, counting characters", `{"model": "é", x}`, 0, "line 1, column 16"},
+		{"malformed JSON, naming line, column and byte offset", "{\"model\": \"m\",\n \"prompt\": }", 0, "line 2, column 12, byte offset 26"},
+		{"malformed JSON after a multi-byte character, counting characters and bytes", `{"model": "é", x}`, 0, "line 1, column 16, byte offset 16"},
 		{"garbage after the object", `{"model":"m","prompt":"p"} x`, 0, "after top-level value at line 1, column 28"},
 		{"a cut-off file", `{"model": "m"`, 0, "ends early at line 1"},
 		{"an empty file", ``, 0, "empty"},
@@ -174,8 +175,13 @@ func TestParseJobRefuses(t *testing.T) {
 		{"a blank model", `{"model":"  ","prompt":"p"}`, 0, `"model" is required`},
 		{"a numeric model", `{"model":3,"prompt":"p"}`, 0, `"model" must be a string, got the number 3`},
 		{"a string priority", `{"model":"m","prompt":"p","priority":"high"}`, 0, `"priority" must be an integer, got the string "high"`},
-		{"a fractional priority", `{"model":"m","prompt":"p","priority":1.5}`, 0, `"priority" must be an integer, got the number 1.5`},
-		{"a huge priority", `{"model":"m","prompt":"p","priority":1e400}`, 0, `"priority" must be an integer`},
+		{"a fractional priority", `{"model":"m","prompt":"p","priority":10.5}`, 0, `"priority" must be an integer, got the number 10.5, which is not a whole number`},
+		{"a fraction too small for a float", `{"model":"m","prompt":"p","priority":1e-400}`, 0, `"priority" must be an integer, got the number 1e-400, which is not a whole number`},
+		{"a fractional max_attempts", `{"model":"m","prompt":"p","max_attempts":2.5e0}`, 0, `"max_attempts" must be an integer, got the number 2.5e0, which is not a whole number`},
+		{"a huge priority", `{"model":"m","prompt":"p","priority":1e400}`, 0, `"priority" must be an integer, got the number 1e400, which is out of range`},
+		{"a priority past int64 in digits", `{"model":"m","prompt":"p","priority":99999999999999999999999}`, 0, `"priority" must be an integer, got the number 99999999999999999999999, which is out of range`},
+		{"a priority past what a float tells apart", `{"model":"m","prompt":"p","priority":1e17}`, 0, `which is out of range`},
+		{"a boolean priority", `{"model":"m","prompt":"p","priority":true}`, 0, `"priority" must be an integer, got a boolean`},
 		{"a negative max_attempts", `{"model":"m","prompt":"p","max_attempts":-1}`, 0, `"max_attempts" must be 1 or more`},
 		{"a numeric timeout", `{"model":"m","prompt":"p","timeout":30}`, 0, `"timeout" must be a duration like "90s" or "10m", got the number 30`},
 		{"a malformed timeout", `{"model":"m","prompt":"p","timeout":"soon"}`, 0, `"timeout" must be a duration`},
@@ -203,21 +209,68 @@ func TestParseJobRefuses(t *testing.T) {
 }
 
 func TestEndpoints(t *testing.T) {
-	names := EndpointNames()
-	if !slices.IsSorted(names) || len(names) != 7 {
-		t.Errorf("got %q, want the seven endpoints sorted", names)
+	all := Endpoints()
+	if !slices.IsSorted(all) || len(all) != 7 {
+		t.Errorf("got %q, want the seven endpoints sorted", all)
 	}
-	for _, n := range names {
-		if !strings.HasPrefix(EndpointPath(n), "/") {
-			t.Errorf("%s: got path %q", n, EndpointPath(n))
+	for _, e := range all {
+		if !e.Valid() || !strings.HasPrefix(e.Path(), "/") {
+			t.Errorf("%s: got valid %v, path %q", e, e.Valid(), e.Path())
+		}
+		if at, ok := EndpointAt(e.Path()); !ok || at != e {
+			t.Errorf("EndpointAt(%s): got %q, %v, want %s", e.Path(), at, ok, e)
+		}
+		if e.OpenAI() != strings.HasPrefix(e.Path(), "/v1/") || e.Native().OpenAI() || e.Native().Streams() != e.Streams() {
+			t.Errorf("%s: got OpenAI %v, native %s", e, e.OpenAI(), e.Native())
 		}
 	}
-	if EndpointPath("bogus") != "" {
-		t.Error("bogus has a path")
+	if bogus := Endpoint("bogus"); bogus.Valid() || bogus.Path() != "" || bogus.Streams() {
+		t.Error("bogus is an endpoint")
 	}
-	for e, want := range map[string]bool{"chat": true, "generate": true, "openai.chat": true, "openai.completions": true, "embed": false, "embeddings": false, "openai.embeddings": false} {
-		if Streams(e) != want {
-			t.Errorf("Streams(%s): got %v, want %v", e, !want, want)
+	if _, ok := EndpointAt("/api/tags"); ok {
+		t.Error("/api/tags is a job endpoint")
+	}
+	for e, want := range map[Endpoint]bool{EndpointChat: true, EndpointGenerate: true, EndpointOpenAIChat: true, EndpointOpenAICompletions: true,
+		EndpointEmbed: false, EndpointEmbeddings: false, EndpointOpenAIEmbeddings: false} {
+		if e.Streams() != want {
+			t.Errorf("%s.Streams(): got %v, want %v", e, !want, want)
 		}
+	}
+	for e, want := range map[Endpoint]Endpoint{EndpointOpenAIChat: EndpointChat, EndpointOpenAICompletions: EndpointGenerate,
+		EndpointOpenAIEmbeddings: EndpointEmbed, EndpointEmbeddings: EndpointEmbeddings} {
+		if got := e.Native(); got != want {
+			t.Errorf("%s.Native(): got %s, want %s", e, got, want)
+		}
+	}
+}
+
+func TestParseJobIntegers(t *testing.T) {
+	tests := []struct {
+		name, value string
+		want        int
+	}{
+		{"digits", "7", 7},
+		{"a negative number", "-5", -5},
+		{"a whole number with a fraction, as Ollama takes for its integer options", "10.0", 10},
+		{"a negative one", "-2.000", -2},
+		{"an exponent", "1e1", 10},
+		{"a fraction and an exponent that make a whole number", "2.5E1", 25},
+		{"zero written as a fraction", "-0.0e5", 0},
+		{"the largest int in digits", "9223372036854775807", 9223372036854775807},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j, err := ParseJob([]byte(`{"model":"m","prompt":"p","priority":`+tt.value+`,"max_attempts":`+tt.value+`}`), 0)
+			if tt.want < 0 {
+				// max_attempts must be 1 or more: try priority alone.
+				j, err = ParseJob([]byte(`{"model":"m","prompt":"p","priority":`+tt.value+`}`), 0)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Priority != tt.want || (tt.want >= 0 && j.MaxAttempts != tt.want) {
+				t.Errorf("got priority %d, max_attempts %d, want %d", j.Priority, j.MaxAttempts, tt.want)
+			}
+		})
 	}
 }

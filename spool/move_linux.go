@@ -14,22 +14,25 @@ import (
 // neither name is resolved through a symlink. It returns an error wrapping
 // ErrGone when the source is missing and fs.ErrExist when the target is taken.
 func (s *Spool) move(fromDir, from, toDir, to string) error {
-	fd, okf := s.dirs[fromDir]
-	td, okt := s.dirs[toDir]
-	if !okf || !okt {
-		return fmt.Errorf("move %s/%s to %s/: not spool directories", fromDir, from, toDir)
+	fd, err := s.dirFD(fromDir)
+	if err != nil {
+		return fmt.Errorf("move %s/%s: %w", fromDir, from, err)
+	}
+	td, err := s.dirFD(toDir)
+	if err != nil {
+		return fmt.Errorf("move %s/%s to %s/: %w", fromDir, from, toDir, err)
 	}
 	if !plainName(from) || !plainName(to) {
 		return fmt.Errorf("move %s/%s to %s/%s: not file names", fromDir, from, toDir, to)
 	}
-	err := unix.Renameat2(int(fd.Fd()), from, int(td.Fd()), to, unix.RENAME_NOREPLACE)
+	err = unix.Renameat2(fd, from, td, to, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		// The filesystem cannot do RENAME_NOREPLACE: check, then rename.
 		// Only racing writers of the same name can slip through the gap.
 		if s.exists(toDir, to) {
 			err = unix.EEXIST
 		} else {
-			err = unix.Renameat(int(fd.Fd()), from, int(td.Fd()), to)
+			err = unix.Renameat(fd, from, td, to)
 		}
 	}
 	switch {

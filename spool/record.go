@@ -1,9 +1,9 @@
 package spool
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"time"
 )
 
@@ -104,12 +104,12 @@ type Round struct {
 // Record is the JSON document kept for a job in cur/, deferred/, done/ and
 // failed/ (DESIGN §2).
 type Record struct {
-	ID       string `json:"id"`
-	State    State  `json:"state"`
-	Endpoint string `json:"endpoint,omitempty"`
-	Model    string `json:"model,omitempty"`
-	Priority int    `json:"priority,omitempty"`
-	Function string `json:"function,omitempty"`
+	ID       string   `json:"id"`
+	State    State    `json:"state"`
+	Endpoint Endpoint `json:"endpoint,omitempty"`
+	Model    string   `json:"model,omitempty"`
+	Priority int      `json:"priority,omitempty"`
+	Function string   `json:"function,omitempty"`
 	// Vars and Request are a function job's vars and the request they
 	// expanded into.
 	Vars    json.RawMessage `json:"vars,omitempty"`
@@ -158,16 +158,7 @@ func (r *Record) Marshal() ([]byte, error) {
 
 // marshalDoc encodes one of the spool's JSON documents: indented, with a
 // trailing newline, <, > and & left as they are.
-func marshalDoc(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func marshalDoc(v any) ([]byte, error) { return jsonfmt.MarshalIndent(v) }
 
 // ParseRecord decodes a record.
 func ParseRecord(data []byte) (*Record, error) {

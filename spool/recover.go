@@ -94,21 +94,7 @@ func extOf(name string) string {
 
 // cleanTmp removes tmp/ files last modified before cutoff.
 func (s *Spool) cleanTmp(cutoff time.Time) (int, error) {
-	entries, err := fs.ReadDir(s.root.FS(), DirTmp)
-	if err != nil {
-		return 0, fmt.Errorf("clean tmp/: %w", err)
-	}
-	n := 0
-	for _, e := range entries {
-		fi, err := e.Info()
-		if err != nil || fi.IsDir() || !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		if s.root.Remove(DirTmp+"/"+e.Name()) == nil {
-			n++
-		}
-	}
-	return n, nil
+	return s.removeOlder(DirTmp, cutoff, func(string) bool { return true })
 }
 
 // changeTime is a file's ctime: for a file in new/ the moment it arrived,

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -104,6 +105,10 @@ type Spool struct {
 	opts Options
 	ids  *idGen
 	dirs map[string]*os.File // open directories, for the *at calls and fsync
+	// stateDirs holds the StateDirs' directories, opened on first use;
+	// nil once closed.
+	stateMu   sync.Mutex
+	stateDirs map[string]*os.File
 	// umask is the process's umask at Open: files created with a mode it
 	// narrows are chmodded to FileMode.
 	umask uint32
@@ -251,7 +256,8 @@ func Open(path string, o Options) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Spool{path: abs, root: root, opts: o, ids: newIDGen(o.Now), dirs: map[string]*os.File{}, umask: currentUmask()}
+	s := &Spool{path: abs, root: root, opts: o, ids: newIDGen(o.Now), dirs: map[string]*os.File{},
+		stateDirs: map[string]*os.File{}, umask: currentUmask()}
 	var dev uint64
 	for i, d := range Dirs {
 		fi, err := root.Stat(d)
@@ -308,6 +314,12 @@ func (s *Spool) Close() error {
 		errs = append(errs, f.Close())
 	}
 	s.dirs = nil
+	s.stateMu.Lock()
+	for _, f := range s.stateDirs {
+		errs = append(errs, f.Close())
+	}
+	s.stateDirs = nil
+	s.stateMu.Unlock()
 	errs = append(errs, s.root.Close())
 	return errors.Join(errs...)
 }
@@ -317,9 +329,6 @@ func (s *Spool) Path() string { return s.path }
 
 // Options returns the options the spool was opened with.
 func (s *Spool) Options() Options { return s.opts }
-
-// Root is the os.Root all spool access goes through.
-func (s *Spool) Root() *os.Root { return s.root }
 
 func (s *Spool) now() time.Time { return s.opts.Now() }
 

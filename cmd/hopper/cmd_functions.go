@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -167,7 +168,7 @@ functions with a schema, else the answer text.`,
 			if webhook != "" {
 				job["webhook"] = webhook
 			}
-			data, err := spool.EncodeJSON(job)
+			data, err := jsonfmt.Marshal(job)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -100,20 +101,25 @@ Bad input is refused with a message and nothing is written.`,
 }
 
 // setFields sets top-level fields of a JSON object, keeping the others'
-// bytes.
+// bytes. A job that is not one is refused as the spool refuses it, with
+// the position of a JSON mistake.
 func setFields(data []byte, set map[string]any) ([]byte, error) {
+	data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF")) // a byte order mark, as the spool allows
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		if _, err := spool.ParseJob(data, 0); err != nil {
+			return nil, fmt.Errorf("job refused, nothing was queued: %w", err)
+		}
 		return nil, fmt.Errorf("job refused, nothing was queued: flags can only be combined with a JSON object")
 	}
 	for k, v := range set {
-		b, err := spool.EncodeJSON(v)
+		b, err := jsonfmt.Marshal(v)
 		if err != nil {
 			return nil, err
 		}
 		obj[k] = b
 	}
-	return spool.EncodeJSON(obj)
+	return jsonfmt.Marshal(obj)
 }
 
 // waitAndPrint waits for job id to finish and prints its answer; a failed
@@ -287,10 +293,12 @@ func truncate(s string, n int) string {
 }
 
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := jsonfmt.MarshalIndent(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
 }
 
 func newShowCmd(a *app) *cobra.Command {

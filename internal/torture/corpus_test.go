@@ -254,15 +254,15 @@ func badCases() []badCase {
 		{name: "whitespace", file: "whitespace.json", want: failedBad("the job file is empty", keepRaw),
 			jobs: bad400("empty"), chat: bad400("missing request body")},
 		{name: "binary", file: "binary.bin", want: failedBad(notUTF8, keepFile),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "utf16le", file: "utf16le.json", want: failedBad(notUTF8, keepFile),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "utf16be", file: "utf16be.json", want: failedBad(notUTF8, keepFile),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "nul-in-string", file: "nul-in-string.json", want: failedBad("invalid character", keepRaw),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "nul-bytes", file: "nul-bytes.json", want: failedBad("invalid character", keepRaw),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "trailing-garbage", file: "trailing-garbage.json", want: failedBad("after top-level value", keepRaw),
 			// Ollama (gin) reads the first JSON value and ignores the rest.
 			jobs: bad400("after top-level value"), chat: ok200},
@@ -271,7 +271,7 @@ func badCases() []badCase {
 		{name: "deeply-nested", gen: nested(20000), want: failedBad("exceeded max depth", keepRaw),
 			jobs: bad400("exceeded max depth"), chat: bad400("exceeded max depth")},
 		{name: "text-over-the-inline-limit", gen: func() []byte { return bytes.Repeat([]byte("not json "), 170000) }, // 1.5 MiB: over the 1 MiB kept inline
-			want: failedBad(badJSON, keepFile), jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			want: failedBad(badJSON, keepFile), jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "100mb", size: 100 << 20, want: failedBad("over the limit", keepFile),
 			jobs: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}, chat: reply{status: http.StatusRequestEntityTooLarge, msg: "larger than the limit"}},
 		{name: "one-byte-over-the-limit", size: corpusMaxJobSize + 1, want: failedBad("over the limit", keepFile),
@@ -351,7 +351,7 @@ func badCases() []badCase {
 
 		// Odd but valid, or refused by the target rather than by hopper.
 		{name: "utf8-bom", file: "utf8-bom.json", want: done(keepJobBOM),
-			jobs: bad400("malformed JSON"), chat: bad400("invalid character")},
+			jobs: bad400(badJSON), chat: bad400("invalid character")},
 		{name: "invalid-utf8-in-string", file: "invalid-utf8-in-string.json", want: done(keepJob), jobs: ok202, chat: ok200},
 		{name: "trailing-newlines", file: "trailing-newlines.json", want: done(keepJob), jobs: ok202, chat: ok200},
 		{name: "meta-string", file: "meta-string.json", want: done(keepJob), jobs: ok202, chat: ok200},
