@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -69,7 +70,7 @@ type Handler struct {
 	snap    *Snapshot
 	snapC   <-chan struct{} // the catalog's Changed channel when snap was built
 	snapT   time.Time
-	bat     []*spool.Batch
+	bat     []*batch.Record
 	batT    time.Time
 	batE    string
 	batCost time.Duration // how long listing them took last
@@ -160,10 +161,16 @@ func (h *Handler) serveUI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the dashboard page could not be rendered; the log says why", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	writeView(w, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// writeView writes body, the page or its data, as contentType: never
+// cached, and varying with Accept, since both are served at the same path.
+func writeView(w http.ResponseWriter, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Vary", "Accept")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(body)
 }
 
 // wantsJSON reports whether the request's Accept header prefers JSON to
@@ -181,10 +188,7 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the dashboard data could not be encoded", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Vary", "Accept")
-	_, _ = w.Write(append(data, '\n'))
+	writeView(w, "application/json", append(data, '\n'))
 }
 
 // serveAsset serves the script or style sheet. The page links them with

@@ -21,7 +21,7 @@
 // hundred or a hundred thousand jobs queued.
 //
 // The handler reads the spool only through spool's API (the Catalog for
-// jobs, ReadTargets for the runner's lanes, ListBatches, Follow and
+// jobs, ReadTargets for the runner's lanes, batch.Store.List, Follow and
 // OutputLines for live output) and never imports the runner. It changes
 // nothing itself: the page's buttons call the front's own HTTP API (DELETE
 // /jobs/ID, POST /jobs/ID/retry, /hold, /release, /pause, /resume, POST

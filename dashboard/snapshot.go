@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -117,14 +118,14 @@ type Batches struct {
 
 // Batch is one batch's progress.
 type Batch struct {
-	ID        string           `json:"id"`
-	State     spool.BatchState `json:"state"`
-	Total     int              `json:"total"`
-	Done      int              `json:"done"`
-	Failed    int              `json:"failed"`
-	Percent   int              `json:"percent"`
-	CreatedAt time.Time        `json:"created_at"`
-	Active    bool             `json:"active"` // not finished: it may be canceled
+	ID        string      `json:"id"`
+	State     batch.State `json:"state"`
+	Total     int         `json:"total"`
+	Done      int         `json:"done"`
+	Failed    int         `json:"failed"`
+	Percent   int         `json:"percent"`
+	CreatedAt time.Time   `json:"created_at"`
+	Active    bool        `json:"active"` // not finished: it may be canceled
 }
 
 // Charts are the last hour in one-minute buckets, oldest first: jobs
@@ -370,7 +371,7 @@ func (h *Handler) batches(s *Snapshot) Batches {
 	switch {
 	case h.bat == nil:
 		start := time.Now()
-		list, err := h.cfg.Spool.ListBatches()
+		list, err := batch.New(h.cfg.Spool).List()
 		h.storeBatches(list, err, time.Since(start))
 	case time.Since(h.batT) >= max(h.t.batchTTL, 20*h.batCost) && !h.batRunning:
 		// Listing again at most every twenty times what it costs: a
@@ -378,7 +379,7 @@ func (h *Handler) batches(s *Snapshot) Batches {
 		h.batRunning = true
 		go func() {
 			start := time.Now()
-			list, err := h.cfg.Spool.ListBatches()
+			list, err := batch.New(h.cfg.Spool).List()
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.storeBatches(list, err, time.Since(start))
@@ -405,7 +406,7 @@ func (h *Handler) batches(s *Snapshot) Batches {
 			pct = (b.Done + b.Failed) * 100 / b.Total
 		}
 		out.List = append(out.List, Batch{ID: b.ID, State: b.State, Total: b.Total, Done: b.Done, Failed: b.Failed,
-			Percent: pct, CreatedAt: b.CreatedAt, Active: !b.State.Terminal() && b.State != spool.BatchCancelling})
+			Percent: pct, CreatedAt: b.CreatedAt, Active: !b.State.Terminal() && b.State != batch.Cancelling})
 	}
 	return out
 }
@@ -465,13 +466,13 @@ func charts(finished []spool.Summary, now time.Time) Charts {
 }
 
 // storeBatches keeps a batch list just read. The caller holds h.mu.
-func (h *Handler) storeBatches(list []*spool.Batch, err error, took time.Duration) {
+func (h *Handler) storeBatches(list []*batch.Record, err error, took time.Duration) {
 	h.bat, h.batT, h.batE, h.batRunning, h.batCost = list, time.Now(), "", false, took
 	if err != nil {
 		h.batE = err.Error()
 	}
 	if h.bat == nil {
-		h.bat = []*spool.Batch{}
+		h.bat = []*batch.Record{}
 	}
 }
 

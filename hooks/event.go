@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -38,7 +39,7 @@ type Event struct {
 	Error    *spool.JobError `json:"error,omitempty"`
 	// Batch is a batch.done event's batch record: its state (completed,
 	// cancelled or failed), counts and output file.
-	Batch *spool.Batch `json:"batch,omitempty"`
+	Batch *batch.Record `json:"batch,omitempty"`
 
 	// once, when set, is the durable moment that names the event: the
 	// record's finished_at, the batch's finalizing_at. Emitting the event

@@ -11,12 +11,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -163,25 +163,7 @@ func newHooks(t *testing.T, s *spool.Spool, l *logs, cfg Config) *Hooks {
 // run runs h until the test ends, or until the returned stop is called.
 func run(t *testing.T, h *Hooks) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(wait):
-				t.Errorf("Run did not return within %s of its context ending", wait)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runtest.Start(t, "Run", wait, h.Run)
 }
 
 // hit is one request a receiver got.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -256,7 +257,7 @@ func (h *Hooks) EmitJob(rec *spool.Record, previous spool.State, job *spool.Job)
 // EmitBatch emits a batch's batch.done event, once its output is written
 // (or it was refused as a whole): to the configured webhooks that want it
 // and to the exec hook batch.done. Its state is the batch's.
-func (h *Hooks) EmitBatch(b *spool.Batch) error {
+func (h *Hooks) EmitBatch(b *batch.Record) error {
 	ev := Event{Type: TypeBatchDone, ID: b.ID, State: spool.State(b.State), Timestamp: h.now().UTC(), Batch: b}
 	for _, t := range []*time.Time{b.FinalizingAt, b.FailedAt} {
 		if t != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -60,12 +61,12 @@ const (
 // output_file_id also works for batches dropped as files: file-in-NAME is
 // the input (batches/NAME.jsonl), file-out-NAME the output
 // (done/NAME.jsonl), file-err-NAME the failed lines
-// (failed/NAME.errors.jsonl). Uploaded files are spool.FilePrefix and a
+// (failed/NAME.errors.jsonl). Uploaded files are batch.FilePrefix and a
 // generated ID, which starts with a digit, so the two never collide.
 const (
-	fileInPrefix  = spool.FilePrefix + "in-"
-	fileOutPrefix = spool.FilePrefix + "out-"
-	fileErrPrefix = spool.FilePrefix + "err-"
+	fileInPrefix  = batch.FilePrefix + "in-"
+	fileOutPrefix = batch.FilePrefix + "out-"
+	fileErrPrefix = batch.FilePrefix + "err-"
 )
 
 // oaError is an error in OpenAI's words: its client errors are
@@ -161,7 +162,7 @@ type fileObject struct {
 	StatusDetails *string `json:"status_details"`
 }
 
-func uploadObject(m *spool.FileMeta) fileObject {
+func uploadObject(m *batch.File) fileObject {
 	return fileObject{ID: m.ID, Object: "file", Bytes: m.Bytes, CreatedAt: m.CreatedAt.Unix(),
 		Filename: m.Filename, Purpose: m.Purpose, Status: "processed"}
 }
@@ -192,16 +193,16 @@ func batchFileID(id string) (prefix, name string, ok bool) {
 func (s *Server) lookupFile(id string) (*served, *httpError) {
 	prefix, name, ok := batchFileID(id)
 	if !ok {
-		m, err := s.sp.File(id)
+		m, err := s.batches.File(id)
 		if errors.Is(err, spool.ErrNotFound) {
 			return nil, noSuchFile(id)
 		}
 		if err != nil {
 			return nil, s.storageError("read file", err)
 		}
-		return &served{obj: uploadObject(m), path: spool.FilePath(m.ID), upload: true}, nil
+		return &served{obj: uploadObject(m), path: batch.FilePath(m.ID), upload: true}, nil
 	}
-	b, err := s.sp.GetBatch(name)
+	b, err := s.batches.Get(name)
 	if errors.Is(err, spool.ErrNotFound) {
 		return nil, noSuchFile(id)
 	}
@@ -220,7 +221,7 @@ func (s *Server) lookupFile(id string) (*served, *httpError) {
 
 // batchFile describes one of batch b's own files; an error wrapping
 // fs.ErrNotExist means it is not there (yet).
-func (s *Server) batchFile(b *spool.Batch, prefix string) (*served, error) {
+func (s *Server) batchFile(b *batch.Record, prefix string) (*served, error) {
 	f := &served{obj: fileObject{ID: prefix + b.ID, Object: "file", Status: "processed", Purpose: purposeBatchOutput}}
 	var paths []string
 	switch prefix {
@@ -287,11 +288,11 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 	defer rc.SetReadDeadline(time.Time{})
 	conn := &stallReader{r: http.MaxBytesReader(w, r.Body, limit), rc: rc, timeout: s.cfg.ReadTimeout}
 
-	var meta *spool.FileMeta
+	var meta *batch.File
 	purpose, gotPurpose, ok := "", false, false
 	defer func() {
 		if meta != nil && !ok {
-			if err := s.sp.DeleteFile(meta.ID); err != nil {
+			if err := s.batches.DeleteFile(meta.ID); err != nil {
 				s.log.Warn("cannot remove a refused upload", "file", meta.ID, "err", err)
 			}
 		}
@@ -329,7 +330,7 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 			if name == "" {
 				name = "upload.jsonl"
 			}
-			meta, err = s.sp.PutFile(in, name, purposeBatch, s.cfg.MaxUpload)
+			meta, err = s.batches.PutFile(in, name, purposeBatch, s.cfg.MaxUpload)
 			if err != nil {
 				writeError(w, r, s.uploadError(conn.err, in.err != nil, err))
 				return
@@ -401,7 +402,7 @@ func (s *Server) uploadTooLarge() *httpError {
 func (s *Server) uploadError(conn error, reading bool, err error) *httpError {
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, spool.ErrTooLarge), errors.As(conn, &mbe):
+	case errors.Is(err, batch.ErrTooLarge), errors.As(conn, &mbe):
 		return s.uploadTooLarge()
 	case errors.Is(conn, os.ErrDeadlineExceeded):
 		return oaError(http.StatusRequestTimeout, "", "the upload stalled for longer than %s", s.cfg.ReadTimeout)
@@ -448,7 +449,7 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 // input of a batch dropped as a file (an uploaded one is listed as
 // uploaded), the output and the failed lines.
 func (s *Server) allFiles() ([]fileObject, error) {
-	uploads, err := s.sp.ListFiles()
+	uploads, err := s.batches.ListFiles()
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +457,7 @@ func (s *Server) allFiles() ([]fileObject, error) {
 	for _, m := range uploads {
 		files = append(files, uploadObject(m))
 	}
-	batches, err := s.sp.ListBatches()
+	batches, err := s.batches.List()
 	if err != nil && batches == nil {
 		return nil, err
 	}
@@ -505,11 +506,11 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if f.upload {
-		err = s.sp.DeleteFile(id)
+		err = s.batches.DeleteFile(id)
 	} else {
 		_, name, _ := batchFileID(id)
-		err = s.sp.DeleteBatchFile(name, f.path)
-		if errors.Is(err, spool.ErrBatchRunning) {
+		err = s.batches.DeleteFileOf(name, f.path)
+		if errors.Is(err, batch.ErrRunning) {
 			writeError(w, r, oaError(http.StatusBadRequest, "",
 				"%s belongs to batch %s, which has not ended; cancel it or wait, then delete the file", id, name))
 			return
@@ -565,7 +566,7 @@ func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.succeeded {
 		w.Header().Set("Content-Length", strconv.FormatInt(f.obj.Bytes, 10))
-		if _, err := spool.CopySucceeded(w, file); err != nil {
+		if _, err := batch.CopySucceeded(w, file); err != nil {
 			s.log.Warn("output file cut short", "file", id, "err", err)
 		}
 		return
@@ -600,7 +601,7 @@ func (c *succeededSizes) size(sp *spool.Spool, path string, fi fs.FileInfo) (int
 		return 0, err
 	}
 	defer f.Close()
-	n, err := spool.CopySucceeded(io.Discard, f)
+	n, err := batch.CopySucceeded(io.Discard, f)
 	if err != nil {
 		return 0, err
 	}
@@ -615,24 +616,24 @@ func (c *succeededSizes) size(sp *spool.Spool, path string, fi fs.FileInfo) (int
 
 // batchObject is OpenAI's batch object.
 type batchObject struct {
-	ID               string           `json:"id"`
-	Object           string           `json:"object"`
-	Endpoint         string           `json:"endpoint"`
-	Errors           *batchErrors     `json:"errors"`
-	InputFileID      string           `json:"input_file_id"`
-	CompletionWindow string           `json:"completion_window"`
-	Status           spool.BatchState `json:"status"`
-	OutputFileID     *string          `json:"output_file_id"`
-	ErrorFileID      *string          `json:"error_file_id"`
-	CreatedAt        int64            `json:"created_at"`
-	InProgressAt     *int64           `json:"in_progress_at"`
-	ExpiresAt        *int64           `json:"expires_at"` // hopper never expires a batch
-	FinalizingAt     *int64           `json:"finalizing_at"`
-	CompletedAt      *int64           `json:"completed_at"`
-	FailedAt         *int64           `json:"failed_at"`
-	ExpiredAt        *int64           `json:"expired_at"`
-	CancellingAt     *int64           `json:"cancelling_at"`
-	CancelledAt      *int64           `json:"cancelled_at"`
+	ID               string       `json:"id"`
+	Object           string       `json:"object"`
+	Endpoint         string       `json:"endpoint"`
+	Errors           *batchErrors `json:"errors"`
+	InputFileID      string       `json:"input_file_id"`
+	CompletionWindow string       `json:"completion_window"`
+	Status           batch.State  `json:"status"`
+	OutputFileID     *string      `json:"output_file_id"`
+	ErrorFileID      *string      `json:"error_file_id"`
+	CreatedAt        int64        `json:"created_at"`
+	InProgressAt     *int64       `json:"in_progress_at"`
+	ExpiresAt        *int64       `json:"expires_at"` // hopper never expires a batch
+	FinalizingAt     *int64       `json:"finalizing_at"`
+	CompletedAt      *int64       `json:"completed_at"`
+	FailedAt         *int64       `json:"failed_at"`
+	ExpiredAt        *int64       `json:"expired_at"`
+	CancellingAt     *int64       `json:"cancelling_at"`
+	CancelledAt      *int64       `json:"cancelled_at"`
 	RequestCounts    struct {
 		Total     int `json:"total"`
 		Completed int `json:"completed"`
@@ -655,7 +656,7 @@ type batchError struct {
 	Param   *string `json:"param"`
 }
 
-func toBatchObject(b *spool.Batch) *batchObject {
+func toBatchObject(b *batch.Record) *batchObject {
 	o := &batchObject{
 		ID: b.ID, Object: "batch", Endpoint: b.Endpoint, InputFileID: b.InputFileID,
 		CompletionWindow: b.CompletionWindow, Status: b.State,
@@ -725,7 +726,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	meta, err := s.sp.File(*req.InputFileID)
+	meta, err := s.batches.File(*req.InputFileID)
 	if errors.Is(err, spool.ErrNotFound) {
 		writeError(w, r, noSuchFile(*req.InputFileID))
 		return
@@ -742,17 +743,17 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	var b *spool.Batch
+	var b *batch.Record
 	submit := func(name string) *httpError {
 		var err error
-		b, err = s.sp.SubmitBatchFile(meta.ID, spool.BatchOptions{
+		b, err = s.batches.SubmitFile(meta.ID, batch.Options{
 			Name:             name,
 			Origin:           spool.OriginHTTP,
 			Endpoint:         *req.Endpoint,
 			CompletionWindow: *req.CompletionWindow,
 			Metadata:         req.Metadata,
 		})
-		var refused *spool.BatchRefusedError
+		var refused *batch.RefusedError
 		switch {
 		case errors.As(err, &refused):
 			return refusedBatch(refused)
@@ -774,7 +775,7 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		_, replayed, e := s.idempotent("POST /v1/batches\x00"+key, bodyHash(body), "batch", newName, submit,
 			func(id string) (bool, error) {
 				var err error
-				b, err = s.sp.GetBatch(id)
+				b, err = s.batches.Get(id)
 				if errors.Is(err, spool.ErrNotFound) {
 					return false, nil
 				}
@@ -821,9 +822,9 @@ func parseBatchRequest(body []byte) (*batchRequest, *httpError) {
 		return nil, missing("endpoint")
 	case req.CompletionWindow == nil || *req.CompletionWindow == "":
 		return nil, missing("completion_window")
-	case !slices.Contains(spool.BatchURLs(), *req.Endpoint):
+	case !slices.Contains(batch.URLs(), *req.Endpoint):
 		return nil, oaError(http.StatusBadRequest, "", "invalid value for 'endpoint': %q is not served; use one of %s",
-			*req.Endpoint, strings.Join(spool.BatchURLs(), ", "))
+			*req.Endpoint, strings.Join(batch.URLs(), ", "))
 	case *req.CompletionWindow != completionWindow:
 		return nil, oaError(http.StatusBadRequest, "", "invalid value for 'completion_window': %q; the only window is %q",
 			*req.CompletionWindow, completionWindow)
@@ -865,14 +866,14 @@ func checkMetadata(raw json.RawMessage) (json.RawMessage, *httpError) {
 
 // refusedBatch answers a batch file the spool refused (a custom_id used
 // twice, or no lines), with the code of the first problem.
-func refusedBatch(refused *spool.BatchRefusedError) *httpError {
+func refusedBatch(refused *batch.RefusedError) *httpError {
 	return oaError(http.StatusBadRequest, refused.Errors[0].Code, "%s", refused.Error())
 }
 
 // getBatch serves GET /v1/batches/{id}.
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	b, err := s.sp.GetBatch(id)
+	b, err := s.batches.Get(id)
 	if errors.Is(err, spool.ErrNotFound) {
 		writeError(w, r, noSuchBatch(id))
 		return
@@ -887,7 +888,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 // listBatches serves GET /v1/batches?after=&limit=20: every batch, newest
 // first, HTTP and dropped alike.
 func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
-	batches, err := s.sp.ListBatches()
+	batches, err := s.batches.List()
 	if err != nil && batches == nil {
 		writeError(w, r, s.storageError("list batches", err))
 		return
@@ -914,12 +915,12 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request) {
 // as OpenAI answers.
 func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	b, err := s.sp.CancelBatch(id)
+	b, err := s.batches.Cancel(id)
 	switch {
 	case errors.Is(err, spool.ErrNotFound):
 		writeError(w, r, noSuchBatch(id))
 		return
-	case errors.Is(err, spool.ErrBatchEnded):
+	case errors.Is(err, batch.ErrEnded):
 		e := oaError(http.StatusConflict, "", "Cannot cancel a batch with status '%s'.", b.State)
 		// The official SDKs retry 409 unless told it will not change.
 		e.header = http.Header{"X-Should-Retry": {"false"}}

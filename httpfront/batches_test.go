@@ -20,7 +20,9 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/httpfront"
+	wire "github.com/hopper-dev/hopper/internal/openai"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -61,17 +63,17 @@ func newBatch(t *testing.T, c openai.Client, fileID string) *openai.Batch {
 // the spool's own batch functions: it claims and checks the batch, queues
 // its lines, hands each claimed line to answer to finish, and writes the
 // output.
-func runBatch(t *testing.T, sp *spool.Spool, name string, answer func(line int, j *fakeJob)) *spool.Batch {
+func runBatch(t *testing.T, sp *spool.Spool, name string, answer func(line int, j *fakeJob)) *batch.Record {
 	t.Helper()
-	b, err := sp.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl", Arrived: time.Now()})
+	b, err := batch.New(sp).Claim(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl", Arrived: time.Now()})
 	if err != nil {
 		t.Fatalf("claim batch: %v", err)
 	}
-	if b.State != spool.BatchInProgress {
+	if b.State != batch.InProgress {
 		t.Fatalf("claimed batch is %s, want in_progress (errors %v)", b.State, b.Errors)
 	}
 	var queued []spool.Entry
-	if _, err := sp.ExpandBatch(b, b.Total, false, func(e spool.Entry) { queued = append(queued, e) }, func(int) {}); err != nil {
+	if _, err := batch.New(sp).Expand(b, b.Total, false, func(e spool.Entry) { queued = append(queued, e) }, func(int) {}); err != nil {
 		t.Fatalf("expand batch: %v", err)
 	}
 	for _, e := range queued {
@@ -82,7 +84,7 @@ func runBatch(t *testing.T, sp *spool.Spool, name string, answer func(line int, 
 		_, line, _ := spool.LineOf(c.Record.ID)
 		answer(line, &fakeJob{t: t, sp: sp, c: c, rec: c.Record})
 	}
-	if err := sp.FinishBatch(b, nil); err != nil {
+	if err := batch.New(sp).Finish(b, nil); err != nil {
 		t.Fatalf("finish batch: %v", err)
 	}
 	return b
@@ -98,12 +100,12 @@ func mustRead(t *testing.T, path string) []byte {
 	return data
 }
 
-func outputLines(t *testing.T, r io.Reader) []spool.BatchOutputLine {
+func outputLines(t *testing.T, r io.Reader) []wire.BatchOutputLine {
 	t.Helper()
-	var out []spool.BatchOutputLine
+	var out []wire.BatchOutputLine
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		out = append(out, decode[spool.BatchOutputLine](t, sc.Bytes()))
+		out = append(out, decode[wire.BatchOutputLine](t, sc.Bytes()))
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
@@ -250,7 +252,7 @@ func TestCancelBatchAsksTheRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != openai.BatchStatusCancelling || got.CancellingAt == 0 || !sp.BatchCancelRequested(b.ID) {
+	if got.Status != openai.BatchStatusCancelling || got.CancellingAt == 0 || !batch.New(sp).CancelRequested(b.ID) {
 		t.Fatalf("canceled batch = %s", got.RawJSON())
 	}
 	// Asking again is no error while the batch is still being canceled.
@@ -464,7 +466,7 @@ func TestBatchEndpointsRefuseBadInput(t *testing.T) {
 	noFile, noFileType := multipartBody(t, "purpose", "batch")
 	badPurpose, badPurposeType := multipartBody(t, "purpose", "fine-tune", "file", "{}\n")
 
-	batch := func(fileID, endpoint, window string) string {
+	batchBody := func(fileID, endpoint, window string) string {
 		return fmt.Sprintf(`{"input_file_id":%q,"endpoint":%q,"completion_window":%q}`, fileID, endpoint, window)
 	}
 	tests := []struct {
@@ -479,11 +481,11 @@ func TestBatchEndpointsRefuseBadInput(t *testing.T) {
 		{"UploadWithoutAPurpose", "POST", "/v1/files", noPurpose, noPurposeType, http.StatusBadRequest, "", "purpose"},
 		{"UploadWithoutAFile", "POST", "/v1/files", noFile, noFileType, http.StatusBadRequest, "", "file"},
 		{"UploadForAnotherPurpose", "POST", "/v1/files", badPurpose, badPurposeType, http.StatusBadRequest, "", `"fine-tune"`},
-		{"BatchOfAnUnknownFile", "POST", "/v1/batches", batch("file-nope", "/v1/chat/completions", "24h"), "application/json", http.StatusNotFound, "", "No such File object: file-nope"},
-		{"BatchWithDuplicateCustomIDs", "POST", "/v1/batches", batch(dup.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "duplicate_custom_id", "custom_id"},
-		{"BatchOfAnEmptyFile", "POST", "/v1/batches", batch(empty.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "empty_file", "no lines"},
-		{"BatchForAnEndpointNotServed", "POST", "/v1/batches", batch(good.ID, "/v1/responses", "24h"), "application/json", http.StatusBadRequest, "", "'endpoint'"},
-		{"BatchWithAnotherWindow", "POST", "/v1/batches", batch(good.ID, "/v1/chat/completions", "1h"), "application/json", http.StatusBadRequest, "", "'completion_window'"},
+		{"BatchOfAnUnknownFile", "POST", "/v1/batches", batchBody("file-nope", "/v1/chat/completions", "24h"), "application/json", http.StatusNotFound, "", "No such File object: file-nope"},
+		{"BatchWithDuplicateCustomIDs", "POST", "/v1/batches", batchBody(dup.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "duplicate_custom_id", "custom_id"},
+		{"BatchOfAnEmptyFile", "POST", "/v1/batches", batchBody(empty.ID, "/v1/chat/completions", "24h"), "application/json", http.StatusBadRequest, "empty_file", "no lines"},
+		{"BatchForAnEndpointNotServed", "POST", "/v1/batches", batchBody(good.ID, "/v1/responses", "24h"), "application/json", http.StatusBadRequest, "", "'endpoint'"},
+		{"BatchWithAnotherWindow", "POST", "/v1/batches", batchBody(good.ID, "/v1/chat/completions", "1h"), "application/json", http.StatusBadRequest, "", "'completion_window'"},
 		{"BatchWithoutAFile", "POST", "/v1/batches", `{"endpoint":"/v1/chat/completions","completion_window":"24h"}`, "application/json", http.StatusBadRequest, "", "'input_file_id'"},
 		{"BatchWithMetadataThatIsNotStrings", "POST", "/v1/batches", `{"input_file_id":"` + good.ID + `","endpoint":"/v1/embeddings","completion_window":"24h","metadata":{"n":1}}`, "application/json", http.StatusBadRequest, "", "'metadata'"},
 		{"BatchThatIsNotJSON", "POST", "/v1/batches", `{"input_file_id":`, "application/json", http.StatusBadRequest, "", "JSON"},
@@ -538,7 +540,7 @@ func TestBatchEndpointsRefuseBadInput(t *testing.T) {
 		if e := apiError(t, err); e.StatusCode != http.StatusBadRequest {
 			t.Errorf("got %d %q", e.StatusCode, e.Message)
 		}
-		files, err := sp.ListFiles()
+		files, err := batch.New(sp).ListFiles()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -585,7 +587,7 @@ func TestRefusedBatchShowsItsErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, "dups.jsonl"), []byte(input), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sp.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: "dups.jsonl"}); err != nil {
+	if _, err := batch.New(sp).Claim(spool.Entry{Dir: spool.DirNew, Name: "dups.jsonl"}); err != nil {
 		t.Fatal(err)
 	}
 	c := openaiClient(f.URL)
@@ -618,7 +620,7 @@ func TestCreateBatchHonoursIdempotencyKey(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "true" || decode[map[string]any](t, again)["id"] != id {
 		t.Errorf("retry: %d %s, want batch %v replayed", resp.StatusCode, again, id)
 	}
-	if list, err := sp.ListBatches(); err != nil || len(list) != 1 {
+	if list, err := batch.New(sp).List(); err != nil || len(list) != 1 {
 		t.Errorf("batches: %d, %v; want 1", len(list), err)
 	}
 	other := `{"input_file_id":"` + file.ID + `","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"x":"y"}}`

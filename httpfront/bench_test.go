@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -31,15 +30,7 @@ func benchTargets(b *testing.B) (hopper, direct string) {
 	}
 	b.Cleanup(func() { sp.Close() })
 	pump(b, sp, target.URL)
-	srv, err := httpfront.New(httpfront.Config{Spool: sp, Target: target.URL})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-	})
+	_, hs := serve(b, httpfront.Config{Spool: sp, Target: target.URL})
 	return hs.URL, target.URL
 }
 
@@ -143,15 +134,7 @@ func BenchmarkListJobs100k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv, err := httpfront.New(httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-	})
+	_, hs := serve(b, httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
 	client := &http.Client{}
 	get := func(b *testing.B, path string) time.Duration {
 		start := time.Now()

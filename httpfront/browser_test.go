@@ -21,12 +21,7 @@ func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return resp, readBody(t, resp)
 }
 
 func newRequest(t *testing.T, method, url, body string, header ...string) *http.Request {

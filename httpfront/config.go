@@ -157,47 +157,25 @@ func (e *ConfigError) Setting() (key string, err error) { return e.Field, errors
 
 // Default fills the zero fields of c with the defaults.
 func (c *Config) Default() {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
+	setDefault(&c.Addr, DefaultAddr)
 	if len(c.Targets) > 0 {
 		c.Target = c.Targets[0].URL
 	} else if c.Target == "" {
 		c.Target = DefaultTarget
 	}
-	if c.MaxBody == 0 {
-		c.MaxBody = DefaultMaxBody
-	}
-	if c.MaxUpload == 0 {
-		c.MaxUpload = DefaultMaxUpload
-	}
-	if c.DropInPriority == 0 {
-		c.DropInPriority = DefaultDropInPriority
-	}
+	setDefault(&c.MaxBody, DefaultMaxBody)
+	setDefault(&c.MaxUpload, DefaultMaxUpload)
+	setDefault(&c.DropInPriority, DefaultDropInPriority)
 	if c.BodyBudget == 0 && c.MaxBody > 0 {
 		c.BodyBudget = 4 * c.MaxBody
 	}
-	if c.MaxWaiters == 0 {
-		c.MaxWaiters = DefaultMaxWaiters
-	}
-	if c.MaxPollers == 0 {
-		c.MaxPollers = DefaultMaxPollers
-	}
-	if c.MaxPollersPerIP == 0 {
-		c.MaxPollersPerIP = DefaultMaxPollersPerIP
-	}
-	if c.MaxWait == 0 {
-		c.MaxWait = DefaultMaxWait
-	}
-	if c.ReadHeaderTimeout == 0 {
-		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = DefaultShutdownGrace
-	}
+	setDefault(&c.MaxWaiters, DefaultMaxWaiters)
+	setDefault(&c.MaxPollers, DefaultMaxPollers)
+	setDefault(&c.MaxPollersPerIP, DefaultMaxPollersPerIP)
+	setDefault(&c.MaxWait, DefaultMaxWait)
+	setDefault(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&c.ReadTimeout, DefaultReadTimeout)
+	setDefault(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -206,6 +184,14 @@ func (c *Config) Default() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+}
+
+// setDefault sets *v to def if it is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 

@@ -38,8 +38,12 @@ type dropInRequest struct {
 	model        string
 	stream       bool
 	includeUsage bool
-	job          jobFields // the body's members hopper reads
-	data         []byte    // the body's first JSON value, the one used
+	// loadOnly: a chat without messages or a generate without a prompt,
+	// which only loads (or with keep_alive 0 unloads) the model, as the
+	// ollama CLI sends before a run.
+	loadOnly bool
+	job      jobFields // the body's members hopper reads
+	data     []byte    // the body's first JSON value, the one used
 }
 
 // parseDropIn checks a request as Ollama does before it would queue it,
@@ -75,20 +79,25 @@ func parseDropIn(endpoint spool.Endpoint, body []byte) (*dropInRequest, *httpErr
 	switch endpoint {
 	case spool.EndpointChat:
 		type ChatRequest struct {
-			Model  string `json:"model"`
-			Stream *bool  `json:"stream"`
+			Model    string          `json:"model"`
+			Stream   *bool           `json:"stream"`
+			Messages json.RawMessage `json:"messages"` // left to the target to judge
 		}
 		var v ChatRequest
 		err = decodeFirst(&v)
 		req.model, req.stream, modelRequired = v.Model, v.Stream == nil || *v.Stream, true
+		m := bytes.TrimSpace(v.Messages)
+		req.loadOnly = len(m) == 0 || string(m) == "null" || string(m) == "[]"
 	case spool.EndpointGenerate:
 		type GenerateRequest struct {
 			Model  string `json:"model"`
 			Stream *bool  `json:"stream"`
+			Prompt string `json:"prompt"`
 		}
 		var v GenerateRequest
 		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream == nil || *v.Stream
+		req.loadOnly = v.Prompt == ""
 	case spool.EndpointEmbed:
 		type EmbedRequest struct {
 			Model string `json:"model"`
@@ -259,12 +268,8 @@ func (s *Server) dropIn(endpoint spool.Endpoint) http.Handler {
 // waitAnswer answers once the job has finished: its response as one JSON
 // object, or its error.
 func (s *Server) waitAnswer(w http.ResponseWriter, r *http.Request, id string) {
-	rec, err := s.follow(r.Context(), id, nil, nil)
-	if err != nil {
-		s.abandon(id, r, err)
-		if r.Context().Err() == nil {
-			writeError(w, r, s.storageError("wait for the job", err))
-		}
+	rec := s.await(r.Context(), w, r, id)
+	if rec == nil {
 		return
 	}
 	if rec.State != spool.StateDone {
@@ -364,6 +369,12 @@ func (s *Server) streamAnswer(w http.ResponseWriter, r *http.Request, id string,
 	waiting := make(chan struct{})
 	go func() {
 		defer close(waiting)
+		if req.loadOnly {
+			// A load is the ollama CLI's first step of a run: it must keep
+			// Ollama's status (404 makes the CLI offer a pull), so its
+			// headers wait for the answer.
+			return
+		}
 		first := startWait
 		if pos > 0 {
 			first = 0

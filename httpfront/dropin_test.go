@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -51,14 +50,7 @@ func TestDropInChatStreaming(t *testing.T) {
 	job.chunk(chunk2)
 	job.chunk(lastChunk)
 	job.done(chatReply)
-	for _, want := range []string{chunk2, lastChunk} {
-		if l := receive(t, got, "the next chunk"); l != want {
-			t.Errorf("got %s, want %s", l, want)
-		}
-	}
-	if l, ok := <-got; ok {
-		t.Errorf("after the last chunk: got %q, want the end", l)
-	}
+	wantLines(t, got, chunk2, lastChunk)
 }
 
 func TestDropInNonStreamingAnswersOneObject(t *testing.T) {
@@ -145,14 +137,7 @@ func TestDropInOpenAIStreamingIsSSEEndingInDone(t *testing.T) {
 			job.chunk(c2)
 			job.chunk(usage)
 			job.done(`{"id":"chatcmpl-1","object":"chat.completion","choices":[]}`)
-			for _, want := range tt.want[1:] {
-				if l := receive(t, got, "the next line"); l != want {
-					t.Errorf("got %q, want %q", l, want)
-				}
-			}
-			if l, ok := <-got; ok {
-				t.Errorf("after [DONE]: got %q", l)
-			}
+			wantLines(t, got, tt.want[1:]...)
 		})
 	}
 }
@@ -201,16 +186,7 @@ func TestDropInFastJobStillStreamsItsAnswer(t *testing.T) {
 func newFrontWithWaitHook(t *testing.T, sp *spool.Spool, hook func(id string)) *front {
 	t.Helper()
 	f := &front{sp: sp}
-	srv, err := httpfront.New(httpfront.WithHooks(httpfront.Config{Spool: sp}, hook, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv = srv
-	f.Server = httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		f.Server.Close()
-		srv.Close()
-	})
+	f.srv, f.Server = serve(t, httpfront.WithHooks(httpfront.Config{Spool: sp}, hook, nil))
 	return f
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hopper-dev/hopper/internal/openai"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -71,25 +72,18 @@ func openaiType(status int) string {
 	return "api_error"
 }
 
-type openaiErrorBody struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   any     `json:"param"`
-	Code    *string `json:"code"`
-}
-
 // errorJSON is the body of an error in the given dialect.
 func errorJSON(sh shape, e *httpError) []byte {
 	var v any
 	if sh == shapeOpenAI {
-		b := openaiErrorBody{Message: e.msg, Type: e.oaType}
+		b := openai.Error{Message: e.msg, Type: e.oaType}
 		if b.Type == "" {
 			b.Type = openaiType(e.status)
 		}
 		if e.code != "" {
 			b.Code = &e.code
 		}
-		v = map[string]any{"error": b}
+		v = openai.ErrorBody{Error: b}
 	} else {
 		m := map[string]any{"error": e.msg}
 		for k, x := range e.extra {

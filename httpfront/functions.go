@@ -126,12 +126,8 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Hopper-Job-Id", id)
 	ctx, cancel := s.waitContext(r.Context())
 	defer cancel()
-	rec, err := s.follow(ctx, id, nil, nil)
-	if err != nil {
-		s.abandon(id, r, err)
-		if r.Context().Err() == nil {
-			writeError(w, r, s.storageError("wait for the job", err))
-		}
+	rec := s.await(ctx, w, r, id)
+	if rec == nil {
 		return
 	}
 	if rec.State != spool.StateDone {

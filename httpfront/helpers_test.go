@@ -53,17 +53,24 @@ func startFront(t *testing.T, sp *spool.Spool, configure ...func(*httpfront.Conf
 	cfg = httpfront.WithHooks(cfg,
 		func(id string) { trySend(f.waits, id) },
 		func(id string) { trySend(f.landed, id) })
+	f.srv, f.Server = serve(t, cfg)
+	return f
+}
+
+// serve starts a Server from cfg behind a loopback HTTP server; both close
+// when the test ends.
+func serve(tb testing.TB, cfg httpfront.Config) (*httpfront.Server, *httptest.Server) {
+	tb.Helper()
 	srv, err := httpfront.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	f.srv = srv
-	f.Server = httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		f.Server.Close()
+	hs := httptest.NewServer(srv.Handler())
+	tb.Cleanup(func() {
+		hs.Close()
 		srv.Close()
 	})
-	return f
+	return srv, hs
 }
 
 func trySend[T any](c chan<- T, v T) {
@@ -85,16 +92,52 @@ func receive[T any](t testing.TB, c <-chan T, what string) T {
 	}
 }
 
+// postInBackground POSTs body to url in a goroutine and sends the answer's
+// status, or 0 if the request failed (its context canceled).
+func postInBackground(ctx context.Context, url, body string) <-chan int {
+	c := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			c <- 0
+			return
+		}
+		resp.Body.Close()
+		c <- resp.StatusCode
+	}()
+	return c
+}
+
+// wantLines receives the lines want from got, then the end of the body.
+func wantLines(t *testing.T, got <-chan string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if l := receive(t, got, "the next line"); l != w {
+			t.Errorf("got %q, want %q", l, w)
+		}
+	}
+	if l, ok := <-got; ok {
+		t.Errorf("after the last line: got %q, want the end", l)
+	}
+}
+
 // call makes a request and returns the response with its body read.
 func call(t *testing.T, method, url, body string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	resp := send(t, context.Background(), method, url, body, header...)
+	return resp, readBody(t, resp)
+}
+
+// readBody reads resp's body and closes it.
+func readBody(tb testing.TB, resp *http.Response) []byte {
+	tb.Helper()
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return resp, data
+	return data
 }
 
 // send makes a request and returns the response unread. header is pairs

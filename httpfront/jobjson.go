@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"iter"
+
+	"github.com/hopper-dev/hopper/internal/jsonscan"
 )
 
 // A request body becomes a job file in the buffer it was read into: the
@@ -38,25 +40,25 @@ func (m member) is(name string) bool {
 // the member yielded (before its end) while iterating.
 func members(obj []byte) iter.Seq[member] {
 	return func(yield func(member) bool) {
-		i := skipSpace(obj, 0)
+		i := jsonscan.SkipSpace(obj, 0)
 		if i >= len(obj) || obj[i] != '{' {
 			return
 		}
 		i++
 		for {
-			i = skipSpace(obj, i)
+			i = jsonscan.SkipSpace(obj, i)
 			if i >= len(obj) || obj[i] == '}' {
 				return
 			}
 			if obj[i] == ',' {
-				i = skipSpace(obj, i+1)
+				i = jsonscan.SkipSpace(obj, i+1)
 			}
 			start := i
-			keyEnd := skipString(obj, i)
+			keyEnd := jsonscan.SkipString(obj, i)
 			key := obj[start+1 : keyEnd-1]
-			i = skipSpace(obj, keyEnd) // at ':'
-			value := skipSpace(obj, i+1)
-			i = skipValue(obj, value)
+			i = jsonscan.SkipSpace(obj, keyEnd) // at ':'
+			value := jsonscan.SkipSpace(obj, i+1)
+			i = jsonscan.SkipValue(obj, value)
 			if !yield(member{key: key, start: start, end: i, value: value}) {
 				return
 			}
@@ -64,70 +66,9 @@ func members(obj []byte) iter.Seq[member] {
 	}
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the offset after the string that starts at b[i].
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the offset after the (valid) value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
-}
-
 // isObject reports whether data's first value begins as an object.
 func isObject(data []byte) bool {
-	i := skipSpace(data, 0)
+	i := jsonscan.SkipSpace(data, 0)
 	return i < len(data) && data[i] == '{'
 }
 
@@ -140,7 +81,7 @@ func isObject(data []byte) bool {
 // a new buffer is used.
 func rewriteObject(buf []byte, front int, set string, drop func(member) bool) []byte {
 	obj := buf[front:]
-	if 1+len(set) > front+skipSpace(obj, 0) {
+	if 1+len(set) > front+jsonscan.SkipSpace(obj, 0) {
 		buf = make([]byte, 1+len(set)+len(obj))
 	}
 	w := copy(buf, "{")

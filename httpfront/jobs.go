@@ -564,3 +564,18 @@ func joinStates() string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// await waits until job id ends and returns its record. If the wait fails
+// it abandons the job, answers the error unless the client has gone, and
+// returns nil.
+func (s *Server) await(ctx context.Context, w http.ResponseWriter, r *http.Request, id string) *spool.Record {
+	rec, err := s.follow(ctx, id, nil, nil)
+	if err != nil {
+		s.abandon(id, r, err)
+		if r.Context().Err() == nil {
+			writeError(w, r, s.storageError("wait for the job", err))
+		}
+		return nil
+	}
+	return rec
+}

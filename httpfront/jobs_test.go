@@ -411,17 +411,7 @@ func TestMaxWaitersAnswers503(t *testing.T) {
 	f := startFront(t, sp, func(c *httpfront.Config) { c.MaxWaiters = 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "POST", f.URL+"/api/chat", strings.NewReader(chatJob))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			first <- 0
-			return
-		}
-		resp.Body.Close()
-		first <- resp.StatusCode
-	}()
+	first := postInBackground(ctx, f.URL+"/api/chat", chatJob)
 	id := receive(t, f.waits, "the first drop-in request")
 	resp, body := call(t, "POST", f.URL+"/api/chat", chatJob)
 	if resp.StatusCode != http.StatusServiceUnavailable || decode[ollamaError](t, body).Error != "server busy, please try again.  maximum pending requests exceeded" || resp.Header.Get("Retry-After") == "" {

@@ -16,6 +16,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/hopper-dev/hopper/internal/jsonscan"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -86,7 +87,7 @@ func bodyHash(body []byte) string {
 	h := sha256.New()
 	if json.Valid(body) {
 		w := bufio.NewWriterSize(h, 32<<10)
-		canonical(w, body, skipSpace(body, 0))
+		canonical(w, body, jsonscan.SkipSpace(body, 0))
 		w.Flush()
 	} else {
 		h.Write(decodedCanonical(body))
@@ -115,19 +116,19 @@ func decodedCanonical(body []byte) []byte {
 func canonical(w *bufio.Writer, data []byte, i int) int {
 	switch data[i] {
 	case '"':
-		end := skipString(data, i)
+		end := jsonscan.SkipString(data, i)
 		writeString(w, data[i+1:end-1])
 		return end
 	case '[':
 		w.WriteByte('[')
-		i = skipSpace(data, i+1)
+		i = jsonscan.SkipSpace(data, i+1)
 		for n := 0; data[i] != ']'; n++ {
 			if n > 0 {
 				w.WriteByte(',')
 			}
-			i = skipSpace(data, canonical(w, data, i))
+			i = jsonscan.SkipSpace(data, canonical(w, data, i))
 			if data[i] == ',' {
-				i = skipSpace(data, i+1)
+				i = jsonscan.SkipSpace(data, i+1)
 			}
 		}
 		w.WriteByte(']')
@@ -143,9 +144,9 @@ func canonical(w *bufio.Writer, data []byte, i int) int {
 			entries = append(entries, entry{unquote(m.key), i + m.value})
 			end = i + m.end
 		}
-		end = skipSpace(data, end) + 1 // past '}'
+		end = jsonscan.SkipSpace(data, end) + 1 // past '}'
 		if len(entries) == 0 {
-			end = skipSpace(data, i+1) + 1
+			end = jsonscan.SkipSpace(data, i+1) + 1
 		}
 		// A key given twice keeps its last value, as a map does.
 		slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
@@ -167,7 +168,7 @@ func canonical(w *bufio.Writer, data []byte, i int) int {
 		return end
 	}
 	// A number (json.Number keeps its text), true, false or null.
-	end := skipValue(data, i)
+	end := jsonscan.SkipValue(data, i)
 	w.Write(data[i:end])
 	return end
 }
@@ -253,11 +254,11 @@ func unescape(raw []byte, one func(rune), plain func([]byte)) {
 			i++
 			switch e := raw[i]; e {
 			case 'u':
-				r := hex4(raw[i+1:])
+				r := jsonscan.Hex4(raw[i+1:])
 				i += 5
 				if utf16.IsSurrogate(r) {
 					if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-						if dec := utf16.DecodeRune(r, hex4(raw[i+2:])); dec != unicode.ReplacementChar {
+						if dec := utf16.DecodeRune(r, jsonscan.Hex4(raw[i+2:])); dec != unicode.ReplacementChar {
 							one(dec)
 							i += 6
 							continue
@@ -294,28 +295,6 @@ func unescape(raw []byte, one func(rune), plain func([]byte)) {
 			i += size
 		}
 	}
-}
-
-// hex4 reads the four hex digits of a \u escape; -1 if they are not.
-func hex4(b []byte) rune {
-	if len(b) < 4 {
-		return -1
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
-	}
-	return r
 }
 
 // claim records key for job id unless the key is already held. It returns

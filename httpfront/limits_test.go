@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/httpfront"
-	"github.com/hopper-dev/hopper/spool"
 )
 
 // expectClient sends bodies with Expect: 100-continue and waits for the
@@ -274,24 +272,11 @@ func BenchmarkConcurrentLargeBodies(b *testing.B) {
 
 // benchFront is a front for benchmarks with room for n waiting requests.
 func benchFront(b *testing.B, n int) *front {
-	sp, err := spool.Init(b.TempDir(), spool.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	sp := newSpool(b)
 	f := &front{sp: sp, waits: make(chan string, n), landed: make(chan string, n)}
 	cfg := httpfront.WithHooks(httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1", MaxWaiters: 2 * n},
 		func(id string) { trySend(f.waits, id) }, func(id string) { trySend(f.landed, id) })
-	srv, err := httpfront.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.srv = srv
-	f.Server = httptest.NewServer(srv.Handler())
-	b.Cleanup(func() {
-		f.Server.Close()
-		srv.Close()
-		sp.Close()
-	})
+	f.srv, f.Server = serve(b, cfg)
 	return f
 }
 
@@ -373,18 +358,7 @@ func TestLongPollsNeverStarveTheDropIn(t *testing.T) {
 		t.Errorf("a GET without wait: got %d, want 200", resp.StatusCode)
 	}
 
-	answered := make(chan int, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "POST", f.URL+"/api/chat",
-			strings.NewReader(`{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			answered <- 0
-			return
-		}
-		resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	answered := postInBackground(ctx, f.URL+"/api/chat", `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}`)
 	dropIn := receive(t, f.waits, "the drop-in request to wait on its job")
 	job := runner.next() // the drop-in's, at priority 100, once the runner has seen it
 	if job.id() != dropIn {

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/hopper-dev/hopper/spool"
+	"github.com/hopper-dev/hopper/batch"
 )
 
 // probeTimeout bounds the target probe made at each scrape.
@@ -166,12 +166,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.targetUp, prometheus.GaugeValue, boolValue(s.probeTarget()))
 	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, boolValue(st.Paused))
 	ch <- prometheus.MustNewConstMetric(m.waiters, prometheus.GaugeValue, float64(len(s.waiters)))
-	counts := map[spool.BatchState]int{}
-	for _, st := range []spool.BatchState{spool.BatchValidating, spool.BatchInProgress, spool.BatchFinalizing,
-		spool.BatchCompleted, spool.BatchFailed, spool.BatchCancelling, spool.BatchCancelled} {
+	counts := map[batch.State]int{}
+	for _, st := range []batch.State{batch.Validating, batch.InProgress, batch.Finalizing,
+		batch.Completed, batch.Failed, batch.Cancelling, batch.Cancelled} {
 		counts[st] = 0
 	}
-	if list, _ := s.sp.ListBatches(); list != nil {
+	if list, _ := s.batches.List(); list != nil {
 		for _, b := range list {
 			counts[b.State]++
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/hopper-dev/hopper/batch"
 	"io"
 	"log/slog"
 	"mime"
@@ -27,6 +28,7 @@ import (
 type Server struct {
 	cfg     Config
 	sp      *spool.Spool
+	batches *batch.Store
 	log     *slog.Logger
 	target  *url.URL
 	tokens  [][32]byte // sha256 of each token, compared in constant time
@@ -70,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		sp:      cfg.Spool,
+		batches: batch.New(cfg.Spool),
 		log:     cfg.Logger,
 		target:  target,
 		waiters: make(chan struct{}, cfg.MaxWaiters),

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -266,7 +267,7 @@ func TestMetrics(t *testing.T) {
 	runner.next().start().done(`{"done":true}`)
 	receive(t, f.landed, "the record to be observed")
 	submit(t, f.URL, `{"model":"m1","prompt":"b"}`)
-	if _, err := sp.SubmitBatch(strings.NewReader(`{"model":"m1","prompt":"c"}`+"\n"), spool.BatchOptions{Name: "b1"}); err != nil {
+	if _, err := batch.New(sp).Submit(strings.NewReader(`{"model":"m1","prompt":"c"}`+"\n"), batch.Options{Name: "b1"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
@@ -504,8 +504,8 @@ func TestUIScreenshot(t *testing.T) {
 		}
 		submit(fmt.Sprintf("night-%02d", i), uiChat(models[i%3], "Summarize this ticket.", prio))
 	}
-	batch := strings.Repeat(uiChat("qwen3", "Classify this review.", 0)+"\n", 6)
-	if _, err := w.sp.SubmitBatch(strings.NewReader(batch), spool.BatchOptions{Name: "reviews"}); err != nil {
+	lines := strings.Repeat(uiChat("qwen3", "Classify this review.", 0)+"\n", 6)
+	if _, err := batch.New(w.sp).Submit(strings.NewReader(lines), batch.Options{Name: "reviews"}); err != nil {
 		t.Fatal(err)
 	}
 	w.settle(t, "two running", func(c spool.Counts) bool {
@@ -566,15 +566,7 @@ func BenchmarkUI100k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv, err := httpfront.New(httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	b.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-	})
+	_, hs := serve(b, httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
 	client := &http.Client{}
 	get := func(b *testing.B, path string, until string) time.Duration {
 		start := time.Now()
@@ -647,10 +639,5 @@ func readAll(b *testing.B, client *http.Client, url string) []byte {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return data
+	return readBody(b, resp)
 }

@@ -9,7 +9,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/hopper-dev/hopper/spool"
+	"github.com/hopper-dev/hopper/batch"
 )
 
 // checkWebhook refuses, with 400, the webhook of a job arriving over HTTP
@@ -39,7 +39,7 @@ func (s *Server) checkWebhook(webhook, function string) *httpError {
 // checkBatchWebhooks checks the webhooks of the lines of uploaded file id
 // (see batchWebhooks), in OpenAI's shape.
 func (s *Server) checkBatchWebhooks(id string) *httpError {
-	f, err := s.sp.Open(spool.FilePath(id))
+	f, err := s.sp.Open(batch.FilePath(id))
 	if err != nil {
 		return s.storageError("read the batch file", err)
 	}

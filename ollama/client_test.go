@@ -82,12 +82,8 @@ func TestDoClassifiesFailures(t *testing.T) {
 			check: wantUnavailable(429, 7*time.Second),
 		},
 		{
-			name: "ServerBusyIsUnavailable",
-			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = io.WriteString(w, `{"error":"server busy, please try again.  maximum pending requests exceeded"}`)
-			},
+			name:    "ServerBusyIsUnavailable",
+			handler: reply("application/json; charset=utf-8", http.StatusServiceUnavailable, `{"error":"server busy, please try again.  maximum pending requests exceeded"}`),
 			check: func(t *testing.T, err error) {
 				wantUnavailable(503, 0)(t, err)
 				if !strings.Contains(err.Error(), "server busy, please try again.  maximum pending requests exceeded") {
@@ -96,12 +92,9 @@ func TestDoClassifiesFailures(t *testing.T) {
 			},
 		},
 		{
-			name: "InternalServerErrorIsJobFailed",
-			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(http.StatusInternalServerError)
-				_, _ = io.WriteString(w, `{"error":"llama runner process has terminated: exit status 2"}`)
-			},
-			check: wantJobFailed(500, "llama runner process has terminated: exit status 2"),
+			name:    "InternalServerErrorIsJobFailed",
+			handler: reply("", http.StatusInternalServerError, `{"error":"llama runner process has terminated: exit status 2"}`),
+			check:   wantJobFailed(500, "llama runner process has terminated: exit status 2"),
 		},
 		{
 			name: "BadGatewayIsJobFailed",
@@ -111,29 +104,19 @@ func TestDoClassifiesFailures(t *testing.T) {
 			check: wantJobFailed(502, "upstream gone"),
 		},
 		{
-			name: "ModelNotFoundIsRejectedWithOllamasMessage",
-			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(http.StatusNotFound)
-				_, _ = io.WriteString(w, `{"error":"model 'x' not found"}`)
-			},
-			check: wantRejected(404, "model 'x' not found"),
+			name:    "ModelNotFoundIsRejectedWithOllamasMessage",
+			handler: reply("", http.StatusNotFound, `{"error":"model 'x' not found"}`),
+			check:   wantRejected(404, "model 'x' not found"),
 		},
 		{
-			name: "OpenAIStyleErrorIsRejectedWithItsMessage",
-			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(http.StatusBadRequest)
-				_, _ = io.WriteString(w, `{"error":{"message":"[] is too short - 'messages'","type":"invalid_request_error","param":null,"code":null}}`+"\n")
-			},
-			check: wantRejected(400, "[] is too short - 'messages'"),
+			name:    "OpenAIStyleErrorIsRejectedWithItsMessage",
+			handler: reply("", http.StatusBadRequest, `{"error":{"message":"[] is too short - 'messages'","type":"invalid_request_error","param":null,"code":null}}`+"\n"),
+			check:   wantRejected(400, "[] is too short - 'messages'"),
 		},
 		{
-			name: "PlainTextNotFoundIsRejected",
-			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/plain")
-				w.WriteHeader(http.StatusNotFound)
-				_, _ = io.WriteString(w, "404 page not found")
-			},
-			check: wantRejected(404, "404 page not found"),
+			name:    "PlainTextNotFoundIsRejected",
+			handler: reply("text/plain", http.StatusNotFound, "404 page not found"),
+			check:   wantRejected(404, "404 page not found"),
 		},
 		{
 			name: "ErrorLineInsideStreamIsJobFailed",
@@ -205,24 +188,14 @@ func TestDoClassifiesFailures(t *testing.T) {
 			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
 				flood(w, r, "application/x-ndjson", `{"model":"tiny","message":{"role":"assistant","content":"`, "a", 256<<20)
 			},
-			check: func(t *testing.T, err error) {
-				wantJobFailed(200, "")(t, err)
-				if jobFailedMessage(err) != "target sent a line longer than 16 MiB" || !errors.Is(err, ollama.ErrLineTooLong) {
-					t.Errorf("err = %v, want ErrLineTooLong", err)
-				}
-			},
+			check: wantLineTooLong,
 		},
 		{
 			name: "EndlessEventIsJobFailed",
 			handler: func(t *testing.T, w http.ResponseWriter, r *http.Request) {
 				flood(w, r, "text/event-stream", "", "data: a\n", 256<<20)
 			},
-			check: func(t *testing.T, err error) {
-				wantJobFailed(200, "")(t, err)
-				if jobFailedMessage(err) != "target sent a line longer than 16 MiB" || !errors.Is(err, ollama.ErrLineTooLong) {
-					t.Errorf("err = %v, want ErrLineTooLong", err)
-				}
-			},
+			check: wantLineTooLong,
 		},
 		{
 			name: "WronglyTypedFieldIsJobFailed",
@@ -253,6 +226,27 @@ func TestDoClassifiesFailures(t *testing.T) {
 			}
 			tt.check(t, err)
 		})
+	}
+}
+
+// reply answers with status and body, and the Content-Type contentType
+// unless it is empty.
+func reply(contentType string, status int, body string) func(*testing.T, http.ResponseWriter, *http.Request) {
+	return func(t *testing.T, w http.ResponseWriter, r *http.Request) {
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// wantLineTooLong checks for the error of a line over the 16 MiB limit.
+func wantLineTooLong(t *testing.T, err error) {
+	t.Helper()
+	wantJobFailed(200, "")(t, err)
+	if jobFailedMessage(err) != "target sent a line longer than 16 MiB" || !errors.Is(err, ollama.ErrLineTooLong) {
+		t.Errorf("err = %v, want ErrLineTooLong", err)
 	}
 }
 
@@ -333,12 +327,17 @@ func TestDoDNSFailureIsUnavailable(t *testing.T) {
 	}
 }
 
-func TestDoStalledStreamIsJobFailed(t *testing.T) {
-	c := rawServer(t, func(w http.ResponseWriter, r *http.Request) {
+// stallingServer sends one chunk, then nothing until the client goes.
+func stallingServer(t *testing.T) *ollama.Client {
+	return rawServer(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body)
 		writeLines(w, "application/x-ndjson", `{"model":"tiny","message":{"role":"assistant","content":"a"},"done":false}`+"\n")
 		<-r.Context().Done()
 	})
+}
+
+func TestDoStalledStreamIsJobFailed(t *testing.T) {
+	c := stallingServer(t)
 	c.StallTimeout = 50 * time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -372,11 +371,7 @@ func TestDoStallTimeoutDoesNotLimitTheWaitForTheResponse(t *testing.T) {
 }
 
 func TestDoCancelReturnsContextError(t *testing.T) {
-	c := rawServer(t, func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		writeLines(w, "application/x-ndjson", `{"model":"tiny","message":{"role":"assistant","content":"a"},"done":false}`+"\n")
-		<-r.Context().Done()
-	})
+	c := stallingServer(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	_, err := c.Do(ctx, "/api/chat", []byte(chatBody), func([]byte) error {
 		cancel()

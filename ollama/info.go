@@ -64,13 +64,7 @@ type ModelDetails struct {
 
 // Running lists the models the server has loaded (GET /api/ps).
 func (c *Client) Running(ctx context.Context) ([]RunningModel, error) {
-	var v struct {
-		Models []RunningModel `json:"models"`
-	}
-	if err := c.get(ctx, "/api/ps", &v); err != nil {
-		return nil, err
-	}
-	return v.Models, nil
+	return models[RunningModel](ctx, c, "/api/ps")
 }
 
 // Model is one model the server has installed, from GET /api/tags.
@@ -85,10 +79,15 @@ type Model struct {
 
 // Tags lists the models the server has installed (GET /api/tags).
 func (c *Client) Tags(ctx context.Context) ([]Model, error) {
+	return models[Model](ctx, c, "/api/tags")
+}
+
+// models reads the list of models that GET path answers.
+func models[T any](ctx context.Context, c *Client, path string) ([]T, error) {
 	var v struct {
-		Models []Model `json:"models"`
+		Models []T `json:"models"`
 	}
-	if err := c.get(ctx, "/api/tags", &v); err != nil {
+	if err := c.get(ctx, path, &v); err != nil {
 		return nil, err
 	}
 	return v.Models, nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/hopper-dev/hopper/internal/jsonscan"
 )
 
 // This file reads the chunks of a stream without decoding them into fresh
@@ -27,92 +29,29 @@ func validObject(line []byte) error {
 		}
 		return errNotObject
 	}
-	if i := skipSpace(line, 0); i >= len(line) || line[i] != '{' {
+	if i := jsonscan.SkipSpace(line, 0); i >= len(line) || line[i] != '{' {
 		return errNotObject
 	}
 	return nil
 }
 
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index just past the string literal at data[i].
-func skipString(data []byte, i int) int {
-	for i++; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(data)
-}
-
-// skipValue returns the index just past the value at data[i].
-func skipValue(data []byte, i int) int {
-	if i >= len(data) {
-		return i
-	}
-	switch data[i] {
-	case '"':
-		return skipString(data, i)
-	case '{', '[':
-		depth := 0
-		for i < len(data) {
-			switch data[i] {
-			case '"':
-				i = skipString(data, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default: // a number, true, false or null
-		for i < len(data) {
-			switch data[i] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return i
-			}
-			i++
-		}
-		return i
-	}
-}
-
 // eachMember calls f with the quoted key and the value of each member of
 // the JSON object obj, in order. It stops at f's first error.
 func eachMember(obj []byte, f func(key, val []byte) error) error {
-	i := skipSpace(obj, 0)
+	i := jsonscan.SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return errNotObject
 	}
-	for i = skipSpace(obj, i+1); i < len(obj) && obj[i] == '"'; {
-		k := skipString(obj, i)
+	for i = jsonscan.SkipSpace(obj, i+1); i < len(obj) && obj[i] == '"'; {
+		k := jsonscan.SkipString(obj, i)
 		key := obj[i:k]
-		v := skipSpace(obj, skipSpace(obj, k)+1) // past the colon
-		end := skipValue(obj, v)
+		v := jsonscan.SkipSpace(obj, jsonscan.SkipSpace(obj, k)+1) // past the colon
+		end := jsonscan.SkipValue(obj, v)
 		if err := f(key, obj[v:end]); err != nil {
 			return err
 		}
-		if i = skipSpace(obj, end); i < len(obj) && obj[i] == ',' {
-			i = skipSpace(obj, i+1)
+		if i = jsonscan.SkipSpace(obj, end); i < len(obj) && obj[i] == ',' {
+			i = jsonscan.SkipSpace(obj, i+1)
 		}
 	}
 	return nil
@@ -121,17 +60,17 @@ func eachMember(obj []byte, f func(key, val []byte) error) error {
 // eachElement calls f with each element of the JSON array arr. It stops at
 // f's first error.
 func eachElement(arr []byte, f func(elem []byte) error) error {
-	i := skipSpace(arr, 0)
+	i := jsonscan.SkipSpace(arr, 0)
 	if i >= len(arr) || arr[i] != '[' {
 		return errNotArray
 	}
-	for i = skipSpace(arr, i+1); i < len(arr) && arr[i] != ']'; {
-		end := skipValue(arr, i)
+	for i = jsonscan.SkipSpace(arr, i+1); i < len(arr) && arr[i] != ']'; {
+		end := jsonscan.SkipValue(arr, i)
 		if err := f(arr[i:end]); err != nil {
 			return err
 		}
-		if i = skipSpace(arr, end); i < len(arr) && arr[i] == ',' {
-			i = skipSpace(arr, i+1)
+		if i = jsonscan.SkipSpace(arr, end); i < len(arr) && arr[i] == ',' {
+			i = jsonscan.SkipSpace(arr, i+1)
 		}
 	}
 	return nil
@@ -201,10 +140,10 @@ func unquote(dst, lit []byte) []byte {
 				dst = append(dst, '\t')
 			case 'u':
 				r--
-				rr := getu4(s[r:])
+				rr := u4(s[r:])
 				r += 6
 				if utf16.IsSurrogate(rr) {
-					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != utf8.RuneError {
+					if dec := utf16.DecodeRune(rr, u4(s[r:])); dec != utf8.RuneError {
 						r += 6
 						dst = utf8.AppendRune(dst, dec)
 						continue
@@ -231,28 +170,6 @@ func unquote(dst, lit []byte) []byte {
 		}
 	}
 	return dst
-}
-
-// getu4 decodes \uXXXX at the start of s, or returns -1.
-func getu4(s []byte) rune {
-	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
-		return -1
-	}
-	var r rune
-	for _, c := range s[2:6] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
-	}
-	return r
 }
 
 const hexDigits = "0123456789abcdef"
@@ -447,4 +364,12 @@ func (l *list) size() int { return l.n + 2 }
 
 func (l *list) appendTo(dst []byte) []byte {
 	return append(l.rope.appendTo(append(dst, '[')), ']')
+}
+
+// u4 decodes \uXXXX at the start of s, or returns -1.
+func u4(s []byte) rune {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return -1
+	}
+	return jsonscan.Hex4(s[2:])
 }

@@ -16,11 +16,10 @@ import (
 // It keeps no line: text is appended, escaped, to blocks as each line
 // arrives, and the answer is written once at the end.
 type ndjsonAggregate struct {
+	folding
 	chat, generate     bool
 	content, thinking  text
 	toolCalls, logprob list
-	folded, max        int // bytes folded so far, and the most allowed
-	sc                 scratch
 }
 
 // chunkField is one member of a chunk that the aggregate reads.
@@ -38,32 +37,85 @@ const (
 
 var chunkFields = [nChunkFields]string{"error", "message", "response", "thinking", "logprobs", "done"}
 
+// messageFields are the members of a chat chunk's message that the
+// aggregate reads.
+var messageFields = []string{"content", "thinking", "tool_calls"}
+
+// folding is what both stream aggregates keep as they fold: the bytes
+// folded so far, the most allowed, and scratch space.
+type folding struct {
+	folded, max int
+	sc          scratch
+}
+
+// text appends the string member val to t; it reports whether val is a
+// string (absent and null are not).
+func (f *folding) text(t *text, name string, val []byte) (bool, error) {
+	if val == nil {
+		return false, nil
+	}
+	lit, ok, err := stringValue(val)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	if ok {
+		f.folded += t.add(lit, &f.sc)
+	}
+	return ok, nil
+}
+
+// tooLarge is ErrAnswerTooLarge once more than max bytes are folded.
+func (f *folding) tooLarge() error {
+	if f.folded > f.max {
+		return ErrAnswerTooLarge
+	}
+	return nil
+}
+
+// failure is the error a chunk's "error" member reports, or nil if it has
+// none.
+func failure(v []byte) error {
+	if v == nil || isNull(v) {
+		return nil
+	}
+	msg := messageOf(v)
+	if msg == "" {
+		msg = string(v)
+	}
+	return &JobFailedError{Status: 200, Message: clip(msg)}
+}
+
+// members sets vals[i] to obj's member names[i], the last of each as
+// encoding/json would take it; a null obj has none.
+func members(obj []byte, names []string, vals [][]byte) error {
+	if isNull(obj) {
+		return nil
+	}
+	return eachMember(obj, func(key, val []byte) error {
+		for i, name := range names {
+			if keyIs(key, name) {
+				vals[i] = val
+			}
+		}
+		return nil
+	})
+}
+
 // add takes one line and reports whether it was the final chunk.
 func (a *ndjsonAggregate) add(line []byte) (done bool, err error) {
 	if err := validObject(line); err != nil {
 		return false, fmt.Errorf("invalid JSON in stream: %w", err)
 	}
-	var f [nChunkFields][]byte // the last of each, as encoding/json would take it
-	_ = eachMember(line, func(key, val []byte) error {
-		for i, name := range chunkFields {
-			if keyIs(key, name) {
-				f[i] = val
-			}
-		}
-		return nil
-	})
-	if v := f[fError]; v != nil && !isNull(v) {
-		msg := messageOf(v)
-		if msg == "" {
-			msg = string(v)
-		}
-		return false, &JobFailedError{Status: 200, Message: clip(msg)}
+	var f [nChunkFields][]byte
+	_ = members(line, chunkFields[:], f[:])
+	if err := failure(f[fError]); err != nil {
+		return false, err
 	}
 	if err := a.fold(f); err != nil {
 		return false, fmt.Errorf("invalid chunk in stream: %w", err)
 	}
-	if a.folded > a.max {
-		return false, ErrAnswerTooLarge
+	if err := a.tooLarge(); err != nil {
+		return false, err
 	}
 	if done, err = boolValue(f[fDone]); err != nil {
 		return false, fmt.Errorf("invalid chunk in stream: done: %w", err)
@@ -76,55 +128,29 @@ func (a *ndjsonAggregate) fold(f [nChunkFields][]byte) error {
 	switch {
 	case f[fMessage] != nil && !isNull(f[fMessage]):
 		a.chat = true
-		var content, thinking, toolCalls []byte
-		err := eachMember(f[fMessage], func(key, val []byte) error {
-			switch {
-			case keyIs(key, "content"):
-				content = val
-			case keyIs(key, "thinking"):
-				thinking = val
-			case keyIs(key, "tool_calls"):
-				toolCalls = val
-			}
-			return nil
-		})
-		if err != nil {
+		var m [3][]byte
+		if err := members(f[fMessage], messageFields, m[:]); err != nil {
 			return fmt.Errorf("message: %w", err)
 		}
-		if err := a.text(&a.content, "message.content", content); err != nil {
+		if _, err := a.text(&a.content, "message.content", m[0]); err != nil {
 			return err
 		}
-		if err := a.text(&a.thinking, "message.thinking", thinking); err != nil {
+		if _, err := a.text(&a.thinking, "message.thinking", m[1]); err != nil {
 			return err
 		}
-		if err := a.list(&a.toolCalls, "message.tool_calls", toolCalls); err != nil {
+		if err := a.list(&a.toolCalls, "message.tool_calls", m[2]); err != nil {
 			return err
 		}
 	case f[fResponse] != nil && !isNull(f[fResponse]):
 		a.generate = true
-		if err := a.text(&a.content, "response", f[fResponse]); err != nil {
+		if _, err := a.text(&a.content, "response", f[fResponse]); err != nil {
 			return err
 		}
-		if err := a.text(&a.thinking, "thinking", f[fThinking]); err != nil {
+		if _, err := a.text(&a.thinking, "thinking", f[fThinking]); err != nil {
 			return err
 		}
 	}
 	return a.list(&a.logprob, "logprobs", f[fLogprobs])
-}
-
-// text appends a string member, if present.
-func (a *ndjsonAggregate) text(t *text, name string, val []byte) error {
-	if val == nil {
-		return nil
-	}
-	lit, ok, err := stringValue(val)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if ok {
-		a.folded += t.add(lit, &a.sc)
-	}
-	return nil
 }
 
 // list appends the elements of an array member, if present.
@@ -192,7 +218,7 @@ func (a *ndjsonAggregate) putLogprobs(o *object, after ...string) {
 // I/O errors come back wrapped in *readError for the caller to classify.
 func readNDJSON(r io.Reader, onChunk func([]byte) error, lim limits) ([]byte, error) {
 	lines := newLineReader(r, lim.line)
-	agg := ndjsonAggregate{max: lim.answer}
+	agg := ndjsonAggregate{folding: folding{max: lim.answer}}
 	for {
 		line, err := lines.next()
 		if line = bytes.TrimSpace(line); len(line) > 0 {

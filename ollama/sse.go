@@ -37,12 +37,11 @@ type toolKey struct {
 // index, the last finish_reason, and usage from the last chunk carrying it.
 // Like ndjsonAggregate it keeps no chunk.
 type sseAggregate struct {
+	folding
 	id, object, model, fingerprint string
 	created                        int64
 	choices                        map[int]*choiceAggregate
 	usage                          []byte
-	folded, max                    int // bytes folded so far, and the most allowed
-	sc                             scratch
 }
 
 // sseField is one member of a chunk that the aggregate reads.
@@ -62,33 +61,28 @@ const (
 
 var sseFields = [nSSEFields]string{"error", "id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
 
+// The members of a choice, its delta, a tool call and its function that
+// the aggregate reads.
+var (
+	choiceFields   = []string{"index", "text", "finish_reason", "delta"}
+	deltaFields    = []string{"role", "content", "reasoning", "reasoning_content", "tool_calls"}
+	toolCallFields = []string{"index", "id", "type", "function"}
+	functionFields = []string{"name", "arguments"}
+)
+
 func (a *sseAggregate) add(data []byte) error {
 	if err := validObject(data); err != nil {
 		return fmt.Errorf("invalid JSON in event stream: %w", err)
 	}
-	var f [nSSEFields][]byte // the last of each, as encoding/json would take it
-	_ = eachMember(data, func(key, val []byte) error {
-		for i, name := range sseFields {
-			if keyIs(key, name) {
-				f[i] = val
-			}
-		}
-		return nil
-	})
-	if v := f[sError]; v != nil && !isNull(v) {
-		msg := messageOf(v)
-		if msg == "" {
-			msg = string(v)
-		}
-		return &JobFailedError{Status: 200, Message: clip(msg)}
+	var f [nSSEFields][]byte
+	_ = members(data, sseFields[:], f[:])
+	if err := failure(f[sError]); err != nil {
+		return err
 	}
 	if err := a.fold(f); err != nil {
 		return fmt.Errorf("invalid chunk in event stream: %w", err)
 	}
-	if a.folded > a.max {
-		return ErrAnswerTooLarge
-	}
-	return nil
+	return a.tooLarge()
 }
 
 func (a *sseAggregate) fold(f [nSSEFields][]byte) (err error) {
@@ -156,25 +150,11 @@ func intValue(name string, val []byte) (int64, error) {
 
 // choice folds one element of a chunk's choices.
 func (a *sseAggregate) choice(elem []byte) error {
-	var index, text, finish, delta []byte
-	if !isNull(elem) {
-		err := eachMember(elem, func(key, val []byte) error {
-			switch {
-			case keyIs(key, "index"):
-				index = val
-			case keyIs(key, "text"):
-				text = val
-			case keyIs(key, "finish_reason"):
-				finish = val
-			case keyIs(key, "delta"):
-				delta = val
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	var m [4][]byte
+	if err := members(elem, choiceFields, m[:]); err != nil {
+		return err
 	}
+	index, text, finish, delta := m[0], m[1], m[2], m[3]
 	i, err := intValue("index", index)
 	if err != nil {
 		return err
@@ -200,15 +180,12 @@ func (a *sseAggregate) choice(elem []byte) error {
 			}
 		}
 	}
-	if text != nil {
-		lit, ok, err := stringValue(text)
-		if err != nil {
-			return fmt.Errorf("text: %w", err)
-		}
-		if ok {
-			a.object = cmpOr(a.object, "text_completion")
-			a.folded += agg.content.add(lit, &a.sc)
-		}
+	isText, err := a.text(&agg.content, "text", text)
+	if err != nil {
+		return err
+	}
+	if isText {
+		a.object = cmpOr(a.object, "text_completion")
 	}
 	if delta != nil && !isNull(delta) {
 		a.object = cmpOr(a.object, "chat.completion.chunk")
@@ -219,43 +196,23 @@ func (a *sseAggregate) choice(elem []byte) error {
 
 // delta folds a chat choice's delta.
 func (a *sseAggregate) delta(agg *choiceAggregate, delta []byte) error {
-	var role, content, reasoning, reasonAlt, toolCalls []byte
-	err := eachMember(delta, func(key, val []byte) error {
-		switch {
-		case keyIs(key, "role"):
-			role = val
-		case keyIs(key, "content"):
-			content = val
-		case keyIs(key, "reasoning"):
-			reasoning = val
-		case keyIs(key, "reasoning_content"):
-			reasonAlt = val
-		case keyIs(key, "tool_calls"):
-			toolCalls = val
-		}
-		return nil
-	})
-	if err != nil {
+	var m [5][]byte
+	if err := members(delta, deltaFields, m[:]); err != nil {
 		return fmt.Errorf("delta: %w", err)
 	}
+	role, toolCalls := m[0], m[4]
+	var err error
 	if agg.role, err = a.str(agg.role, "delta.role", role, false); err != nil {
 		return err
 	}
-	for _, t := range []struct {
-		name string
-		val  []byte
-		to   *text
-	}{{"delta.content", content, &agg.content}, {"delta.reasoning", reasoning, &agg.reasoning}, {"delta.reasoning_content", reasonAlt, &agg.reasonAlt}} {
-		if t.val == nil {
-			continue
-		}
-		lit, ok, err := stringValue(t.val)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
-		}
-		if ok {
-			a.folded += t.to.add(lit, &a.sc)
-		}
+	if _, err := a.text(&agg.content, "delta.content", m[1]); err != nil {
+		return err
+	}
+	if _, err := a.text(&agg.reasoning, "delta.reasoning", m[2]); err != nil {
+		return err
+	}
+	if _, err := a.text(&agg.reasonAlt, "delta.reasoning_content", m[3]); err != nil {
+		return err
 	}
 	if toolCalls != nil && !isNull(toolCalls) {
 		err := eachElement(toolCalls, func(tc []byte) error { return a.toolCall(agg, tc) })
@@ -269,36 +226,14 @@ func (a *sseAggregate) delta(agg *choiceAggregate, delta []byte) error {
 // toolCall merges a streamed tool-call delta: a delta continues the call
 // with the same index unless it names a different id.
 func (a *sseAggregate) toolCall(agg *choiceAggregate, delta []byte) error {
-	var index, id, typ, fn, name, args []byte
-	if !isNull(delta) {
-		err := eachMember(delta, func(key, val []byte) error {
-			switch {
-			case keyIs(key, "index"):
-				index = val
-			case keyIs(key, "id"):
-				id = val
-			case keyIs(key, "type"):
-				typ = val
-			case keyIs(key, "function"):
-				fn = val
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	var m [4][]byte
+	if err := members(delta, toolCallFields, m[:]); err != nil {
+		return err
 	}
-	if fn != nil && !isNull(fn) {
-		err := eachMember(fn, func(key, val []byte) error {
-			switch {
-			case keyIs(key, "name"):
-				name = val
-			case keyIs(key, "arguments"):
-				args = val
-			}
-			return nil
-		})
-		if err != nil {
+	index, id, typ, fn := m[0], m[1], m[2], m[3]
+	var f [2][]byte
+	if fn != nil {
+		if err := members(fn, functionFields, f[:]); err != nil {
 			return fmt.Errorf("function: %w", err)
 		}
 	}
@@ -332,23 +267,11 @@ func (a *sseAggregate) toolCall(agg *choiceAggregate, delta []byte) error {
 		agg.byIndexID[toolKey{i, idStr}] = tc
 	}
 	tc.typ = cmpOr(tc.typ, typStr)
-	for _, t := range []struct {
-		name string
-		val  []byte
-		to   *text
-	}{{"function.name", name, &tc.name}, {"function.arguments", args, &tc.args}} {
-		if t.val == nil {
-			continue
-		}
-		lit, ok, err := stringValue(t.val)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
-		}
-		if ok {
-			a.folded += t.to.add(lit, &a.sc)
-		}
+	if _, err := a.text(&tc.name, "function.name", f[0]); err != nil {
+		return err
 	}
-	return nil
+	_, err = a.text(&tc.args, "function.arguments", f[1])
+	return err
 }
 
 // result writes the non-streaming object, with its members in the order
@@ -418,7 +341,7 @@ func cmpOr(a, b string) string {
 func readSSE(r io.Reader, onChunk func([]byte) error, lim limits) ([]byte, error) {
 	lines := newLineReader(r, lim.line)
 	var (
-		agg     = sseAggregate{max: lim.answer}
+		agg     = sseAggregate{folding: folding{max: lim.answer}}
 		data    []byte // the event's data, reused
 		hasData bool
 	)

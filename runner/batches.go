@@ -7,13 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
 // BatchEmitter receives a batch's batch.done event; *hooks.Hooks is one.
 // A Config.Hooks that implements it gets batch events too.
 type BatchEmitter interface {
-	EmitBatch(b *spool.Batch) error
+	EmitBatch(b *batch.Record) error
 }
 
 // batchChunk is how many lines of a batch are queued at a time: the first
@@ -41,9 +42,10 @@ const abandonedEvery = time.Minute
 // Its records are written by this goroutine only.
 type batches struct {
 	s    *spool.Spool
+	st   *batch.Store
 	q    *spool.Queue
 	log  *slog.Logger
-	emit func(*spool.Batch)
+	emit func(*batch.Record)
 
 	active map[string]*tracked // the goroutine's own
 
@@ -66,7 +68,7 @@ const (
 
 // tracked is one batch in progress.
 type tracked struct {
-	b      *spool.Batch
+	b      *batch.Record
 	lines  []uint8 // by line, from 1
 	count  int     // lines ended
 	done   int
@@ -79,15 +81,15 @@ type tracked struct {
 	lastWrite time.Time
 }
 
-func newBatches(s *spool.Spool, q *spool.Queue, log *slog.Logger, emit func(*spool.Batch)) *batches {
-	return &batches{s: s, q: q, log: log, emit: emit, active: map[string]*tracked{}, wake: make(chan struct{}, 1)}
+func newBatches(s *spool.Spool, q *spool.Queue, log *slog.Logger, emit func(*batch.Record)) *batches {
+	return &batches{s: s, st: batch.New(s), q: q, log: log, emit: emit, active: map[string]*tracked{}, wake: make(chan struct{}, 1)}
 }
 
 // open takes up the batches a previous run left: validating ones are
 // checked, the rest counted from the records their lines left. The queue
 // index must be filled first.
 func (bs *batches) open() error {
-	list, err := bs.s.ActiveBatches()
+	list, err := bs.st.Active()
 	for _, b := range list {
 		bs.take(b, true)
 	}
@@ -103,7 +105,7 @@ func (bs *batches) open() error {
 // their events.
 func (bs *batches) failAbandoned() {
 	bs.lastAbandoned = time.Now()
-	list, err := bs.s.FailAbandonedBatches(time.Now().Add(-spool.AbandonedAfter))
+	list, err := bs.st.FailAbandoned(time.Now().Add(-batch.AbandonedAfter))
 	for _, b := range list {
 		bs.log.Warn("batch failed", "batch", b.ID, "why", b.Errors[0].Message)
 		bs.emit(b)
@@ -115,14 +117,14 @@ func (bs *batches) failAbandoned() {
 
 // take starts tracking a claimed batch, checking it first if it is still
 // validating. A batch refused as a whole ends there, with its event.
-func (bs *batches) take(b *spool.Batch, check bool) {
-	if b.State == spool.BatchValidating {
-		if err := bs.s.ValidateBatch(b); err != nil {
+func (bs *batches) take(b *batch.Record, check bool) {
+	if b.State == batch.Validating {
+		if err := bs.st.Validate(b); err != nil {
 			bs.log.Error("cannot check the batch", "batch", b.ID, "err", err)
 			return
 		}
 	}
-	if b.State == spool.BatchFailed {
+	if b.State == batch.Failed {
 		bs.log.Warn("batch refused", "batch", b.ID, "why", b.Errors[0].Message)
 		bs.emit(b)
 		return
@@ -207,12 +209,12 @@ func (bs *batches) reconcile(t *tracked) {
 		if bs.q.Has(spool.DirNew, id+".json") || bs.q.Has(spool.DirDeferred, id+".json") {
 			continue
 		}
-		switch bs.s.LineEnded(id) {
-		case spool.LineDone:
+		switch bs.st.LineEnded(id) {
+		case batch.LineDone:
 			t.mark(i, true)
-		case spool.LineFailed:
+		case batch.LineFailed:
 			t.mark(i, false)
-		case spool.LineGone:
+		case batch.LineGone:
 			bs.log.Warn("a batch line's job is gone from the spool; it counts as failed", "job", id)
 			t.mark(i, false)
 		}
@@ -225,7 +227,7 @@ func (bs *batches) reconcile(t *tracked) {
 func (bs *batches) settled(t *tracked) bool {
 	ok := true
 	for i := 1; i <= t.b.Expanded && i < len(t.lines); i++ {
-		if bs.s.LineLive(t.b.LineID(i)) {
+		if bs.st.LineLive(t.b.LineID(i)) {
 			t.reopen(i)
 			ok = false
 		}
@@ -235,10 +237,10 @@ func (bs *batches) settled(t *tracked) bool {
 
 // complete reports whether every line that will ever run has ended.
 func (t *tracked) complete() bool {
-	if t.b.State == spool.BatchFinalizing {
+	if t.b.State == batch.Finalizing {
 		return true // it was writing its output when hopper stopped
 	}
-	if t.b.State == spool.BatchCancelling {
+	if t.b.State == batch.Cancelling {
 		return t.canceled && t.count >= t.b.Expanded
 	}
 	return t.b.Expanded >= t.b.Total && t.count >= t.b.Total
@@ -274,7 +276,7 @@ func (bs *batches) step() bool {
 	if !paused {
 		if e, ok := bs.q.NextBatch(); ok {
 			bs.q.Remove(e.Dir, e.Name)
-			b, err := bs.s.ClaimBatch(e)
+			b, err := bs.st.Claim(e)
 			switch {
 			case errors.Is(err, spool.ErrGone):
 			case err != nil:
@@ -290,14 +292,14 @@ func (bs *batches) step() bool {
 		// A record that says cancelling carries its request on: the
 		// .cancel file may be gone (removed by a person, or the request
 		// was recorded before a restart).
-		if t.b.State == spool.BatchCancelling || bs.s.BatchCancelRequested(t.b.ID) {
+		if t.b.State == batch.Cancelling || bs.st.CancelRequested(t.b.ID) {
 			bs.cancel(t)
 		}
-		if paused || t.b.State != spool.BatchInProgress || t.b.Expanded >= t.b.Total {
+		if paused || t.b.State != batch.InProgress || t.b.Expanded >= t.b.Total {
 			continue
 		}
 		t.b.Done, t.b.Failed = t.done, t.failed // the chunk's record write carries them
-		if _, err := bs.s.ExpandBatch(t.b, batchChunk, t.check, bs.q.Put, func(i int) { t.mark(i, false) }); err != nil {
+		if _, err := bs.st.Expand(t.b, batchChunk, t.check, bs.q.Put, func(i int) { t.mark(i, false) }); err != nil {
 			bs.log.Error("cannot queue the batch's lines", "batch", t.b.ID, "err", err)
 			continue
 		}
@@ -320,12 +322,12 @@ func (bs *batches) step() bool {
 		bs.failAbandoned()
 	}
 	for name, t := range bs.active {
-		if !t.complete() || (t.b.State != spool.BatchFinalizing && !bs.settled(t)) {
+		if !t.complete() || (t.b.State != batch.Finalizing && !bs.settled(t)) {
 			continue
 		}
 		t.b.Done, t.b.Failed = t.done, t.failed
 		b := t.b
-		if err := bs.s.FinishBatch(b, func() { bs.emit(b) }); err != nil {
+		if err := bs.st.Finish(b, func() { bs.emit(b) }); err != nil {
 			bs.log.Error("cannot write the batch's output", "batch", name, "err", err)
 			continue
 		}
@@ -344,15 +346,15 @@ func (bs *batches) cancel(t *tracked) {
 	if t.canceled {
 		return
 	}
-	if t.b.State != spool.BatchCancelling {
+	if t.b.State != batch.Cancelling {
 		now := time.Now().UTC()
-		t.b.State, t.b.CancellingAt = spool.BatchCancelling, &now
+		t.b.State, t.b.CancellingAt = batch.Cancelling, &now
 		t.dirty = true
 	}
 	if t.check {
 		// A crash may have come after lines past the recorded position
 		// were queued: they are part of the batch too.
-		for t.b.Expanded < t.b.Total && bs.s.LineEnded(t.b.LineID(t.b.Expanded+1)) != spool.LineGone {
+		for t.b.Expanded < t.b.Total && bs.st.LineEnded(t.b.LineID(t.b.Expanded+1)) != batch.LineGone {
 			t.b.Expanded++
 		}
 		t.check = false
@@ -364,7 +366,7 @@ func (bs *batches) cancel(t *tracked) {
 			queued = append(queued, t.b.LineID(i))
 		}
 	}
-	canceled, err := bs.s.CancelQueuedLines(queued, why)
+	canceled, err := bs.s.CancelQueued(queued, why)
 	if err != nil {
 		bs.log.Error("cannot cancel every queued line", "batch", t.b.ID, "err", err)
 	}
@@ -399,7 +401,7 @@ func (bs *batches) flush(now bool) {
 			continue
 		}
 		t.b.Done, t.b.Failed = t.done, t.failed
-		if err := bs.s.WriteBatch(t.b, false); err != nil {
+		if err := bs.st.Write(t.b, false); err != nil {
 			bs.log.Error("cannot write the batch record", "batch", t.b.ID, "err", err)
 			continue
 		}

@@ -9,18 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/batchtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
 // waitBatch waits until batch name has ended and returns its record.
-func (h *harness) waitBatch(name string) *spool.Batch {
+func (h *harness) waitBatch(name string) *batch.Record {
 	h.t.Helper()
-	var b *spool.Batch
+	var b *batch.Record
 	eventually(h.t, "batch "+name+" to end", func() bool {
 		var err error
-		b, err = h.s.GetBatch(name)
+		b, err = batch.New(h.s).Get(name)
 		return err == nil && b.State.Terminal()
 	})
 	return b
@@ -32,17 +33,17 @@ func TestBatchFileBecomesOutputInInputOrder(t *testing.T) {
 	body, ids := batchtest.Mixed(60, 7, 11)
 	batchtest.Drop(h.t, h.s.Path(), "tickets", body)
 	b := h.waitBatch("tickets")
-	if b.State != spool.BatchCompleted || b.Total != 60 || b.Done != 58 || b.Failed != 2 {
+	if b.State != batch.Completed || b.Total != 60 || b.Done != 58 || b.Failed != 2 {
 		t.Fatalf("batch: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
 	batchtest.CheckMixed(t, out, "tickets", ids, 7, 11)
 	errs := batchtest.Read(t, filepath.Join(h.s.Path(), b.ErrorsFile))
-	if len(errs) != 2 || errs[0].ID != "tickets.000007" || errs[1].ID != "tickets.000011" {
+	if len(errs) != 2 || errs[0].ID != "tickets~000007" || errs[1].ID != "tickets~000011" {
 		t.Errorf("errors file: %+v", errs)
 	}
 	// Every line is a job with its own record.
-	r, err := h.s.Get("tickets.000002")
+	r, err := h.s.Get("tickets~000002")
 	if err != nil || r.State != spool.StateDone || r.Priority != 0 {
 		t.Errorf("line 2 record: %+v %v", r, err)
 	}
@@ -53,10 +54,10 @@ func TestBatchDuplicateCustomIDsRefuseTheBatch(t *testing.T) {
 	h.start()
 	batchtest.Drop(h.t, h.s.Path(), "dups", `{"custom_id": "a", "model": "m1", "prompt": "x"}`+"\n"+`{"custom_id": "a", "model": "m1", "prompt": "y"}`+"\n")
 	b := h.waitBatch("dups")
-	if b.State != spool.BatchFailed || len(b.Errors) != 1 || b.Errors[0].Code != "duplicate_custom_id" || b.Errors[0].Line != 2 {
+	if b.State != batch.Failed || len(b.Errors) != 1 || b.Errors[0].Code != "duplicate_custom_id" || b.Errors[0].Line != 2 {
 		t.Fatalf("batch: %+v", b)
 	}
-	if _, err := h.s.Find("dups.000001"); err == nil {
+	if _, err := h.s.Find("dups~000001"); err == nil {
 		t.Error("a line of a refused batch was queued")
 	}
 }
@@ -65,13 +66,13 @@ func TestBatchDuplicateCustomIDsRefuseTheBatch(t *testing.T) {
 // the two) is failed when the runner starts, not left validating forever.
 func TestAbandonedBatchRecordFailsAtStart(t *testing.T) {
 	h := newHarness(t, nil)
-	orphan := &spool.Batch{ID: "orphan", State: spool.BatchValidating, CreatedAt: time.Now().Add(-2 * spool.AbandonedAfter)}
-	if err := h.s.WriteBatch(orphan, false); err != nil {
+	orphan := &batch.Record{ID: "orphan", State: batch.Validating, CreatedAt: time.Now().Add(-2 * batch.AbandonedAfter)}
+	if err := batch.New(h.s).Write(orphan, false); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
 	b := h.waitBatch("orphan")
-	if b.State != spool.BatchFailed || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" {
+	if b.State != batch.Failed || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" {
 		t.Fatalf("batch: %+v", b)
 	}
 }
@@ -82,15 +83,15 @@ func TestBatchCancel(t *testing.T) {
 	body, _ := batchtest.Mixed(200, 0, 0)
 	batchtest.Drop(h.t, h.s.Path(), "big", body)
 	eventually(t, "some lines to finish", func() bool {
-		b, err := h.s.GetBatch("big")
+		b, err := batch.New(h.s).Get("big")
 		return err == nil && b.Expanded == 200 && b.Done >= 2
 	})
-	b, err := h.s.CancelBatch("big")
-	if err != nil || b.State != spool.BatchCancelling {
+	b, err := batch.New(h.s).Cancel("big")
+	if err != nil || b.State != batch.Cancelling {
 		t.Fatalf("CancelBatch: %+v %v", b, err)
 	}
 	b = h.waitBatch("big")
-	if b.State != spool.BatchCancelled || b.Done+b.Failed != 200 || b.Failed < 1 {
+	if b.State != batch.Cancelled || b.Done+b.Failed != 200 || b.Failed < 1 {
 		t.Fatalf("batch: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
@@ -118,7 +119,7 @@ func TestBatchCancel(t *testing.T) {
 		}
 		_ = ctx
 	}
-	if _, err := h.s.CancelBatch("big"); err == nil {
+	if _, err := batch.New(h.s).Cancel("big"); err == nil {
 		t.Error("canceling an ended batch succeeded")
 	}
 }
@@ -132,12 +133,12 @@ func TestBatchCancellingWithoutItsRequestFileEnds(t *testing.T) {
 	h := newHarness(t, nil)
 	b := h.prepared("cx", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n")
 	now := time.Now().UTC()
-	b.State, b.CancellingAt = spool.BatchCancelling, &now
-	if err := h.s.WriteBatch(b, false); err != nil {
+	b.State, b.CancellingAt = batch.Cancelling, &now
+	if err := batch.New(h.s).Write(b, false); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
-	if b := h.waitBatch("cx"); b.State != spool.BatchCancelled || b.Ended() != 2 {
+	if b := h.waitBatch("cx"); b.State != batch.Cancelled || b.Ended() != 2 {
 		t.Fatalf("batch: %+v", b)
 	}
 }
@@ -149,16 +150,16 @@ func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	batchtest.Drop(t, h.s.Path(), "nightly", `{"custom_id":"a","model":"m1","prompt":"1"}`+"\n"+`{"custom_id":"b","model":"nosuchmodel","prompt":"2"}`+"\n")
-	if b := h.waitBatch("nightly"); b.State != spool.BatchCompleted || b.Failed != 1 {
+	if b := h.waitBatch("nightly"); b.State != batch.Completed || b.Failed != 1 {
 		t.Fatalf("first night: %+v", b)
 	}
-	if p, err := h.s.Prune(time.Now().Add(time.Hour), spool.StateDone); err != nil || p.Batches != 1 {
+	if p, err := batch.New(h.s).Prune(time.Now().Add(time.Hour), spool.StateDone); err != nil || p.Batches != 1 {
 		t.Fatalf("prune: %+v, %v", p, err)
 	}
 	batchtest.Drop(t, h.s.Path(), "nightly", `{"custom_id":"a","model":"m1","prompt":"1"}`+"\n"+`{"custom_id":"b","model":"m1","prompt":"2"}`+"\n")
-	var second *spool.Batch
+	var second *batch.Record
 	eventually(t, "the second night's batch to end", func() bool {
-		list, _ := h.s.ListBatches()
+		list, _ := batch.New(h.s).List()
 		for _, b := range list {
 			if b.Source == "nightly.jsonl" && b.State.Terminal() {
 				second = b
@@ -167,7 +168,7 @@ func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
 		}
 		return false
 	})
-	if !strings.HasPrefix(second.ID, "nightly.") || second.State != spool.BatchCompleted || second.Done != 2 || second.Failed != 0 {
+	if !strings.HasPrefix(second.ID, "nightly.") || second.State != batch.Completed || second.Done != 2 || second.Failed != 0 {
 		t.Errorf("second night: %+v, want its own name and both lines done", second)
 	}
 }
@@ -184,7 +185,7 @@ func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	}
 	h.start()
 	b := h.waitBatch("rm")
-	if b.State != spool.BatchCompleted || b.Total != 3 || b.Done != 3 {
+	if b.State != batch.Completed || b.Total != 3 || b.Done != 3 {
 		t.Fatalf("batch: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
@@ -197,7 +198,7 @@ func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	// Removed before any line was queued: the batch ends with none, and says so.
 	h2 := newHarness(t, nil)
 	batchtest.Drop(t, h2.s.Path(), "early", body)
-	if _, err := h2.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: "early.jsonl"}); err != nil {
+	if _, err := batch.New(h2.s).Claim(spool.Entry{Dir: spool.DirNew, Name: "early.jsonl"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(h2.s.Path(), spool.DirBatches, "early.jsonl")); err != nil {
@@ -205,7 +206,7 @@ func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	}
 	h2.start()
 	b = h2.waitBatch("early")
-	if b.State != spool.BatchCompleted || b.Total != 0 || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" ||
+	if b.State != batch.Completed || b.Total != 0 || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" ||
 		!strings.Contains(b.Errors[0].Message, "0 of its 3 lines were queued") {
 		t.Errorf("batch: %+v", b)
 	}
@@ -219,14 +220,14 @@ func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	h.start()
 	batchtest.Drop(t, h.s.Path(), "b", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
 	eventually(t, "the batch's lines to be queued", func() bool {
-		b, err := h.s.GetBatch("b")
+		b, err := batch.New(h.s).Get("b")
 		return err == nil && b.Expanded == 3
 	})
-	if _, err := h.s.Cancel("b.000003", "not this one"); err != nil {
+	if _, err := h.s.Cancel("b~000003", "not this one"); err != nil {
 		t.Fatal(err)
 	}
 	b := h.waitBatch("b")
-	if b.State != spool.BatchCompleted || b.Done != 2 || b.Failed != 1 {
+	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Errorf("batch: %+v", b)
 	}
 	if n, _ := os.ReadDir(filepath.Join(h.s.Path(), spool.DirNew)); len(n) == 0 {
@@ -236,14 +237,14 @@ func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 
 // prepared claims and queues batch name as a runner that then stopped
 // would have left it.
-func (h *harness) prepared(name, body string) *spool.Batch {
+func (h *harness) prepared(name, body string) *batch.Record {
 	h.t.Helper()
 	batchtest.Drop(h.t, h.s.Path(), name, body)
-	b, err := h.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl"})
+	b, err := batch.New(h.s).Claim(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl"})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.s.ExpandBatch(b, 1000, false, func(spool.Entry) {}, func(int) {}); err != nil {
+	if _, err := batch.New(h.s).Expand(b, 1000, false, func(spool.Entry) {}, func(int) {}); err != nil {
 		h.t.Fatal(err)
 	}
 	return b
@@ -254,12 +255,12 @@ func (h *harness) prepared(name, body string) *spool.Batch {
 func TestBatchWithALineGoneStillEnds(t *testing.T) {
 	h := newHarness(t, nil)
 	h.prepared("gone", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
-	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirNew, "gone.000002.json")); err != nil {
+	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirNew, "gone~000002.json")); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
 	b := h.waitBatch("gone")
-	if b.State != spool.BatchCompleted || b.Done != 2 || b.Failed != 1 {
+	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Fatalf("batch: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
@@ -274,15 +275,15 @@ func TestBatchCancelAfterACrashMidChunkCancelsTheUnrecordedLines(t *testing.T) {
 	h := newHarness(t, nil)
 	b := h.prepared("crash", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
 	b.Expanded, b.Offset = 0, 0 // the record as it was before the chunk
-	if err := h.s.WriteBatch(b, true); err != nil {
+	if err := batch.New(h.s).Write(b, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.s.CancelBatch("crash"); err != nil {
+	if _, err := batch.New(h.s).Cancel("crash"); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
 	b = h.waitBatch("crash")
-	if b.State != spool.BatchCancelled || b.Done != 0 || b.Failed != 3 {
+	if b.State != batch.Cancelled || b.Done != 0 || b.Failed != 3 {
 		t.Fatalf("batch: %+v", b)
 	}
 	for _, req := range h.fake.Requests() {
@@ -302,16 +303,16 @@ func TestBatchCancelAfterACrashMidChunkCancelsTheUnrecordedLines(t *testing.T) {
 // webhooks are guarded as any HTTP job's.
 func TestBatchLinesCarryTheBatchOrigin(t *testing.T) {
 	h := newHarness(t, nil)
-	sub, err := h.s.SubmitBatch(strings.NewReader(`{"model": "m1", "prompt": "1", "webhook": "http://169.254.169.254/"}`+"\n"), spool.BatchOptions{Name: "web", Origin: spool.OriginHTTP})
+	sub, err := batch.New(h.s).Submit(strings.NewReader(`{"model": "m1", "prompt": "1", "webhook": "http://169.254.169.254/"}`+"\n"), batch.Options{Name: "web", Origin: spool.OriginHTTP})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := h.s.ClaimBatch(spool.Entry{Dir: spool.DirNew, Name: sub.ID + ".jsonl"})
+	b, err := batch.New(h.s).Claim(spool.Entry{Dir: spool.DirNew, Name: sub.ID + ".jsonl"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var put []spool.Entry
-	if _, err := h.s.ExpandBatch(b, 10, false, func(e spool.Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 1 {
+	if _, err := batch.New(h.s).Expand(b, 10, false, func(e spool.Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 1 {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(filepath.Join(h.s.Path(), spool.DirNew, put[0].Name))

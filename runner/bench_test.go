@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
@@ -263,26 +264,8 @@ func runHopper(b *testing.B, s *spool.Spool, target runner.Target) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-ran:
-				if err != nil {
-					b.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				b.Error("the runner did not stop within 30s")
-			}
-		})
-	}
-	b.Cleanup(stop)
-
 	benchQuiesce(b)
-	go func() { ran <- r.Run(ctx) }()
+	stop := runtest.Start(b, "the runner", 30*time.Second, r.Run)
 	fin.wait(b, b.N)
 	b.StopTimer()
 	stop()

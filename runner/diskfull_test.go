@@ -47,13 +47,7 @@ func TestARecordThatCannotBeWrittenIsWrittenOnceItCan(t *testing.T) {
 	if n := len(h.fake.Requests()); n == 0 {
 		t.Fatal("no request")
 	}
-	chats := 0
-	for _, req := range h.fake.Requests() {
-		if req.Path == "/api/chat" {
-			chats++
-		}
-	}
-	if chats != 1 {
+	if chats := h.fake.RequestsTo("/api/chat"); chats != 1 {
 		t.Errorf("the job ran %d times, want once", chats)
 	}
 	eventually(t, "the problem to clear", func() bool {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/internal/batchtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
@@ -98,20 +99,14 @@ func TestFunctionJobs(t *testing.T) {
 	t.Run("AMissingRequiredVarIsBadInputNamingIt", func(t *testing.T) {
 		h := newFnHarness(t)
 		h.start()
-		h.drop("novar", `{"function":"label","vars":{}}`)
-		r := h.wait("novar")
-		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"text"`) || r.Attempts != 0 {
-			t.Errorf("got %s, error %+v, attempts %d", r.State, r.Error, r.Attempts)
+		if r := h.wantBadInput("novar", `{"function":"label","vars":{}}`, `"text"`); r.Attempts != 0 {
+			t.Errorf("got %d attempts, want 0", r.Attempts)
 		}
 	})
 	t.Run("AnUnknownFunctionIsBadInputNamingIt", func(t *testing.T) {
 		h := newFnHarness(t)
 		h.start()
-		h.drop("nofn", `{"function":"summarise","vars":{"text":"x"}}`)
-		r := h.wait("nofn")
-		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"summarise"`) {
-			t.Errorf("got %s, error %+v", r.State, r.Error)
-		}
+		h.wantBadInput("nofn", `{"function":"summarise","vars":{"text":"x"}}`, `"summarise"`)
 	})
 }
 
@@ -125,7 +120,7 @@ func TestFunctionBatch(t *testing.T) {
 {"custom_id": "novar", "function": "label", "vars": {}}
 `)
 	b := h.waitBatch("labels")
-	if b.State != spool.BatchCompleted || b.Done != 2 || b.Failed != 1 {
+	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Fatalf("batch: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))

@@ -236,7 +236,7 @@ func (j *job) batchCanceled() bool {
 		return false
 	}
 	name, _, ok := spool.LineOf(j.rec.ID)
-	return ok && name == job.Batch && j.r.spool.BatchCancelRequested(name)
+	return ok && name == job.Batch && j.r.batches.st.CancelRequested(name)
 }
 
 // clientGone reports whether the job was submitted by a drop-in client

@@ -87,7 +87,7 @@ func (k *keeper) retain(ctx context.Context, every time.Duration) {
 			if p.keep <= 0 {
 				continue
 			}
-			n, err := r.spool.Prune(time.Now().Add(-p.keep), p.state)
+			n, err := r.batches.st.Prune(time.Now().Add(-p.keep), p.state)
 			if err != nil {
 				r.log.Error("retention", "state", p.state, "err", err)
 			} else if n.Records > 0 || n.Batches > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -27,20 +26,8 @@ type lanesHarness struct {
 // name in noTags, so their installed models are unknown.
 func newLanes(t *testing.T, names []string, parallel int, configure func(*runner.Config), opts func(name string) []ollamatest.Option) *lanesHarness {
 	t.Helper()
-	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	cfg := testConfig(t)
 	lh := &lanesHarness{fakes: map[string]*ollamatest.Server{}}
-	cfg := runner.Config{
-		Spool:      s,
-		Settle:     50 * time.Millisecond,
-		RetryBase:  10 * time.Millisecond,
-		RetryMax:   50 * time.Millisecond,
-		OutageBase: 10 * time.Millisecond,
-		OutageMax:  50 * time.Millisecond,
-	}
 	for _, name := range names {
 		fake := ollamatest.NewServer(t, opts(name)...)
 		lh.fakes[name] = fake
@@ -53,7 +40,7 @@ func newLanes(t *testing.T, names []string, parallel int, configure func(*runner
 	if configure != nil {
 		configure(&cfg)
 	}
-	lh.harness = &harness{t: t, s: s, cfg: cfg}
+	lh.harness = &harness{t: t, s: cfg.Spool, cfg: cfg}
 	return lh
 }
 

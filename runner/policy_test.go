@@ -32,6 +32,15 @@ func oneLane(resident ...string) LaneState {
 	return l
 }
 
+// picked is the name of the job Pick takes, or "" when it takes none.
+func picked(q *spool.Queue, lanes []LaneState, now time.Time, p Policy) string {
+	got, ok := Pick(q, lanes, 0, now, p)
+	if !ok {
+		return ""
+	}
+	return got.Name
+}
+
 func TestPick(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
@@ -131,12 +140,8 @@ func TestPick(t *testing.T) {
 			for _, j := range tt.jobs {
 				q.Put(spool.Entry{Dir: spool.DirNew, Name: j.name, Model: j.model, Priority: j.prio, Arrived: at(j.arrived)})
 			}
-			got, ok := Pick(q, []LaneState{oneLane(tt.resident...)}, 0, at(tt.now), tt.policy)
-			if !ok {
-				got.Name = ""
-			}
-			if got.Name != tt.want {
-				t.Errorf("got %q, want %q", got.Name, tt.want)
+			if got := picked(q, []LaneState{oneLane(tt.resident...)}, at(tt.now), tt.policy); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -309,12 +314,8 @@ func TestPickAcrossLanes(t *testing.T) {
 				}
 				q.Put(e)
 			}
-			got, ok := Pick(q, tt.lanes, 0, at(tt.now), tt.policy)
-			if !ok {
-				got.Name = ""
-			}
-			if got.Name != tt.want {
-				t.Errorf("got %q, want %q", got.Name, tt.want)
+			if got := picked(q, tt.lanes, at(tt.now), tt.policy); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

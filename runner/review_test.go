@@ -24,6 +24,17 @@ import (
 	"github.com/hopper-dev/hopper/spool"
 )
 
+// within waits 30s for ch to be closed or to send, and fails the test with
+// msg if it is not.
+func within(t *testing.T, ch <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
 // waitWithin returns job id's final record, or nil if it has not ended
 // within d.
 func waitWithin(t *testing.T, s *spool.Spool, id string, d time.Duration) *spool.Record {
@@ -69,11 +80,7 @@ func TestReviewReconfigureCanWedgeTheDispatcher(t *testing.T) {
 		}
 		t.Error("Run did not return after its context was canceled")
 	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the runner did not start")
-	}
+	within(t, ready, "the runner did not start")
 	for round := range 50 {
 		// SIGHUPs in quick succession, from the one goroutine that
 		// handles them (cmd/hopper's reloadOnHUP).
@@ -181,11 +188,7 @@ func TestReviewAJobFailingDuringShutdownGraceIsNotATargetOutage(t *testing.T) {
 	})
 	h.start()
 	h.drop("j", chat("m1", "x"))
-	select {
-	case <-g.entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the job never reached the target")
-	}
+	within(t, g.entered, "the job never reached the target")
 	h.stop()         // SIGTERM: the running job has its grace
 	close(g.release) // ... and fails within it, with a 500
 	h.shutdown()
@@ -401,11 +404,7 @@ func TestReviewInFlightJobsOfALaneMarkedDownGoBackInLine(t *testing.T) {
 	})
 	lh.start()
 	lh.drop("j", chat("m1", "x"))
-	select {
-	case <-a.entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("lane a never took the job")
-	}
+	within(t, a.entered, "lane a never took the job")
 	eventually(t, "lane a to be reported down", func() bool {
 		pub, err := lh.s.ReadTargets()
 		return err == nil && !pub.Targets[0].Up

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
@@ -105,33 +106,15 @@ func (c *Config) fill() {
 	if c.KeepAlive == "" {
 		c.KeepAlive = "-1"
 	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 3
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Minute
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 30 * time.Second
-	}
-	if c.RetryBase <= 0 {
-		c.RetryBase = 5 * time.Second
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = 5 * time.Minute
-	}
-	if c.OutageBase <= 0 {
-		c.OutageBase = 500 * time.Millisecond
-	}
-	if c.OutageMax <= 0 {
-		c.OutageMax = 30 * time.Second
-	}
-	if c.Refresh <= 0 {
-		c.Refresh = 30 * time.Second
-	}
-	if c.RetentionCheck <= 0 {
-		c.RetentionCheck = 10 * time.Minute
-	}
+	positiveOr(&c.MaxAttempts, 3)
+	positiveOr(&c.Timeout, 30*time.Minute)
+	positiveOr(&c.ShutdownGrace, 30*time.Second)
+	positiveOr(&c.RetryBase, 5*time.Second)
+	positiveOr(&c.RetryMax, 5*time.Minute)
+	positiveOr(&c.OutageBase, 500*time.Millisecond)
+	positiveOr(&c.OutageMax, 30*time.Second)
+	positiveOr(&c.Refresh, 30*time.Second)
+	positiveOr(&c.RetentionCheck, 10*time.Minute)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -143,6 +126,13 @@ func (c *Config) fill() {
 	}
 	if c.Policy.SameModel == nil {
 		c.Policy.SameModel = ollama.SameModel
+	}
+}
+
+// positiveOr sets *v to def unless it is positive.
+func positiveOr[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -217,9 +207,9 @@ func New(cfg Config) (*Runner, error) {
 	r.cfg.Store(&cfg)
 	r.queue = spool.NewKeyedQueue(r.keyOf)
 	r.retention.Store(&[2]time.Duration{cfg.RetainDone, cfg.RetainFailed})
-	emitBatch := func(*spool.Batch) {}
+	emitBatch := func(*batch.Record) {}
 	if be, ok := cfg.Hooks.(BatchEmitter); ok && cfg.Hooks != nil {
-		emitBatch = func(b *spool.Batch) {
+		emitBatch = func(b *batch.Record) {
 			if err := be.EmitBatch(b); err != nil {
 				r.log.Error("cannot record the batch event", "batch", b.ID, "err", err)
 			}

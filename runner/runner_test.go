@@ -31,29 +31,35 @@ func newHarness(t *testing.T, configure func(*runner.Config), opts ...ollamatest
 	t.Helper()
 	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
 	fake := ollamatest.NewServer(t, opts...)
+	cfg := testConfig(t)
+	client, err := ollama.New(fake.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Target, cfg.TargetName = client, fake.URL
+	if configure != nil {
+		configure(&cfg)
+	}
+	return &harness{t: t, s: cfg.Spool, fake: fake, cfg: cfg}
+}
+
+// testConfig is a runner on a fresh spool with the short waits of these
+// tests; the spool closes when the test ends.
+func testConfig(t *testing.T) runner.Config {
+	t.Helper()
 	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	client, err := ollama.New(fake.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := runner.Config{
+	return runner.Config{
 		Spool:      s,
-		Target:     client,
-		TargetName: fake.URL,
 		Settle:     50 * time.Millisecond,
 		RetryBase:  10 * time.Millisecond,
 		RetryMax:   50 * time.Millisecond,
 		OutageBase: 10 * time.Millisecond,
 		OutageMax:  50 * time.Millisecond,
 	}
-	if configure != nil {
-		configure(&cfg)
-	}
-	return &harness{t: t, s: s, fake: fake, cfg: cfg}
 }
 
 // start runs the runner until the test ends.
@@ -108,6 +114,18 @@ func (h *harness) wait(id string) *spool.Record {
 	r, err := h.s.Wait(ctx, id)
 	if err != nil {
 		h.t.Fatalf("wait for %s: %v", id, err)
+	}
+	return r
+}
+
+// wantBadInput drops job as id and checks that it fails as bad input, its
+// error naming mention; it returns the record.
+func (h *harness) wantBadInput(id, job, mention string) *spool.Record {
+	h.t.Helper()
+	h.drop(id, job)
+	r := h.wait(id)
+	if r.State != spool.StateFailed || r.Error == nil || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, mention) {
+		h.t.Errorf("%s: got %s, error %+v; want failed as bad input naming %s", id, r.State, r.Error, mention)
 	}
 	return r
 }
@@ -217,36 +235,25 @@ func TestSendsKeepAliveAndStreamAsOllamaWants(t *testing.T) {
 }
 
 func TestFailures(t *testing.T) {
-	t.Run("A500IsDeferredThenDone", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.fake.FailNext(1, 500, "boom")
-		h.start()
-		h.drop("j", chat("m1", "x"))
-		r := h.wait("j")
-		if r.State != spool.StateDone || r.Attempts != 2 {
-			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
-		}
-	})
-	t.Run("ADropMidStreamIsRetried", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.fake.DropMidStream(1)
-		h.start()
-		h.drop("j", chat("m1", "x"))
-		r := h.wait("j")
-		if r.State != spool.StateDone || r.Attempts != 2 {
-			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
-		}
-	})
-	t.Run("AnErrorLineInsideTheStreamIsRetried", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.fake.ErrorMidStream(1, "runner crashed")
-		h.start()
-		h.drop("j", chat("m1", "x"))
-		r := h.wait("j")
-		if r.State != spool.StateDone || r.Attempts != 2 {
-			t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
-		}
-	})
+	for _, tt := range []struct {
+		name  string
+		fault func(*ollamatest.Server)
+	}{
+		{"A500IsDeferredThenDone", func(f *ollamatest.Server) { f.FailNext(1, 500, "boom") }},
+		{"ADropMidStreamIsRetried", func(f *ollamatest.Server) { f.DropMidStream(1) }},
+		{"AnErrorLineInsideTheStreamIsRetried", func(f *ollamatest.Server) { f.ErrorMidStream(1, "runner crashed") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			tt.fault(h.fake)
+			h.start()
+			h.drop("j", chat("m1", "x"))
+			r := h.wait("j")
+			if r.State != spool.StateDone || r.Attempts != 2 {
+				t.Errorf("got %s after %d attempts, want done after 2", r.State, r.Attempts)
+			}
+		})
+	}
 	t.Run("AttemptsRunOutThenFailed", func(t *testing.T) {
 		h := newHarness(t, func(c *runner.Config) { c.MaxAttempts = 2 })
 		h.fake.FailNext(5, 500, "boom")
@@ -304,11 +311,7 @@ func TestFailures(t *testing.T) {
 	t.Run("AnUnknownFunctionFailsAsBadInput", func(t *testing.T) {
 		h := newHarness(t, nil)
 		h.start()
-		h.drop("fn", `{"function":"summarize","vars":{"text":"x"}}`)
-		r := h.wait("fn")
-		if r.State != spool.StateFailed || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, `"summarize"`) {
-			t.Errorf("got %s, error %+v", r.State, r.Error)
-		}
+		h.wantBadInput("fn", `{"function":"summarize","vars":{"text":"x"}}`, `"summarize"`)
 	})
 }
 

@@ -101,7 +101,7 @@ func newer(a, b *Summary) bool {
 // (Ready tells when it is complete); fsnotify events and a listing every
 // Rescan correct it after. The files stay the truth: the catalog may lag
 // them by moments, never by a lost event. Queued batch lines not yet
-// expanded into files are not in it (ListBatches counts them).
+// expanded into files are not in it (batch.Store.List counts them).
 type Catalog struct {
 	s   *Spool
 	log *slog.Logger
@@ -109,18 +109,16 @@ type Catalog struct {
 
 	mu      sync.RWMutex
 	jobs    map[string]*Summary
-	order   []*Summary // newest first; may hold removed entries (gone)
-	gone    int        // entries in order no longer in jobs
-	version uint64
-	changed chan struct{}
-	posAt   uint64         // version positions were computed at
-	pos     map[string]int // queued job → jobs ahead of it
-	posList []*Summary     // the queued jobs in run order, as of posAt
-	posTime time.Time
+	order   []*Summary    // newest first; may hold removed entries (gone)
+	gone    int           // entries in order no longer in jobs
+	changed chan struct{} // closed at the next change
 	// counts are kept as jobs come, change and go: by state, and queued
 	// jobs by model then priority.
 	byState map[State]int
 	queued  map[string]map[int]int
+	// recent are the jobs that finished within recentSpan of when they
+	// were counted: what Finished and Rate read instead of every job.
+	recent map[string]*Summary
 
 	rmu   sync.Mutex // one refresh at a time
 	ready chan struct{}
@@ -159,19 +157,14 @@ func (s *Spool) OpenCatalog(o CatalogOptions) (*Catalog, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	fsw, err := fsnotify.NewBufferedWatcher(4096)
+	fsw, err := s.watchDirs(catalogDirs...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	for _, d := range catalogDirs {
-		if err := fsw.Add(filepath.Join(s.path, d)); err != nil {
-			fsw.Close()
-			return nil, fmt.Errorf("catalog: watch %s/: %w", d, err)
-		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Catalog{s: s, log: o.Logger, fsw: fsw, jobs: map[string]*Summary{},
 		byState: map[State]int{}, queued: map[string]map[int]int{}, touched: map[string]bool{},
+		recent:  map[string]*Summary{},
 		changed: make(chan struct{}), ready: make(chan struct{}), dirty: make(chan struct{}, 1),
 		names: map[string]bool{}, stop: stop, done: make(chan struct{})}
 	go c.run(ctx, o.Rescan)
@@ -441,6 +434,11 @@ func (c *Catalog) countLocked(j *Summary, n int) {
 	if c.byState[j.State] == 0 {
 		delete(c.byState, j.State)
 	}
+	if n < 0 {
+		delete(c.recent, j.ID)
+	} else if (j.State == StateDone || j.State == StateFailed) && j.FinishedAt != nil && time.Since(*j.FinishedAt) < recentSpan {
+		c.recent[j.ID] = j
+	}
 	if j.State != StateQueued {
 		return
 	}
@@ -478,8 +476,8 @@ func (c *Catalog) removeLocked(j *Summary) {
 	}
 }
 
+// bumpLocked tells the Changed waiters.
 func (c *Catalog) bumpLocked() {
-	c.version++
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -627,103 +625,83 @@ func (c *Catalog) Counts() Counts {
 }
 
 // Finished returns the jobs that finished at or after since, oldest
-// first: what throughput, wait and load charts are drawn from.
+// first (no further back than recentSpan): what throughput, wait and
+// load charts are drawn from.
 func (c *Catalog) Finished(since time.Time) []Summary {
 	var out []Summary
-	c.mu.RLock()
-	for _, j := range c.jobs {
-		if j.FinishedAt != nil && !j.FinishedAt.Before(since) && (j.State == StateDone || j.State == StateFailed) {
+	c.mu.Lock()
+	for id, j := range c.recent {
+		switch {
+		case time.Since(*j.FinishedAt) >= recentSpan:
+			delete(c.recent, id) // aged out
+		case !j.FinishedAt.Before(since):
 			out = append(out, *j)
 		}
 	}
-	c.mu.RUnlock()
+	c.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].FinishedAt.Before(*out[b].FinishedAt) })
 	return out
 }
 
-// positionsMaxAge bounds how stale positions may be while jobs keep
-// changing in a big queue: placing them all costs a sort of the queued
-// jobs, so with more than positionsCheap jobs it is done at most this
-// often.
-const (
-	positionsMaxAge = 250 * time.Millisecond
-	positionsCheap  = 10_000
-)
+// recentSpan is how long a finished job stays in the recent index: the
+// longest window Finished and Rate are asked about (the dashboard's hour).
+const recentSpan = 2 * time.Hour
 
 // Position returns how many queued jobs run before queued job id under
 // the queue's order (priority, then arrival; see RunsBefore), and false
-// when id is not queued.
+// when id is not queued. It costs the counts by priority and a walk from
+// the oldest job to this one: no sort, nothing kept.
 func (c *Catalog) Position(id string) (int, bool) {
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	j, ok := c.jobs[id]
 	if !ok || j.State != StateQueued {
-		c.mu.RUnlock()
 		return 0, false
 	}
-	if c.positionsFresh() {
-		n, ok := c.pos[id]
-		c.mu.RUnlock()
-		if ok {
-			return n, true
+	ahead := 0
+	for _, byPrio := range c.queued {
+		for p, n := range byPrio {
+			if p > j.Priority {
+				ahead += n
+			}
 		}
-	} else {
-		c.mu.RUnlock()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.placeLocked()
-	n, ok := c.pos[id]
-	return n, ok
-}
-
-// Head returns the next n queued jobs in run order (see Position).
-func (c *Catalog) Head(n int) []Summary {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.positionsFresh() {
-		c.placeLocked()
-	}
-	out := make([]Summary, 0, min(n, len(c.posList)))
-	for _, j := range c.posList {
-		if len(out) == n {
+	for i := len(c.order) - 1; i >= 0; i-- { // oldest first
+		e := c.order[i]
+		if e == j {
 			break
 		}
-		if j.dir != "" && j.State == StateQueued {
-			out = append(out, *j)
+		if e.dir != "" && e.State == StateQueued && e.Priority == j.Priority {
+			ahead++
+		}
+	}
+	return ahead, true
+}
+
+// Head returns the next n queued jobs in run order (see Position): for
+// each priority from the highest, its jobs oldest first.
+func (c *Catalog) Head(n int) []Summary {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var prios []int
+	for _, byPrio := range c.queued {
+		for p := range byPrio {
+			if !slices.Contains(prios, p) {
+				prios = append(prios, p)
+			}
+		}
+	}
+	slices.Sort(prios)
+	out := make([]Summary, 0, n)
+	for k := len(prios) - 1; k >= 0 && len(out) < n; k-- {
+		for i := len(c.order) - 1; i >= 0 && len(out) < n; i-- {
+			e := c.order[i]
+			if e.dir != "" && e.State == StateQueued && e.Priority == prios[k] {
+				out = append(out, *e)
+			}
 		}
 	}
 	return out
-}
-
-// positionsFresh reports whether the positions may be answered as they
-// are. Call with c.mu held.
-func (c *Catalog) positionsFresh() bool {
-	return c.pos != nil && (c.posAt == c.version ||
-		(len(c.jobs) > positionsCheap && time.Since(c.posTime) < positionsMaxAge))
-}
-
-// placeLocked puts the queued jobs in run order, unless nothing changed
-// since it last did. Call with c.mu held for writing.
-func (c *Catalog) placeLocked() {
-	if c.pos != nil && c.posAt == c.version {
-		return
-	}
-	queued := c.posList[:0]
-	for _, j := range c.jobs {
-		if j.State == StateQueued {
-			queued = append(queued, j)
-		}
-	}
-	sort.Slice(queued, func(a, b int) bool {
-		x, y := queued[a], queued[b]
-		return RunsBefore(x.Priority, x.SubmittedAt, x.ID, y.Priority, y.SubmittedAt, y.ID)
-	})
-	c.pos = make(map[string]int, len(queued))
-	for i, j := range queued {
-		c.pos[j.ID] = i
-	}
-	c.posList = queued
-	c.posAt, c.posTime = c.version, time.Now()
 }
 
 // Rate returns how many jobs per second finished over the window before
@@ -732,8 +710,8 @@ func (c *Catalog) Rate(now time.Time, window time.Duration) float64 {
 	since := now.Add(-window)
 	n := 0
 	c.mu.RLock()
-	for _, j := range c.jobs {
-		if j.FinishedAt != nil && j.FinishedAt.After(since) && (j.State == StateDone || j.State == StateFailed) {
+	for _, j := range c.recent {
+		if j.FinishedAt.After(since) {
 			n++
 		}
 	}

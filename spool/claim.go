@@ -44,14 +44,15 @@ func (s *Spool) Claim(e Entry) (*Claimed, error) {
 		return nil, fmt.Errorf("claim %s/%s: only new/ and deferred/ are claimed", e.Dir, e.Name)
 	}
 	stem := strings.TrimSuffix(e.Name, ".json")
-	valid := ValidID(stem)
+	valid := PlainID(stem) || ValidID(stem) && s.ownLine(stem)
 	id, source := stem, ""
 	switch {
 	case !valid:
 		id, source = s.NewID(), e.Name
-	case s.taken(stem), s.lineNamed(stem) && !s.ownLine(stem):
-		// A name in use, or a batch line's name on a file hopper did not
-		// write as that line: the job runs under a name of its own.
+	case s.taken(stem), s.legacyLineNamed(stem) && !s.ownLine(stem):
+		// A name in use, or the name of a line of a batch from before
+		// LineSep on a file hopper did not write as that line: the job
+		// runs under a name of its own.
 		id, source = s.uniqueName(stem), e.Name
 	}
 	for try := 0; ; try++ {
@@ -62,7 +63,7 @@ func (s *Spool) Claim(e Entry) (*Claimed, error) {
 		if !errors.Is(err, fs.ErrExist) || try == 3 {
 			return nil, fmt.Errorf("claim %s: %w", e.Name, err)
 		}
-		if !ValidID(stem) {
+		if !valid {
 			stem = "job"
 		}
 		id, source = s.uniqueName(stem), e.Name
@@ -74,6 +75,9 @@ func (s *Spool) Claim(e Entry) (*Claimed, error) {
 	c, err := s.load(id, source, arrived, true)
 	if err != nil || valid {
 		return c, err
+	}
+	if ValidID(stem) {
+		return c, s.quarantine(c, badInput("the file name %q is that of a batch line, which only hopper writes ('%c' is reserved for them); it was set aside as %s", e.Name, LineSep, id))
 	}
 	return c, s.quarantine(c, badInput("the file name %q is not a valid job ID (a letter or digit, then up to 127 letters, digits, '.', '_' or '-'); it was set aside as %s", e.Name, id))
 }
@@ -305,21 +309,30 @@ func (s *Spool) FinishAnd(r *Record, recorded func()) error {
 	if dir != DirDone && dir != DirFailed && dir != DirDeferred {
 		return fmt.Errorf("finish %s: state %q is not final", r.ID, r.State)
 	}
+	if err := s.recordAndMove(r, "finish", dir, recorded); err != nil {
+		return err
+	}
+	s.removeRunFiles(r.ID)
+	return nil
+}
+
+// recordAndMove writes r over cur/ID.json, calls recorded if it is not nil,
+// and moves the record to dir; verb names the operation in errors.
+func (s *Spool) recordAndMove(r *Record, verb, dir string, recorded func()) error {
 	data, err := r.Marshal()
 	if err != nil {
 		return err
 	}
 	name := r.ID + ".json"
 	if err := s.writeFile(DirCur, name, data, s.opts.Fsync, true); err != nil {
-		return fmt.Errorf("finish %s: %w", r.ID, err)
+		return fmt.Errorf("%s %s: %w", verb, r.ID, err)
 	}
 	if recorded != nil {
 		recorded()
 	}
 	if err := s.moveSync(DirCur, name, dir, name); err != nil {
-		return fmt.Errorf("finish %s: %w", r.ID, err)
+		return fmt.Errorf("%s %s: %w", verb, r.ID, err)
 	}
-	s.removeRunFiles(r.ID)
 	return nil
 }
 
@@ -350,16 +363,8 @@ func (s *Spool) AttemptMarked(rec *Record) bool {
 // it again carries its record on: attempts, history and all.
 func (s *Spool) Requeue(r *Record) error {
 	r.State, r.NotBefore = StateQueued, nil
-	data, err := r.Marshal()
-	if err != nil {
+	if err := s.recordAndMove(r, "requeue", DirDeferred, nil); err != nil {
 		return err
-	}
-	name := r.ID + ".json"
-	if err := s.writeFile(DirCur, name, data, s.opts.Fsync, true); err != nil {
-		return fmt.Errorf("requeue %s: %w", r.ID, err)
-	}
-	if err := s.moveSync(DirCur, name, DirDeferred, name); err != nil {
-		return fmt.Errorf("requeue %s: %w", r.ID, err)
 	}
 	// A cancel request (cur/ID.cancel) stays: whoever claims the job next
 	// finds it and fails the job as canceled.

@@ -12,9 +12,10 @@
 //	done/      finished records
 //	failed/    failed, canceled, expired and rejected records; ID.raw keeps
 //	           the original bytes of bad input too large or not text
-//	batches/   batches: NAME.jsonl (the input), NAME.json (the record),
-//	           NAME.cancel (a request to cancel it)
-//	files/     files uploaded over HTTP (OpenAI's /v1/files): ID.jsonl, ID.json
+//	batches/   batches (package batch): NAME.jsonl (the input), NAME.json
+//	           (the record), NAME.cancel (a request to cancel it)
+//	files/     files uploaded over HTTP (package batch; OpenAI's /v1/files):
+//	           ID.jsonl, ID.json
 //	PAUSED     if it exists, the runner claims nothing new
 //	.hopper/   the runner lock and runtime state
 //
@@ -52,7 +53,7 @@
 //   - Reading: Get, Find, List, Finished (a done or failed record, or nil),
 //     Stats (counts by directory, oldest queued, paused), QueuedAt, Open and
 //     Lstat (a file by the spool-relative path the spool gave it: a batch's
-//     Input, Output and ErrorsFile, FilePath), CheckDir, OutputLines, and
+//     Input, Output and ErrorsFile, batch.FilePath), CheckDir, OutputLines, and
 //     the Catalog and Queue indexes.
 //   - Following: Wait, Follow and FollowWith relay a job's live output
 //     (cur/ID.out) line by line across attempts and return its final
@@ -67,6 +68,23 @@
 //   - Fronts: HoldFront and FrontAlive name a front process and tell
 //     whether it still runs (its flock), for the jobs and idempotency keys
 //     it leaves behind.
+//
+// Batches (DESIGN §10) are package batch's: its files in batches/ and
+// files/, its output in done/ and failed/, and the OpenAI shapes are its and
+// internal/openai's. The spool knows of them only what every job shares:
+// which files in new/ are batches (BatchCandidate), and the names of the
+// jobs their lines become, NAME~000042 (LineOf). LineSep is reserved for
+// those: ValidID accepts such an ID, but PlainID, the rule for any name a
+// person gives a job or a batch, does not, and Claim runs a file dropped
+// under such a name only if hopper wrote it as that line (LineKey, an
+// HMAC under .hopper/secret, in its "batch" object), quarantining it
+// otherwise; a file dropped as NAME.000001.json is a job like any other.
+// Batches counted before LineSep was reserved keep their lines' old names,
+// NAME.000001, until they end (LegacyLineOf). For batch/ the spool also
+// exports verbs over its own directories (verbs.go): ReadDir, ReadFile,
+// Stat, Remove, Exists, ChangeTime, OpenRegular, WriteFile, CreateFile,
+// NewPending (the durable write, streamed), Move, Link, SyncAll, Taken,
+// UniqueName, Reject (a job that never ran, failed) and CancelQueued.
 //
 // The package knows nothing of Ollama: a Queue is given the function that
 // compares model names.

@@ -9,11 +9,26 @@ import (
 	"time"
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var (
+	idPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	linePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}~[0-9]{6,20}$`)
+)
+
+// LineSep separates a batch's name from a line's number in the ID of the
+// job the line becomes (tickets~000042). It is reserved: no name a person
+// gives a job or a batch may hold it, so no job is ever taken for a batch
+// line because of its name, and a file dropped under a line's name that
+// hopper did not write as that line is quarantined (Claim).
+const LineSep = '~'
 
 // ValidID reports whether id may name a job: a letter or digit, then up to
-// 127 letters, digits, dots, underscores or hyphens.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// 127 letters, digits, dots, underscores or hyphens; or a batch line's ID,
+// NAME~NNNNNN, which only hopper gives (PlainID).
+func ValidID(id string) bool { return idPattern.MatchString(id) || linePattern.MatchString(id) }
+
+// PlainID reports whether id may name a job a person submits or drops: a
+// valid ID without the reserved LineSep.
+func PlainID(id string) bool { return idPattern.MatchString(id) }
 
 // idGen makes IDs like 20261127T231005.123456Z-7f3a9c: UTC time to the
 // microsecond, then 24 random bits. Within one process they strictly
@@ -50,7 +65,8 @@ func (s *Spool) uniqueName(stem string) string {
 	if len(stem) > max {
 		stem = strings.TrimRight(stem[:max], ".")
 	}
-	return stem + "." + id
+	// A line's name set aside stops being a line's name.
+	return strings.ReplaceAll(stem, string(LineSep), ".") + "." + id
 }
 
 // genSuffix matches the ".ID" uniqueName appends.

@@ -100,7 +100,7 @@ func endpointList() string {
 // hopperFields are the job fields hopper consumes; they never reach the
 // target. "stream" is hopper's to set.
 var hopperFields = []string{"endpoint", "function", "vars", "webhook", "meta", "priority",
-	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "custom_id", "batch_key", "waited", "stream"}
+	"max_attempts", "timeout", "max_age", "idempotency_key", "origin", "batch", "batch_key", "waited", "stream"}
 
 // OriginHTTP marks a job the HTTP front wrote ("origin": "http"). Its
 // webhook came from a network client, so deliveries to it are guarded
@@ -122,11 +122,12 @@ type Job struct {
 	MaxAge         time.Duration // 0: the configured default
 	IdempotencyKey string
 	Origin         string // OriginHTTP, or "" for a job dropped as a file
-	// Batch and CustomID are set on the jobs a batch's lines become: the
-	// batch's name and the line's custom_id.
+	// Batch and BatchKey are set on the jobs a batch's lines become, from
+	// their "batch" object: the batch's name (its "name") and the proof
+	// that hopper wrote the line (its "key"; LineKey). The object's other
+	// members are the batch package's. Lines written before LineSep was
+	// reserved carry them as "batch" (a string) and "batch_key".
 	Batch    string
-	CustomID string
-	// BatchKey proves a batch line was written by hopper (Spool.lineKey).
 	BatchKey string
 	// Waited names the front process whose client waits for the answer on
 	// a connection (the drop-in; SubmitOptions.Waited).
@@ -235,9 +236,19 @@ func (j *Job) take() error {
 	duration("max_age", &j.MaxAge)
 	str("idempotency_key", &j.IdempotencyKey)
 	str("origin", &j.Origin)
-	str("batch", &j.Batch)
-	str("custom_id", &j.CustomID)
-	str("batch_key", &j.BatchKey)
+	if raw, ok := f["batch"]; ok && err == nil && firstByte(raw) == '{' {
+		var line struct {
+			Name string `json:"name"`
+			Key  string `json:"key"`
+		}
+		if json.Unmarshal(raw, &line) != nil {
+			err = badInput("\"batch\" must be a string or a batch line's object, got %s", describe(raw))
+		}
+		j.Batch, j.BatchKey = line.Name, line.Key
+	} else {
+		str("batch", &j.Batch)
+		str("batch_key", &j.BatchKey)
+	}
 	str("waited", &j.Waited)
 	if raw, ok := f["model"]; ok && err == nil {
 		if e := json.Unmarshal(raw, &j.Model); e != nil {

@@ -347,34 +347,25 @@ func (s *Spool) Release(id string) error {
 	return nil
 }
 
-// Pruned is what Prune removed.
-type Pruned struct {
-	Records int // job records, with their .raw siblings
-	Batches int // ended batches, with their input, output and errors files
-}
-
 // Prune removes records in done/ and failed/ (as asked) last written before
-// cutoff, with their .raw siblings. The records of a batch's lines stay
-// while the batch has not ended: its output is written from them. Pruning
-// done/ also removes the batches that ended before cutoff: batches/NAME.json
-// and NAME.jsonl, done/NAME.jsonl and failed/NAME.errors.jsonl (an upload
-// in files/ stays until it is deleted, as OpenAI's files do).
-func (s *Spool) Prune(cutoff time.Time, states ...State) (Pruned, error) {
+// cutoff, with their .raw siblings, except those whose ID keep (if not nil)
+// says to keep (batch.Store.Prune keeps its open batches' lines). It
+// returns how many records it removed.
+func (s *Spool) Prune(cutoff time.Time, keep func(id string) bool, states ...State) (int, error) {
 	if len(states) == 0 {
 		states = []State{StateDone, StateFailed}
 	}
-	var p Pruned
+	n := 0
 	for _, st := range states {
 		if !st.Terminal() {
-			return p, fmt.Errorf("prune: only done and failed records are pruned, not %s", st)
+			return n, fmt.Errorf("prune: only done and failed records are pruned, not %s", st)
 		}
 	}
-	open := s.openBatches()
 	for _, st := range states {
 		dir := dirOf(st)
 		entries, err := fs.ReadDir(s.root.FS(), dir)
 		if err != nil {
-			return p, fmt.Errorf("prune %s/: %w", dir, err)
+			return n, fmt.Errorf("prune %s/: %w", dir, err)
 		}
 		for _, e := range entries {
 			fi, err := e.Info()
@@ -392,23 +383,16 @@ func (s *Spool) Prune(cutoff time.Time, states ...State) (Pruned, error) {
 				}
 				continue
 			}
-			if batch, _, ok := LineOf(id); ok && open[batch] {
+			if keep != nil && keep(id) {
 				continue
 			}
 			if err := s.root.Remove(dir + "/" + e.Name()); err == nil {
-				p.Records++
+				n++
 				_ = s.root.Remove(dir + "/" + id + ".raw")
 			}
 		}
-		if st == StateDone {
-			n, err := s.pruneBatches(cutoff)
-			p.Batches += n
-			if err != nil {
-				return p, err
-			}
-		}
 	}
-	return p, nil
+	return n, nil
 }
 
 // setFields sets hopper fields of a job ("origin", "waited"), keeping every

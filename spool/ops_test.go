@@ -267,73 +267,22 @@ func TestPrune(t *testing.T) {
 	put(t, s, DirCur, "running.json", record(t, StateQueued, 0))
 	cutoff := time.Now().Add(-7 * 24 * time.Hour)
 
-	if _, err := s.Prune(cutoff, StateQueued); err == nil {
+	if _, err := s.Prune(cutoff, nil, StateQueued); err == nil {
 		t.Error("pruned queued jobs")
 	}
-	n, err := s.Prune(cutoff, StateDone)
-	if err != nil || n.Records != 1 {
+	n, err := s.Prune(cutoff, nil, StateDone)
+	if err != nil || n != 1 {
 		t.Fatalf("got %d, %v, want 1", n, err)
 	}
 	wantNames(t, s, DirDone, "new.json")
 	wantNames(t, s, DirFailed, "bad.json", "bad.raw", "orphan.raw", "running.raw")
 
-	n, err = s.Prune(cutoff)
-	if err != nil || n.Records != 1 {
+	n, err = s.Prune(cutoff, nil)
+	if err != nil || n != 1 {
 		t.Fatalf("got %d, %v, want 1", n, err)
 	}
 	wantNames(t, s, DirDone, "new.json")
 	wantNames(t, s, DirFailed, "running.raw")
-}
-
-// A batch's line records stay while the batch runs (its output is written
-// from them); an ended batch goes with done/'s retention, all its files.
-func TestPruneBatches(t *testing.T) {
-	s := newSpool(t)
-	old := 10 * 24 * time.Hour
-	cutoff := time.Now().Add(-7 * 24 * time.Hour)
-	// running: one line ended long ago, the batch still in progress.
-	running := claimBatch(t, s, "running", chatBatch(2))
-	expandAll(t, s, running, 1000, false)
-	endLine(t, s, "running.000001", `{"done": true}`, nil)
-	age(t, s, DirDone, "running.000001.json", old)
-	// ended: completed long ago, its lines too.
-	ended := claimBatch(t, s, "ended", chatBatch(2))
-	expandAll(t, s, ended, 1000, false)
-	endLine(t, s, "ended.000001", `{"done": true}`, nil)
-	endLine(t, s, "ended.000002", "", &JobError{Kind: KindTarget, Status: 404, Message: "no model"})
-	if err := s.FinishBatch(ended, nil); err != nil {
-		t.Fatal(err)
-	}
-	long := time.Now().Add(-old)
-	ended.CompletedAt = &long
-	if err := s.WriteBatch(ended, false); err != nil {
-		t.Fatal(err)
-	}
-	age(t, s, DirDone, "ended.000001.json", old)
-	age(t, s, DirFailed, "ended.000002.json", old)
-	// recent: completed a moment ago, with old line records.
-	recent := claimBatch(t, s, "recent", chatBatch(1))
-	expandAll(t, s, recent, 1000, false)
-	endLine(t, s, "recent.000001", `{"done": true}`, nil)
-	if err := s.FinishBatch(recent, nil); err != nil {
-		t.Fatal(err)
-	}
-	age(t, s, DirDone, "recent.000001.json", old)
-
-	n, err := s.Prune(cutoff, StateFailed)
-	if err != nil || n.Records != 1 || n.Batches != 0 {
-		t.Fatalf("prune failed: got %+v, %v; want the ended batch's failed line only", n, err)
-	}
-	n, err = s.Prune(cutoff)
-	if err != nil || n.Records != 2 || n.Batches != 1 {
-		t.Fatalf("prune: got %+v, %v; want 2 line records (ended, recent) and 1 batch", n, err)
-	}
-	wantNames(t, s, DirDone, "recent.jsonl", "running.000001.json")
-	wantNames(t, s, DirFailed)
-	wantNames(t, s, DirBatches, "recent.json", "recent.jsonl", "running.json", "running.jsonl")
-	if _, err := s.GetBatch("ended"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetBatch(ended) after prune: %v, want ErrNotFound", err)
-	}
 }
 
 func TestListAndGet(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 )
 
 // Open opens a file of the spool for reading, by its path relative to the
-// spool as the spool names its files (a Batch's Input, Output and
-// ErrorsFile; FilePath). It never reaches outside the spool.
+// spool as the spool names its files (a batch's Input, Output and
+// ErrorsFile; batch.FilePath). It never reaches outside the spool.
 func (s *Spool) Open(path string) (*os.File, error) { return s.root.Open(path) }
 
 // Lstat describes a file of the spool by its path relative to the spool

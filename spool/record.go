@@ -211,3 +211,13 @@ func (s *Spool) readRecord(dir, name string) (*Record, error) {
 	}
 	return r, nil
 }
+
+// FunctionAnswer is what a function job that is done answers, over HTTP
+// (POST /functions/NAME) and as the body of its line in a batch's output:
+// the parsed output (for functions with a schema) beside the target's
+// response.
+type FunctionAnswer struct {
+	ID       string          `json:"id"`
+	Output   json.RawMessage `json:"output,omitempty"`
+	Response json.RawMessage `json:"response"`
+}

@@ -52,15 +52,9 @@ func (s *Spool) NewWatcher(q *Queue, o WatchOptions) (*Watcher, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	fsw, err := fsnotify.NewBufferedWatcher(4096)
+	fsw, err := s.watchDirs(DirNew, DirDeferred)
 	if err != nil {
-		return nil, fmt.Errorf("watch spool: %w", err)
-	}
-	for _, d := range []string{DirNew, DirDeferred} {
-		if err := fsw.Add(filepath.Join(s.path, d)); err != nil {
-			fsw.Close()
-			return nil, fmt.Errorf("watch %s/: %w", d, err)
-		}
+		return nil, err
 	}
 	w := &Watcher{s: s, q: q, o: o, fsw: fsw, pending: map[string]time.Time{}, warned: map[string]bool{}}
 	if err := w.scan(); err != nil {
@@ -68,6 +62,22 @@ func (s *Spool) NewWatcher(q *Queue, o WatchOptions) (*Watcher, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// watchDirs starts an fsnotify watcher on the spool's directories dirs; the
+// caller closes it.
+func (s *Spool) watchDirs(dirs ...string) (*fsnotify.Watcher, error) {
+	fsw, err := fsnotify.NewBufferedWatcher(4096)
+	if err != nil {
+		return nil, fmt.Errorf("watch spool: %w", err)
+	}
+	for _, d := range dirs {
+		if err := fsw.Add(filepath.Join(s.path, d)); err != nil {
+			fsw.Close()
+			return nil, fmt.Errorf("watch %s/: %w", d, err)
+		}
+	}
+	return fsw, nil
 }
 
 // Run applies events to the queue until ctx is done, then closes the
@@ -263,11 +273,7 @@ func (w *Watcher) indexNew(name string) {
 		}
 		return
 	}
-	if !fi.Mode().IsRegular() {
-		if !w.warned[name] {
-			w.warned[name] = true
-			w.o.Logger.Warn("ignoring new/"+name+": not a regular file", "mode", fi.Mode().String())
-		}
+	if !w.regular(name, fi) {
 		return
 	}
 	e, err := w.s.inspect(name, fi)
@@ -360,11 +366,7 @@ func (w *Watcher) indexBatch(name string) {
 	if err != nil {
 		return
 	}
-	if !fi.Mode().IsRegular() {
-		if !w.warned[name] {
-			w.warned[name] = true
-			w.o.Logger.Warn("ignoring new/"+name+": not a regular file", "mode", fi.Mode().String())
-		}
+	if !w.regular(name, fi) {
 		return
 	}
 	if quiet := time.Since(fi.ModTime()); quiet < w.o.Settle {
@@ -421,4 +423,17 @@ func (w *Watcher) indexDeferred(name string) {
 		e.NotBefore = *r.NotBefore
 	}
 	w.q.Put(e)
+}
+
+// regular reports whether new/name, described by fi, is a regular file,
+// warning once about a name that is not.
+func (w *Watcher) regular(name string, fi fs.FileInfo) bool {
+	if fi.Mode().IsRegular() {
+		return true
+	}
+	if !w.warned[name] {
+		w.warned[name] = true
+		w.o.Logger.Warn("ignoring new/"+name+": not a regular file", "mode", fi.Mode().String())
+	}
+	return false
 }

@@ -1,11 +1,12 @@
 package spool
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 // wait is how long a test waits for the watcher before it fails.
@@ -26,20 +27,7 @@ func watch(t *testing.T, s *Spool, o WatchOptions) *Queue {
 
 // run runs w until the test ends.
 func run(t *testing.T, w *Watcher) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(wait):
-			t.Error("the watcher did not stop")
-		}
-	})
+	runtest.Start(t, "the watcher", wait, w.Run)
 }
 
 // waitFor waits until cond holds, looking again each time q changes.

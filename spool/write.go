@@ -165,24 +165,19 @@ func (s *Spool) syncDir(dir string) error {
 	return nil
 }
 
-// syncIf fsyncs f when the spool fsyncs.
-func (s *Spool) syncIf(f *os.File) error {
-	if !s.opts.Fsync {
-		return nil
-	}
-	return f.Sync()
-}
-
 // moveSync moves a file and, with Options.Fsync, fsyncs the destination
 // directory.
 func (s *Spool) moveSync(fromDir, from, toDir, to string) error {
-	if err := s.move(fromDir, from, toDir, to); err != nil {
+	return s.syncAfter(toDir, s.move(fromDir, from, toDir, to))
+}
+
+// syncAfter returns err, the error of a change to dir's entries; if there
+// was none, it fsyncs dir with Options.Fsync.
+func (s *Spool) syncAfter(dir string, err error) error {
+	if err != nil || !s.opts.Fsync {
 		return err
 	}
-	if s.opts.Fsync {
-		return s.syncDir(toDir)
-	}
-	return nil
+	return s.syncDir(dir)
 }
 
 // plainName reports whether name is one file name rather than a path: the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -24,7 +25,7 @@ func newBatchCmd(a *app) *cobra.Command {
 		Long: `A batch is a file of requests, one per line: hopper jobs, or OpenAI Batch API
 lines ({"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {…}}).
 Dropped into new/ as NAME.jsonl (or given to 'hopper batch submit') it becomes
-one job per line, NAME.000001, …, and when the last line ends done/NAME.jsonl
+one job per line, NAME~000001, …, and when the last line ends done/NAME.jsonl
 holds one answer per line, in input order, in OpenAI's batch output shape.`,
 	}
 	cmd.AddCommand(newBatchSubmitCmd(a), newBatchLsCmd(a), newBatchShowCmd(a), newBatchCancelCmd(a))
@@ -45,7 +46,7 @@ line is not refused: it fails on its own when the batch runs.`,
   hopper batch submit requests.jsonl --name nightly --priority -5 --wait`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if name != "" && !spool.ValidID(name) {
+			if name != "" && !spool.PlainID(name) {
 				return usageErrorf("invalid batch name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 			}
 			var in io.Reader = cmd.InOrStdin()
@@ -65,7 +66,7 @@ line is not refused: it fails on its own when the batch runs.`,
 				return err
 			}
 			defer s.Close()
-			b, err := s.SubmitBatch(in, spool.BatchOptions{Name: name, Priority: priority})
+			b, err := batch.New(s).Submit(in, batch.Options{Name: name, Priority: priority})
 			if err != nil {
 				return fmt.Errorf("batch refused, nothing was queued: %w", err)
 			}
@@ -89,8 +90,8 @@ line is not refused: it fails on its own when the batch runs.`,
 
 // batchEnded prints where an ended batch's output is; a batch refused as a
 // whole is an error.
-func (a *app) batchEnded(s *spool.Spool, b *spool.Batch) error {
-	if b.State == spool.BatchFailed {
+func (a *app) batchEnded(s *spool.Spool, b *batch.Record) error {
+	if b.State == batch.Failed {
 		msg := "refused"
 		if len(b.Errors) > 0 {
 			msg = b.Errors[0].Message
@@ -109,13 +110,13 @@ func (a *app) batchEnded(s *spool.Spool, b *spool.Batch) error {
 
 // waitBatch polls a batch until it ends; with bar set it redraws a
 // progress bar on stdout meanwhile.
-func (a *app) waitBatch(ctx context.Context, s *spool.Spool, name string, bar bool) (*spool.Batch, error) {
+func (a *app) waitBatch(ctx context.Context, s *spool.Spool, name string, bar bool) (*batch.Record, error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		b, err := s.GetBatch(name)
+		b, err := batch.New(s).Get(name)
 		if err != nil {
 			return nil, batchLookupError(err)
 		}
@@ -141,7 +142,7 @@ func (a *app) waitBatch(ctx context.Context, s *spool.Spool, name string, bar bo
 
 // progressBar draws a batch's progress in width cells:
 // [##########----------]  50%  500/1000  (490 done, 10 failed)  in_progress
-func progressBar(b *spool.Batch, width int) string {
+func progressBar(b *batch.Record, width int) string {
 	filled, pct := 0, 0
 	if b.Total > 0 {
 		filled = b.Ended() * width / b.Total
@@ -168,7 +169,7 @@ func newBatchLsCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			list, err := s.ListBatches()
+			list, err := batch.New(s).List()
 			if err != nil && list == nil {
 				return err
 			}
@@ -178,7 +179,7 @@ func newBatchLsCmd(a *app) *cobra.Command {
 			}
 			if a.json {
 				if list == nil {
-					list = []*spool.Batch{}
+					list = []*batch.Record{}
 				}
 				return writeJSON(a.stdout, list)
 			}
@@ -208,7 +209,7 @@ func newBatchShowCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			b, err := s.GetBatch(args[0])
+			b, err := batch.New(s).Get(args[0])
 			if err != nil {
 				return batchLookupError(err)
 			}
@@ -262,7 +263,7 @@ batch_cancelled).`,
 				return err
 			}
 			defer s.Close()
-			b, err := s.CancelBatch(args[0])
+			b, err := batch.New(s).Cancel(args[0])
 			if err != nil {
 				return batchLookupError(err)
 			}

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/functions"
-	"github.com/hopper-dev/hopper/spool"
 )
 
 func newFunctionsCmd(a *app) *cobra.Command {
@@ -172,20 +171,7 @@ functions with a schema, else the answer text.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			id, err := s.Submit(data, spool.SubmitOptions{ID: id})
-			if err != nil {
-				return fmt.Errorf("job refused, nothing was queued: %w", err)
-			}
-			fmt.Fprintln(a.stdout, id)
-			if !wait {
-				return nil
-			}
-			return a.waitAndPrint(cmd.Context(), s, id)
+			return a.submitJob(cmd.Context(), data, id, wait, nil)
 		},
 	}
 	fl := cmd.Flags()

@@ -34,23 +34,20 @@ func hooksConfig(cfg Config, s *spool.Spool, logger *slog.Logger) hooks.Config {
 	return hc
 }
 
-// openHooks opens the spool and the hooks on it; the caller closes the
-// spool.
-func (a *app) openHooks() (*hooks.Hooks, *spool.Spool, error) {
+// withHooks runs run with the spool open and the hooks on it, and closes
+// the spool after.
+func (a *app) withHooks(run func(h *hooks.Hooks) error) error {
 	cfg, err := a.config()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	s, err := a.openSpool(false)
-	if err != nil {
-		return nil, nil, err
-	}
-	h, err := hooks.New(hooksConfig(cfg, s, a.logger))
-	if err != nil {
-		s.Close()
-		return nil, nil, err
-	}
-	return h, s, nil
+	return a.useSpool(func(s *spool.Spool) error {
+		h, err := hooks.New(hooksConfig(cfg, s, a.logger))
+		if err != nil {
+			return err
+		}
+		return run(h)
+	})
 }
 
 // hooksListing is what `hopper hooks --json` prints.
@@ -78,25 +75,22 @@ sees, the same on every attempt.`,
   hopper hooks enable https://example.com/hook`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, s, err := a.openHooks()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var l hooksListing
-			if l.Pending, err = h.Pending(); err != nil {
-				return err
-			}
-			if l.Failed, err = h.Failed(); err != nil {
-				return err
-			}
-			if l.Disabled, err = h.DisabledEndpoints(); err != nil {
-				return err
-			}
-			if a.json {
-				return writeJSON(a.stdout, l)
-			}
-			return a.printHooks(l, time.Now())
+			return a.withHooks(func(h *hooks.Hooks) (err error) {
+				var l hooksListing
+				if l.Pending, err = h.Pending(); err != nil {
+					return err
+				}
+				if l.Failed, err = h.Failed(); err != nil {
+					return err
+				}
+				if l.Disabled, err = h.DisabledEndpoints(); err != nil {
+					return err
+				}
+				if a.json {
+					return writeJSON(a.stdout, l)
+				}
+				return a.printHooks(l, time.Now())
+			})
 		},
 	}
 	cmd.AddCommand(newHooksRedeliverCmd(a), newHooksEnableCmd(a))
@@ -154,38 +148,35 @@ The running 'hopper serve' sends them at once; if none runs, the next one will.`
 			if all == (len(args) > 0) {
 				return usageErrorf("give delivery or job IDs, or --failed, not both")
 			}
-			h, s, err := a.openHooks()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if all {
-				failed, err := h.Failed()
-				if err != nil {
-					return err
+			return a.withHooks(func(h *hooks.Hooks) error {
+				if all {
+					failed, err := h.Failed()
+					if err != nil {
+						return err
+					}
+					if len(failed) == 0 {
+						fmt.Fprintln(a.stdout, "no failed deliveries")
+						return nil
+					}
+					for _, d := range failed {
+						args = append(args, d.ID)
+					}
 				}
-				if len(failed) == 0 {
-					fmt.Fprintln(a.stdout, "no failed deliveries")
-					return nil
+				var errs []error
+				for _, id := range args {
+					n, err := h.Redeliver(id)
+					if errors.Is(err, hooks.ErrNoDelivery) {
+						err = fmt.Errorf("%w (see 'hopper hooks')", err)
+					}
+					if err != nil {
+						errs = append(errs, err)
+					}
+					if n > 0 {
+						fmt.Fprintf(a.stdout, "%s: queued again (%d)\n", id, n)
+					}
 				}
-				for _, d := range failed {
-					args = append(args, d.ID)
-				}
-			}
-			var errs []error
-			for _, id := range args {
-				n, err := h.Redeliver(id)
-				if errors.Is(err, hooks.ErrNoDelivery) {
-					err = fmt.Errorf("%w (see 'hopper hooks')", err)
-				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-				if n > 0 {
-					fmt.Fprintf(a.stdout, "%s: queued again (%d)\n", id, n)
-				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&all, "failed", false, "redeliver every failed delivery")
@@ -201,20 +192,17 @@ events again. Events emitted while it was disabled are not sent to it.`,
 		Example: `  hopper hooks enable https://example.com/hook`,
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, s, err := a.openHooks()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var errs []error
-			for _, url := range args {
-				if err := h.Enable(url); err != nil {
-					errs = append(errs, err)
-					continue
+			return a.withHooks(func(h *hooks.Hooks) error {
+				var errs []error
+				for _, url := range args {
+					if err := h.Enable(url); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintf(a.stdout, "%s: enabled\n", url)
 				}
-				fmt.Fprintf(a.stdout, "%s: enabled\n", url)
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 }

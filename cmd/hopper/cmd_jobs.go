@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
@@ -71,23 +72,7 @@ Bad input is refused with a message and nothing is written.`,
 					return err
 				}
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if err := a.checkFunctionJob(data); err != nil {
-				return fmt.Errorf("job refused, nothing was queued: %w", err)
-			}
-			id, err := s.Submit(data, spool.SubmitOptions{ID: id})
-			if err != nil {
-				return fmt.Errorf("job refused, nothing was queued: %w", err)
-			}
-			fmt.Fprintln(a.stdout, id)
-			if !wait {
-				return nil
-			}
-			return a.waitAndPrint(cmd.Context(), s, id)
+			return a.submitJob(cmd.Context(), data, id, wait, a.checkFunctionJob)
 		},
 	}
 	f := cmd.Flags()
@@ -183,46 +168,43 @@ earlier, so nothing waits longer than max_wait more than POS says).`,
 			if err != nil {
 				return err
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			recs, err := s.List(states...)
-			if err != nil {
-				return err
-			}
-			recs, pos := runOrder(recs)
-			if limit > 0 && len(recs) > limit {
-				recs = recs[:limit]
-			}
-			if a.json {
-				if recs == nil {
-					recs = []*spool.Record{}
+			return a.useSpool(func(s *spool.Spool) error {
+				recs, err := s.List(states...)
+				if err != nil {
+					return err
 				}
-				return writeJSON(a.stdout, recs)
-			}
-			now := time.Now()
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tPOS\tPRIO\tMODEL\tAGE\tATTEMPTS\tNOTE")
-			for _, r := range recs {
-				note := ""
-				if r.Error != nil {
-					note = string(r.Error.Kind) + ": " + r.Error.Message
+				recs, pos := runOrder(recs)
+				if limit > 0 && len(recs) > limit {
+					recs = recs[:limit]
 				}
-				if !wide {
-					note = truncate(note, 60)
+				if a.json {
+					if recs == nil {
+						recs = []*spool.Record{}
+					}
+					return writeJSON(a.stdout, recs)
 				}
-				if r.Function != "" && r.Model == "" {
-					r.Model = "fn:" + r.Function
+				now := time.Now()
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tSTATE\tPOS\tPRIO\tMODEL\tAGE\tATTEMPTS\tNOTE")
+				for _, r := range recs {
+					note := ""
+					if r.Error != nil {
+						note = string(r.Error.Kind) + ": " + r.Error.Message
+					}
+					if !wide {
+						note = truncate(note, 60)
+					}
+					if r.Function != "" && r.Model == "" {
+						r.Model = "fn:" + r.Function
+					}
+					p := ""
+					if n, ok := pos[r.ID]; ok {
+						p = strconv.Itoa(n)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, note)
 				}
-				p := ""
-				if n, ok := pos[r.ID]; ok {
-					p = strconv.Itoa(n)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, note)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 0, "list at most `N` jobs (0: all)")
@@ -307,21 +289,12 @@ func newShowCmd(a *app) *cobra.Command {
 		Short:   "Print a job's record as JSON (a queued one with its position and estimated start)",
 		Example: `  hopper show 20261127T231005.123456Z-7f3a9c | jq .error`,
 		Args:    exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			r, err := s.Get(args[0])
-			if err != nil {
-				return jobLookupError(err)
-			}
+		RunE: a.withJob(func(s *spool.Spool, r *spool.Record) error {
 			if err := s.Place(r, time.Now()); err != nil {
 				return err
 			}
 			return writeJSON(a.stdout, r)
-		},
+		}),
 	}
 }
 
@@ -331,21 +304,12 @@ func newCatCmd(a *app) *cobra.Command {
 		Short:   "Print a finished job's answer text",
 		Example: `  hopper cat daily-report`,
 		Args:    exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			r, err := s.Get(args[0])
-			if err != nil {
-				return jobLookupError(err)
-			}
+		RunE: a.withJob(func(s *spool.Spool, r *spool.Record) error {
 			if !r.State.Terminal() {
 				return fmt.Errorf("job %s is %s and has no answer yet; try 'hopper tail %s'", r.ID, r.State, r.ID)
 			}
 			return a.printAnswer(r)
-		},
+		}),
 	}
 }
 
@@ -357,12 +321,7 @@ func newTailCmd(a *app) *cobra.Command {
 		Example: `  hopper tail 20261127T231005.123456Z-7f3a9c
   hopper tail --raw ID   # the target's NDJSON chunks as they arrive`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			printed := false
@@ -412,7 +371,7 @@ func newTailCmd(a *app) *cobra.Command {
 				return fmt.Errorf("job %s failed (%s): %s", r.ID, r.Error.Kind, r.Error.Message)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the raw NDJSON chunks")
 	return cmd
@@ -458,32 +417,88 @@ func lookupError(err error, hint string) error {
 
 func jobLookupError(err error) error { return lookupError(err, "see 'hopper ls'") }
 
+// withSpool makes a command's RunE that runs run with the configured spool
+// open, and closes it after.
+func (a *app) withSpool(run func(cmd *cobra.Command, args []string, s *spool.Spool) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return a.useSpool(func(s *spool.Spool) error { return run(cmd, args, s) })
+	}
+}
+
+// useSpool runs run with the configured spool open, and closes it after.
+func (a *app) useSpool(run func(s *spool.Spool) error) error {
+	s, err := a.openSpool(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return run(s)
+}
+
+// withJob makes the RunE of a command on one job ID: run gets the open
+// spool and the job's record.
+func (a *app) withJob(run func(s *spool.Spool, r *spool.Record) error) func(*cobra.Command, []string) error {
+	return a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
+		r, err := s.Get(args[0])
+		if err != nil {
+			return jobLookupError(err)
+		}
+		return run(s, r)
+	})
+}
+
+// eachJob runs op on each job ID in turn and prints "ID: done" with what op
+// says it did; it goes on past a failure and returns every error, joined.
+func (a *app) eachJob(ids []string, op func(id string) (done string, err error)) error {
+	var errs []error
+	for _, id := range ids {
+		done, err := op(id)
+		if err != nil {
+			errs = append(errs, jobLookupError(err))
+			continue
+		}
+		fmt.Fprintf(a.stdout, "%s: %s\n", id, done)
+	}
+	return errors.Join(errs...)
+}
+
+// submitJob checks data with check, if given, queues it as job id (a
+// generated ID when empty) and prints the ID; with wait it then waits for
+// the job and prints its answer.
+func (a *app) submitJob(ctx context.Context, data []byte, id string, wait bool, check func([]byte) error) error {
+	return a.useSpool(func(s *spool.Spool) error {
+		if check != nil {
+			if err := check(data); err != nil {
+				return fmt.Errorf("job refused, nothing was queued: %w", err)
+			}
+		}
+		id, err := s.Submit(data, spool.SubmitOptions{ID: id})
+		if err != nil {
+			return fmt.Errorf("job refused, nothing was queued: %w", err)
+		}
+		fmt.Fprintln(a.stdout, id)
+		if !wait {
+			return nil
+		}
+		return a.waitAndPrint(ctx, s, id)
+	})
+}
+
 func newCancelCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:     "cancel ID...",
 		Short:   "Cancel jobs: queued, deferred and held ones at once, a running one by aborting its request",
 		Example: `  hopper cancel 20261127T231005.123456Z-7f3a9c`,
 		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var errs []error
-			for _, id := range args {
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
+			return a.eachJob(args, func(id string) (string, error) {
 				running, err := s.Cancel(id, "canceled by hopper cancel")
-				switch {
-				case err != nil:
-					errs = append(errs, jobLookupError(err))
-				case running:
-					fmt.Fprintf(a.stdout, "%s: running; asked the runner to abort it\n", id)
-				default:
-					fmt.Fprintf(a.stdout, "%s: canceled\n", id)
+				if running {
+					return "running; asked the runner to abort it", err
 				}
-			}
-			return errors.Join(errs...)
-		},
+				return "canceled", err
+			})
+		}),
 	}
 }
 
@@ -498,31 +513,22 @@ func newRetryCmd(a *app) *cobra.Command {
 			if all == (len(args) > 0) {
 				return usageErrorf("give job IDs or --failed, not both")
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if all {
-				recs, err := s.List(spool.StateFailed)
-				if err != nil {
-					return err
-				}
-				for _, r := range recs {
-					if len(r.Job) > 0 {
-						args = append(args, r.ID)
+			return a.useSpool(func(s *spool.Spool) error {
+				if all {
+					recs, err := s.List(spool.StateFailed)
+					if err != nil {
+						return err
+					}
+					for _, r := range recs {
+						if len(r.Job) > 0 {
+							args = append(args, r.ID)
+						}
 					}
 				}
-			}
-			var errs []error
-			for _, id := range args {
-				if err := s.Retry(id); err != nil {
-					errs = append(errs, jobLookupError(err))
-					continue
-				}
-				fmt.Fprintf(a.stdout, "%s: queued again\n", id)
-			}
-			return errors.Join(errs...)
+				return a.eachJob(args, func(id string) (string, error) {
+					return "queued again", s.Retry(id)
+				})
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&all, "failed", false, "retry every failed job that has a JSON job to run")
@@ -541,22 +547,11 @@ func newHoldCmd(a *app, release bool) *cobra.Command {
 		Short:   short,
 		Example: "  hopper " + strings.Fields(use)[0] + " 20261127T231005.123456Z-7f3a9c",
 		Args:    minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var errs []error
-			for _, id := range args {
-				if err := op(s, id); err != nil {
-					errs = append(errs, jobLookupError(err))
-					continue
-				}
-				fmt.Fprintf(a.stdout, "%s: %s\n", id, verb)
-			}
-			return errors.Join(errs...)
-		},
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
+			return a.eachJob(args, func(id string) (string, error) {
+				return verb, op(s, id)
+			})
+		}),
 	}
 }
 
@@ -570,12 +565,7 @@ func newPauseCmd(a *app, resume bool) *cobra.Command {
 		Short:   short,
 		Example: "  hopper " + use,
 		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
 			if resume {
 				if err := s.Resume(); err != nil {
 					return err
@@ -588,7 +578,7 @@ func newPauseCmd(a *app, resume bool) *cobra.Command {
 			}
 			fmt.Fprintln(a.stdout, "paused: the runner claims nothing new ('hopper resume' to go on)")
 			return nil
-		},
+		}),
 	}
 }
 
@@ -615,21 +605,18 @@ than AGE ago: their record, input, output and errors files.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			n, err := s.Prune(time.Now().Add(-d), states...)
-			if err != nil {
-				return err
-			}
-			if n.Batches > 0 {
-				fmt.Fprintf(a.stdout, "removed %d records and %d ended batches\n", n.Records, n.Batches)
-			} else {
-				fmt.Fprintf(a.stdout, "removed %d records\n", n.Records)
-			}
-			return nil
+			return a.useSpool(func(s *spool.Spool) error {
+				n, err := batch.New(s).Prune(time.Now().Add(-d), states...)
+				if err != nil {
+					return err
+				}
+				if n.Batches > 0 {
+					fmt.Fprintf(a.stdout, "removed %d records and %d ended batches\n", n.Records, n.Batches)
+				} else {
+					fmt.Fprintf(a.stdout, "removed %d records\n", n.Records)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&olderThan, "older-than", "", "age of the records to remove (7d, 36h, 90m)")

@@ -122,19 +122,11 @@ with no attempt charged.`,
   OLLAMA_HOST=127.0.0.1:11434 hopper serve --log-format json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			s, err := a.openSpool(true)
+			cfg, s, targets, err := a.openTargets(true)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			targets, err := newTargets(cfg)
-			if err != nil {
-				return err
-			}
 			// The lock comes first: a second serve refuses before it opens
 			// any port or prints a banner.
 			lock, err := s.Lock(lockLines(targets)...)
@@ -266,6 +258,25 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 const stallTimeout = 5 * time.Minute
 
 // newTargets makes a client for every target the configuration names.
+// openTargets reads the config, opens the spool (with create, creating it
+// first if need be) and builds the targets; the caller closes the spool.
+func (a *app) openTargets(create bool) (Config, *spool.Spool, []runner.TargetConfig, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return Config{}, nil, nil, err
+	}
+	s, err := a.openSpool(create)
+	if err != nil {
+		return Config{}, nil, nil, err
+	}
+	targets, err := newTargets(cfg)
+	if err != nil {
+		s.Close()
+		return Config{}, nil, nil, err
+	}
+	return cfg, s, targets, nil
+}
+
 func newTargets(cfg Config) ([]runner.TargetConfig, error) {
 	out := cfg.TargetList()
 	for i, t := range out {

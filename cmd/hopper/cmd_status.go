@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -37,7 +38,7 @@ type status struct {
 	Problem  string        `json:"problem,omitempty"`
 	Webhooks *hooks.Status `json:"webhooks,omitempty"`
 	// Batches lists the batches that have not ended.
-	Batches []*spool.Batch `json:"batches"`
+	Batches []*batch.Record `json:"batches"`
 }
 
 type runningJob struct {
@@ -74,19 +75,11 @@ func newStatusCmd(a *app) *cobra.Command {
   hopper status --watch`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			s, err := a.openSpool(false)
+			_, s, targets, err := a.openTargets(false)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			targets, err := newTargets(cfg)
-			if err != nil {
-				return err
-			}
 			if !watch {
 				return a.printStatus(cmd.Context(), s, targets)
 			}
@@ -127,9 +120,9 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, targets []runne
 			"held": st.Held, "done": st.Done, "failed": st.Failed, "ignored": st.Ignored},
 		Running: []runningJob{},
 		Target:  targetStatus{URL: targets[0].URL, Models: []residentModel{}},
-		Batches: []*spool.Batch{},
+		Batches: []*batch.Record{},
 	}
-	batches, err := s.ListBatches()
+	batches, err := batch.New(s).List()
 	if err != nil {
 		return status{}, err
 	}

@@ -16,18 +16,19 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/batchtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
 // batch reads batches/NAME.json; nil if it is not there yet.
-func (w *world) batch(name string) *spool.Batch {
+func (w *world) batch(name string) *batch.Record {
 	data, err := os.ReadFile(filepath.Join(w.spool, "batches", name+".json"))
 	if err != nil {
 		return nil
 	}
-	var b spool.Batch
+	var b batch.Record
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil
 	}
@@ -35,9 +36,9 @@ func (w *world) batch(name string) *spool.Batch {
 }
 
 // waitBatch waits until batch name has ended.
-func (w *world) waitBatch(name string) *spool.Batch {
+func (w *world) waitBatch(name string) *batch.Record {
 	w.t.Helper()
-	var b *spool.Batch
+	var b *batch.Record
 	waitFor(w.t, "batch "+name+" to end", func() bool {
 		b = w.batch(name)
 		return b != nil && b.State.Terminal()
@@ -51,17 +52,17 @@ func TestBatchFileDrop1000MixedLines(t *testing.T) {
 	body, ids := batchtest.Mixed(1000, 500, 777)
 	batchtest.Drop(w.t, w.spool, "tickets", body)
 	b := w.waitBatch("tickets")
-	if b.State != spool.BatchCompleted || b.Total != 1000 || b.Done != 998 || b.Failed != 2 {
+	if b.State != batch.Completed || b.Total != 1000 || b.Done != 998 || b.Failed != 2 {
 		t.Fatalf("batch record: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(w.spool, "done", "tickets.jsonl"))
 	batchtest.CheckMixed(t, out, "tickets", ids, 500, 777)
 	errs := batchtest.Read(t, filepath.Join(w.spool, "failed", "tickets.errors.jsonl"))
-	if len(errs) != 2 || errs[0].ID != "tickets.000500" || errs[1].ID != "tickets.000777" {
+	if len(errs) != 2 || errs[0].ID != "tickets~000500" || errs[1].ID != "tickets~000777" {
 		t.Errorf("errors file: %+v", errs)
 	}
 	// The malformed line's record says why, in words, with its bytes.
-	r := w.record("failed", "tickets.000500")
+	r := w.record("failed", "tickets~000500")
 	if r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, "request 500 of batch tickets: the job is not valid JSON") || r.JobRaw == nil || !strings.Contains(*r.JobRaw, `"custom_id": "broken"`) {
 		t.Errorf("malformed line record: %+v, raw %v", r.Error, r.JobRaw)
 	}
@@ -117,7 +118,7 @@ func TestBatchSubmitWaitRefuseAndCancel(t *testing.T) {
 		t.Errorf("hopper batch cancel: %s", out)
 	}
 	b := w.waitBatch("big")
-	if b.State != spool.BatchCancelled || b.Done+b.Failed != 300 || b.Done < 3 || b.Failed < 1 {
+	if b.State != batch.Cancelled || b.Done+b.Failed != 300 || b.Done < 3 || b.Failed < 1 {
 		t.Fatalf("canceled batch: %+v", b)
 	}
 	lines := batchtest.Read(t, filepath.Join(w.spool, "done", "big.jsonl"))
@@ -150,14 +151,14 @@ func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
 	for _, done := range []int{-1, 100, 250, 400} {
 		waitFor(t, fmt.Sprintf("%d lines of the batch to end", done), func() bool {
 			b := w.batch("night")
-			return b != nil && b.State == spool.BatchInProgress && b.Done >= done
+			return b != nil && b.State == batch.InProgress && b.Done >= done
 		})
 		s.stop(t, syscall.SIGKILL)
 		kills++
 		s = w.serve()
 	}
 	b := w.waitBatch("night")
-	if b.State != spool.BatchCompleted || b.Done != 1500 || b.Failed != 0 {
+	if b.State != batch.Completed || b.Done != 1500 || b.Failed != 0 {
 		t.Fatalf("batch after the restart: %+v", b)
 	}
 	out := batchtest.Read(t, filepath.Join(w.spool, "done", "night.jsonl"))
@@ -174,7 +175,7 @@ func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
 	// Each line ran once, but those running at a kill: at-least-once.
 	reran := 0
 	for i := 1; i <= 1500; i++ {
-		if r := w.record("done", fmt.Sprintf("night.%06d", i)); r.Attempts > 1 {
+		if r := w.record("done", fmt.Sprintf("night~%06d", i)); r.Attempts > 1 {
 			reran++
 		}
 	}
@@ -206,15 +207,15 @@ func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
 	if ev := rc.of("evening"); ev[0] != "batch.done" {
 		t.Errorf("events for the batch: %v", ev)
 	}
-	if ev := rc.of("evening.000001"); len(ev) != 0 {
+	if ev := rc.of("evening~000001"); len(ev) != 0 {
 		t.Errorf("a webhook filtered on batch.done got the lines' events: %v", ev)
 	}
 	// Lines are jobs: the one refused at expansion (malformed) and the one
 	// the target refused (unknown model) both send job.failed.
 	waitFor(t, "job.failed for lines 2 and 4", func() bool {
-		return len(failures.of("evening.000002")) == 1 && len(failures.of("evening.000004")) == 1
+		return len(failures.of("evening~000002")) == 1 && len(failures.of("evening~000004")) == 1
 	})
-	for _, id := range []string{"evening.000002", "evening.000004"} {
+	for _, id := range []string{"evening~000002", "evening~000004"} {
 		if ev := failures.of(id); ev[0] != "job.failed" {
 			t.Errorf("%s: events %v, want job.failed", id, ev)
 		}

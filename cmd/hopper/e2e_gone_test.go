@@ -53,13 +53,7 @@ func TestADropInJobWhoseClientIsGoneDoesNotRunAgain(t *testing.T) {
 	if n := len(w.fake.Requests()); n == 0 {
 		t.Fatal("no request")
 	}
-	gens := 0
-	for _, req := range w.fake.Requests() {
-		if req.Path == "/api/generate" {
-			gens++
-		}
-	}
-	if gens != 1 {
+	if gens := w.fake.RequestsTo("/api/generate"); gens != 1 {
 		t.Errorf("the target got %d generations, want the one before the kill", gens)
 	}
 }

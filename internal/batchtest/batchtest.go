@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hopper-dev/hopper/batch"
+	"github.com/hopper-dev/hopper/internal/openai"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -51,13 +53,13 @@ func Mixed(n, bad, unknown int, models ...string) (string, []string) {
 }
 
 // Parse parses a batch output file's bytes, one line each.
-func Parse(t testing.TB, data []byte) []spool.BatchOutputLine {
+func Parse(t testing.TB, data []byte) []openai.BatchOutputLine {
 	t.Helper()
-	var out []spool.BatchOutputLine
+	var out []openai.BatchOutputLine
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		var l spool.BatchOutputLine
+		var l openai.BatchOutputLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("output line %q: %v", sc.Text(), err)
 		}
@@ -67,7 +69,7 @@ func Parse(t testing.TB, data []byte) []spool.BatchOutputLine {
 }
 
 // Read parses the batch output file at path.
-func Read(t testing.TB, path string) []spool.BatchOutputLine {
+func Read(t testing.TB, path string) []openai.BatchOutputLine {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -80,15 +82,15 @@ func Read(t testing.TB, path string) []spool.BatchOutputLine {
 // name: one line per input line in input order, each with its custom_id,
 // 200 for the good lines, 400 for the malformed one and 404 naming the
 // model for the unknown one.
-func CheckMixed(t testing.TB, out []spool.BatchOutputLine, name string, ids []string, bad, unknown int) {
+func CheckMixed(t testing.TB, out []openai.BatchOutputLine, name string, ids []string, bad, unknown int) {
 	t.Helper()
 	if len(out) != len(ids) {
 		t.Fatalf("%d output lines, want %d", len(out), len(ids))
 	}
-	width := (&spool.Batch{ID: name, Total: len(ids)}).Width()
+	b := &batch.Record{ID: name, Total: len(ids)}
 	for i, l := range out {
 		n := i + 1
-		if want := fmt.Sprintf("%s.%0*d", name, width, n); l.ID != want {
+		if want := b.LineID(n); l.ID != want {
 			t.Errorf("line %d: id %s, want %s", n, l.ID, want)
 		}
 		switch {
@@ -140,7 +142,7 @@ func Drop(t testing.TB, spoolDir, name, body string) {
 // OpenAI API serves them: the output file holds the lines that succeeded,
 // the error file the others, and together, in line order, they are what
 // CheckMixed wants.
-func CheckOpenAIFiles(t testing.TB, out, errs []spool.BatchOutputLine, name string, ids []string, bad, unknown int) {
+func CheckOpenAIFiles(t testing.TB, out, errs []openai.BatchOutputLine, name string, ids []string, bad, unknown int) {
 	t.Helper()
 	for _, l := range out {
 		if l.Failed() {
@@ -153,6 +155,6 @@ func CheckOpenAIFiles(t testing.TB, out, errs []spool.BatchOutputLine, name stri
 		}
 	}
 	all := append(slices.Clone(out), errs...)
-	slices.SortFunc(all, func(a, b spool.BatchOutputLine) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(all, func(a, b openai.BatchOutputLine) int { return strings.Compare(a.ID, b.ID) })
 	CheckMixed(t, all, name, ids, bad, unknown)
 }

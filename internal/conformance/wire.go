@@ -204,42 +204,37 @@ func wantShape(t testing.TB, what string, v any, want string) {
 	}
 }
 
-// str, num and boolean read a field of a decoded object, failing the test if
-// it is missing or of another type.
+// str, num, field and list read a member of a decoded object, failing the
+// test if it is missing or of another type.
 func str(t testing.TB, m map[string]any, key string) string {
 	t.Helper()
-	s, ok := m[key].(string)
-	if !ok {
-		t.Fatalf("field %q = %#v, want a string", key, m[key])
-	}
-	return s
+	return member[string](t, m, key, "a string")
 }
 
 func num(t testing.TB, m map[string]any, key string) float64 {
 	t.Helper()
-	f, ok := m[key].(float64)
-	if !ok {
-		t.Fatalf("field %q = %#v, want a number", key, m[key])
-	}
-	return f
+	return member[float64](t, m, key, "a number")
 }
 
 func field(t testing.TB, m map[string]any, key string) map[string]any {
 	t.Helper()
-	o, ok := m[key].(map[string]any)
-	if !ok {
-		t.Fatalf("field %q = %#v, want an object", key, m[key])
-	}
-	return o
+	return member[map[string]any](t, m, key, "an object")
 }
 
 func list(t testing.TB, m map[string]any, key string) []any {
 	t.Helper()
-	a, ok := m[key].([]any)
+	return member[[]any](t, m, key, "an array")
+}
+
+// member reads m[key] as a T, failing the test if it is not one; kind
+// names T for the message.
+func member[T any](t testing.TB, m map[string]any, key, kind string) T {
+	t.Helper()
+	v, ok := m[key].(T)
 	if !ok {
-		t.Fatalf("field %q = %#v, want an array", key, m[key])
+		t.Fatalf("field %q = %#v, want %s", key, m[key], kind)
 	}
-	return a
+	return v
 }
 
 // timestamp checks that a field is an RFC 3339 time and returns it.

@@ -3,8 +3,6 @@ package e2ereal_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -30,20 +28,7 @@ func slotServer(tb testing.TB, slots int, names ...string) *realollama.Server {
 // lane of `slots` slots.
 func lanesHopper(tb testing.TB, slots int, servers ...*realollama.Server) *hopper {
 	tb.Helper()
-	s, err := spool.Init(filepath.Join(tb.TempDir(), "spool"), spool.Options{Fsync: false})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	cfg := runner.Config{
-		Spool:      s,
-		Settle:     50 * time.Millisecond,
-		RetryBase:  50 * time.Millisecond,
-		RetryMax:   200 * time.Millisecond,
-		OutageBase: 50 * time.Millisecond,
-		OutageMax:  200 * time.Millisecond,
-		Logger:     slog.New(slog.NewTextHandler(output(tb), &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	cfg := runnerConfig(tb)
 	for i, srv := range servers {
 		client, err := ollama.New(srv.URL, nil)
 		if err != nil {
@@ -51,7 +36,7 @@ func lanesHopper(tb testing.TB, slots int, servers ...*realollama.Server) *hoppe
 		}
 		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i+1), URL: srv.URL, Target: client, Parallel: slots})
 	}
-	return &hopper{tb: tb, spool: s, cfg: cfg}
+	return &hopper{tb: tb, spool: cfg.Spool, cfg: cfg}
 }
 
 // TestLanesOnRealOllama: two real servers with OLLAMA_NUM_PARALLEL=2 and two

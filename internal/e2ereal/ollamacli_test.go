@@ -13,11 +13,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/internal/realollama"
 	"github.com/hopper-dev/hopper/internal/realollama/gguf"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 )
 
@@ -219,19 +219,6 @@ func cliFront(t *testing.T, h *hopper, targets ...httpfront.Target) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("front: %v", err)
-			}
-		case <-time.After(patience):
-			t.Error("the front did not stop")
-		}
-	})
+	runtest.Start(t, "the front", patience, func(ctx context.Context) error { return f.Serve(ctx, ln) })
 	return ln.Addr().String()
 }

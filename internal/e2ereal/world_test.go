@@ -20,6 +20,7 @@ import (
 
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/internal/realollama"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -191,19 +192,30 @@ type hopper struct {
 
 func (w *world) hopper(tb testing.TB, configure func(*runner.Config)) *hopper {
 	tb.Helper()
+	cfg := runnerConfig(tb)
+	client, err := ollama.New(w.proxy.URL, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Target, cfg.TargetName = client, w.srv.URL
+	if configure != nil {
+		configure(&cfg)
+	}
+	return &hopper{tb: tb, w: w, spool: cfg.Spool, cfg: cfg}
+}
+
+// runnerConfig is a runner on a fresh spool, with the short waits these
+// tests use and its log in the test's output; the spool closes when the
+// test ends.
+func runnerConfig(tb testing.TB) runner.Config {
+	tb.Helper()
 	s, err := spool.Init(filepath.Join(tb.TempDir(), "spool"), spool.Options{Fsync: false})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.Close() })
-	client, err := ollama.New(w.proxy.URL, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg := runner.Config{
+	return runner.Config{
 		Spool:      s,
-		Target:     client,
-		TargetName: w.srv.URL,
 		Settle:     50 * time.Millisecond,
 		RetryBase:  50 * time.Millisecond,
 		RetryMax:   200 * time.Millisecond,
@@ -211,10 +223,6 @@ func (w *world) hopper(tb testing.TB, configure func(*runner.Config)) *hopper {
 		OutageMax:  200 * time.Millisecond,
 		Logger:     slog.New(slog.NewTextHandler(output(tb), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	if configure != nil {
-		configure(&cfg)
-	}
-	return &hopper{tb: tb, w: w, spool: s, cfg: cfg}
 }
 
 // output is where hopper's logs go: the test's output, shown on failure or
@@ -233,21 +241,7 @@ func (h *hopper) start() {
 	if err != nil {
 		h.tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	h.stop = sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				h.tb.Errorf("runner: %v", err)
-			}
-		case <-time.After(patience):
-			h.tb.Error("the runner did not stop")
-		}
-	})
-	h.tb.Cleanup(h.stop)
+	h.stop = runtest.Start(h.tb, "the runner", patience, r.Run)
 }
 
 // front starts the HTTP front on the spool and returns its base URL. It
@@ -266,20 +260,7 @@ func (h *hopper) front() string {
 	if err != nil {
 		h.tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Serve(ctx, ln) }()
-	h.tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				h.tb.Errorf("front: %v", err)
-			}
-		case <-time.After(patience):
-			h.tb.Error("the front did not stop")
-		}
-	})
+	runtest.Start(h.tb, "the front", patience, func(ctx context.Context) error { return f.Serve(ctx, ln) })
 	return "http://" + ln.Addr().String()
 }
 

@@ -139,6 +139,16 @@ type psResponse struct {
 	} `json:"models"`
 }
 
+// wantResident checks that GET /api/ps lists exactly the models want.
+func wantResident(t *testing.T, s *realollama.Server, want ...string) {
+	t.Helper()
+	names, ps := psNames(t, s)
+	t.Logf("GET /api/ps → %s", ps)
+	if !slices.Equal(names, want) {
+		t.Errorf("/api/ps names = %v, want %v", names, want)
+	}
+}
+
 func psNames(t *testing.T, s *realollama.Server) ([]string, []byte) {
 	t.Helper()
 	code, _, body := call(t, s, http.MethodGet, "/api/ps", nil)
@@ -190,11 +200,7 @@ func TestRealServer(t *testing.T) {
 			t.Errorf("eval_count = %d, want ≤ %d", r.EvalCount, realollama.NumPredict)
 		}
 
-		names, ps := psNames(t, s)
-		t.Logf("GET /api/ps → %s", ps)
-		if !slices.Equal(names, []string{"tiny-a:latest"}) {
-			t.Errorf("/api/ps names = %v, want [tiny-a:latest]", names)
-		}
+		wantResident(t, s, "tiny-a:latest")
 	})
 
 	t.Run("SameWeightsShareRunner", func(t *testing.T) {
@@ -236,11 +242,7 @@ func TestRealServer(t *testing.T) {
 		if last.LoadDuration <= 0 {
 			t.Errorf("load_duration = %d, want > 0: with OLLAMA_MAX_LOADED_MODELS=1 a switch reloads", last.LoadDuration)
 		}
-		names, ps := psNames(t, s)
-		t.Logf("GET /api/ps → %s", ps)
-		if !slices.Equal(names, []string{"tiny-b:latest"}) {
-			t.Errorf("/api/ps names = %v, want [tiny-b:latest]", names)
-		}
+		wantResident(t, s, "tiny-b:latest")
 	})
 
 	t.Run("OpenAIChatStreamIsSSE", func(t *testing.T) {

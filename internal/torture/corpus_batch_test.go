@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/batch"
+	"github.com/hopper-dev/hopper/internal/openai"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -25,7 +27,7 @@ type batchCase struct {
 	// ends in state, refused with code, or with done and failed lines
 	// (failed -1: every line).
 	ignored      bool
-	state        spool.BatchState
+	state        batch.State
 	code         string
 	done, failed int
 	// source: an invalid name; the batch gets a generated one.
@@ -57,12 +59,12 @@ func batchCases(t *testing.T) []batchCase {
 	}
 	lines := func(ls ...string) []byte { return []byte(strings.Join(ls, "\n") + "\n") }
 	return []batchCase{
-		{name: "two-good-lines", data: lines(goodLine, `{"model": "m2", "prompt": "two"}`), state: spool.BatchCompleted, done: 2},
-		{name: "empty", data: nil, state: spool.BatchFailed, code: "empty_file"},
-		{name: "blank-lines-only", data: []byte("\n\n   \n\t\n"), state: spool.BatchFailed, code: "empty_file"},
-		{name: "binary", data: binary, state: spool.BatchCompleted, failed: -1},
-		{name: "bom-and-crlf", data: []byte("\xEF\xBB\xBF" + goodLine + "\r\n" + `{"model": "m1", "prompt": "b"}` + "\r\n"), state: spool.BatchCompleted, done: 2},
-		{name: "no-final-newline", data: []byte(goodLine), state: spool.BatchCompleted, done: 1},
+		{name: "two-good-lines", data: lines(goodLine, `{"model": "m2", "prompt": "two"}`), state: batch.Completed, done: 2},
+		{name: "empty", data: nil, state: batch.Failed, code: "empty_file"},
+		{name: "blank-lines-only", data: []byte("\n\n   \n\t\n"), state: batch.Failed, code: "empty_file"},
+		{name: "binary", data: binary, state: batch.Completed, failed: -1},
+		{name: "bom-and-crlf", data: []byte("\xEF\xBB\xBF" + goodLine + "\r\n" + `{"model": "m1", "prompt": "b"}` + "\r\n"), state: batch.Completed, done: 2},
+		{name: "no-final-newline", data: []byte(goodLine), state: batch.Completed, done: 1},
 		{name: "every-kind-of-bad-line", data: lines(
 			`null`, `[1, 2]`, `"a string"`, `{}`, `{"model": "m1"}`, `{"model": "m1", "prompt": "x", "max_attempts": -1}`,
 			`{"custom_id": "u", "url": "/v1/nope", "body": {"model": "m1"}}`,
@@ -72,9 +74,9 @@ func batchCases(t *testing.T) []batchCase {
 			`{"custom_id": 7, "model": "m1", "prompt": "x"}`,
 			`{"custom_id": "s", "url": "/v1/embeddings", "body": "not an object"}`,
 			`{"model": "m1", "prompt": "cut off`,
-			goodLine), state: spool.BatchCompleted, done: 1, failed: 13},
-		{name: "duplicate-custom-ids", data: lines(goodLine, `{"custom_id": "x", "model": "m1", "prompt": "a"}`, goodLine), state: spool.BatchFailed, code: "duplicate_custom_id"},
-		{name: "line-over-max-job-size", data: lines(goodLine, `{"model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`, `{"model": "m1", "prompt": "after"}`), state: spool.BatchCompleted, done: 2, failed: 1,
+			goodLine), state: batch.Completed, done: 1, failed: 13},
+		{name: "duplicate-custom-ids", data: lines(goodLine, `{"custom_id": "x", "model": "m1", "prompt": "a"}`, goodLine), state: batch.Failed, code: "duplicate_custom_id"},
+		{name: "line-over-max-job-size", data: lines(goodLine, `{"model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`, `{"model": "m1", "prompt": "after"}`), state: batch.Completed, done: 2, failed: 1,
 			errLines: []errLine{{"", fmt.Sprintf("over the limit of %d bytes (max_job_size), and its custom_id is not within its first %d bytes", corpusMaxJobSize, corpusMaxJobSize)}}},
 		// Its answer keeps the custom_id its head holds (issue #16); one
 		// past the bytes read is not looked for.
@@ -82,15 +84,15 @@ func batchCases(t *testing.T) []batchCase {
 			`{"custom_id": "too-long", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "`+strings.Repeat("x", corpusMaxJobSize)+`"}]}}`,
 			`{"custom_id": "fits", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "fits"}]}}`,
 			`{"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "`+strings.Repeat("x", corpusMaxJobSize)+`"}]}, "custom_id": "late"}`),
-			state: spool.BatchCompleted, done: 1, failed: 2,
+			state: batch.Completed, done: 1, failed: 2,
 			errLines: []errLine{
 				{"too-long", fmt.Sprintf(`the line (custom_id "too-long") is over the limit of %d bytes (max_job_size)`, corpusMaxJobSize)},
 				{"", fmt.Sprintf("its custom_id is not within its first %d bytes", corpusMaxJobSize)},
 			}},
 		{name: "over-long-line-repeats-a-custom-id", data: lines(goodLine, `{"custom_id": "ok", "model": "m1", "prompt": "`+strings.Repeat("x", corpusMaxJobSize)+`"}`),
-			state: spool.BatchFailed, code: "duplicate_custom_id"},
-		{name: "invalid-name", drop: "my batch!.jsonl", data: lines(goodLine), state: spool.BatchCompleted, done: 1, source: true},
-		{name: "appended-in-place", data: lines(goodLine, `{"model": "m1", "prompt": "second half"}`), place: halfThenRest, state: spool.BatchCompleted, done: 2},
+			state: batch.Failed, code: "duplicate_custom_id"},
+		{name: "invalid-name", drop: "my batch!.jsonl", data: lines(goodLine), state: batch.Completed, done: 1, source: true},
+		{name: "appended-in-place", data: lines(goodLine, `{"model": "m1", "prompt": "second half"}`), place: halfThenRest, state: batch.Completed, done: 2},
 		{name: "batch-symlink-outside", place: symlink, link: func(c *corpus) string { return c.secret }, ignored: true},
 		{name: "batch-fifo", place: fifo, ignored: true},
 		{name: "batch-directory", place: directory, ignored: true},
@@ -111,15 +113,15 @@ func TestBadInputBatches(t *testing.T) {
 		c.place(t, &bg, badCase{name: bc.name, drop: bc.dropName(), place: bc.place, link: bc.link, gen: func() []byte { return bc.data }}, bc.data)
 	}
 	bg.Wait()
-	batches := func() map[string]*spool.Batch {
-		out := map[string]*spool.Batch{}
+	batches := func() map[string]*batch.Record {
+		out := map[string]*batch.Record{}
 		for _, name := range w.names(spool.DirBatches) {
 			id, ok := strings.CutSuffix(name, ".json")
 			if !ok {
 				continue
 			}
 			data, err := os.ReadFile(filepath.Join(w.spool, spool.DirBatches, name))
-			var b spool.Batch
+			var b batch.Record
 			if err == nil && json.Unmarshal(data, &b) == nil {
 				out[id] = &b
 			}
@@ -148,7 +150,7 @@ func TestBadInputBatches(t *testing.T) {
 	for _, bc := range cases {
 		t.Run(bc.name, func(t *testing.T) {
 			path := filepath.Join(w.spool, spool.DirNew, bc.dropName())
-			var b *spool.Batch
+			var b *batch.Record
 			for id, x := range all {
 				if id == strings.TrimSuffix(bc.dropName(), ".jsonl") || x.Source == bc.dropName() {
 					b = x
@@ -219,7 +221,7 @@ func TestBadInputBatches(t *testing.T) {
 
 // checkErrLines checks a batch's errors file line by line: each has the
 // custom_id wanted (null for "") and an error message that says msg.
-func checkErrLines(t *testing.T, w *world, b *spool.Batch, want []errLine) {
+func checkErrLines(t *testing.T, w *world, b *batch.Record, want []errLine) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(w.spool, b.ErrorsFile))
 	if err != nil || b.ErrorsFile == "" {
@@ -230,7 +232,7 @@ func checkErrLines(t *testing.T, w *world, b *spool.Batch, want []errLine) {
 		t.Fatalf("%s has %d lines, want %d", b.ErrorsFile, len(got), len(want))
 	}
 	for i, text := range got {
-		var l spool.BatchOutputLine
+		var l openai.BatchOutputLine
 		if err := json.Unmarshal([]byte(text), &l); err != nil {
 			t.Fatalf("%s line %d: %v", b.ErrorsFile, i+1, err)
 		}

@@ -96,9 +96,8 @@ func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequ
 		fail(w, http.StatusInternalServerError, "unqualified name: registry.ollama.ai/library/!MISSING!:latest")
 		return embedResponse{}, false
 	}
-	st := s.lookup(req.Model)
+	st := s.findModel(w, req.Model, notFoundOrPull, fail)
 	if st == nil {
-		fail(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
 		return embedResponse{}, false
 	}
 	if err := checkOptions(req.Options); err != nil {
@@ -129,8 +128,7 @@ func (s *Server) embed(ctx context.Context, w http.ResponseWriter, req embedRequ
 // handleEmbed serves POST /api/embed.
 func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request, rec Request) {
 	var req embedRequest
-	if err := decodeBody(rec.Body, &req, "EmbedRequest"); err != nil {
-		writeOllamaError(w, http.StatusBadRequest, err.Error())
+	if !decodeRequest(w, rec.Body, &req, "EmbedRequest") {
 		return
 	}
 	inputs, ok := embedInputs(req.Input)
@@ -153,17 +151,11 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request, rec Re
 		KeepAlive *duration      `json:"keep_alive"`
 		Options   map[string]any `json:"options"`
 	}
-	if err := decodeBody(rec.Body, &req, "EmbeddingRequest"); err != nil {
-		writeOllamaError(w, http.StatusBadRequest, err.Error())
+	if !decodeRequest(w, rec.Body, &req, "EmbeddingRequest") {
 		return
 	}
-	if req.Model == "" {
-		writeOllamaError(w, http.StatusBadRequest, "model is required")
-		return
-	}
-	st := s.lookup(req.Model)
+	st := s.requireModel(w, req.Model, notFoundOrPull, writeOllamaError)
 	if st == nil {
-		writeOllamaError(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
 		return
 	}
 	if err := checkOptions(req.Options); err != nil {
@@ -189,8 +181,7 @@ func (s *Server) handleOpenAIEmbeddings(w http.ResponseWriter, r *http.Request, 
 		Dimensions     int    `json:"dimensions"`
 		EncodingFormat string `json:"encoding_format"`
 	}
-	if err := decodeOpenAIBody(rec.Body, &req, "EmbedRequest"); err != nil {
-		openaiBadRequest(w, err.Error())
+	if !decodeOpenAIRequest(w, rec.Body, &req, "EmbedRequest") {
 		return
 	}
 	if req.EncodingFormat != "" && !strings.EqualFold(req.EncodingFormat, "float") && !strings.EqualFold(req.EncodingFormat, "base64") {

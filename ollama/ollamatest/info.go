@@ -108,18 +108,12 @@ func (s *Server) handleShow(w http.ResponseWriter, _ *http.Request, rec Request)
 		Model string `json:"model"`
 		Name  string `json:"name"`
 	}
-	if err := decodeBody(rec.Body, &req, "ShowRequest"); err != nil {
-		writeOllamaError(w, http.StatusBadRequest, err.Error())
+	if !decodeRequest(w, rec.Body, &req, "ShowRequest") {
 		return
 	}
 	name := cmp.Or(req.Model, req.Name)
-	if name == "" {
-		writeOllamaError(w, http.StatusBadRequest, "model is required")
-		return
-	}
-	st := s.lookup(name)
+	st := s.requireModel(w, name, notFound, writeOllamaError)
 	if st == nil {
-		writeOllamaError(w, http.StatusNotFound, fmt.Sprintf("model '%s' not found", name))
 		return
 	}
 	d := st.details()

@@ -1,6 +1,7 @@
 package ollamatest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,47 +12,25 @@ import (
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req chatRequest
-	if err := decodeBody(rec.Body, &req, "ChatRequest"); err != nil {
-		writeOllamaError(w, http.StatusBadRequest, err.Error())
+	if !decodeRequest(w, rec.Body, &req, "ChatRequest") || !validTopLogprobs(w, req.TopLogprobs) {
 		return
 	}
-	if req.TopLogprobs < 0 || req.TopLogprobs > 20 {
-		writeOllamaError(w, http.StatusBadRequest, "top_logprobs must be between 0 and 20")
-		return
-	}
-	if req.Model == "" {
-		writeOllamaError(w, http.StatusBadRequest, "model is required")
-		return
-	}
-	st := s.lookup(req.Model)
+	st := s.requireModel(w, req.Model, notFound, writeOllamaError)
 	if st == nil {
-		writeOllamaError(w, http.StatusNotFound, fmt.Sprintf("model '%s' not found", req.Model))
 		return
 	}
-	out := nativeChat{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream}
+	out := nativeChat{ndjsonWire{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream}}
 	if len(req.Messages) == 0 && req.KeepAlive != nil && req.KeepAlive.Duration == 0 {
 		s.unload(st)
 		out.answer(w, &answer{model: req.Model, created: s.cfg.now().UTC(), reason: "unload"})
 		return
 	}
-	think, ok := s.checkThink(w, st, req.Model, req.Think, writeOllamaError)
-	if !ok {
+	j := s.nativeJob(w, st, rec, start, "chat", nativeRequest{
+		model: req.Model, think: req.Think, keepAlive: req.KeepAlive, options: req.Options, format: req.Format})
+	if j == nil {
 		return
 	}
-	if st.Embedding {
-		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support chat", req.Model))
-		return
-	}
-	if err := checkOptions(req.Options); err != nil {
-		writeOllamaError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive), opts: runnerOptionsOf(req.Options),
-		think: think, predict: numPredict(req.Options), start: start,
-		prompt: lastUserText(req.Messages), loadOnly: len(req.Messages) == 0,
-		invalid: formatError(req.Format),
-	}
+	j.prompt, j.loadOnly = lastUserText(req.Messages), len(req.Messages) == 0
 	for _, m := range req.Messages {
 		j.prompts = append(j.prompts, m.Content)
 	}
@@ -66,20 +45,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request)
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req generateRequest
-	if err := decodeBody(rec.Body, &req, "GenerateRequest"); err != nil {
-		writeOllamaError(w, http.StatusBadRequest, err.Error())
+	if !decodeRequest(w, rec.Body, &req, "GenerateRequest") || !validTopLogprobs(w, req.TopLogprobs) {
 		return
 	}
-	if req.TopLogprobs < 0 || req.TopLogprobs > 20 {
-		writeOllamaError(w, http.StatusBadRequest, "top_logprobs must be between 0 and 20")
-		return
-	}
-	st := s.lookup(req.Model)
+	st := s.findModel(w, req.Model, notFound, writeOllamaError)
 	if st == nil {
-		writeOllamaError(w, http.StatusNotFound, fmt.Sprintf("model '%s' not found", req.Model))
 		return
 	}
-	out := nativeGenerate{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream, raw: req.Raw}
+	out := nativeGenerate{ndjsonWire{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream}, req.Raw}
 	if req.Prompt == "" && req.KeepAlive != nil && req.KeepAlive.Duration == 0 {
 		s.unload(st)
 		out.raw = true // no context in an unload answer
@@ -90,28 +63,59 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Requ
 		writeOllamaError(w, http.StatusBadRequest, "raw mode does not support template, system, or context")
 		return
 	}
-	think, ok := s.checkThink(w, st, req.Model, req.Think, writeOllamaError)
-	if !ok {
+	j := s.nativeJob(w, st, rec, start, "generate", nativeRequest{
+		model: req.Model, think: req.Think, keepAlive: req.KeepAlive, options: req.Options, format: req.Format})
+	if j == nil {
 		return
 	}
-	if st.Embedding {
-		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support generate", req.Model))
-		return
-	}
-	if err := checkOptions(req.Options); err != nil {
-		writeOllamaError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	j := &genJob{
-		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive), opts: runnerOptionsOf(req.Options),
-		think: think, predict: numPredict(req.Options), start: start,
-		prompt: req.Prompt, prompts: []string{req.System, req.Prompt}, loadOnly: req.Prompt == "",
-		invalid: formatError(req.Format),
-	}
+	j.prompt, j.prompts, j.loadOnly = req.Prompt, []string{req.System, req.Prompt}, req.Prompt == ""
 	if j.loadOnly {
 		out.streaming, out.raw = false, true
 	}
 	s.serveGeneration(r.Context(), w, j, out)
+}
+
+// validTopLogprobs answers 400 and reports false if n is out of Ollama's
+// range.
+func validTopLogprobs(w http.ResponseWriter, n int) bool {
+	if n < 0 || n > 20 {
+		writeOllamaError(w, http.StatusBadRequest, "top_logprobs must be between 0 and 20")
+		return false
+	}
+	return true
+}
+
+// nativeRequest is what /api/chat and /api/generate requests share.
+type nativeRequest struct {
+	model     string
+	think     *thinkValue
+	keepAlive *duration
+	options   map[string]any
+	format    json.RawMessage
+}
+
+// nativeJob makes the checks Ollama's chat and generate handlers make once
+// a request is not an unload, in their order (think, a model that only
+// embeds, which does not support what, the options), and returns the job
+// with the fields the two set alike. It answers the first check that fails
+// and returns nil.
+func (s *Server) nativeJob(w http.ResponseWriter, st *modelState, rec Request, start time.Time, what string, req nativeRequest) *genJob {
+	think, ok := s.checkThink(w, st, req.model, req.think, writeOllamaError)
+	if !ok {
+		return nil
+	}
+	if st.Embedding {
+		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support %s", req.model, what))
+		return nil
+	}
+	if err := checkOptions(req.options); err != nil {
+		writeOllamaError(w, http.StatusInternalServerError, err.Error())
+		return nil
+	}
+	return &genJob{
+		st: st, rec: rec, model: req.model, keep: keepOf(req.keepAlive), opts: runnerOptionsOf(req.options),
+		think: think, predict: numPredict(req.options), start: start, invalid: formatError(req.format),
+	}
 }
 
 // checkThink applies Ollama's rule: thinking models think unless told not

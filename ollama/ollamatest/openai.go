@@ -117,8 +117,7 @@ func (s *Server) nextID(prefix string) string {
 func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req openaiChatRequest
-	if err := decodeOpenAIBody(rec.Body, &req, "ChatCompletionRequest"); err != nil {
-		openaiBadRequest(w, err.Error())
+	if !decodeOpenAIRequest(w, rec.Body, &req, "ChatCompletionRequest") {
 		return
 	}
 	if len(req.Messages) == 0 {
@@ -163,13 +162,8 @@ func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Re
 		}
 		think = &thinkValue{value: effort != "none"}
 	}
-	if req.Model == "" {
-		openaiError(w, http.StatusBadRequest, "model is required")
-		return
-	}
-	st := s.lookup(req.Model)
+	st := s.requireModel(w, req.Model, notFound, openaiError)
 	if st == nil {
-		openaiError(w, http.StatusNotFound, fmt.Sprintf("model '%s' not found", req.Model))
 		return
 	}
 	on, ok := s.checkThink(w, st, req.Model, think, openaiError)
@@ -197,8 +191,7 @@ func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Re
 	if req.MaxTokens != nil {
 		j.predict = *req.MaxTokens
 	}
-	out := openaiChat{s: s, id: s.nextID("chatcmpl"), model: req.Model,
-		streaming: req.Stream, usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage}
+	out := openaiChat{s.newSSEWire("chatcmpl", req.Model, req.Stream, req.StreamOptions)}
 	s.serveGeneration(r.Context(), w, j, out)
 }
 
@@ -207,13 +200,11 @@ func (s *Server) handleOpenAIChat(w http.ResponseWriter, r *http.Request, rec Re
 func (s *Server) handleOpenAICompletion(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
 	var req openaiCompletionRequest
-	if err := decodeOpenAIBody(rec.Body, &req, "CompletionRequest"); err != nil {
-		openaiBadRequest(w, err.Error())
+	if !decodeOpenAIRequest(w, rec.Body, &req, "CompletionRequest") {
 		return
 	}
-	st := s.lookup(req.Model)
+	st := s.findModel(w, req.Model, notFound, openaiError)
 	if st == nil {
-		openaiError(w, http.StatusNotFound, fmt.Sprintf("model '%s' not found", req.Model))
 		return
 	}
 	if st.Embedding {
@@ -227,7 +218,6 @@ func (s *Server) handleOpenAICompletion(w http.ResponseWriter, r *http.Request, 
 	if req.MaxTokens != nil {
 		j.predict = *req.MaxTokens
 	}
-	out := openaiCompletion{s: s, id: s.nextID("cmpl"), model: req.Model,
-		streaming: req.Stream, usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage}
+	out := openaiCompletion{s.newSSEWire("cmpl", req.Model, req.Stream, req.StreamOptions)}
 	s.serveGeneration(r.Context(), w, j, out)
 }

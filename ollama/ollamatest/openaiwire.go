@@ -40,18 +40,28 @@ type openaiChatCompletion struct {
 	Usage             openaiUsage    `json:"usage"`
 }
 
-// openaiChat is /v1/chat/completions' format. Stream chunks carry the time
-// they were made, the whole answer the time of the final response.
-type openaiChat struct {
+// sseWire is what the OpenAI formats share: an event stream when the
+// request asked for one, with usage when stream_options asked for it, and
+// errors in OpenAI's shape.
+type sseWire struct {
 	s         *Server
 	id, model string
 	streaming bool
 	usage     bool
 }
 
-func (o openaiChat) fail(w http.ResponseWriter, status int, msg string) { openaiError(w, status, msg) }
-func (o openaiChat) stream() bool                                       { return o.streaming }
-func (o openaiChat) contentType() string                                { return sseType }
+// newSSEWire is the format of a request for model, its ID made from prefix.
+func (s *Server) newSSEWire(prefix, model string, stream bool, so *openaiStreamOptions) sseWire {
+	return sseWire{s: s, id: s.nextID(prefix), model: model, streaming: stream, usage: so != nil && so.IncludeUsage}
+}
+
+func (o sseWire) fail(w http.ResponseWriter, status int, msg string) { openaiError(w, status, msg) }
+func (o sseWire) stream() bool                                       { return o.streaming }
+func (o sseWire) contentType() string                                { return sseType }
+
+// openaiChat is /v1/chat/completions' format. Stream chunks carry the time
+// they were made, the whole answer the time of the final response.
+type openaiChat struct{ sseWire }
 
 func (o openaiChat) chunk(model string, d openaiDelta, reason *string) openaiChatChunk {
 	return openaiChatChunk{ID: o.id, Object: "chat.completion.chunk", Created: o.s.cfg.now().Unix(), Model: model,
@@ -122,18 +132,7 @@ type openaiTextCompletion struct {
 // openaiCompletion is /v1/completions' format. With include_usage Ollama
 // puts a zero usage on every chunk and the real one on a last, choiceless
 // chunk.
-type openaiCompletion struct {
-	s         *Server
-	id, model string
-	streaming bool
-	usage     bool
-}
-
-func (o openaiCompletion) fail(w http.ResponseWriter, status int, msg string) {
-	openaiError(w, status, msg)
-}
-func (o openaiCompletion) stream() bool        { return o.streaming }
-func (o openaiCompletion) contentType() string { return sseType }
+type openaiCompletion struct{ sseWire }
 
 func (o openaiCompletion) chunk(model, text string, reason *string) openaiTextChunk {
 	c := openaiTextChunk{ID: o.id, Object: "text_completion", Created: o.s.cfg.now().Unix(), Model: model,

@@ -1,6 +1,7 @@
 package ollamatest
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -154,6 +155,19 @@ func (s *Server) Requests() []Request {
 	return slices.Clone(s.requests)
 }
 
+// RequestsTo returns how many requests were made to path.
+func (s *Server) RequestsTo(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.requests {
+		if r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
 // Loads returns how many model loads have happened.
 func (s *Server) Loads() int {
 	s.mu.Lock()
@@ -259,6 +273,33 @@ func (s *Server) lookup(name string) *modelState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lookupLocked(name)
+}
+
+// What Ollama answers for a model it does not have: the chat, generate and
+// show handlers, and the embedding ones.
+const (
+	notFound       = "model '%s' not found"
+	notFoundOrPull = "model %q not found, try pulling it first"
+)
+
+// findModel returns the model named name, or answers fail with a 404 whose
+// message is the format notFound filled with the name, and returns nil.
+func (s *Server) findModel(w http.ResponseWriter, name, notFound string, fail func(http.ResponseWriter, int, string)) *modelState {
+	st := s.lookup(name)
+	if st == nil {
+		fail(w, http.StatusNotFound, fmt.Sprintf(notFound, name))
+	}
+	return st
+}
+
+// requireModel is findModel for the handlers that first refuse a request
+// naming no model: 400, "model is required".
+func (s *Server) requireModel(w http.ResponseWriter, name, notFound string, fail func(http.ResponseWriter, int, string)) *modelState {
+	if name == "" {
+		fail(w, http.StatusBadRequest, "model is required")
+		return nil
+	}
+	return s.findModel(w, name, notFound, fail)
 }
 
 // handle records and routes one request.

@@ -51,6 +51,26 @@ func writeText(w http.ResponseWriter, status int, text string) {
 	_, _ = w.Write([]byte(text))
 }
 
+// decodeRequest decodes a native endpoint's body into v as decodeBody
+// does, or answers 400 with its error and reports false.
+func decodeRequest(w http.ResponseWriter, body []byte, v any, apiType string) bool {
+	if err := decodeBody(body, v, apiType); err != nil {
+		writeOllamaError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// decodeOpenAIRequest is decodeRequest for an OpenAI endpoint, answering as
+// Ollama's OpenAI layer does.
+func decodeOpenAIRequest(w http.ResponseWriter, body []byte, v any, apiType string) bool {
+	if err := decodeOpenAIBody(body, v, apiType); err != nil {
+		openaiBadRequest(w, err.Error())
+		return false
+	}
+	return true
+}
+
 // writeOllamaError writes Ollama's {"error": msg}.
 func writeOllamaError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
@@ -129,18 +149,22 @@ type generateResponse struct {
 	metrics
 }
 
-// nativeChat is /api/chat's format.
-type nativeChat struct {
+// ndjsonWire is what the native formats share: an NDJSON stream unless the
+// request said "stream": false, and errors as {"error": "..."}.
+type ndjsonWire struct {
 	s         *Server
 	model     string
 	streaming bool
 }
 
-func (n nativeChat) fail(w http.ResponseWriter, status int, msg string) {
+func (n ndjsonWire) fail(w http.ResponseWriter, status int, msg string) {
 	writeOllamaError(w, status, msg)
 }
-func (n nativeChat) stream() bool        { return n.streaming }
-func (n nativeChat) contentType() string { return ndjsonType }
+func (n ndjsonWire) stream() bool        { return n.streaming }
+func (n ndjsonWire) contentType() string { return ndjsonType }
+
+// nativeChat is /api/chat's format.
+type nativeChat struct{ ndjsonWire }
 
 func (n nativeChat) token(tk token) []byte {
 	r := chatResponse{Model: n.model, CreatedAt: n.s.cfg.now().UTC(), Message: chatMessage{Role: "assistant"}}
@@ -177,17 +201,9 @@ func (n nativeChat) answer(w http.ResponseWriter, a *answer) {
 
 // nativeGenerate is /api/generate's format.
 type nativeGenerate struct {
-	s         *Server
-	model     string
-	streaming bool
-	raw       bool
+	ndjsonWire
+	raw bool
 }
-
-func (n nativeGenerate) fail(w http.ResponseWriter, status int, msg string) {
-	writeOllamaError(w, status, msg)
-}
-func (n nativeGenerate) stream() bool        { return n.streaming }
-func (n nativeGenerate) contentType() string { return ndjsonType }
 
 func (n nativeGenerate) token(tk token) []byte {
 	r := generateResponse{Model: n.model, CreatedAt: n.s.cfg.now().UTC()}

@@ -1,4 +1,4 @@
-package spool
+package batch
 
 import (
 	"bufio"
@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hopper-dev/hopper/spool"
 )
 
 // The batch benchmarks (the "100,000-line batch of instant jobs")
-// time a batch's two bulk steps — queuing its lines as jobs (ExpandBatch)
-// and writing its output (FinishBatch) — against the bare cost of reading
+// time a batch's two bulk steps — queuing its lines as jobs (Expand)
+// and writing its output (Finish) — against the bare cost of reading
 // and writing the same bytes, timed in the same iteration on the same
 // filesystem, and report the ratio. ns/op is hopper's time alone; the
 // baselines and ratios are custom metrics. Each phase starts after a
@@ -33,8 +35,8 @@ import (
 // and the process's peak RSS during the phase (Linux's VmHWM, reset before
 // it through /proc/self/clear_refs).
 //
-//	go test -run '^$' -bench Batch -benchtime 1x ./spool
-//	go test -run '^$' -bench Batch -benchtime 1x -short ./spool   # without 100,000 lines
+//	go test -run '^$' -bench Batch -benchtime 1x ./batch
+//	go test -run '^$' -bench Batch -benchtime 1x -short ./batch   # without 100,000 lines
 
 // batchSizes are the batch sizes benchmarked: 100,000 lines only without
 // -short.
@@ -69,7 +71,7 @@ func batchBenchCases() []struct {
 
 // batchBenchSpool makes a fresh spool for one iteration, under
 // $HOPPER_BENCH_DIR if set, and returns a function that removes it.
-func batchBenchSpool(b *testing.B, fsync bool) (*Spool, func()) {
+func batchBenchSpool(b *testing.B, fsync bool) (*tspool, func()) {
 	b.Helper()
 	base := os.Getenv("HOPPER_BENCH_DIR")
 	if base == "" {
@@ -79,12 +81,13 @@ func batchBenchSpool(b *testing.B, fsync bool) (*Spool, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	o := testOptions()
+	o := spool.DefaultOptions()
 	o.Fsync = fsync
-	s, err := Init(filepath.Join(d, "spool"), o)
+	sp, err := spool.Init(filepath.Join(d, "spool"), o)
 	if err != nil {
 		b.Fatal(err)
 	}
+	s := &tspool{Spool: sp, b: New(sp)}
 	return s, func() {
 		s.Close()
 		if err := os.RemoveAll(d); err != nil {
@@ -133,17 +136,17 @@ func writeBenchBatch(b *testing.B, path string, n int) {
 
 // claimBenchBatch drops an n-line batch into new/ and claims it. It
 // returns the batch and how long the claim (the check pass) took.
-func claimBenchBatch(b *testing.B, s *Spool, n int) (*Batch, time.Duration) {
+func claimBenchBatch(b *testing.B, s *tspool, n int) (*Record, time.Duration) {
 	b.Helper()
-	writeBenchBatch(b, filepath.Join(s.Path(), DirNew, "bench.jsonl"), n)
+	writeBenchBatch(b, filepath.Join(s.Path(), spool.DirNew, "bench.jsonl"), n)
 	syscall.Sync()
 	start := time.Now()
-	bt, err := s.ClaimBatch(Entry{Dir: DirNew, Name: "bench.jsonl", Arrived: time.Now()})
+	bt, err := s.b.Claim(spool.Entry{Dir: spool.DirNew, Name: "bench.jsonl", Arrived: time.Now()})
 	took := time.Since(start)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if bt.State != BatchInProgress || bt.Total != n {
+	if bt.State != InProgress || bt.Total != n {
 		b.Fatalf("claimed %+v", bt)
 	}
 	return bt, took
@@ -271,7 +274,7 @@ func eachLine(b *testing.B, path string, fn func(i int, line []byte)) {
 }
 
 // syncfsChunk flushes the filesystem after every chunk of lines, the last
-// one of total included, when fsync is on, as ExpandBatch does.
+// one of total included, when fsync is on, as Expand does.
 func syncfsChunk(b *testing.B, dir *os.File, fsync bool, i, total int) {
 	if fsync && (i%batchBenchChunk == 0 || i == total) {
 		if err := unix.Syncfs(int(dir.Fd())); err != nil {
@@ -293,14 +296,14 @@ func reverseOddRounds(b *testing.B, phases []func()) {
 	}
 }
 
-// BenchmarkBatchExpand: ExpandBatch over a whole batch, a chunk of 1,000
-// lines at a time into a real Queue, as the runner drives it. Baselines,
+// BenchmarkBatchExpand: Expand over a whole batch, a chunk of 1,000
+// lines at a time into a real spool.Queue, as the runner drives it. Baselines,
 // reading the same input and writing each line's bytes as one file:
 // "bare", os.WriteFile into the directory; "maildir", written in tmp/ and
 // renamed in (what a watched directory needs); "onefile", the whole input
 // copied as one file (the bytes alone). With fsync on, bare and maildir
-// call syncfs(2) once per 1,000 lines, as ExpandBatch does, and onefile
-// fsyncs its file. check-ms is the claim's check pass (CheckBatch), which
+// call syncfs(2) once per 1,000 lines, as Expand does, and onefile
+// fsyncs its file. check-ms is the claim's check pass (Check), which
 // comes before: not in ns/op. queue-MiB is what the queue index holds for
 // the batch's jobs once they are all queued.
 func BenchmarkBatchExpand(b *testing.B) {
@@ -326,7 +329,7 @@ func BenchmarkBatchExpand(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				tmp := filepath.Join(root, DirTmp)
+				tmp := filepath.Join(root, spool.DirTmp)
 
 				phases := []func(){
 					func() {
@@ -362,13 +365,13 @@ func BenchmarkBatchExpand(b *testing.B) {
 						maildir += time.Since(start)
 					},
 					func() {
-						q := NewQueue(nil)
+						q := spool.NewQueue(nil)
 						failed := 0
 						probe := startMemProbe()
 						start := time.Now()
 						b.StartTimer()
 						for bt.Expanded < bt.Total {
-							if _, err := s.ExpandBatch(bt, batchBenchChunk, false, q.Put, func(int) { failed++ }); err != nil {
+							if _, err := s.b.Expand(bt, batchBenchChunk, false, q.Put, func(int) { failed++ }); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -450,29 +453,29 @@ func copyFile(b *testing.B, src, dst string, fsync bool) {
 // gone from new/. This is setup, written straight to the files. It returns
 // the length of each line's output line, for the baseline to write as
 // many bytes.
-func endBenchBatch(b *testing.B, s *Spool, bt *Batch) []int {
+func endBenchBatch(b *testing.B, s *tspool, bt *Record) []int {
 	b.Helper()
 	now := time.Now().UTC()
 	lens := make([]int, 0, bt.Total)
 	var enc bytes.Buffer
 	for i := 1; i <= bt.Total; i++ {
 		id := bt.LineID(i)
-		queued := filepath.Join(s.Path(), DirNew, id+".json")
+		queued := filepath.Join(s.Path(), spool.DirNew, id+".json")
 		jobData, err := os.ReadFile(queued)
 		if err != nil {
 			b.Fatal(err)
 		}
-		endpoint, model, custom := EndpointOpenAIChat, "llama3.2", fmt.Sprintf("ticket-%d", i)
+		endpoint, model, custom := spool.EndpointOpenAIChat, "llama3.2", fmt.Sprintf("ticket-%d", i)
 		if i%3 == 0 {
-			endpoint, model, custom = EndpointOpenAIEmbeddings, "nomic-embed-text", fmt.Sprintf("doc-%d", i)
+			endpoint, model, custom = spool.EndpointOpenAIEmbeddings, "nomic-embed-text", fmt.Sprintf("doc-%d", i)
 		}
-		r := &Record{ID: id, State: StateDone, Endpoint: endpoint, Model: model, Job: jobData, Response: benchAnswer(i),
+		r := &spool.Record{ID: id, State: spool.StateDone, Endpoint: endpoint, Model: model, Job: jobData, Response: benchAnswer(i),
 			Attempts: 1, SubmittedAt: now, StartedAt: &now, FinishedAt: &now, Target: "http://127.0.0.1:11434"}
 		data, err := r.Marshal()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(s.Path(), DirDone, id+".json"), data, 0o640); err != nil {
+		if err := os.WriteFile(filepath.Join(s.Path(), spool.DirDone, id+".json"), data, 0o640); err != nil {
 			b.Fatal(err)
 		}
 		if err := os.Remove(queued); err != nil {
@@ -487,12 +490,12 @@ func endBenchBatch(b *testing.B, s *Spool, bt *Batch) []int {
 	return lens
 }
 
-// BenchmarkBatchFinish: FinishBatch over a batch whose every line is done
+// BenchmarkBatchFinish: Finish over a batch whose every line is done
 // (instant answers, written in setup), against a baseline that does the
 // reads and writes it cannot avoid — the input read through, every line's
 // record read, an output of the same length written line by line in tmp/
 // and renamed into done/ (fsync on: the output and done/ fsynced, as
-// FinishBatch does). The heap and RSS peaks show whether the answers are
+// Finish does). The heap and RSS peaks show whether the answers are
 // held in memory: they are not if the peaks stay flat as the batch grows.
 func BenchmarkBatchFinish(b *testing.B) {
 	for _, c := range batchBenchCases() {
@@ -506,7 +509,7 @@ func BenchmarkBatchFinish(b *testing.B) {
 				s, remove := batchBenchSpool(b, c.fsync)
 				bt, _ := claimBenchBatch(b, s, n)
 				for bt.Expanded < bt.Total {
-					if _, err := s.ExpandBatch(bt, batchBenchChunk, false, func(Entry) {}, func(i int) { b.Fatalf("line %d failed", i) }); err != nil {
+					if _, err := s.b.Expand(bt, batchBenchChunk, false, func(spool.Entry) {}, func(i int) { b.Fatalf("line %d failed", i) }); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -523,13 +526,13 @@ func BenchmarkBatchFinish(b *testing.B) {
 						probe := startMemProbe()
 						start := time.Now()
 						b.StartTimer()
-						if err := s.FinishBatch(bt, nil); err != nil {
+						if err := s.b.Finish(bt, nil); err != nil {
 							b.Fatal(err)
 						}
 						b.StopTimer()
 						hopper += time.Since(start)
 						hopperMem.add(probe.finish())
-						if bt.State != BatchCompleted || bt.Done != n || bt.Failed != 0 {
+						if bt.State != Completed || bt.Done != n || bt.Failed != 0 {
 							b.Fatalf("finished %+v", bt)
 						}
 						if fi, err := os.Stat(filepath.Join(s.Path(), bt.Output)); err != nil || fi.Size() != size {
@@ -566,10 +569,10 @@ func BenchmarkBatchFinish(b *testing.B) {
 // bareFinish reads the batch's input through and every line's record, and
 // writes lens[i] bytes for line i to a file in tmp/ (from the record's
 // bytes), then renames it into done/.
-func bareFinish(b *testing.B, s *Spool, bt *Batch, lens []int, fsync bool) {
+func bareFinish(b *testing.B, s *tspool, bt *Record, lens []int, fsync bool) {
 	b.Helper()
 	root := s.Path()
-	staged := filepath.Join(root, DirTmp, ".bare-output")
+	staged := filepath.Join(root, spool.DirTmp, ".bare-output")
 	f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		b.Fatal(err)
@@ -577,7 +580,7 @@ func bareFinish(b *testing.B, s *Spool, bt *Batch, lens []int, fsync bool) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	pad := bytes.Repeat([]byte(" "), 4096)
 	eachLine(b, filepath.Join(root, bt.Input), func(i int, _ []byte) {
-		rec, err := os.ReadFile(filepath.Join(root, DirDone, bt.LineID(i)+".json"))
+		rec, err := os.ReadFile(filepath.Join(root, spool.DirDone, bt.LineID(i)+".json"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -601,11 +604,11 @@ func bareFinish(b *testing.B, s *Spool, bt *Batch, lens []int, fsync bool) {
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.Rename(staged, filepath.Join(root, DirDone, "bare.jsonl")); err != nil {
+	if err := os.Rename(staged, filepath.Join(root, spool.DirDone, "bare.jsonl")); err != nil {
 		b.Fatal(err)
 	}
 	if fsync {
-		d, err := os.Open(filepath.Join(root, DirDone))
+		d, err := os.Open(filepath.Join(root, spool.DirDone))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,61 +1,80 @@
-package spool
+package batch
 
 import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
+	"github.com/hopper-dev/hopper/internal/openai"
+	"github.com/hopper-dev/hopper/spool"
 )
 
-// A batch (DESIGN §10) is a file NAME.jsonl in new/: one request per line,
-// each a hopper job object or an OpenAI Batch API line. The runner claims it
-// into batches/NAME.jsonl, writes the record batches/NAME.json, and expands
-// it, a chunk at a time, into one job per line, NAME.000001, NAME.000002, …
-// in new/, all at the batch's priority. When every line has ended, the
-// answers are written, in input order and in OpenAI's batch output shape,
-// to done/NAME.jsonl, and the failed ones also to failed/NAME.errors.jsonl.
-//
-// batches/NAME.json is written by whoever submits the batch (state
-// validating, carrying its options) and from then on by the runner alone;
-// a request to cancel is a separate file, batches/NAME.cancel, that the
-// runner acts on.
+// Store keeps a spool's batches: their files in batches/, their lines'
+// jobs, their output in done/ and failed/. It holds no state of its own
+// beyond the spool, so any number of them, in any processes, may serve
+// one spool at once, as the spool's own verbs may.
+type Store struct {
+	sp *spool.Spool
+}
 
-// BatchState is a batch's status, named as OpenAI's Batch API names them.
-type BatchState string
+// New returns the Store of the batches in sp.
+func New(sp *spool.Spool) *Store { return &Store{sp: sp} }
+
+func (s *Store) now() time.Time { return s.sp.Options().Now() }
+
+// badInput is a *spool.BadInputError saying what is wrong with a line.
+func badInput(format string, args ...any) error {
+	return &spool.BadInputError{Reason: fmt.Sprintf(format, args...)}
+}
+
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+func trimBOM(data []byte) []byte { return bytes.TrimPrefix(data, utf8BOM) }
+
+func firstByte(raw json.RawMessage) byte {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0
+	}
+	return raw[0]
+}
+
+// State is a batch's status, named as OpenAI's Batch API names them.
+type State string
 
 // The states of a batch.
 const (
-	BatchValidating BatchState = "validating"  // submitted; not yet checked and counted
-	BatchInProgress BatchState = "in_progress" // its lines are queued and running
-	BatchFinalizing BatchState = "finalizing"  // every line ended; the output is being written
-	BatchCompleted  BatchState = "completed"   // the output is written
-	BatchFailed     BatchState = "failed"      // refused as a whole (errors says why); no line ran
-	BatchCancelling BatchState = "cancelling"  // a cancel was asked for and is being carried out
-	BatchCancelled  BatchState = "cancelled"   // canceled; the output holds what had ended
+	Validating State = "validating"  // submitted; not yet checked and counted
+	InProgress State = "in_progress" // its lines are queued and running
+	Finalizing State = "finalizing"  // every line ended; the output is being written
+	Completed  State = "completed"   // the output is written
+	Failed     State = "failed"      // refused as a whole (errors says why); no line ran
+	Cancelling State = "cancelling"  // a cancel was asked for and is being carried out
+	Cancelled  State = "cancelled"   // canceled; the output holds what had ended
 )
 
 // Terminal reports whether the batch has ended.
-func (s BatchState) Terminal() bool {
-	return s == BatchCompleted || s == BatchFailed || s == BatchCancelled
+func (s State) Terminal() bool {
+	return s == Completed || s == Failed || s == Cancelled
 }
 
-// Batch is the record batches/NAME.json.
-type Batch struct {
-	ID    string     `json:"id"`
-	State BatchState `json:"state"`
+// Record is a batch's record, batches/NAME.json.
+type Record struct {
+	ID    string `json:"id"`
+	State State  `json:"state"`
 	// Total is the number of lines (blank lines aside); Done and Failed
 	// count the lines that have ended so far.
 	Total    int `json:"total"`
@@ -65,13 +84,17 @@ type Batch struct {
 	// Digits is the width of the line numbers in the lines' IDs, fixed
 	// when the batch is counted (6, or more for a million lines or more).
 	Digits int `json:"digits,omitempty"`
+	// LineSep is what separates the name from the number in the lines'
+	// IDs: "~" (spool.LineSep). A batch counted before hopper reserved it has
+	// "." (NAME.000042) and keeps it until it ends; read fills it in.
+	LineSep string `json:"line_sep,omitempty"`
 	// Expanded is how many lines are queued as jobs so far, and Offset the
 	// byte offset in the input of the next line to queue.
 	Expanded int   `json:"expanded"`
 	Offset   int64 `json:"offset"`
 	// Source is the file name the batch arrived under, when the ID differs.
 	Source string `json:"source,omitempty"`
-	// Origin is OriginHTTP for batches created over HTTP.
+	// Origin is spool.OriginHTTP for batches created over HTTP.
 	Origin string `json:"origin,omitempty"`
 	// Endpoint, CompletionWindow, Metadata and InputFileID are what an
 	// OpenAI client gave when it created the batch.
@@ -80,10 +103,10 @@ type Batch struct {
 	Metadata         json.RawMessage `json:"metadata,omitempty"`
 	InputFileID      string          `json:"input_file_id,omitempty"`
 	// Input, Output and ErrorsFile are paths relative to the spool.
-	Input      string       `json:"input,omitempty"`
-	Output     string       `json:"output,omitempty"`
-	ErrorsFile string       `json:"errors_file,omitempty"`
-	Errors     []BatchError `json:"errors,omitempty"`
+	Input      string    `json:"input,omitempty"`
+	Output     string    `json:"output,omitempty"`
+	ErrorsFile string    `json:"errors_file,omitempty"`
+	Errors     []Problem `json:"errors,omitempty"`
 
 	CreatedAt    time.Time  `json:"created_at"`
 	InProgressAt *time.Time `json:"in_progress_at,omitempty"`
@@ -94,15 +117,19 @@ type Batch struct {
 	CancelledAt  *time.Time `json:"cancelled_at,omitempty"`
 }
 
-// BatchError says why a batch was refused as a whole.
-type BatchError struct {
+// Problem says why a batch was refused as a whole.
+type Problem struct {
 	Code    string `json:"code"`
 	Line    int    `json:"line,omitempty"`
 	Message string `json:"message"`
 }
 
+// legacySep separated a line's number in batches counted before
+// spool.LineSep was reserved.
+const legacySep = "."
+
 // Width is the number of digits in the batch's line IDs.
-func (b *Batch) Width() int {
+func (b *Record) Width() int {
 	if b.Digits > 0 {
 		return b.Digits
 	}
@@ -110,76 +137,23 @@ func (b *Batch) Width() int {
 }
 
 // LineID is the ID of line i (from 1) of the batch.
-func (b *Batch) LineID(i int) string { return fmt.Sprintf("%s.%0*d", b.ID, b.Width(), i) }
+func (b *Record) LineID(i int) string {
+	return fmt.Sprintf("%s%s%0*d", b.ID, cmp.Or(b.LineSep, string(spool.LineSep)), b.Width(), i)
+}
 
 // Ended is how many lines have ended.
-func (b *Batch) Ended() int { return b.Done + b.Failed }
+func (b *Record) Ended() int { return b.Done + b.Failed }
 
-// LineOf splits a job ID into the batch it may belong to and its line
-// number: "tickets.000042" → "tickets", 42. ok is false when the ID does
-// not end in a dot and six or more digits.
-func LineOf(id string) (batch string, line int, ok bool) {
-	i := strings.LastIndexByte(id, '.')
-	if i <= 0 || len(id)-i-1 < 6 {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(id[i+1:])
-	if err != nil || n <= 0 || id[i+1] == '+' {
-		return "", 0, false
-	}
-	return id[:i], n, true
-}
+// maxName leaves room for the line number in a line's ID.
+const maxName = 100
 
-// lineKey is the proof, carried in a batch line's "batch_key", that hopper
-// wrote it: an HMAC of the line's ID under the spool's secret
-// (.hopper/secret), which only hopper's processes can read.
-func (s *Spool) lineKey(id string) string {
-	m := hmac.New(sha256.New, s.secret())
-	m.Write([]byte(id))
-	return hex.EncodeToString(m.Sum(nil)[:16])
-}
-
-// isLine reports whether a job is the batch line its ID names, as hopper
-// wrote it: a job named like a line but not carrying its key is a user's job.
-func (s *Spool) isLine(id string, j *Job) bool {
-	if _, _, ok := LineOf(id); !ok || j == nil || j.BatchKey == "" {
-		return false
-	}
-	return hmac.Equal([]byte(j.BatchKey), []byte(s.lineKey(id)))
-}
-
-// ownLine reports whether new/ID.json is the batch line hopper wrote.
-func (s *Spool) ownLine(id string) bool {
-	data, _, regular, err := s.readJobFile(DirNew, id+".json")
-	if err != nil || !regular {
-		return false
-	}
-	j, err := ParseJob(data, s.opts.MaxJobSize)
-	return err == nil && s.isLine(id, j)
-}
-
-// lineNamed reports whether a name in new/ is that of a line of a batch
-// hopper knows: such a file is claimed under its own name only when it is
-// that line (isLine).
-func (s *Spool) lineNamed(stem string) bool {
-	name, _, ok := LineOf(stem)
-	return ok && s.exists(DirBatches, name+".json")
-}
-
-// maxBatchName leaves room for the line number in a line's ID.
-const maxBatchName = 100
-
-func validBatchName(name string) bool { return len(name) <= maxBatchName && ValidID(name) }
-
-// BatchCandidate reports whether a name in new/ is a batch file: not
-// dot-named, ending in .jsonl.
-func BatchCandidate(name string) bool {
-	return !strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".jsonl") && len(name) > len(".jsonl")
-}
+// ValidName reports whether name may name a batch: a job ID a person
+// may give (spool.PlainID) short enough for its lines' IDs.
+func ValidName(name string) bool { return len(name) <= maxName && spool.PlainID(name) }
 
 // Marshal encodes a batch record as indented JSON.
-func (b *Batch) Marshal() ([]byte, error) {
-	data, err := marshalDoc(b)
+func (b *Record) Marshal() ([]byte, error) {
+	data, err := jsonfmt.MarshalIndent(b)
 	if err != nil {
 		return nil, fmt.Errorf("encode batch %s: %w", b.ID, err)
 	}
@@ -422,14 +396,14 @@ func tooLongLine(head []byte, limit int64) error {
 	return badInput("the line is over the limit of %d bytes (max_job_size), and %v", limit, err)
 }
 
-// BatchRefusedError is why a batch file was refused as a whole: a
-// *BadInputError (errors.As finds one) that keeps every problem's code and
+// RefusedError is why a batch file was refused as a whole: a
+// *spool.BadInputError (errors.As finds one) that keeps every problem's code and
 // line.
-type BatchRefusedError struct {
-	Errors []BatchError
+type RefusedError struct {
+	Errors []Problem
 }
 
-func (e *BatchRefusedError) Error() string {
+func (e *RefusedError) Error() string {
 	more := ""
 	if len(e.Errors) > 1 {
 		more = fmt.Sprintf(" (and %d more)", len(e.Errors)-1)
@@ -438,26 +412,30 @@ func (e *BatchRefusedError) Error() string {
 }
 
 // Unwrap makes the refusal bad input.
-func (e *BatchRefusedError) Unwrap() error { return &BadInputError{Reason: e.Error()} }
+func (e *RefusedError) Unwrap() error { return &spool.BadInputError{Reason: e.Error()} }
 
-// ErrBatchEnded means a batch has ended and can no longer be canceled.
-var ErrBatchEnded = errors.New("the batch already ended")
+// ErrEnded means a batch has ended and can no longer be canceled.
+var ErrEnded = errors.New("the batch already ended")
 
-// BatchCheck is what checking a batch file found.
-type BatchCheck struct {
+// Checked is what checking a batch file found.
+type Checked struct {
 	Lines int // non-blank lines
 }
 
-// CheckBatch reads a batch file through and counts its lines. It refuses,
-// with a *BatchRefusedError (bad input) whose problems it also returns, a
+// Check reads a batch file through and counts its lines. It refuses,
+// with a *RefusedError (bad input) whose problems it also returns, a
 // file with no lines and one in which two lines share a custom_id, since
 // answers could not be told apart. Malformed
 // lines are not refused here: each fails on its own when the batch runs.
-func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
+//
+// The custom_ids are not kept: each is indexed by a 128-bit fingerprint
+// (idPrint), so a batch of millions of lines with long custom_ids holds
+// about 30 bytes a line, whatever their length.
+func Check(r io.Reader, maxLine int64) (Checked, []Problem, error) {
 	lr := newLineReader(r, maxLine, 0)
-	seen := map[string]int{}
-	var c BatchCheck
-	var errs []BatchError
+	seen := map[idPrint]int{}
+	var c Checked
+	var errs []Problem
 	for {
 		line, tooLong, err := lr.next()
 		if errors.Is(err, io.EOF) {
@@ -479,121 +457,156 @@ func CheckBatch(r io.Reader, maxLine int64) (BatchCheck, []BatchError, error) {
 			id, ok = customID(line)
 		}
 		if ok {
-			if first, dup := seen[id]; dup {
+			p := printOf(id)
+			if first, dup := seen[p]; dup {
 				if len(errs) < 100 {
-					errs = append(errs, BatchError{Code: "duplicate_custom_id", Line: lr.line,
+					errs = append(errs, Problem{Code: "duplicate_custom_id", Line: lr.line,
 						Message: fmt.Sprintf("line %d repeats the custom_id %q of line %d; every line needs its own", lr.line, id, first)})
 				}
 				continue
 			}
-			seen[id] = lr.line
+			seen[p] = lr.line
 		}
 	}
 	if len(errs) == 0 && c.Lines == 0 {
-		errs = []BatchError{{Code: "empty_file", Message: "the batch has no lines: give one request per line"}}
+		errs = []Problem{{Code: "empty_file", Message: "the batch has no lines: give one request per line"}}
 	}
 	if len(errs) > 0 {
-		return c, errs, &BatchRefusedError{Errors: errs}
+		return c, errs, &RefusedError{Errors: errs}
 	}
 	return c, nil, nil
 }
 
-// openaiBatchURLs maps the url of an OpenAI Batch API line to the endpoint
+// idPrint is a custom_id's fingerprint: the first 128 bits of its SHA-256.
+// Two custom_ids that differ share one with a chance of about 2^-128 a
+// pair, so far below 2^-64 for the largest batch that the index may stand
+// for the custom_ids themselves.
+type idPrint [16]byte
+
+func printOf(id string) idPrint {
+	sum := sha256.Sum256([]byte(id))
+	return idPrint(sum[:16])
+}
+
+// batchURLs maps the url of an OpenAI Batch API line to the endpoint
 // of its job.
-var openaiBatchURLs = map[string]string{
+var batchURLs = map[string]string{
 	"/v1/chat/completions": "openai.chat",
 	"/v1/completions":      "openai.completions",
 	"/v1/embeddings":       "openai.embeddings",
 }
 
-// BatchURLs lists the urls an OpenAI batch line may name, sorted.
-func BatchURLs() []string {
-	urls := make([]string, 0, len(openaiBatchURLs))
-	for u := range openaiBatchURLs {
+// URLs lists the urls an OpenAI batch line may name, sorted.
+func URLs() []string {
+	urls := make([]string, 0, len(batchURLs))
+	for u := range batchURLs {
 		urls = append(urls, u)
 	}
 	sort.Strings(urls)
 	return urls
 }
 
-// batchJob turns one line of batch b into the job file for it: an OpenAI
+// lineJob turns one line of batch b into the job file for it: an OpenAI
 // line's body with the endpoint its url names, or a hopper job as given,
 // plus the batch's name and priority. It returns the job's bytes and the
-// parsed job; an error is a *BadInputError saying what is wrong with the
+// parsed job; an error is a *spool.BadInputError saying what is wrong with the
 // line.
-func (s *Spool) batchJob(b *Batch, id string, line []byte) ([]byte, *Job, error) {
+func (s *Store) lineJob(b *Record, id string, line []byte) ([]byte, *spool.Job, error) {
 	line = trimBOM(line)
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(line, &obj); err != nil {
-		return nil, nil, jsonError(line, err)
+		return nil, nil, spool.JSONError(line, err)
 	}
 	if obj == nil {
 		return nil, nil, badInput("a batch line must be a JSON object, got null")
 	}
 	if raw, ok := obj["custom_id"]; ok && firstByte(raw) != '"' {
-		return nil, nil, badInput("\"custom_id\" must be a string, got %s", describe(raw))
+		return nil, nil, badInput("\"custom_id\" must be a string, got %s", spool.Describe(raw))
+	}
+	var custom *string
+	if raw, ok := obj["custom_id"]; ok {
+		custom = new(string)
+		_ = json.Unmarshal(raw, custom)
 	}
 	job := obj
-	if _, openai := obj["url"]; openai || obj["body"] != nil {
+	if _, isOpenAI := obj["url"]; isOpenAI || obj["body"] != nil {
 		for key, want := range map[string]byte{"url": '"', "method": '"', "body": '{'} {
 			if raw, ok := obj[key]; ok && firstByte(raw) != want {
 				kind := "a string"
 				if want == '{' {
 					kind = "a JSON object holding the request"
 				}
-				return nil, nil, badInput("%q must be %s, got %s", key, kind, describe(raw))
+				return nil, nil, badInput("%q must be %s, got %s", key, kind, spool.Describe(raw))
 			}
 		}
-		var l struct {
-			CustomID *string                    `json:"custom_id"`
-			Method   *string                    `json:"method"`
-			URL      string                     `json:"url"`
-			Body     map[string]json.RawMessage `json:"body"`
-		}
+		var l openai.BatchLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			return nil, nil, badInput("not an OpenAI batch line ({\"custom_id\", \"method\": \"POST\", \"url\", \"body\": {…}}): %v", err)
 		}
-		endpoint, ok := openaiBatchURLs[l.URL]
+		endpoint, ok := batchURLs[l.URL]
 		switch {
 		case l.CustomID == nil:
 			return nil, nil, badInput("an OpenAI batch line needs a \"custom_id\" to match its answer")
 		case l.Method != nil && *l.Method != "POST":
 			return nil, nil, badInput("\"method\" must be \"POST\", got %q", *l.Method)
 		case !ok:
-			return nil, nil, badInput("\"url\" %q is not served: use one of %s", l.URL, strings.Join(BatchURLs(), ", "))
+			return nil, nil, badInput("\"url\" %q is not served: use one of %s", l.URL, strings.Join(URLs(), ", "))
 		case l.Body == nil:
 			return nil, nil, badInput("\"body\" must be a JSON object holding the request")
 		}
-		for _, k := range hopperFields {
-			if _, clash := l.Body[k]; clash && k != "stream" {
+		for _, k := range slices.Sorted(maps.Keys(l.Body)) {
+			if spool.IsHopperField(k) && k != "stream" || k == "custom_id" {
 				return nil, nil, badInput("\"body\" may not set %q: it is one of hopper's own job fields", k)
 			}
 		}
 		job = l.Body
 		job["endpoint"], _ = json.Marshal(endpoint)
-		job["custom_id"], _ = json.Marshal(*l.CustomID)
+		custom = l.CustomID
 	}
-	job["batch"], _ = json.Marshal(b.ID)
-	job["batch_key"], _ = json.Marshal(s.lineKey(id))
+	delete(job, "custom_id")
+	delete(job, "batch_key")
+	job["batch"], _ = json.Marshal(lineField{Name: b.ID, CustomID: custom, Key: s.sp.LineKey(id)})
 	job["priority"] = json.RawMessage(strconv.Itoa(b.Priority))
 	if b.Origin != "" {
 		// Lines that came over HTTP are as untrusted as jobs that do:
 		// their webhooks are guarded.
 		job["origin"], _ = json.Marshal(b.Origin)
 	}
-	data, err := marshalObject(job)
+	data, err := jsonfmt.Marshal(job)
 	if err != nil {
 		return nil, nil, badInput("%v", err)
 	}
-	j, err := ParseJob(data, s.opts.MaxJobSize)
+	j, err := spool.ParseJob(data, s.sp.Options().MaxJobSize)
 	if err != nil {
 		return nil, nil, err
 	}
 	return data, j, nil
 }
 
-// BatchOptions are what a submitter gives a batch beyond its lines.
-type BatchOptions struct {
+// lineField is the "batch" object of a line's job: the batch's name, the
+// line's custom_id and the proof that hopper wrote it (spool.LineKey).
+// spool.ParseJob reads the name and the key.
+type lineField struct {
+	Name     string  `json:"name"`
+	CustomID *string `json:"custom_id,omitempty"`
+	Key      string  `json:"key"`
+}
+
+// jobCustomID is the custom_id a line's job carries: in its "batch"
+// object, or at its top level in lines written before spool.LineSep was
+// reserved.
+func jobCustomID(job []byte) (string, bool) {
+	var probe struct {
+		Batch json.RawMessage `json:"batch"`
+	}
+	if json.Unmarshal(trimBOM(job), &probe) == nil && firstByte(probe.Batch) == '{' {
+		return customID(probe.Batch)
+	}
+	return customID(job)
+}
+
+// Options are what a submitter gives a batch beyond its lines.
+type Options struct {
 	// Name is the batch's ID; a name in use gets a unique suffix, an
 	// invalid or empty one a generated name.
 	Name     string
@@ -606,79 +619,62 @@ type BatchOptions struct {
 	InputFileID      string
 }
 
-// SubmitBatch checks a batch file (CheckBatch) and queues it as
+// Submit checks a batch file (Check) and queues it as
 // new/NAME.jsonl, after writing its record batches/NAME.json (validating,
 // with the options) for the runner to adopt. Refused input is a
-// *BadInputError and nothing is written. It returns the record.
-func (s *Spool) SubmitBatch(r io.Reader, o BatchOptions) (*Batch, error) {
-	tmp := DirTmp + "/.batch." + s.ids.next()
-	f, err := s.root.OpenFile(tmp, fileCreate, s.opts.FileMode)
+// *spool.BadInputError and nothing is written. It returns the record.
+func (s *Store) Submit(r io.Reader, o Options) (*Record, error) {
+	in, err := s.sp.NewPending("batch", 0)
 	if err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = s.root.Remove(tmp)
-		}
-	}()
-	_, _, cerr := CheckBatch(io.TeeReader(r, f), s.opts.MaxJobSize)
-	err = errors.Join(f.Chmod(s.opts.FileMode), s.syncIf(f), f.Close())
-	if cerr != nil {
-		return nil, cerr
+	defer in.Discard()
+	if _, _, err := Check(io.TeeReader(r, in), s.sp.Options().MaxJobSize); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("submit batch: %w", err)
-	}
-	b, err := s.createBatch(o)
+	b, err := s.create(o)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.moveSync(DirTmp, tmp[len(DirTmp)+1:], DirNew, b.ID+".jsonl"); err != nil {
+	if err := in.Commit(spool.DirNew, b.ID+".jsonl", true, false); err != nil {
 		return nil, fmt.Errorf("submit batch %s: %w", b.ID, err)
 	}
-	ok = true
 	return b, nil
 }
 
-// SubmitBatchFile is SubmitBatch for a file uploaded with PutFile: its
+// SubmitFile is Submit for a file uploaded with PutFile: its
 // bytes are checked and linked into new/, not copied.
-func (s *Spool) SubmitBatchFile(fileID string, o BatchOptions) (*Batch, error) {
+func (s *Store) SubmitFile(fileID string, o Options) (*Record, error) {
 	meta, err := s.File(fileID)
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.openRegular(DirFiles + "/" + meta.ID + ".jsonl")
+	f, err := s.sp.OpenRegular(FilePath(meta.ID))
 	if err != nil {
 		return nil, fmt.Errorf("submit batch: %w", err)
 	}
-	_, _, cerr := CheckBatch(f, s.opts.MaxJobSize)
+	_, _, cerr := Check(f, s.sp.Options().MaxJobSize)
 	f.Close()
 	if cerr != nil {
 		return nil, cerr
 	}
 	o.InputFileID = meta.ID
-	b, err := s.createBatch(o)
+	b, err := s.create(o)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.link(DirFiles, meta.ID+".jsonl", DirNew, b.ID+".jsonl"); err != nil {
+	if err := s.sp.Link(spool.DirFiles, meta.ID+".jsonl", spool.DirNew, b.ID+".jsonl"); err != nil {
 		return nil, fmt.Errorf("submit batch %s: %w", b.ID, err)
-	}
-	if s.opts.Fsync {
-		if err := s.syncDir(DirNew); err != nil {
-			return nil, err
-		}
 	}
 	return b, nil
 }
 
 // AbandonedAfter is how long a batch record may wait for its input before
-// FailAbandonedBatches gives up on it. A submitter places the input right
+// FailAbandoned gives up on it. A submitter places the input right
 // after the record, in one rename.
 const AbandonedAfter = time.Minute
 
-// FailAbandonedBatches fails the batches whose submitter stopped between
+// FailAbandoned fails the batches whose submitter stopped between
 // writing the record and placing the input (hopper batch submit, or the
 // HTTP front on POST /v1/batches, killed in that instant): records still
 // validating, created before before, whose input is in neither new/ nor
@@ -687,8 +683,8 @@ const AbandonedAfter = time.Minute
 // written before before that nothing will act on — for a batch that has
 // ended, or whose file was taken out of new/ by hand — so a later batch
 // of the same name is not canceled by them.
-func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
-	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+func (s *Store) FailAbandoned(before time.Time) ([]*Record, error) {
+	entries, err := s.sp.ReadDir(spool.DirBatches)
 	if err != nil {
 		return nil, fmt.Errorf("batches: %w", err)
 	}
@@ -698,7 +694,7 @@ func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
 			inputs[name] = true
 		}
 	}
-	var out []*Batch
+	var out []*Record
 	var errs []error
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".cancel")
@@ -708,33 +704,33 @@ func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
 		if fi, err := e.Info(); err != nil || !fi.ModTime().Before(before) {
 			continue
 		}
-		b, err := s.readBatch(name)
+		b, err := s.read(name)
 		stale := (err == nil && b.State.Terminal()) ||
-			(errors.Is(err, fs.ErrNotExist) && !inputs[name] && !s.exists(DirNew, name+".jsonl"))
+			(errors.Is(err, fs.ErrNotExist) && !inputs[name] && !s.sp.Exists(spool.DirNew, name+".jsonl"))
 		if stale {
-			_ = s.root.Remove(DirBatches + "/" + e.Name())
+			_ = s.sp.Remove(spool.DirBatches + "/" + e.Name())
 		}
 	}
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") || inputs[name] || s.exists(DirNew, name+".jsonl") {
+		if !ok || strings.HasPrefix(name, ".") || inputs[name] || s.sp.Exists(spool.DirNew, name+".jsonl") {
 			continue
 		}
-		b, err := s.readBatch(name)
+		b, err := s.read(name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if b.State != BatchValidating || b.Total != 0 || !b.CreatedAt.Before(before) ||
-			s.exists(DirNew, name+".jsonl") || s.exists(DirBatches, name+".jsonl") {
+		if b.State != Validating || b.Total != 0 || !b.CreatedAt.Before(before) ||
+			s.sp.Exists(spool.DirNew, name+".jsonl") || s.sp.Exists(spool.DirBatches, name+".jsonl") {
 			continue
 		}
 		now := s.now().UTC()
-		b.State, b.FailedAt = BatchFailed, &now
-		b.Errors = []BatchError{{Code: "input_missing", Message: fmt.Sprintf(
+		b.State, b.FailedAt = Failed, &now
+		b.Errors = []Problem{{Code: "input_missing", Message: fmt.Sprintf(
 			"the batch's input never arrived: its submitter stopped after writing this record (%s) and before placing %s.jsonl in new/; submit the file again",
 			b.CreatedAt.Format(time.RFC3339), name)}}
-		if err := s.WriteBatch(b, true); err != nil {
+		if err := s.Write(b, true); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -743,17 +739,17 @@ func (s *Spool) FailAbandonedBatches(before time.Time) ([]*Batch, error) {
 	return out, errors.Join(errs...)
 }
 
-// createBatch picks a free name and writes the batch's first record.
-func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
+// create picks a free name and writes the batch's first record.
+func (s *Store) create(o Options) (*Record, error) {
 	name := o.Name
-	if !validBatchName(name) {
-		name = s.NewID()
+	if !ValidName(name) {
+		name = s.sp.NewID()
 	}
-	if s.batchTaken(name, true) {
-		name = s.uniqueBatchName(name)
+	if s.nameTaken(name, true) {
+		name = s.uniqueName(name)
 	}
-	b := &Batch{
-		ID: name, State: BatchValidating, Priority: o.Priority, Origin: o.Origin,
+	b := &Record{
+		ID: name, State: Validating, Priority: o.Priority, Origin: o.Origin,
 		Endpoint: o.Endpoint, CompletionWindow: o.CompletionWindow, Metadata: o.Metadata,
 		InputFileID: o.InputFileID, CreatedAt: s.now().UTC(),
 	}
@@ -761,17 +757,17 @@ func (s *Spool) createBatch(o BatchOptions) (*Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writeFile(DirBatches, name+".json", data, s.opts.Fsync, false); err != nil {
+	if err := s.sp.CreateFile(spool.DirBatches, name+".json", data, true); err != nil {
 		return nil, fmt.Errorf("submit batch %s: %w", name, err)
 	}
 	return b, nil
 }
 
-// uniqueBatchName is uniqueName for a batch: short enough that its lines'
+// uniqueName is uniqueName for a batch: short enough that its lines'
 // IDs are valid too (daily → daily.20261127T231005.123456Z-7f3a9c).
-func (s *Spool) uniqueBatchName(stem string) string {
-	id := s.NewID()
-	if room := maxBatchName - len(id) - 1; len(stem) > room {
+func (s *Store) uniqueName(stem string) string {
+	id := s.sp.NewID()
+	if room := maxName - len(id) - 1; len(stem) > room {
 		stem = strings.TrimRight(stem[:max(room, 0)], ".")
 	}
 	if stem == "" {
@@ -780,14 +776,14 @@ func (s *Spool) uniqueBatchName(stem string) string {
 	return stem + "." + id
 }
 
-// batchTaken reports whether a batch, its output or any of its lines'
+// nameTaken reports whether a batch, its output or any of its lines'
 // records already uses the name; with queued set, a batch file waiting in
 // new/ too.
-func (s *Spool) batchTaken(name string, queued bool) bool {
-	if queued && s.exists(DirNew, name+".jsonl") {
+func (s *Store) nameTaken(name string, queued bool) bool {
+	if queued && s.sp.Exists(spool.DirNew, name+".jsonl") {
 		return true
 	}
-	if s.exists(DirBatches, name+".json") || s.exists(DirBatches, name+".jsonl") || s.exists(DirDone, name+".jsonl") {
+	if s.sp.Exists(spool.DirBatches, name+".json") || s.sp.Exists(spool.DirBatches, name+".jsonl") || s.sp.Exists(spool.DirDone, name+".jsonl") {
 		return true
 	}
 	return s.linesLeft(name)
@@ -796,16 +792,16 @@ func (s *Spool) batchTaken(name string, queued bool) bool {
 // linesLeft reports whether a job of a batch named name is in the spool,
 // in any state: a new batch of that name would collide with its records
 // (the batch itself may be pruned while its failed lines are kept).
-func (s *Spool) linesLeft(name string) bool {
-	prefix := name + "."
-	for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold, DirDone, DirFailed} {
-		entries, _ := fs.ReadDir(s.root.FS(), d)
+func (s *Store) linesLeft(name string) bool {
+	prefix := name + string(spool.LineSep)
+	for _, d := range []string{spool.DirNew, spool.DirCur, spool.DirDeferred, spool.DirHold, spool.DirDone, spool.DirFailed} {
+		entries, _ := s.sp.ReadDir(d)
 		for _, e := range entries {
 			id, ok := strings.CutSuffix(e.Name(), ".json")
 			if !ok || !strings.HasPrefix(id, prefix) {
 				continue
 			}
-			if b, _, ok := LineOf(id); ok && b == name {
+			if b, _, ok := spool.LineOf(id); ok && b == name {
 				return true
 			}
 		}
@@ -813,65 +809,54 @@ func (s *Spool) linesLeft(name string) bool {
 	return false
 }
 
-// WriteBatch rewrites batches/ID.json, fsynced when sync is set.
-func (s *Spool) WriteBatch(b *Batch, sync bool) error {
+// Write rewrites batches/ID.json, fsynced when sync is set.
+func (s *Store) Write(b *Record, sync bool) error {
 	data, err := b.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := s.writeFile(DirBatches, b.ID+".json", data, sync && s.opts.Fsync, true); err != nil {
+	if err := s.sp.WriteFile(spool.DirBatches, b.ID+".json", data, sync); err != nil {
 		return fmt.Errorf("write batch %s: %w", b.ID, err)
 	}
 	return nil
 }
 
-// openRegular opens a file of the spool for reading if it is a regular
-// file: a FIFO or device put in its place is refused, not waited on.
-func (s *Spool) openRegular(path string) (*os.File, error) {
-	f, err := s.root.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// read reads batches/name.json.
+func (s *Store) read(name string) (*Record, error) {
+	data, err := s.sp.ReadFile(spool.DirBatches + "/" + name + ".json")
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	return f, nil
-}
-
-// readBatch reads batches/name.json.
-func (s *Spool) readBatch(name string) (*Batch, error) {
-	data, err := s.root.ReadFile(DirBatches + "/" + name + ".json")
-	if err != nil {
-		return nil, err
-	}
-	var b Batch
+	var b Record
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("batches/%s.json: %w", name, err)
 	}
 	if b.ID == "" {
 		b.ID = name
 	}
+	if b.LineSep == "" && (b.State != Validating || b.Total > 0) {
+		b.LineSep = legacySep // counted before spool.LineSep was reserved
+	}
 	return &b, nil
 }
 
-// ClaimBatch takes the batch file new/NAME.jsonl into batches/, adopting the
-// record its submitter wrote or writing one, and checks it (ValidateBatch).
+// Claim takes the batch file new/NAME.jsonl into batches/, adopting the
+// record its submitter wrote or writing one, and checks it (Validate).
 // A name in use gets a unique suffix; an invalid one a generated name. It
-// returns an error wrapping ErrGone if the file went first.
-func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
+// returns an error wrapping spool.ErrGone if the file went first.
+func (s *Store) Claim(e spool.Entry) (*Record, error) {
 	stem := strings.TrimSuffix(e.Name, ".jsonl")
 	name, source := stem, ""
-	if !validBatchName(stem) {
-		name, source = s.NewID(), e.Name
+	if !ValidName(stem) {
+		name, source = s.sp.NewID(), e.Name
 	}
-	b, err := s.readBatch(name)
-	adopt := err == nil && b.State == BatchValidating && b.Total == 0 && !s.exists(DirBatches, name+".jsonl")
-	if !adopt && source == "" && s.batchTaken(name, false) {
-		name, source = s.uniqueBatchName(name), e.Name
+	b, err := s.read(name)
+	adopt := err == nil && b.State == Validating && b.Total == 0 && !s.sp.Exists(spool.DirBatches, name+".jsonl")
+	if !adopt && source == "" && s.nameTaken(name, false) {
+		name, source = s.uniqueName(name), e.Name
 	}
 	for try := 0; ; try++ {
-		err := s.moveSync(DirNew, e.Name, DirBatches, name+".jsonl")
+		err := s.sp.Move(spool.DirNew, e.Name, spool.DirBatches, name+".jsonl", true)
 		if err == nil {
 			break
 		}
@@ -879,66 +864,66 @@ func (s *Spool) ClaimBatch(e Entry) (*Batch, error) {
 			return nil, fmt.Errorf("claim batch %s: %w", e.Name, err)
 		}
 		adopt = false
-		name, source = s.uniqueBatchName(stem), e.Name
+		name, source = s.uniqueName(stem), e.Name
 	}
 	if !adopt {
 		created := e.Arrived
 		if created.IsZero() {
 			created = s.now()
 		}
-		b = &Batch{ID: name, State: BatchValidating, Source: source, CreatedAt: created.UTC()}
+		b = &Record{ID: name, State: Validating, Source: source, CreatedAt: created.UTC()}
 	}
-	return b, s.ValidateBatch(b)
+	return b, s.Validate(b)
 }
 
-// ValidateBatch checks a claimed batch's input (CheckBatch): a good one
+// Validate checks a claimed batch's input (Check): a good one
 // becomes in_progress with its total, a refused one failed with its
 // errors. The record is written either way.
-func (s *Spool) ValidateBatch(b *Batch) error {
-	b.Input = DirBatches + "/" + b.ID + ".jsonl"
+func (s *Store) Validate(b *Record) error {
+	b.Input = spool.DirBatches + "/" + b.ID + ".jsonl"
 	now := s.now().UTC()
-	if fi, err := s.root.Lstat(b.Input); err == nil && !fi.Mode().IsRegular() {
+	if fi, err := s.sp.Lstat(b.Input); err == nil && !fi.Mode().IsRegular() {
 		// Swapped for a symlink or the like after it was looked at.
-		b.State, b.FailedAt = BatchFailed, &now
-		b.Errors = []BatchError{{Code: "invalid_file", Message: "the batch file is not a regular file"}}
-		return s.WriteBatch(b, true)
+		b.State, b.FailedAt = Failed, &now
+		b.Errors = []Problem{{Code: "invalid_file", Message: "the batch file is not a regular file"}}
+		return s.Write(b, true)
 	}
-	f, err := s.openRegular(b.Input)
+	f, err := s.sp.OpenRegular(b.Input)
 	if err != nil {
 		return fmt.Errorf("validate batch %s: %w", b.ID, err)
 	}
-	c, errs, err := CheckBatch(f, s.opts.MaxJobSize)
+	c, errs, err := Check(f, s.sp.Options().MaxJobSize)
 	f.Close()
-	var bad *BadInputError
+	var bad *spool.BadInputError
 	switch {
 	case errors.As(err, &bad):
-		b.State, b.Errors, b.FailedAt, b.Total = BatchFailed, errs, &now, c.Lines
-		defer func() { _ = s.root.Remove(DirBatches + "/" + b.ID + ".cancel") }() // nothing left to cancel
+		b.State, b.Errors, b.FailedAt, b.Total = Failed, errs, &now, c.Lines
+		defer func() { _ = s.sp.Remove(spool.DirBatches + "/" + b.ID + ".cancel") }() // nothing left to cancel
 	case err != nil:
 		return fmt.Errorf("validate batch %s: %w", b.ID, err)
 	default:
-		b.State, b.Total, b.InProgressAt, b.Expanded, b.Offset = BatchInProgress, c.Lines, &now, 0, 0
-		b.Digits = max(6, len(strconv.Itoa(b.Total)))
+		b.State, b.Total, b.InProgressAt, b.Expanded, b.Offset = InProgress, c.Lines, &now, 0, 0
+		b.Digits, b.LineSep = max(6, len(strconv.Itoa(b.Total))), string(spool.LineSep)
 	}
-	return s.WriteBatch(b, true)
+	return s.Write(b, true)
 }
 
-// ExpandBatch queues up to max more lines of an in-progress batch as jobs
-// new/ID.0000NN.json, from b.Offset on, then records how far it got. put
+// Expand queues up to max more lines of an in-progress batch as jobs
+// new/NAME~0000NN.json, from b.Offset on, then records how far it got. put
 // receives the queue entry of each job written; a line that is not a
 // valid request is failed at once (bad input, its bytes kept in the
 // record) and reported to bad. With check set, a line whose job exists
 // already anywhere is skipped: a crash may have come after it was written
 // and before the record said so. It returns the number of lines handled.
-func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad func(line int)) (int, error) {
-	f, err := s.openRegular(b.Input)
+func (s *Store) Expand(b *Record, max int, check bool, put func(spool.Entry), bad func(line int)) (int, error) {
+	f, err := s.sp.OpenRegular(b.Input)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The input was removed while the batch ran: the lines not yet
 		// queued can never run, and the batch ends with the rest.
-		b.Errors = append(b.Errors, BatchError{Code: "input_missing", Message: fmt.Sprintf(
+		b.Errors = append(b.Errors, Problem{Code: "input_missing", Message: fmt.Sprintf(
 			"%s was removed while the batch ran: %d of its %d lines were queued, the rest never ran", b.Input, b.Expanded, b.Total)})
 		b.Total = b.Expanded
-		return 0, s.WriteBatch(b, true)
+		return 0, s.Write(b, true)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
@@ -947,7 +932,7 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 	if _, err := f.Seek(b.Offset, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("expand batch %s: %w", b.ID, err)
 	}
-	lr := newLineReader(f, s.opts.MaxJobSize, b.Offset)
+	lr := newLineReader(f, s.sp.Options().MaxJobSize, b.Offset)
 	n := 0
 	for ; n < max && b.Expanded < b.Total; n++ {
 		line, tooLong, err := lr.next()
@@ -962,17 +947,17 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 		}
 		i := b.Expanded + 1
 		id := b.LineID(i)
-		if check && (s.ownLine(id) || s.taken(id)) {
+		if check && (s.sp.OwnLine(id) || s.sp.Taken(id)) {
 			b.Expanded, b.Offset = i, lr.offset
 			continue
 		}
 		var data []byte
-		var j *Job
+		var j *spool.Job
 		var jerr error
 		if tooLong {
-			jerr = tooLongLine(lr.head(), s.opts.MaxJobSize)
+			jerr = tooLongLine(lr.head(), s.sp.Options().MaxJobSize)
 		} else {
-			data, j, jerr = s.batchJob(b, id, line)
+			data, j, jerr = s.lineJob(b, id, line)
 		}
 		if jerr != nil {
 			if err := s.failLine(b, id, line, jerr); err != nil {
@@ -980,12 +965,12 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			}
 			bad(i)
 		} else {
-			err := s.writeFile(DirNew, id+".json", data, false, false)
-			if errors.Is(err, fs.ErrExist) && !s.ownLine(id) {
+			err := s.sp.CreateFile(spool.DirNew, id+".json", data, false)
+			if errors.Is(err, fs.ErrExist) && !s.sp.OwnLine(id) {
 				// A file someone dropped under the line's name: it runs
 				// as a job of its own, under another name.
-				if err = s.move(DirNew, id+".json", DirNew, s.uniqueName(id)+".json"); err == nil || errors.Is(err, ErrGone) {
-					err = s.writeFile(DirNew, id+".json", data, false, false)
+				if err = s.sp.Move(spool.DirNew, id+".json", spool.DirNew, s.sp.UniqueName(id)+".json", false); err == nil || errors.Is(err, spool.ErrGone) {
+					err = s.sp.CreateFile(spool.DirNew, id+".json", data, false)
 				}
 			}
 			switch {
@@ -994,28 +979,26 @@ func (s *Spool) ExpandBatch(b *Batch, max int, check bool, put func(Entry), bad 
 			case err != nil:
 				return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
 			default:
-				put(Entry{Dir: DirNew, Name: id + ".json", Model: j.Model, Function: j.Function, Options: j.Body["options"], Priority: j.Priority, Arrived: s.now()})
+				put(spool.Entry{Dir: spool.DirNew, Name: id + ".json", Model: j.Model, Function: j.Function, Options: j.Body["options"], Priority: j.Priority, Arrived: s.now()})
 			}
 		}
 		b.Expanded, b.Offset = i, lr.offset
 	}
-	if s.opts.Fsync {
-		// The jobs must be on disk before the record says they exist.
-		if err := s.syncAll(); err != nil {
-			return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
-		}
+	// The jobs must be on disk before the record says they exist.
+	if err := s.sp.SyncAll(); err != nil {
+		return n, fmt.Errorf("expand batch %s: %w", b.ID, err)
 	}
 	// One fsync a chunk: after a power loss the record is at most a
 	// chunk behind the jobs, which the next start's check covers.
-	return n, s.WriteBatch(b, true)
+	return n, s.Write(b, true)
 }
 
 // failLine writes the failed record of a batch line that cannot run.
-func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
+func (s *Store) failLine(b *Record, id string, line []byte, why error) error {
 	now := s.now()
-	_, i, _ := LineOf(id)
-	rec := &Record{ID: id, State: StateFailed, SubmittedAt: now, FinishedAt: &now,
-		Error: &JobError{Kind: KindBadInput, Message: fmt.Sprintf("request %d of batch %s: %v", i, b.ID, why)}}
+	_, i, _ := spool.LineOf(id)
+	rec := &spool.Record{ID: id, State: spool.StateFailed, SubmittedAt: now, FinishedAt: &now,
+		Error: &spool.JobError{Kind: spool.KindBadInput, Message: fmt.Sprintf("request %d of batch %s: %v", i, b.ID, why)}}
 	switch {
 	case line == nil:
 		// Too large to copy: its bytes stay in the batch's input.
@@ -1026,22 +1009,12 @@ func (s *Spool) failLine(b *Batch, id string, line []byte, why error) error {
 		raw := strings.ToValidUTF8(string(line), "\uFFFD")
 		rec.JobRaw = &raw
 	}
-	data, err := rec.Marshal()
-	if err != nil {
-		return err
-	}
-	if err := s.writeFile(DirFailed, id+".json", data, false, false); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil // refused before a crash: its event was emitted then
-		}
+	// The event names no webhook of the line's own: its bytes were
+	// refused, so nothing in them is trusted.
+	told := *rec
+	told.Job, told.JobRaw = nil, nil
+	if err := s.sp.Reject(rec, &told); err != nil {
 		return fmt.Errorf("expand batch %s: %w", b.ID, err)
-	}
-	if s.ended != nil {
-		// The event names no webhook of the line's own: its bytes were
-		// refused, so nothing in them is trusted.
-		ev := *rec
-		ev.Job, ev.JobRaw = nil, nil
-		s.ended(&ev, "")
 	}
 	return nil
 }
@@ -1061,19 +1034,19 @@ const (
 
 // LineEnded reports where batch line id's job is. A job moving between
 // directories while it looks is looked for again before it is called gone.
-func (s *Spool) LineEnded(id string) LineState {
+func (s *Store) LineEnded(id string) LineState {
 	name := id + ".json"
 	for range 3 {
 		// In the order jobs move: new/, cur/, then the rest.
-		for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold} {
-			if s.exists(d, name) {
+		for _, d := range []string{spool.DirNew, spool.DirCur, spool.DirDeferred, spool.DirHold} {
+			if s.sp.Exists(d, name) {
 				return LineLive
 			}
 		}
-		if s.exists(DirDone, name) {
+		if s.sp.Exists(spool.DirDone, name) {
 			return LineDone
 		}
-		if s.exists(DirFailed, name) {
+		if s.sp.Exists(spool.DirFailed, name) {
 			return LineFailed
 		}
 	}
@@ -1082,127 +1055,82 @@ func (s *Spool) LineEnded(id string) LineState {
 
 // LineLive reports whether batch line id's job is queued, running,
 // deferred or held.
-func (s *Spool) LineLive(id string) bool {
-	for _, d := range []string{DirNew, DirCur, DirDeferred, DirHold} {
-		if s.exists(d, id+".json") {
+func (s *Store) LineLive(id string) bool {
+	for _, d := range []string{spool.DirNew, spool.DirCur, spool.DirDeferred, spool.DirHold} {
+		if s.sp.Exists(d, id+".json") {
 			return true
 		}
 	}
 	return false
 }
 
-// CancelQueuedLines fails the jobs of ids that are still in new/ as
-// canceled, with reason: each is claimed by rename as a runner claims, its
-// record written in cur/ and moved to failed/, without an fsync each; one
-// sync of the filesystem ends the lot. It returns the IDs it canceled; the
-// others were claimed first or were never queued.
-func (s *Spool) CancelQueuedLines(ids []string, reason string) ([]string, error) {
-	var done []string
-	var errs []error
-	for _, id := range ids {
-		if err := s.move(DirNew, id+".json", DirCur, id+".json"); err != nil {
-			if !errors.Is(err, ErrGone) {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		c, err := s.load(id, "", s.changeTime(DirCur, id+".json"), true)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		now := s.now()
-		c.Record.State, c.Record.FinishedAt = StateFailed, &now
-		c.Record.Error = &JobError{Kind: KindCanceled, Message: reason}
-		data, err := c.Record.Marshal()
-		if err == nil {
-			err = s.writeFile(DirCur, id+".json", data, false, true)
-		}
-		if err == nil && s.ended != nil {
-			s.ended(c.Record, StateQueued)
-		}
-		if err == nil {
-			err = s.move(DirCur, id+".json", DirFailed, id+".json")
-		}
-		if err != nil {
-			errs = append(errs, err) // left in cur/: recovery moves it on
-			continue
-		}
-		done = append(done, id)
-	}
-	if s.opts.Fsync && len(done) > 0 {
-		errs = append(errs, s.syncAll())
-	}
-	return done, errors.Join(errs...)
-}
-
-// CancelBatch asks the runner to cancel a batch: it writes
+// Cancel asks the runner to cancel a batch: it writes
 // batches/NAME.cancel, which the runner acts on (queued lines are failed as
 // canceled, the running one aborted, and the output written with what had
 // ended).
 // It returns the batch as it now stands.
-func (s *Spool) CancelBatch(name string) (*Batch, error) {
-	b, err := s.GetBatch(name)
+func (s *Store) Cancel(name string) (*Record, error) {
+	b, err := s.Get(name)
 	if err != nil {
 		return nil, err
 	}
 	if b.State.Terminal() {
-		return b, fmt.Errorf("cancel batch %s: %w (%s)", b.ID, ErrBatchEnded, b.State)
+		return b, fmt.Errorf("cancel batch %s: %w (%s)", b.ID, ErrEnded, b.State)
 	}
 	at, _ := s.now().UTC().MarshalText()
-	if err := s.writeFile(DirBatches, b.ID+".cancel", append(at, '\n'), s.opts.Fsync, true); err != nil {
+	if err := s.sp.WriteFile(spool.DirBatches, b.ID+".cancel", append(at, '\n'), true); err != nil {
 		return nil, fmt.Errorf("cancel batch %s: %w", b.ID, err)
 	}
-	return s.GetBatch(b.ID)
+	return s.Get(b.ID)
 }
 
-// BatchCancelRequested reports whether batches/NAME.cancel exists.
-func (s *Spool) BatchCancelRequested(name string) bool {
-	return s.exists(DirBatches, name+".cancel")
+// CancelRequested reports whether batches/NAME.cancel exists.
+func (s *Store) CancelRequested(name string) bool {
+	return s.sp.Exists(spool.DirBatches, name+".cancel")
 }
 
-// GetBatch returns batch name's record. A batch still in new/ with no
+// Get returns batch name's record. A batch still in new/ with no
 // record is described as validating; one with a cancel request that is
 // still running as cancelling.
-func (s *Spool) GetBatch(name string) (*Batch, error) {
-	if !ValidID(name) {
-		return nil, notFoundf("%q is not a batch name", name)
+func (s *Store) Get(name string) (*Record, error) {
+	if !spool.ValidID(name) {
+		return nil, spool.NotFound("%q is not a batch name", name)
 	}
-	b, err := s.readBatch(name)
+	b, err := s.read(name)
 	switch {
 	case err == nil:
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	case s.exists(DirBatches, name+".jsonl"):
-		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirBatches, name+".jsonl").UTC()}
-	case s.exists(DirNew, name+".jsonl"):
-		b = &Batch{ID: name, State: BatchValidating, CreatedAt: s.changeTime(DirNew, name+".jsonl").UTC()}
+	case s.sp.Exists(spool.DirBatches, name+".jsonl"):
+		b = &Record{ID: name, State: Validating, CreatedAt: s.sp.ChangeTime(spool.DirBatches, name+".jsonl").UTC()}
+	case s.sp.Exists(spool.DirNew, name+".jsonl"):
+		b = &Record{ID: name, State: Validating, CreatedAt: s.sp.ChangeTime(spool.DirNew, name+".jsonl").UTC()}
 	default:
-		return nil, notFoundf("no batch named %s", name)
+		return nil, spool.NotFound("no batch named %s", name)
 	}
 	s.showCancel(b)
 	return b, nil
 }
 
 // showCancel shows a running batch with a cancel request as cancelling.
-func (s *Spool) showCancel(b *Batch) {
-	if !b.State.Terminal() && b.State != BatchCancelling && s.BatchCancelRequested(b.ID) {
-		b.State = BatchCancelling
-		if fi, err := s.root.Stat(DirBatches + "/" + b.ID + ".cancel"); err == nil {
+func (s *Store) showCancel(b *Record) {
+	if !b.State.Terminal() && b.State != Cancelling && s.CancelRequested(b.ID) {
+		b.State = Cancelling
+		if fi, err := s.sp.Stat(spool.DirBatches + "/" + b.ID + ".cancel"); err == nil {
 			t := fi.ModTime().UTC()
 			b.CancellingAt = &t
 		}
 	}
 }
 
-// ListBatches returns every batch record, oldest first. Batch files
+// List returns every batch record, oldest first. Batch files
 // waiting in new/ without a record are listed as validating. Records that
 // cannot be read are left out and named in the error, beside the rest.
-func (s *Spool) ListBatches() ([]*Batch, error) {
-	var out []*Batch
+func (s *Store) List() ([]*Record, error) {
+	var out []*Record
 	var bad []error
 	seen := map[string]bool{}
-	entries, err := fs.ReadDir(s.root.FS(), DirBatches)
+	entries, err := s.sp.ReadDir(spool.DirBatches)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
@@ -1215,21 +1143,21 @@ func (s *Spool) ListBatches() ([]*Batch, error) {
 			continue
 		}
 		seen[name] = true
-		b, err := s.GetBatch(name)
+		b, err := s.Get(name)
 		if err != nil {
 			bad = append(bad, err)
 			continue
 		}
 		out = append(out, b)
 	}
-	waiting, err := fs.ReadDir(s.root.FS(), DirNew)
+	waiting, err := s.sp.ReadDir(spool.DirNew)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
 	for _, e := range waiting {
-		if name, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && BatchCandidate(e.Name()) && !seen[name] && ValidID(name) {
+		if name, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && spool.BatchCandidate(e.Name()) && !seen[name] && spool.ValidID(name) {
 			seen[name] = true
-			if b, err := s.GetBatch(name); err == nil {
+			if b, err := s.Get(name); err == nil {
 				out = append(out, b)
 			}
 		}

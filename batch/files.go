@@ -1,4 +1,4 @@
-package spool
+package batch
 
 import (
 	"encoding/json"
@@ -9,11 +9,14 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/jsonfmt"
+	"github.com/hopper-dev/hopper/spool"
 )
 
-// FileMeta describes a file uploaded for batches (OpenAI's /v1/files):
+// File describes a file uploaded for batches (OpenAI's /v1/files):
 // files/ID.json beside its bytes, files/ID.jsonl.
-type FileMeta struct {
+type File struct {
 	ID        string    `json:"id"`
 	Filename  string    `json:"filename"`
 	Purpose   string    `json:"purpose"`
@@ -30,13 +33,13 @@ var ErrTooLarge = errors.New("too large")
 // PutFile stores an upload: its bytes (at most limit) in files/ID.jsonl and
 // its description in files/ID.json, each written in tmp/ and renamed into
 // place, the bytes first.
-func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*FileMeta, error) {
-	meta := &FileMeta{ID: FilePrefix + s.NewID(), Filename: filename, Purpose: purpose, CreatedAt: s.now().UTC()}
-	t, err := s.createPending(DirTmp, "upload", 1<<20)
+func (s *Store) PutFile(r io.Reader, filename, purpose string, limit int64) (*File, error) {
+	meta := &File{ID: FilePrefix + s.sp.NewID(), Filename: filename, Purpose: purpose, CreatedAt: s.now().UTC()}
+	t, err := s.sp.NewPending("upload", 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
-	defer t.discard()
+	defer t.Discard()
 	n, err := io.Copy(t, io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
@@ -45,15 +48,15 @@ func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*Fi
 		return nil, fmt.Errorf("the file is over the limit of %d bytes: %w", limit, ErrTooLarge)
 	}
 	meta.Bytes = n
-	if err := t.commit(DirFiles, meta.ID+".jsonl", s.opts.Fsync, true); err != nil {
+	if err := t.Commit(spool.DirFiles, meta.ID+".jsonl", true, true); err != nil {
 		return nil, fmt.Errorf("store file: %w", err)
 	}
-	data, err := marshalDoc(meta)
+	data, err := jsonfmt.MarshalIndent(meta)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writeFile(DirFiles, meta.ID+".json", data, s.opts.Fsync, false); err != nil {
-		_ = s.root.Remove(DirFiles + "/" + meta.ID + ".jsonl")
+	if err := s.sp.CreateFile(spool.DirFiles, meta.ID+".json", data, true); err != nil {
+		_ = s.sp.Remove(spool.DirFiles + "/" + meta.ID + ".jsonl")
 		return nil, fmt.Errorf("store file: %w", err)
 	}
 	return meta, nil
@@ -61,18 +64,18 @@ func (s *Spool) PutFile(r io.Reader, filename, purpose string, limit int64) (*Fi
 
 // File returns an uploaded file's description, or an error wrapping
 // ErrNotFound.
-func (s *Spool) File(id string) (*FileMeta, error) {
-	if !strings.HasPrefix(id, FilePrefix) || !ValidID(id) {
-		return nil, notFoundf("no file %q (uploaded files are named file-…)", id)
+func (s *Store) File(id string) (*File, error) {
+	if !strings.HasPrefix(id, FilePrefix) || !spool.ValidID(id) {
+		return nil, spool.NotFound("no file %q (uploaded files are named file-…)", id)
 	}
-	data, err := s.root.ReadFile(DirFiles + "/" + id + ".json")
+	data, err := s.sp.ReadFile(spool.DirFiles + "/" + id + ".json")
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, notFoundf("no file %s", id)
+		return nil, spool.NotFound("no file %s", id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var m FileMeta
+	var m File
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("files/%s.json: %w", id, err)
 	}
@@ -81,15 +84,15 @@ func (s *Spool) File(id string) (*FileMeta, error) {
 }
 
 // FilePath is the path, relative to the spool, of an uploaded file's bytes.
-func FilePath(id string) string { return DirFiles + "/" + id + ".jsonl" }
+func FilePath(id string) string { return spool.DirFiles + "/" + id + ".jsonl" }
 
 // ListFiles returns every uploaded file, oldest first.
-func (s *Spool) ListFiles() ([]*FileMeta, error) {
-	entries, err := fs.ReadDir(s.root.FS(), DirFiles)
+func (s *Store) ListFiles() ([]*File, error) {
+	entries, err := s.sp.ReadDir(spool.DirFiles)
 	if err != nil {
 		return nil, fmt.Errorf("list files: %w", err)
 	}
-	var out []*FileMeta
+	var out []*File
 	for _, e := range entries {
 		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
 			if m, err := s.File(id); err == nil {
@@ -103,13 +106,13 @@ func (s *Spool) ListFiles() ([]*FileMeta, error) {
 
 // DeleteFile removes an uploaded file. A batch made from it keeps its own
 // link to the bytes.
-func (s *Spool) DeleteFile(id string) error {
+func (s *Store) DeleteFile(id string) error {
 	if _, err := s.File(id); err != nil {
 		return err
 	}
-	if err := s.root.Remove(DirFiles + "/" + id + ".json"); err != nil {
+	if err := s.sp.Remove(spool.DirFiles + "/" + id + ".json"); err != nil {
 		return fmt.Errorf("delete file %s: %w", id, err)
 	}
-	_ = s.root.Remove(DirFiles + "/" + id + ".jsonl")
+	_ = s.sp.Remove(spool.DirFiles + "/" + id + ".jsonl")
 	return nil
 }
