@@ -394,7 +394,15 @@ func TestServeTargetRestartMidRunFailsNothing(t *testing.T) {
 	}
 	waitFor(t, "some jobs done", func() bool { return w.count("done") >= 3 })
 	w.fake.Stop()
-	waitFor(t, "the runner to wait on the target", func() bool { return w.count("cur") == 1 })
+	// The lane stops until the target answers again; the job it was
+	// running goes back to the queue (deferred/) or waits in cur/.
+	waitFor(t, "the runner to see the target down", func() bool {
+		var st struct {
+			Targets []spool.TargetStatus `json:"targets"`
+		}
+		return json.Unmarshal([]byte(w.hopper("status", "--json")), &st) == nil &&
+			len(st.Targets) == 1 && !st.Targets[0].Up
+	})
 	w.fake.Start()
 	waitFor(t, "all jobs done", func() bool { return w.count("done") == 20 })
 	for i := range 20 {
