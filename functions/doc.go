@@ -8,8 +8,9 @@
 //   - Load reads and checks every definition at once: unknown keys, a missing
 //     model, templates that do not parse or use undeclared vars, invalid JSON
 //     schemas, bad durations. Its error joins every problem, each naming the
-//     file and line (or "config functions.NAME") and the field. A Set is
-//     immutable once loaded and safe to share.
+//     file and line and the field; in hopper.yaml, the whole key
+//     ("config hopper.yaml:12: functions.NAME.prompt"), when the config
+//     comes from Section. A Set is immutable once loaded and safe to share.
 //   - A Registry holds the current Set for the runner and the HTTP front and
 //     swaps it whole on Reload; a broken edit keeps the last good set. Watch
 //     is only a wake-up for Reload: the files are the truth.

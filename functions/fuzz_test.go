@@ -26,7 +26,7 @@ func FuzzCompile(f *testing.F) {
 		if file.Decode("", &def) != nil {
 			return
 		}
-		fn, errs := compile("fn", "fn.yaml", def, file, orderedJSON(file.Node("")))
+		fn, errs := compile("fn", "fn.yaml", def, origin{file: file})
 		if (fn == nil) == (len(errs) == 0) {
 			t.Fatalf("compile returned %v and %d problems", fn, len(errs))
 		}

@@ -2,6 +2,7 @@ package functions
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,31 +62,39 @@ func (s *Set) Lookup(name string) (*Function, error) {
 }
 
 // DefinitionError is one problem with a function's definition. Source is
-// "config" (the functions: section of hopper.yaml) or the file's path; Line
-// is the line in that file when known; Field is the key at fault, dotted
+// "config" (the functions: section of hopper.yaml) or the file's path; File
+// is the file Line counts in: the function's file, or the config file as
+// it was named when read ("" when the definition came from no file); Line
+// is 0 when not known; Field is the key at fault, dotted
 // ("vars.text.default", "messages[1].role"), or "" for the whole definition.
+// A function of the config names its key in full, as hopper.yaml's other
+// settings do: "config hopper.yaml:12: functions.greet.temprature: ...".
 type DefinitionError struct {
 	Function string
 	Source   string
+	File     string
 	Line     int
 	Field    string
 	Err      error
 }
 
 func (e *DefinitionError) Error() string {
+	where, key := e.Source, e.Field
 	if e.Source == "config" {
-		key := "config functions." + e.Function
+		key = "functions." + e.Function
 		if e.Field != "" {
 			key += "." + e.Field
 		}
-		return key + ": " + e.Err.Error()
+		if e.File == "" { // a config built in code
+			return "config " + key + ": " + e.Err.Error()
+		}
+		where = "config " + e.File
 	}
-	where := e.Source
 	if e.Line > 0 {
 		where += ":" + strconv.Itoa(e.Line)
 	}
-	if e.Field != "" {
-		where += ": " + e.Field
+	if key != "" {
+		where += ": " + key
 	}
 	return where + ": " + e.Err.Error()
 }
@@ -93,9 +102,11 @@ func (e *DefinitionError) Error() string {
 func (e *DefinitionError) Unwrap() error { return e.Err }
 
 // Load reads and checks every function: config is the functions: section of
-// hopper.yaml (names and keys as written; nil for none), and dir holds one
-// NAME.yaml or NAME.yml per function ("" or a directory that does not exist:
-// none). Files whose names start with a dot or end otherwise are ignored.
+// hopper.yaml (names and keys as written; nil for none), each definition
+// plain or, so that its problems name their lines, an Inline (see Section);
+// dir holds one NAME.yaml or NAME.yml per function ("" or a directory that
+// does not exist: none). Files whose names start with a dot or end
+// otherwise are ignored.
 // The error joins every problem found, each a *DefinitionError; a name
 // defined twice is one of them. On error the Set is nil.
 func Load(config map[string]any, dir string) (*Set, error) {
@@ -117,8 +128,21 @@ func Load(config map[string]any, dir string) (*Set, error) {
 		}
 		s.fns[f.Name] = f
 	}
-	for _, name := range slices.Sorted(maps.Keys(config)) {
-		add(compile(name, "config", config[name], nil, nil))
+	at := func(name string) origin {
+		if in, ok := config[name].(Inline); ok {
+			return origin{file: in.File, key: in.Key}
+		}
+		return origin{}
+	}
+	names := slices.SortedFunc(maps.Keys(config), func(a, b string) int { // in the order of the file
+		return cmp.Or(cmp.Compare(at(a).line(""), at(b).line("")), strings.Compare(a, b))
+	})
+	for _, name := range names {
+		def := config[name]
+		if in, ok := def.(Inline); ok {
+			def = in.Def
+		}
+		add(compile(name, "config", def, at(name)))
 	}
 	if dir != "" {
 		entries, err := os.ReadDir(dir)
@@ -146,6 +170,31 @@ func Load(config map[string]any, dir string) (*Set, error) {
 	return s, nil
 }
 
+// Inline is a function defined in a file of other settings too, such as
+// hopper.yaml's functions: section, with where it was written: Def is the
+// value at Key of File, as File.Decode gives it. In Load's config it stands
+// for Def, and Load names the file and line of each problem.
+type Inline struct {
+	Def  any
+	File *yamlconf.File
+	Key  string // "functions.greet"
+}
+
+// Section reads the mapping at key of file ("functions" in hopper.yaml) as
+// Load's config: an Inline for each function, its name as written. A key
+// not written, or null, holds no functions.
+func Section(file *yamlconf.File, key string) (map[string]any, error) {
+	var defs map[string]any
+	if err := file.Decode(key, &defs); err != nil {
+		return nil, err
+	}
+	config := make(map[string]any, len(defs))
+	for name, def := range defs {
+		config[name] = Inline{Def: def, File: file, Key: key + "." + name}
+	}
+	return config, nil
+}
+
 // fileFunction returns the function a file in the functions directory
 // defines, by its name: "summarize.yaml" and "summarize.yml" define
 // "summarize"; dot files and other names define none.
@@ -164,7 +213,7 @@ func fileFunction(file string) (string, bool) {
 // loadFile reads one function's YAML file.
 func loadFile(name, path string) (*Function, []error) {
 	bad := func(line int, field string, err error) (*Function, []error) {
-		return nil, []error{&DefinitionError{Function: name, Source: path, Line: line, Field: field, Err: err}}
+		return nil, []error{&DefinitionError{Function: name, Source: path, File: path, Line: line, Field: field, Err: err}}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -184,11 +233,7 @@ func loadFile(name, path string) (*Function, []error) {
 	case file.Empty():
 		return bad(0, "", errors.New("the file is empty: a function needs at least a model and a prompt"))
 	}
-	var format []byte
-	if n := file.Node("format"); n != nil && n.Kind == yaml.MappingNode {
-		format = orderedJSON(n)
-	}
-	return compile(name, path, def, file, format)
+	return compile(name, path, def, origin{file: file})
 }
 
 // orderedJSON writes a YAML mapping as JSON with its keys in the order
@@ -261,15 +306,50 @@ var (
 	roles       = []string{"system", "user", "assistant", "tool"}
 )
 
+// origin is where a definition was written: the value at key of file (""
+// for the whole file). The zero origin is a definition from no file, whose
+// keys have no lines.
+type origin struct {
+	file *yamlconf.File
+	key  string
+}
+
+// path is the key in the file of the definition's field.
+func (o origin) path(field string) string {
+	switch {
+	case o.key == "":
+		return field
+	case field == "":
+		return o.key
+	}
+	return o.key + "." + field
+}
+
+// line is the line of the definition's field, or 0.
+func (o origin) line(field string) int { return o.file.Line(o.path(field)) }
+
+// ordered returns the mapping at field as JSON with its keys in the order
+// written (see orderedJSON), or nil if that is not known.
+func (o origin) ordered(field string) []byte {
+	if o.file == nil {
+		return nil
+	}
+	if n := o.file.Node(o.path(field)); n != nil && n.Kind == yaml.MappingNode {
+		return orderedJSON(n)
+	}
+	return nil
+}
+
 // definition checks one function's definition as it collects problems.
 type definition struct {
 	name, source string
-	file         *yamlconf.File // where each key is; nil for the config
+	at           origin
 	errs         []error
 }
 
 func (d *definition) bad(field, format string, args ...any) {
-	d.errs = append(d.errs, &DefinitionError{Function: d.name, Source: d.source, Line: d.file.Line(field), Field: field, Err: fmt.Errorf(format, args...)})
+	d.errs = append(d.errs, &DefinitionError{Function: d.name, Source: d.source, File: d.at.file.Name(),
+		Line: d.at.line(field), Field: field, Err: fmt.Errorf(format, args...)})
 }
 
 // keys reports the keys of m not among known, with a suggestion each.
@@ -333,12 +413,11 @@ func (d *definition) duration(m map[string]any, key string) time.Duration {
 	return dur
 }
 
-// compile checks the definition def of function name, from source (file
-// says where its keys are; nil for the config), and builds the function.
-// It returns every problem it finds. format, if not nil, is def's format as
-// JSON in the order written.
-func compile(name, source string, def any, file *yamlconf.File, format []byte) (*Function, []error) {
-	d := &definition{name: name, source: source, file: file}
+// compile checks the definition def of function name, from source ("config"
+// or a file's path) and written at at, and builds the function. It returns
+// every problem it finds.
+func compile(name, source string, def any, at origin) (*Function, []error) {
+	d := &definition{name: name, source: source, at: at}
 	if !nameRE.MatchString(name) {
 		d.bad("", "%q cannot name a function: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 	}
@@ -387,7 +466,8 @@ func compile(name, source string, def any, file *yamlconf.File, format []byte) (
 	case nil:
 	case string:
 		// "json", or a schema written as JSON text: that keeps its
-		// properties in order even in the config, whose mappings lose it.
+		// properties in order even where mappings lose it (a definition
+		// built in code, or one reached through an alias).
 		if v == "json" {
 			f.Format = encode(v)
 			break
@@ -400,7 +480,7 @@ func compile(name, source string, def any, file *yamlconf.File, format []byte) (
 		_ = json.Compact(&b, []byte(v))
 		f.Format = b.Bytes()
 	case map[string]any:
-		f.Format = format
+		f.Format = d.at.ordered("format")
 		if f.Format == nil {
 			f.Format = encode(v)
 		}

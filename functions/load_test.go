@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 )
 
 const minimal = "model: m\nprompt: hi\n"
@@ -215,6 +217,44 @@ format:
 	}
 	if !f.HasSchema() {
 		t.Error("HasSchema() = false")
+	}
+}
+
+func TestSectionNamesLinesAndKeepsSchemaPropertyOrder(t *testing.T) {
+	file, err := yamlconf.Parse("hopper.yaml", []byte(`spool: /tmp/s
+functions:
+  fn:
+    model: m
+    prompt: hi
+    format: {properties: {z: {type: string}, a: {type: string}}}
+  bad:
+    model: m
+    prompt: hi
+    timeout: soon
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := Section(file, "functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := loadErrors(t, config, "")
+	wantProblem(t, msgs, `config hopper.yaml:10: functions.bad.timeout: must be a duration`)
+	delete(config, "bad")
+	set, err := Load(config, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := set.Get("fn")
+	if want := `{"properties":{"z":{"type":"string"},"a":{"type":"string"}}}`; string(f.Format) != want {
+		t.Errorf("Format = %s, want %s", f.Format, want)
+	}
+	if f.Source != "config" {
+		t.Errorf("Source = %q, want config", f.Source)
+	}
+	if empty, err := Section(file, "nothing"); err != nil || len(empty) != 0 {
+		t.Errorf("Section of a key not written: got %v, %v; want none", empty, err)
 	}
 }
 

@@ -82,10 +82,11 @@ func newFunctionsValidateCmd(a *app) *cobra.Command {
 		Short: "Check every function and report all problems; exit 1 if there are any",
 		Long: `Validate loads the functions as the runner does — functions_dir's NAME.yaml
 files and the config's functions: section — and reports every problem, each
-naming the file and line (or config functions.NAME) and the key: unknown keys,
-a missing model, templates that do not parse or use undeclared vars, invalid
-JSON schemas, bad durations, a name defined twice. The runner keeps its last
-good set while the files have problems, so run this after editing them.`,
+naming the file and line and the key (functions.NAME.KEY in the config):
+unknown keys, a missing model, templates that do not parse or use undeclared
+vars, invalid JSON schemas, bad durations, a name defined twice. The runner
+keeps its last good set while the files have problems, so run this after
+editing them.`,
 		Example: `  hopper functions validate && echo ok`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -48,7 +49,7 @@ type Config struct {
 	Retention     Retention      `yaml:"retention" mapstructure:"retention"`
 	Hooks         Hooks          `yaml:"hooks" mapstructure:"hooks"`
 	FunctionsDir  string         `yaml:"functions_dir" mapstructure:"functions_dir"` // one YAML file per function
-	Functions     map[string]any `yaml:"functions" mapstructure:"functions"`         // function definitions, keys as written
+	Functions     map[string]any `yaml:"functions" mapstructure:"functions"`         // function definitions, keys as written (functions.Section)
 	Log           Log            `yaml:"log" mapstructure:"log"`
 	DirMode       fs.FileMode    `yaml:"dir_mode" mapstructure:"dir_mode"`         // permissions of spool directories
 	FileMode      fs.FileMode    `yaml:"file_mode" mapstructure:"file_mode"`       // permissions of spool files
@@ -393,8 +394,8 @@ func parseConfig(r io.Reader, name string, env []string, flags map[string][]*pfl
 		if err == nil {
 			err = v.MergeConfigMap(values)
 		}
-		if err == nil { // as written: viper would lower-case the names
-			err = file.Decode("functions", &cfg.Functions)
+		if err == nil { // as written (viper would lower-case the names), with their lines
+			cfg.Functions, err = functions.Section(file, "functions")
 		}
 		if err != nil {
 			return fail(err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/runner"
 )
 
@@ -287,13 +291,104 @@ func TestFunctionsKeepTheirKeysAsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fn, ok := cfg.Functions["Summarize"].(map[string]any)
-	if !ok {
+	in, _ := cfg.Functions["Summarize"].(functions.Inline)
+	fn, ok := in.Def.(map[string]any)
+	if !ok || in.Key != "functions.Summarize" {
 		t.Fatalf("functions: got %#v, want key Summarize", cfg.Functions)
 	}
 	props := fn["format"].(map[string]any)["properties"].(map[string]any)
 	if _, ok := props["firstName"]; !ok {
 		t.Errorf("schema properties: got %v, want firstName kept", props)
+	}
+}
+
+// inlineFunctions is a hopper.yaml whose functions: section has problems:
+// a misspelt key, values of the wrong type, nested and in a list.
+const inlineFunctions = `max_wait: 1m
+functions:
+  greet:
+    model: llama3.2
+    prompt: "hi {{.name}}"
+    descripton: says hi
+    max_attempts: three
+    vars:
+      name: {required: maybe}
+  ask:
+    model: llama3.2
+    messages:
+      - {role: user, content: hi}
+      - role: boss
+        content: hi
+`
+
+// inlineProblems is every problem of inlineFunctions, with its line, in the
+// order of the file.
+var inlineProblems = []string{
+	`hopper.yaml:6: functions.greet.descripton: unknown key (did you mean "description"?)`,
+	`hopper.yaml:7: functions.greet.max_attempts: must be an integer, got "three"`,
+	`hopper.yaml:9: functions.greet.vars.name.required: must be true or false, got "maybe"`,
+	`hopper.yaml:14: functions.ask.messages[1].role: must be one of system, user, assistant, tool, got "boss"`,
+}
+
+func TestInlineFunctionErrorsNameLineAndKey(t *testing.T) {
+	cfg, err := parse(t, inlineFunctions, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = functions.Load(cfg.Functions, "")
+	if err == nil {
+		t.Fatal("Load: got no error")
+	}
+	var got []string
+	for _, p := range err.(interface{ Unwrap() []error }).Unwrap() {
+		got = append(got, p.Error())
+	}
+	var want []string
+	for _, p := range inlineProblems {
+		want = append(want, "config "+p)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	var de *functions.DefinitionError
+	if !errors.As(err, &de) || de.Source != "config" || de.File != "hopper.yaml" || de.Line != 6 || de.Field != "descripton" {
+		t.Errorf("first problem: got %+v, want config in hopper.yaml, line 6, field descripton", de)
+	}
+}
+
+func TestFunctionsValidateNamesTheConfigFileAndLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hopper.yaml")
+	if err := os.WriteFile(path, []byte(inlineFunctions+"functions_dir: ''\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	a := newApp(&stdout, &stderr, []string{"HOPPER_CONFIG=" + path})
+	if !slices.ContainsFunc(a.root.Commands(), func(c *cobra.Command) bool { return c.Name() == "functions" }) {
+		a.root.AddCommand(newFunctionsCmd(a))
+	}
+	if code := execute(context.Background(), a, []string{"functions", "validate"}); code != 1 {
+		t.Errorf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	for _, p := range inlineProblems {
+		if want := "config " + filepath.Dir(path) + string(filepath.Separator) + p; !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestFunctionsThroughAnAliasHaveTheLineOfTheirName(t *testing.T) {
+	cfg, err := parse(t, "functions:\n  a: &fn {model: m, prompt: hi, tmeout: 1m}\n  b: *fn\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = functions.Load(cfg.Functions, "")
+	for _, want := range []string{
+		`config hopper.yaml:2: functions.a.tmeout: unknown key (did you mean "timeout"?)`,
+		`config hopper.yaml:3: functions.b.tmeout: unknown key (did you mean "timeout"?)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
 	}
 }
 

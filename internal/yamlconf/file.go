@@ -85,6 +85,15 @@ func Parse(name string, data []byte) (*File, error) {
 	return f, nil
 }
 
+// Name is the name the file was parsed as: what its errors and Where call
+// it. A nil File's is "".
+func (f *File) Name() string {
+	if f == nil {
+		return ""
+	}
+	return f.name
+}
+
 // Empty reports whether the document holds nothing: no content, only
 // comments, or null.
 func (f *File) Empty() bool { return f.root == nil }
