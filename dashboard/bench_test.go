@@ -49,10 +49,6 @@ func queue100k(b *testing.B) (*spool.Spool, *spool.Catalog) {
 	return sp, cat
 }
 
-// positionsStale is longer than the catalog keeps positions it computed
-// before a change (spool's positionsMaxAge).
-const positionsStale = 300 * time.Millisecond
-
 // reportLatency reports the median and the 99th percentile of ds.
 func reportLatency(b *testing.B, ds []time.Duration) {
 	if len(ds) == 0 {
@@ -65,7 +61,7 @@ func reportLatency(b *testing.B, ds []time.Duration) {
 
 // BenchmarkSnapshot100k builds the page's data and renders the page from
 // scratch (no cache) with 100,000 jobs queued, against Catalog.Counts
-// (one pass over every job) as the baseline.
+// (the counts the catalog keeps) as the baseline.
 //
 //	go test -run '^$' -bench Snapshot100k ./dashboard/
 func BenchmarkSnapshot100k(b *testing.B) {
@@ -87,8 +83,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			if c.do == nil {
-				// A job arrives before each build, as on a live spool:
-				// the catalog's positions must be worked out again.
+				// A job arrives before each build, as on a live spool.
 				var ds []time.Duration
 				i := 0
 				for b.Loop() {
@@ -99,7 +94,6 @@ func BenchmarkSnapshot100k(b *testing.B) {
 					}
 					i++
 					<-changed
-					time.Sleep(positionsStale)
 					b.StartTimer()
 					start := time.Now()
 					h.build()
