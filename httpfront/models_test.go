@@ -536,3 +536,56 @@ func TestModelTargetsAreChecked(t *testing.T) {
 	}
 	srv.Close()
 }
+
+// TestModelCreateStreamsWhileItsBodyIsStillComing: with one target the
+// front passes a create through, and the target may answer before it has
+// read the whole body (Ollama streams "gathering model components" early).
+// The front must keep sending the body while the answer streams back: a
+// server that is not full duplex would end the body at the first answer
+// line and the target's answer would break off.
+func TestModelCreateStreamsWhileItsBodyIsStillComing(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprintln(w, `{"status":"gathering model components"}`)
+		_ = http.NewResponseController(w).Flush()
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			fmt.Fprintf(w, "{\"error\":%q}\n", err.Error())
+			return
+		}
+		fmt.Fprintf(w, "{\"status\":\"read %d bytes\"}\n{\"status\":\"success\"}\n", n)
+	}))
+	t.Cleanup(target.Close)
+	f := startFront(t, newSpool(t), func(c *httpfront.Config) { c.Target = target.URL })
+
+	head := `{"model":"mine","from":"llama3.2","license":"`
+	rest := strings.Repeat("x", 300<<10) + `"}`
+	pr, pw := io.Pipe()
+	defer pw.CloseWithError(errors.New("the test is over")) // unblocks the front if the answer never began
+	started := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", f.URL+"/api/create", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(head) + len(rest))
+	go func() {
+		// The rest of the body goes only once the answer has begun.
+		_, _ = io.WriteString(pw, head)
+		<-started
+		_, _ = io.WriteString(pw, rest)
+		pw.Close()
+	}()
+	resp, err := http.DefaultClient.Do(req)
+	close(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := progressOf(t, resp)
+	want := []string{"gathering model components", fmt.Sprintf("read %d bytes", len(head)+len(rest)), "success"}
+	if got := statuses(lines); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

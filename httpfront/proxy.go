@@ -25,7 +25,12 @@ func withTarget(r *http.Request, t target) *http.Request {
 // it is not passed on either (the target would judge it by its own
 // OLLAMA_ORIGINS), and the target's own CORS headers are dropped for the
 // front's. Its transport sends blobs to every target (blobFan).
-func (s *Server) newProxy() *httputil.ReverseProxy {
+//
+// It serves in full duplex: Ollama may answer a pull or create before the
+// proxy has read the request body to its end, and a server that is not
+// full duplex closes that body under the proxy, which breaks the answer
+// off (the request body is sent while the answer streams back).
+func (s *Server) newProxy() http.Handler {
 	base := s.cfg.HTTPClient.Transport
 	if base == nil {
 		base = http.DefaultTransport
@@ -37,7 +42,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		}
 		return first
 	}
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(chosen(pr.In).url)
 			s.stripForTarget(pr.Out.Header)
@@ -62,6 +67,10 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 			writeError(w, r, errorf(http.StatusBadGateway, "%s", u.Error()))
 		},
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		rp.ServeHTTP(w, r)
+	})
 }
 
 // proxied serves the Ollama routes the targets answer: GET /, /api/tags,

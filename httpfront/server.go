@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"strings"
@@ -33,7 +32,7 @@ type Server struct {
 	target  *url.URL
 	tokens  [][32]byte // sha256 of each token, compared in constant time
 	handler http.Handler
-	proxy   *httputil.ReverseProxy
+	proxy   http.Handler
 	hub     *hub
 	keys    *keyStore
 	// frontID names this front in the drop-in jobs it writes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -194,11 +195,18 @@ func newGate(t *testing.T, target string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := httptest.NewServer(&httputil.ReverseProxy{
+	proxy := &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
 		FlushInterval: -1,
-		ErrorLog:      slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	})
+		ErrorLog:      slog.NewLogLogger(slog.NewTextHandler(output(t), nil), slog.LevelError),
+	}
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Ollama may answer before the proxy has read the request body to
+		// its end; without full duplex the server would close that body
+		// under the proxy's feet and the answer would break off.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		proxy.ServeHTTP(w, r)
+	}))
 	t.Cleanup(gate.Close)
 	return gate
 }
