@@ -140,7 +140,11 @@ func (j *job) outcome(ctx context.Context, res result) {
 	case res.err == nil:
 		t := j.cfg.Now()
 		rec.State, rec.Response, rec.Error, rec.FinishedAt, rec.NotBefore = spool.StateDone, res.response, nil, &t, nil
-		rec.ModelDigest = l.digest(context.WithoutCancel(ctx), j.c.Job.Model)
+		if res.relayed != nil {
+			rec.ModelDigest = res.relayed.ModelDigest
+		} else {
+			rec.ModelDigest = l.digest(context.WithoutCancel(ctx), j.c.Job.Model)
+		}
 		if !j.finish() {
 			return
 		}
@@ -163,7 +167,7 @@ func (j *job) outcome(ctx context.Context, res result) {
 		j.targetGone(res.err)
 		return
 	case errors.As(res.err, &rejected):
-		if rejected.Status == 404 && j.c.Job.Model != "" && j.notFoundElsewhere(rejected.Message) {
+		if rejected.Status == 404 && j.c.Job.Model != "" && l.relayOf() == nil && j.notFoundElsewhere(rejected.Message) {
 			rec.Attempts-- // another target may have the model
 			j.log.Info("the target lacks the model; another target may have it", "target", l.cfg.Name, "model", j.c.Job.Model)
 			j.requeue()
@@ -384,6 +388,7 @@ func (j *job) keepLoaded(ctx context.Context) {
 }
 
 type result struct {
+	relayed  *RelayResult // where a relayed job ran
 	response json.RawMessage
 	err      error
 	cause    error // why the request was aborted, if hopper aborted it
@@ -396,12 +401,23 @@ func (j *job) attempt(ctx context.Context) result {
 	s, rec, l := j.r.spool, j.rec, j.l
 	now := j.cfg.Now()
 	rec.Attempts++
-	rec.StartedAt, rec.Target, rec.NotBefore, rec.ModelDigest = &now, l.cfg.Name, nil, ""
-	j.r.mu.Lock()
-	rec.ModelLoaded = l.startLoad(j.key)
-	j.r.mu.Unlock()
+	rec.StartedAt, rec.Target, rec.NotBefore, rec.ModelDigest, rec.Node = &now, l.cfg.Name, nil, "", ""
+	relay := l.relayOf()
+	if relay == nil {
+		j.r.mu.Lock()
+		rec.ModelLoaded = l.startLoad(j.key)
+		j.r.mu.Unlock()
+	} else {
+		rec.ModelLoaded = false
+	}
 	rec.State = spool.StateWorking
-	if rec.ModelLoaded {
+	if relay != nil {
+		// Handed on: queued until a host takes it up (onStart).
+		rec.State, rec.Target = spool.StateQueued, ""
+		if err := s.Update(rec); err != nil {
+			j.log.Error("cannot write the record", "err", err)
+		}
+	} else if rec.ModelLoaded {
 		// A load is worth saying in the record: loading, until the first
 		// byte. Otherwise cur/ID.out, made next, marks the attempt as
 		// begun (spool.AttemptMarked): one file fewer on the hot path.
@@ -455,6 +471,10 @@ func (j *job) attempt(ctx context.Context) result {
 	started := time.Now()
 	done := make(chan result, 1)
 	go func() {
+		if relay != nil {
+			done <- j.relay(jobCtx, relay, onChunk)
+			return
+		}
 		resp, err := l.cfg.Target.Do(jobCtx, j.c.Job.Endpoint.Path(), j.body, onChunk)
 		done <- result{response: resp, err: err}
 	}()
@@ -471,7 +491,7 @@ func (j *job) attempt(ctx context.Context) result {
 				if res.cause == context.Canceled {
 					res.cause = nil
 				}
-			} else if rec.ModelLoaded {
+			} else if rec.ModelLoaded && relay == nil {
 				j.loaded(ctx, res.response, started, firstAt)
 			}
 			return res
@@ -623,4 +643,25 @@ func (j *job) announce() {
 	if err := j.cfg.Hooks.EmitJob(rec, prev, job); err != nil {
 		j.log.Error("cannot record the event", "state", rec.State, "err", err)
 	}
+}
+
+// relay hands the attempt on to relay and waits for its answer. The record
+// says queued until a host takes the job up, then where it runs.
+func (j *job) relay(ctx context.Context, relay Relay, onChunk func([]byte) error) result {
+	rec := j.rec
+	req := RelayRequest{ID: rec.ID, Attempt: rec.Attempts, Priority: rec.Priority, Key: j.key,
+		Path: j.c.Job.Endpoint.Path(), Body: j.body}
+	onStart := func(w Where) {
+		rec.Node, rec.Target, rec.State = w.Node, w.Target, spool.StateWorking
+		if err := j.r.spool.Update(rec); err != nil {
+			j.log.Warn("cannot write the record", "err", err)
+		}
+		j.announce()
+	}
+	res, err := relay.Relay(ctx, req, onStart, onChunk)
+	if res.Node != "" {
+		rec.Node, rec.Target, rec.ModelLoaded = res.Node, res.Target, res.ModelLoaded
+	}
+	rec.Attempts += res.Lost
+	return result{response: res.Response, err: err, relayed: &res}
 }

@@ -89,6 +89,7 @@ func (l *Lane) state() LaneState {
 		Key:       l.key,
 		Installed: l.installed,
 		Models:    l.cfg.Models,
+		Relay:     l.relayOf() != nil,
 	}
 	for _, k := range l.resident {
 		st.Resident = append(st.Resident, k)

@@ -50,6 +50,9 @@ type LaneState struct {
 	Missing []string
 	// Models are the globs of models this target may run; empty: any.
 	Models []string
+	// Relay marks a lane that hands jobs on (the cluster): it takes the
+	// oldest job of the highest priority, whatever its key.
+	Relay bool
 }
 
 // eligible reports whether the lane may run a model at all.
@@ -97,7 +100,7 @@ func (l *LaneState) has(model string) bool {
 }
 
 // draining reports whether the lane has requests in flight for key.
-func (l *LaneState) draining(key string) bool { return l.Up && l.InFlight > 0 && l.Key == key }
+func (l *LaneState) draining(key string) bool { return l.Up && !l.Relay && l.InFlight > 0 && l.Key == key }
 
 // idle reports whether the lane is up with nothing in flight.
 func (l *LaneState) idle() bool { return l.Up && l.InFlight == 0 }
@@ -125,10 +128,26 @@ func (l *LaneState) idle() bool { return l.Up && l.InFlight == 0 }
 // big backlog) count as a key nobody drains that only an idle lane takes.
 //
 // With the FIFO schedule an idle lane takes the oldest job it may run, and
-// a busy one adds only when that oldest job has its key.
+// a busy one adds only when that oldest job has its key. A Relay lane takes
+// the oldest job of the highest priority.
 func Pick(v View, lanes []LaneState, self int, now time.Time, p Policy) (spool.Entry, bool) {
 	me := &lanes[self]
 	if !me.Up || me.InFlight >= me.Slots {
+		return spool.Entry{}, false
+	}
+	if me.Relay {
+		for _, prio := range v.Priorities() {
+			if keys := v.Keys(prio); len(keys) > 0 {
+				oldest := keys[0]
+				for _, k := range keys[1:] {
+					a, b := k.Oldest, oldest.Oldest
+					if spool.RunsBefore(a.Priority, a.Arrived, a.Name, b.Priority, b.Arrived, b.Name) {
+						oldest = k
+					}
+				}
+				return oldest.Oldest, true
+			}
+		}
 		return spool.Entry{}, false
 	}
 	maxWait := p.MaxWait

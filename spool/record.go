@@ -136,6 +136,9 @@ type Record struct {
 	// the target's /api/ps reported it.
 	Target      string `json:"target,omitempty"`
 	ModelDigest string `json:"model_digest,omitempty"`
+	// Node names the cluster host whose target ran the last attempt
+	// (DESIGN §11); empty on one host.
+	Node string `json:"node,omitempty"`
 	// History keeps the rounds before a retry.
 	History []Round `json:"history,omitempty"`
 

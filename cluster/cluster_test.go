@@ -1,0 +1,291 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hopper-dev/hopper/cluster"
+)
+
+const patience = 60 * time.Second
+
+// freePorts reserves n loopback ports and frees them for the caller.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// threeHosts are the cluster sections of three hosts routed to each other
+// on loopback.
+func threeHosts(t *testing.T) []cluster.Config {
+	t.Helper()
+	ports := freePorts(t, 3)
+	var cfgs []cluster.Config
+	for i := range 3 {
+		c := cluster.Config{Name: "lab", Node: fmt.Sprintf("host%c", 'a'+i), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+		for j := range 3 {
+			if j != i {
+				c.Routes = append(c.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
+			}
+		}
+		cfgs = append(cfgs, c)
+	}
+	return cfgs
+}
+
+// start starts a node on cfg with its store in dir and provisions it.
+func start(t *testing.T, cfg cluster.Config, dir string) *cluster.Node {
+	t.Helper()
+	n, err := cluster.Start(cfg, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func provision(t *testing.T, nodes ...*cluster.Node) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
+			defer cancel()
+			errs[i] = n.Provision(ctx)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigNamesTheBadKey(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  cluster.Config
+		want string
+	}{
+		{cluster.Config{Listen: "127.0.0.1:7422"}, "cluster.name: must be"},
+		{cluster.Config{Name: "lab", Node: "a.b"}, "cluster.node: must be"},
+		{cluster.Config{Name: "lab", Routes: []string{"nats-route://10.0.0.6:7422"}}, "cluster.listen: is where"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1"}, "cluster.listen: must be host:port"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Routes: []string{"nats://10.0.0.6:7422"}}, "cluster.routes[0]: must be nats-route://"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Replicas: 3}, "cluster.replicas: is 3 but the cluster has 1 hosts"},
+		{cluster.Config{Name: "lab", Replicas: 7}, "cluster.replicas: must be 1 to 5"},
+		{cluster.Config{Name: "lab", URL: "nats://h:4222", Listen: "127.0.0.1:7422"}, "cluster.url: joins an existing"},
+		{cluster.Config{Name: "lab", URL: "http://h:4222"}, "cluster.url: must be nats://"},
+		{cluster.Config{Name: "lab", URL: "nats://h:4222", Credentials: "/nonexistent/x.creds"}, "cluster.credentials: cannot read"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Credentials: "x.creds"}, "cluster.credentials: and the tls_* files"},
+	} {
+		err := tc.cfg.Validate()
+		var ce *cluster.ConfigError
+		if err == nil || !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q…", tc.cfg, err, tc.want)
+		}
+	}
+	if err := (cluster.Config{}).Validate(); err != nil {
+		t.Errorf("unset: %v, want nil (one host, unchanged)", err)
+	}
+	for _, c := range threeHosts(t) {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}
+
+func TestSubjectCarriesPriorityAndKey(t *testing.T) {
+	for _, tc := range []struct {
+		p   int
+		key string
+	}{{0, "llama3.2:latest"}, {-5, `qwen/qwen3:8b {"num_ctx":8192}`}, {10, ""}} {
+		s := cluster.Subject(tc.p, tc.key)
+		if strings.Count(s, ".") != 3 || strings.ContainsAny(s, " */>:") {
+			t.Errorf("Subject(%d, %q) = %q: not four plain tokens", tc.p, tc.key, s)
+		}
+		p, key, err := cluster.ParseSubject(s)
+		if err != nil || p != tc.p || key != tc.key {
+			t.Errorf("ParseSubject(%q) = %d, %q, %v; want %d, %q", s, p, key, err, tc.p, tc.key)
+		}
+	}
+}
+
+// TestOneHost: a cluster of one embedded node (no routes) keeps one
+// replica, drops a re-published job and reports its backlog by key.
+func TestOneHost(t *testing.T) {
+	n := start(t, cluster.Config{Name: "solo", Node: "only"}, t.TempDir())
+	provision(t, n)
+	ctx := context.Background()
+	first, err := n.Publish(ctx, "job1", 0, "llama3.2:latest", []byte(`{"model":"llama3.2"}`))
+	if err != nil || first.Duplicate {
+		t.Fatalf("publish: %+v %v", first, err)
+	}
+	again, err := n.Publish(ctx, "job1", 0, "llama3.2:latest", []byte(`{"model":"llama3.2"}`))
+	if err != nil || !again.Duplicate || again.Sequence != first.Sequence {
+		t.Fatalf("re-publish: %+v %v, want the duplicate of %+v", again, err, first)
+	}
+	if _, err := n.Publish(ctx, "job2", 5, "qwen3:8b", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := n.Status(ctx)
+	if !st.Quorum || st.Leader != "only" || st.Queued != 2 || len(st.Depth) != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	if d := st.Depth[0]; d.Priority != 5 || d.Key != "qwen3:8b" || d.Count != 1 || d.Oldest.IsZero() {
+		t.Errorf("highest priority first: %+v", d)
+	}
+}
+
+// TestThreeHostsSurviveTheLossOfOne: three embedded nodes routed to each
+// other replicate the stream three ways; with one stopped the other two
+// still take jobs and see them; with two stopped the last one says it has
+// no quorum instead of hanging, and when one comes back the queue is whole.
+func TestThreeHostsSurviveTheLossOfOne(t *testing.T) {
+	cfgs := threeHosts(t)
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	var nodes []*cluster.Node
+	for i, c := range cfgs {
+		nodes = append(nodes, start(t, c, dirs[i]))
+	}
+	provision(t, nodes...)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	for i := range 6 {
+		if _, err := nodes[i%3].Publish(ctx, fmt.Sprintf("job%d", i), 0, "tiny:latest", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := waitStatus(t, nodes[0], func(s cluster.Status) bool { return s.Quorum && s.Queued == 6 && upPeers(s) == 3 })
+	if len(st.Peers) != 3 || st.Leader == "" {
+		t.Fatalf("status %+v, want three peers and a leader", st)
+	}
+
+	nodes[1].Close() // host b stops
+	for i := 6; i < 9; i++ {
+		if _, err := nodes[i%2*2].Publish(ctx, fmt.Sprintf("job%d", i), 0, "tiny:latest", []byte(`{}`)); err != nil {
+			t.Fatalf("publish with one host down: %v", err)
+		}
+	}
+	waitStatus(t, nodes[2], func(s cluster.Status) bool { return s.Quorum && s.Queued == 9 && upPeers(s) == 2 })
+
+	nodes[2].Close() // host c too: a has no quorum
+	st = waitStatus(t, nodes[0], func(s cluster.Status) bool { return !s.Quorum })
+	if !strings.Contains(st.Error, "no quorum") {
+		t.Errorf("without quorum: %+v, want it said", st)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	_, err := nodes[0].Publish(short, "job9", 0, "tiny:latest", []byte(`{}`))
+	cancelShort()
+	if !errors.Is(err, cluster.ErrNoQuorum) {
+		t.Errorf("publish without quorum: %v, want ErrNoQuorum", err)
+	}
+
+	b := start(t, cfgs[1], dirs[1]) // b comes back with its store
+	provision(t, b)
+	waitStatus(t, b, func(s cluster.Status) bool { return s.Quorum && s.Queued == 9 })
+	if _, err := nodes[0].Publish(ctx, "job9", 0, "tiny:latest", []byte(`{}`)); err != nil {
+		t.Errorf("publish once quorum is back: %v", err)
+	}
+}
+
+// TestJoinAnExistingNATSServer: with cluster.url hopper connects to a NATS
+// server it did not start (a nats-server process the test runs) and keeps
+// its stream there.
+func TestJoinAnExistingNATSServer(t *testing.T) {
+	bin := natsServer(t)
+	port := freePorts(t, 1)[0]
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir(), "-n", "external")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	n := start(t, cluster.Config{Name: "lab", Node: "joiner", URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, t.TempDir())
+	provision(t, n)
+	if _, err := n.Publish(context.Background(), "job1", 0, "tiny:latest", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(t, n, func(s cluster.Status) bool { return s.Quorum && s.Queued == 1 })
+	if st.Leader != "external" {
+		t.Errorf("leader %q, want the external server", st.Leader)
+	}
+}
+
+// natsServer is the nats-server binary: HOPPER_NATS_SERVER (which .ci/run
+// sets), else one on PATH, else one built from the module into a cache.
+func natsServer(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("HOPPER_NATS_SERVER"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p
+	}
+	if testing.Short() {
+		t.Skip("no nats-server (set HOPPER_NATS_SERVER or run without -short to build one)")
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = t.TempDir()
+	}
+	bin := filepath.Join(dir, "hopper", "nats-server")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func upPeers(s cluster.Status) int {
+	n := 0
+	for _, p := range s.Peers {
+		if p.Up {
+			n++
+		}
+	}
+	return n
+}
+
+// waitStatus polls n's status until ok holds.
+func waitStatus(t *testing.T, n *cluster.Node, ok func(cluster.Status) bool) cluster.Status {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		st := n.Status(context.Background())
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: status never came: last %+v", n.Name(), st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

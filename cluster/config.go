@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// Config is hopper.yaml's cluster section (DESIGN §11). Either Listen
+// (with Routes to the other hosts) embeds a NATS server with JetStream in
+// hopper, or URL joins an existing NATS cluster; Name is the same on every
+// host.
+type Config struct {
+	Name     string   // the cluster's name, the same on every host
+	Node     string   // this host's name; empty: the hostname
+	Listen   string   // embedded NATS: host:port where this host accepts routes
+	Routes   []string // embedded NATS: the other hosts, nats-route://host:port
+	URL      string   // instead of Listen/Routes: an existing NATS cluster (nats://…, comma-separated)
+	Replicas int      // stream and bucket replicas; 0: 3 when embedded with routes, else 1
+
+	// For URL: a NATS credentials file (JWT and nkey seed), and TLS files.
+	Credentials string
+	TLSCA       string
+	TLSCert     string
+	TLSKey      string
+	// ClientListen, when set with Listen, also opens the embedded server's
+	// client port there (for the nats CLI); otherwise hopper talks to its
+	// embedded server in process and opens no client port.
+	ClientListen string
+}
+
+// ConfigError reports a bad setting; Field is its key in hopper.yaml
+// ("cluster.listen", "cluster.routes[1]").
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Setting returns the key and what is wrong with its value.
+func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+
+// Enabled reports whether the section asks for a cluster at all: one host
+// is unchanged when it is unset.
+func (c Config) Enabled() bool {
+	return c.Name != "" || c.Listen != "" || c.URL != "" || len(c.Routes) > 0
+}
+
+// Embedded reports whether hopper runs the NATS server itself.
+func (c Config) Embedded() bool { return c.URL == "" }
+
+// validName is the form NATS gives cluster and server names, and hopper
+// its node names: no spaces, dots or wildcards.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// NodeName is this host's name: Node, else the hostname cut to what a NATS
+// server name may hold.
+func (c Config) NodeName() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "hopper"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return regexp.MustCompile(`[^A-Za-z0-9_-]`).ReplaceAllString(h, "-")
+}
+
+// replicas is the replica count streams and buckets get.
+func (c Config) replicas() int {
+	switch {
+	case c.Replicas > 0:
+		return c.Replicas
+	case c.Embedded() && len(c.Routes) > 0:
+		return 3
+	}
+	return 1
+}
+
+// Validate checks an enabled section and returns a *ConfigError naming the
+// first bad key.
+func (c Config) Validate() error {
+	if !c.Enabled() {
+		return nil
+	}
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: "cluster." + field, Err: fmt.Errorf(format, args...)}
+	}
+	if !validName.MatchString(c.Name) {
+		return bad("name", "must be 1 to 64 letters, digits, '_' or '-', the same on every host, got %q", c.Name)
+	}
+	if c.Node != "" && !validName.MatchString(c.Node) {
+		return bad("node", "must be 1 to 64 letters, digits, '_' or '-' (empty: the hostname), got %q", c.Node)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return bad("replicas", "must be 1 to 5 (NATS keeps at most 5 copies), got %d", c.Replicas)
+	}
+	if c.URL != "" {
+		if c.Listen != "" || len(c.Routes) > 0 {
+			return bad("url", "joins an existing NATS cluster: leave cluster.listen and cluster.routes empty, which embed one")
+		}
+		for _, u := range strings.Split(c.URL, ",") {
+			p, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || p.Host == "" || (p.Scheme != "nats" && p.Scheme != "tls" && p.Scheme != "ws" && p.Scheme != "wss") {
+				return bad("url", "must be nats://host:port (or tls://, ws://, wss://), comma-separated for several, got %q", u)
+			}
+		}
+		if (c.TLSCert == "") != (c.TLSKey == "") {
+			return bad("tls_cert", "and cluster.tls_key go together")
+		}
+		for field, f := range map[string]string{"credentials": c.Credentials, "tls_ca": c.TLSCA, "tls_cert": c.TLSCert, "tls_key": c.TLSKey} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				return bad(field, "cannot read %s: %v", f, err)
+			}
+		}
+		if c.ClientListen != "" {
+			return bad("client_listen", "opens the embedded server's client port; with cluster.url there is none")
+		}
+		return nil
+	}
+	if c.Credentials != "" || c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" {
+		return bad("credentials", "and the tls_* files are for joining with cluster.url")
+	}
+	if c.Listen == "" && len(c.Routes) > 0 {
+		return bad("listen", "is where this host accepts the routes of the others: set it with cluster.routes")
+	}
+	if c.Listen != "" {
+		if err := checkHostPort(c.Listen); err != nil {
+			return bad("listen", "%v", err)
+		}
+	}
+	if c.ClientListen != "" {
+		if err := checkHostPort(c.ClientListen); err != nil {
+			return bad("client_listen", "%v", err)
+		}
+	}
+	for i, r := range c.Routes {
+		p, err := url.Parse(r)
+		if err != nil || p.Scheme != "nats-route" || p.Host == "" || checkHostPort(p.Host) != nil {
+			return bad(fmt.Sprintf("routes[%d]", i), "must be nats-route://host:port, got %q", r)
+		}
+	}
+	if n := len(c.Routes) + 1; c.replicas() > n {
+		return bad("replicas", "is %d but the cluster has %d hosts (this one and cluster.routes)", c.replicas(), n)
+	}
+	return nil
+}
+
+// checkHostPort checks a host:port with a numeric port.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", s)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("must be host:port with a port number, got %q", s)
+	}
+	_ = host // empty means every address
+	return nil
+}
