@@ -100,7 +100,9 @@ func (l *LaneState) has(model string) bool {
 }
 
 // draining reports whether the lane has requests in flight for key.
-func (l *LaneState) draining(key string) bool { return l.Up && !l.Relay && l.InFlight > 0 && l.Key == key }
+func (l *LaneState) draining(key string) bool {
+	return l.Up && !l.Relay && l.InFlight > 0 && l.Key == key
+}
 
 // idle reports whether the lane is up with nothing in flight.
 func (l *LaneState) idle() bool { return l.Up && l.InFlight == 0 }
