@@ -260,13 +260,9 @@ func headCustomID(head []byte) (string, error) {
 		case c != '"':
 			return "", errNotJSON
 		}
-		tok, err := sc.str()
+		key, err := sc.text()
 		if err != nil {
 			return "", err
-		}
-		var key string
-		if json.Unmarshal(tok, &key) != nil {
-			return "", errNotJSON
 		}
 		if c, err := sc.peek(); err != nil || c != ':' {
 			return "", cmp.Or(err, errNotJSON)
@@ -276,15 +272,7 @@ func headCustomID(head []byte) (string, error) {
 			if c, err := sc.peek(); err != nil || c != '"' {
 				return "", cmp.Or(err, errors.New("its custom_id is not a string"))
 			}
-			tok, err := sc.str()
-			if err != nil {
-				return "", err
-			}
-			var id string
-			if json.Unmarshal(tok, &id) != nil {
-				return "", errNotJSON
-			}
-			return id, nil
+			return sc.text()
 		}
 		if err := sc.skip(); err != nil {
 			return "", err
@@ -338,6 +326,19 @@ func (sc *headScanner) str() ([]byte, error) {
 		}
 	}
 	return nil, errHeadEnds
+}
+
+// text decodes the string token at sc.i.
+func (sc *headScanner) text() (string, error) {
+	tok, err := sc.str()
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if json.Unmarshal(tok, &s) != nil {
+		return "", errNotJSON
+	}
+	return s, nil
 }
 
 // skip steps over the value at sc.i.

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -27,12 +25,7 @@ func queue100k(b *testing.B) (*spool.Spool, *spool.Catalog) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sp.Close() })
-	for i := range benchQueued {
-		body := fmt.Sprintf(`{"model":"m%d","prompt":"p","priority":%d}`, i%4, (i%3)*5)
-		if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, fmt.Sprintf("job%06d.json", i)), []byte(body), 0o640); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchtest.Queue(b, sp.Path(), benchQueued)
 	cat, err := sp.OpenCatalog(spool.CatalogOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -47,16 +40,6 @@ func queue100k(b *testing.B) (*spool.Spool, *spool.Catalog) {
 		b.Fatalf("the catalog has %d queued, want %d", n, benchQueued)
 	}
 	return sp, cat
-}
-
-// reportLatency reports the median and the 99th percentile of ds.
-func reportLatency(b *testing.B, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	slices.Sort(ds)
-	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(ds[len(ds)*99/100].Nanoseconds()), "p99-ns")
 }
 
 // BenchmarkSnapshot100k builds the page's data and renders the page from
@@ -99,7 +82,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 					h.build()
 					ds = append(ds, time.Since(start))
 				}
-				reportLatency(b, ds)
+				benchtest.Latencies(b, ds, time.Nanosecond)
 				return
 			}
 			var ds []time.Duration
@@ -108,7 +91,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 				c.do()
 				ds = append(ds, time.Since(start))
 			}
-			reportLatency(b, ds)
+			benchtest.Latencies(b, ds, time.Nanosecond)
 		})
 	}
 }

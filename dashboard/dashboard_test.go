@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -73,17 +74,8 @@ func (w *world) submit(t *testing.T, id, model string, priority int) string {
 // settle waits until the catalog satisfies ok.
 func (w *world) settle(t *testing.T, what string, ok func(spool.Counts) bool) {
 	t.Helper()
-	deadline := time.After(patience)
-	for {
-		changed := w.cat.Changed()
-		if ok(w.cat.Counts()) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; counts %v", what, w.cat.Counts().States)
-		}
+	if !runtest.Await(patience, w.cat.Changed, func() bool { return ok(w.cat.Counts()) }) {
+		t.Fatalf("timed out waiting for %s; counts %v", what, w.cat.Counts().States)
 	}
 }
 

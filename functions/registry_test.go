@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 // syncBuffer is a log destination safe for the watcher's goroutine.
@@ -33,13 +35,8 @@ func (s *syncBuffer) String() string {
 // waitFor waits, reload by reload, until cond holds.
 func waitFor(t *testing.T, r *Registry, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for !cond() {
-		select {
-		case <-r.Reloaded():
-		case <-deadline:
-			t.Fatalf("timed out waiting until %s (last reload error: %v)", what, r.Err())
-		}
+	if !runtest.Await(10*time.Second, r.Reloaded, cond) {
+		t.Fatalf("timed out waiting until %s (last reload error: %v)", what, r.Err())
 	}
 }
 
@@ -54,27 +51,10 @@ func prompt(r *Registry, name string) string {
 // startWatch runs Watch until the test ends and returns once it watches.
 func startWatch(t *testing.T, r *Registry) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Watch(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Watch: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Watch did not return after its context was canceled")
-		}
-	})
-	select {
-	case <-r.Reloaded(): // Watch reloads once it watches
-	case err := <-done:
-		t.Fatalf("Watch returned early: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Watch did not start")
-	}
+	runtest.Start(t, "Watch", 10*time.Second, r.Watch)
+	// Watch reloads once it watches; if it returned early instead, Start's
+	// cleanup says why.
+	runtest.Receive(t, r.Reloaded(), 10*time.Second, "Watch to start")
 }
 
 func TestRegistryHotReloadKeepsLastGoodSetOnABrokenEdit(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -363,15 +364,8 @@ func TestExecHooksFinishWithinTheShutdownGrace(t *testing.T) {
 			h := newHooks(t, s, l, Config{Dir: dir, ShutdownGrace: tc.grace})
 			stop := run(t, h)
 			emit(t, h, event("job-1", spool.StateDone, spool.StateWorking, 1), "", false)
-			deadline := time.Now().Add(wait)
-			for {
-				if _, err := os.Stat(started); err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the hook never started")
-				}
-				<-time.After(5 * time.Millisecond)
+			if !runtest.Poll(wait, 5*time.Millisecond, func() bool { _, err := os.Stat(started); return err == nil }) {
+				t.Fatal("the hook never started")
 			}
 			stop() // hopper stops while the hook runs
 			_, err := os.Stat(filepath.Join(out, "finished"))

@@ -220,13 +220,7 @@ func receiver(t *testing.T, secret string, answer func(w http.ResponseWriter, r 
 // next returns the next hit, failing the test after wait.
 func next(t *testing.T, hits <-chan hit) hit {
 	t.Helper()
-	select {
-	case h := <-hits:
-		return h
-	case <-time.After(wait):
-		t.Fatalf("no request within %s", wait)
-		return hit{}
-	}
+	return runtest.Receive(t, hits, wait, "a request")
 }
 
 // event returns job id's event for entering state.

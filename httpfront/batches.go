@@ -88,6 +88,19 @@ func noSuchBatch(id string) *httpError {
 	return oaError(http.StatusNotFound, "", "No such Batch object: %s", id)
 }
 
+// objectError answers err from reading or changing the file or batch id:
+// notFound(id) (noSuchFile or noSuchBatch) when the spool has no such
+// thing, a storage error naming op otherwise, nil for nil.
+func (s *Server) objectError(err error, notFound func(id string) *httpError, id, op string) *httpError {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, spool.ErrNotFound):
+		return notFound(id)
+	}
+	return s.storageError(op, err)
+}
+
 // writeObject answers 200 with v as JSON.
 func writeObject(w http.ResponseWriter, r *http.Request, v any) {
 	data, err := json.Marshal(v)
@@ -194,20 +207,14 @@ func (s *Server) lookupFile(id string) (*served, *httpError) {
 	prefix, name, ok := batchFileID(id)
 	if !ok {
 		m, err := s.batches.File(id)
-		if errors.Is(err, spool.ErrNotFound) {
-			return nil, noSuchFile(id)
-		}
-		if err != nil {
-			return nil, s.storageError("read file", err)
+		if e := s.objectError(err, noSuchFile, id, "read file"); e != nil {
+			return nil, e
 		}
 		return &served{obj: uploadObject(m), path: batch.FilePath(m.ID), upload: true}, nil
 	}
 	b, err := s.batches.Get(name)
-	if errors.Is(err, spool.ErrNotFound) {
-		return nil, noSuchFile(id)
-	}
-	if err != nil {
-		return nil, s.storageError("read batch", err)
+	if e := s.objectError(err, noSuchFile, id, "read batch"); e != nil {
+		return nil, e
 	}
 	f, err := s.batchFile(b, prefix)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -516,12 +523,8 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if errors.Is(err, spool.ErrNotFound) {
-		writeError(w, r, noSuchFile(id))
-		return
-	}
-	if err != nil {
-		writeError(w, r, s.storageError("delete file", err))
+	if e := s.objectError(err, noSuchFile, id, "delete file"); e != nil {
+		writeError(w, r, e)
 		return
 	}
 	s.log.Info("file deleted", "file", id, "remote", r.RemoteAddr)
@@ -727,12 +730,8 @@ func (s *Server) createBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	meta, err := s.batches.File(*req.InputFileID)
-	if errors.Is(err, spool.ErrNotFound) {
-		writeError(w, r, noSuchFile(*req.InputFileID))
-		return
-	}
-	if err != nil {
-		writeError(w, r, s.storageError("read file", err))
+	if e := s.objectError(err, noSuchFile, *req.InputFileID, "read file"); e != nil {
+		writeError(w, r, e)
 		return
 	}
 	if meta.Purpose != purposeBatch {
@@ -874,12 +873,8 @@ func refusedBatch(refused *batch.RefusedError) *httpError {
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b, err := s.batches.Get(id)
-	if errors.Is(err, spool.ErrNotFound) {
-		writeError(w, r, noSuchBatch(id))
-		return
-	}
-	if err != nil {
-		writeError(w, r, s.storageError("read batch", err))
+	if e := s.objectError(err, noSuchBatch, id, "read batch"); e != nil {
+		writeError(w, r, e)
 		return
 	}
 	writeObject(w, r, toBatchObject(b))

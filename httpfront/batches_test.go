@@ -33,6 +33,14 @@ func chatLine(customID, text string) string {
 
 func jsonl(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
 
+// batchFront starts a front on a new spool, with an OpenAI client of it.
+func batchFront(t *testing.T) (*spool.Spool, *front, openai.Client) {
+	t.Helper()
+	sp := newSpool(t)
+	f := startFront(t, sp)
+	return sp, f, openaiClient(f.URL)
+}
+
 // upload stores content with the official client and returns its file.
 func upload(t *testing.T, c openai.Client, content string) *openai.FileObject {
 	t.Helper()
@@ -124,9 +132,7 @@ func apiError(t *testing.T, err error) *openai.Error {
 }
 
 func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	sp, _, c := batchFront(t)
 	ctx := context.Background()
 	input := jsonl(chatLine("a", "hello"), chatLine("b", "fail me"))
 
@@ -242,9 +248,7 @@ func TestOpenAIBatchRunsFromUploadToOutput(t *testing.T) {
 }
 
 func TestCancelBatchAsksTheRunner(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	sp, _, c := batchFront(t)
 	ctx := context.Background()
 	b := newBatch(t, c, upload(t, c, jsonl(chatLine("a", "x"), chatLine("b", "y"))).ID)
 
@@ -265,9 +269,7 @@ func TestCancelBatchAsksTheRunner(t *testing.T) {
 }
 
 func TestBatchListIsNewestFirstAndPages(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	_, _, c := batchFront(t)
 	ctx := context.Background()
 	file := upload(t, c, jsonl(chatLine("a", "x")))
 	var ids []string
@@ -298,9 +300,7 @@ func TestBatchListIsNewestFirstAndPages(t *testing.T) {
 }
 
 func TestDroppedBatchIsServedWithItsFiles(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	sp, f, c := batchFront(t)
 	ctx := context.Background()
 	input := jsonl(chatLine("a", "x"))
 	if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, "nightly.jsonl"), []byte(input), 0o644); err != nil {
@@ -362,9 +362,7 @@ func TestDroppedBatchIsServedWithItsFiles(t *testing.T) {
 }
 
 func TestDeleteFile(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	sp, f, c := batchFront(t)
 	ctx := context.Background()
 	file := upload(t, c, jsonl(chatLine("a", "x")))
 	b := newBatch(t, c, file.ID)
@@ -606,9 +604,7 @@ func TestRefusedBatchShowsItsErrors(t *testing.T) {
 // An SDK retrying POST /v1/batches after losing the answer sends the same
 // Idempotency-Key: it gets the batch the first request made, not a second.
 func TestCreateBatchHonoursIdempotencyKey(t *testing.T) {
-	sp := newSpool(t)
-	f := startFront(t, sp)
-	c := openaiClient(f.URL)
+	sp, f, c := batchFront(t)
 	file := upload(t, c, jsonl(chatLine("a", "x")))
 	body := `{"input_file_id":"` + file.ID + `","endpoint":"/v1/chat/completions","completion_window":"24h"}`
 	resp, first := call(t, "POST", f.URL+"/v1/batches", body, "Idempotency-Key", "stainless-retry-1")

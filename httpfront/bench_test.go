@@ -1,20 +1,14 @@
 package httpfront_test
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -34,75 +28,18 @@ func benchTargets(b *testing.B) (hopper, direct string) {
 	return hs.URL, target.URL
 }
 
-// latencies reports the p50 and p99 of ds.
-func latencies(b *testing.B, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	slices.Sort(ds)
-	b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-µs")
-}
-
-func chatOnce(b *testing.B, client *http.Client, base, body string) time.Duration {
-	start := time.Now()
-	resp, err := client.Post(base+"/api/chat", "application/json", strings.NewReader(body))
-	if err != nil {
-		b.Error(err)
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Errorf("status %d", resp.StatusCode)
-	}
-	return time.Since(start)
-}
-
-const benchChat = `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}`
-
 // BenchmarkChatLatency is the latency of a non-streaming /api/chat, direct
 // and through hopper.
 func BenchmarkChatLatency(b *testing.B) {
 	hopper, direct := benchTargets(b)
-	for _, c := range []struct{ name, base string }{{"direct", direct}, {"hopper", hopper}} {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{}
-			var ds []time.Duration
-			for b.Loop() {
-				ds = append(ds, chatOnce(b, client, c.base, benchChat))
-			}
-			latencies(b, ds)
-		})
-	}
+	benchtest.DirectAndHopper(b, direct, hopper, benchtest.Chat)
 }
 
 // BenchmarkFirstChunk is the time to the first streamed chunk of /api/chat,
 // direct and through hopper.
 func BenchmarkFirstChunk(b *testing.B) {
 	hopper, direct := benchTargets(b)
-	body := `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}`
-	for _, c := range []struct{ name, base string }{{"direct", direct}, {"hopper", hopper}} {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{}
-			var ds []time.Duration
-			for b.Loop() {
-				start := time.Now()
-				resp, err := client.Post(c.base+"/api/chat", "application/json", strings.NewReader(body))
-				if err != nil {
-					b.Fatal(err)
-				}
-				br := bufio.NewReader(resp.Body)
-				if _, err := br.ReadBytes('\n'); err != nil {
-					b.Fatal(err)
-				}
-				ds = append(ds, time.Since(start))
-				io.Copy(io.Discard, br)
-				resp.Body.Close()
-			}
-			latencies(b, ds)
-		})
-	}
+	benchtest.DirectAndHopper(b, direct, hopper, benchtest.FirstChunk)
 }
 
 // BenchmarkConcurrentClients has 64 clients ask hopper at once; every
@@ -113,7 +50,9 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		client := &http.Client{}
 		for pb.Next() {
-			chatOnce(b, client, hopper, benchChat)
+			if _, err := benchtest.Chat(client, hopper); err != nil {
+				b.Error(err)
+			}
 		}
 	})
 }
@@ -127,13 +66,7 @@ func BenchmarkListJobs100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sp.Close() })
-	const n = 100_000
-	for i := range n {
-		name := filepath.Join(sp.Path(), spool.DirNew, fmt.Sprintf("job%06d.json", i))
-		if err := os.WriteFile(name, []byte(`{"model":"m`+strconv.Itoa(i%4)+`","prompt":"p"}`), 0o640); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchtest.Queue(b, sp.Path(), 100_000)
 	_, hs := serve(b, httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
 	client := &http.Client{}
 	get := func(b *testing.B, path string) time.Duration {
@@ -170,7 +103,7 @@ func BenchmarkListJobs100k(b *testing.B) {
 			for b.Loop() {
 				ds = append(ds, get(b, c.path))
 			}
-			latencies(b, ds)
+			benchtest.Latencies(b, ds, time.Microsecond)
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
@@ -32,14 +33,11 @@ func pump(t testing.TB, sp *spool.Spool, target string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	runtest.Start(t, "the pump", patience, func(ctx context.Context) error {
 		for {
 			e, ok := nextEntry(ctx, fr.q)
 			if !ok {
-				return
+				return nil
 			}
 			c, err := sp.Claim(e)
 			if err != nil || c.Job == nil {
@@ -47,10 +45,6 @@ func pump(t testing.TB, sp *spool.Spool, target string) {
 			}
 			runJob(ctx, sp, client, c)
 		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
 	})
 }
 

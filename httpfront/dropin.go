@@ -98,7 +98,7 @@ func parseDropIn(endpoint spool.Endpoint, body []byte) (*dropInRequest, *httpErr
 		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream == nil || *v.Stream
 		req.loadOnly = v.Prompt == ""
-	case spool.EndpointEmbed:
+	case spool.EndpointEmbed, spool.EndpointOpenAIEmbeddings:
 		type EmbedRequest struct {
 			Model string `json:"model"`
 		}
@@ -133,13 +133,6 @@ func parseDropIn(endpoint spool.Endpoint, body []byte) (*dropInRequest, *httpErr
 		err = decodeFirst(&v)
 		req.model, req.stream = v.Model, v.Stream
 		req.includeUsage = v.StreamOptions != nil && v.StreamOptions.IncludeUsage
-	case spool.EndpointOpenAIEmbeddings:
-		type EmbedRequest struct {
-			Model string `json:"model"`
-		}
-		var v EmbedRequest
-		err = decodeFirst(&v)
-		req.model = v.Model
 	default:
 		return nil, errorf(http.StatusInternalServerError, "unknown endpoint %q", endpoint)
 	}

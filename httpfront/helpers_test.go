@@ -16,6 +16,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -83,13 +84,7 @@ func trySend[T any](c chan<- T, v T) {
 // receive waits for a value on c.
 func receive[T any](t testing.TB, c <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(patience):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
+	return runtest.Receive(t, c, patience, what)
 }
 
 // postInBackground POSTs body to url in a goroutine and sends the answer's
@@ -213,19 +208,13 @@ func newFakeRunner(t testing.TB, sp *spool.Spool) *fakeRunner {
 	if err := cw.Add(filepath.Join(sp.Path(), spool.DirCur)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() {
-		defer func() { done <- struct{}{} }()
-		w.Run(ctx)
-	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
+	runtest.Start(t, "the watcher", patience, w.Run)
+	runtest.Start(t, "the cancel watch", patience, func(ctx context.Context) error {
 		defer cw.Close()
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case ev := <-cw.Events:
 				if id, ok := strings.CutSuffix(filepath.Base(ev.Name), ".cancel"); ok && ev.Has(fsnotify.Create) {
 					trySend(f.cancels, id)
@@ -233,11 +222,6 @@ func newFakeRunner(t testing.TB, sp *spool.Spool) *fakeRunner {
 			case <-cw.Errors:
 			}
 		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
 	})
 	return f
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/internal/benchtest"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
@@ -220,17 +222,8 @@ func startUIWorld(t *testing.T, jobs []string, models []string, fakeOpts ...olla
 // settle waits until the spool's catalog satisfies ok.
 func (w *uiWorld) settle(t *testing.T, what string, ok func(spool.Counts) bool) {
 	t.Helper()
-	deadline := time.After(browserWait)
-	for {
-		changed := w.cat.Changed()
-		if ok(w.cat.Counts()) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; counts %v", what, w.cat.Counts().States)
-		}
+	if !runtest.Await(browserWait, w.cat.Changed, func() bool { return ok(w.cat.Counts()) }) {
+		t.Fatalf("timed out waiting for %s; counts %v", what, w.cat.Counts().States)
 	}
 }
 
@@ -560,12 +553,7 @@ func BenchmarkUI100k(b *testing.B) {
 	}
 	b.Cleanup(func() { sp.Close() })
 	const n = 100_000
-	for i := range n {
-		body := fmt.Sprintf(`{"model":"m%d","prompt":"p","priority":%d}`, i%4, (i%3)*5)
-		if err := os.WriteFile(filepath.Join(sp.Path(), spool.DirNew, fmt.Sprintf("job%06d.json", i)), []byte(body), 0o640); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchtest.Queue(b, sp.Path(), n)
 	_, hs := serve(b, httpfront.Config{Spool: sp, Target: "http://127.0.0.1:1"})
 	client := &http.Client{}
 	get := func(b *testing.B, path string, until string) time.Duration {
@@ -594,12 +582,11 @@ func BenchmarkUI100k(b *testing.B) {
 		}
 	}
 	// Wait for the front's catalog to have read every job.
-	deadline := time.Now().Add(5 * time.Minute)
-	for !strings.Contains(string(readAll(b, client, hs.URL+"/ui/data.json")), `"ready":true`) {
-		if time.Now().After(deadline) {
-			b.Fatal("the front's catalog never finished reading the spool")
-		}
-		time.Sleep(100 * time.Millisecond)
+	ready := func() bool {
+		return strings.Contains(string(readAll(b, client, hs.URL+"/ui/data.json")), `"ready":true`)
+	}
+	if !runtest.Poll(5*time.Minute, 100*time.Millisecond, ready) {
+		b.Fatal("the front's catalog never finished reading the spool")
 	}
 	if data := readAll(b, client, hs.URL+"/ui/data.json"); !strings.Contains(string(data), fmt.Sprintf(`{"state":"queued","count":%d}`, n)) {
 		b.Fatalf("the dashboard does not count %d queued: %.300s", n, data)
@@ -627,9 +614,7 @@ func BenchmarkUI100k(b *testing.B) {
 				}
 				ds = append(ds, get(b, c.path, c.until))
 			}
-			slices.Sort(ds)
-			b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds()), "p50-ns")
-			b.ReportMetric(float64(ds[len(ds)*99/100].Nanoseconds()), "p99-ns")
+			benchtest.Latencies(b, ds, time.Nanosecond)
 		})
 	}
 }

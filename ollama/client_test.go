@@ -250,13 +250,20 @@ func wantLineTooLong(t *testing.T, err error) {
 	}
 }
 
+// errorAs returns the E in err's chain, failing the test if there is none.
+func errorAs[E error](t *testing.T, err error) E {
+	t.Helper()
+	var e E
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %T %v, want %T", err, err, e)
+	}
+	return e
+}
+
 func wantUnavailable(status int, retryAfter time.Duration) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
-		var ue *ollama.UnavailableError
-		if !errors.As(err, &ue) {
-			t.Fatalf("err = %T %v, want *UnavailableError", err, err)
-		}
+		ue := errorAs[*ollama.UnavailableError](t, err)
 		if ue.Status != status || ue.RetryAfter != retryAfter {
 			t.Errorf("got status %d retry-after %v, want %d %v", ue.Status, ue.RetryAfter, status, retryAfter)
 		}
@@ -266,10 +273,7 @@ func wantUnavailable(status int, retryAfter time.Duration) func(*testing.T, erro
 func wantJobFailed(status int, message string) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
-		var jf *ollama.JobFailedError
-		if !errors.As(err, &jf) {
-			t.Fatalf("err = %T %v, want *JobFailedError", err, err)
-		}
+		jf := errorAs[*ollama.JobFailedError](t, err)
 		if jf.Status != status {
 			t.Errorf("status = %d, want %d", jf.Status, status)
 		}
@@ -282,10 +286,7 @@ func wantJobFailed(status int, message string) func(*testing.T, error) {
 func wantRejected(status int, message string) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
-		var re *ollama.RejectedError
-		if !errors.As(err, &re) {
-			t.Fatalf("err = %T %v, want *RejectedError", err, err)
-		}
+		re := errorAs[*ollama.RejectedError](t, err)
 		if re.Status != status || err.Error() != message {
 			t.Errorf("got %d %q, want %d %q", re.Status, err.Error(), status, message)
 		}

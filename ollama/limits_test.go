@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 )
 
@@ -51,13 +52,7 @@ func floodServer(t *testing.T, contentType, prefix, filler string, limit int) (*
 // sentBytes waits for the server's count of bytes written.
 func sentBytes(t *testing.T, sent <-chan int) int {
 	t.Helper()
-	select {
-	case n := <-sent:
-		return n
-	case <-time.After(wait):
-		t.Fatalf("the server was still writing %s after Do returned: the connection was not closed", wait)
-		return 0
-	}
+	return runtest.Receive(t, sent, wait, "the server to stop writing after Do returned (the connection was not closed)")
 }
 
 // doWithin runs Do in a goroutine and fails the test if it has not

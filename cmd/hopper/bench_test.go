@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hopper-dev/hopper/httpfront"
+	"github.com/hopper-dev/hopper/internal/benchtest"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
@@ -31,6 +28,7 @@ func benchHopper(b *testing.B) (hopper, direct string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { sp.Close() })
 	client, err := ollama.New(target.URL, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -39,12 +37,7 @@ func benchHopper(b *testing.B) (hopper, direct string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = r.Run(ctx)
-	}()
+	runtest.Start(b, "the runner", 30*time.Second, r.Run)
 	front, err := httpfront.New(httpfront.Config{Spool: sp, Target: target.URL, MaxWaiters: 4096})
 	if err != nil {
 		b.Fatal(err)
@@ -53,41 +46,8 @@ func benchHopper(b *testing.B) (hopper, direct string) {
 	b.Cleanup(func() {
 		hs.Close()
 		front.Close()
-		cancel()
-		<-done
-		sp.Close()
 	})
 	return hs.URL, target.URL
-}
-
-const benchChat = `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"stream":false}`
-
-func chatOnce(client *http.Client, base string) (time.Duration, error) {
-	start := time.Now()
-	resp, err := client.Post(base+"/api/chat", "application/json", strings.NewReader(benchChat))
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, &httpStatusError{resp.StatusCode}
-	}
-	return time.Since(start), nil
-}
-
-type httpStatusError struct{ status int }
-
-func (e *httpStatusError) Error() string { return http.StatusText(e.status) }
-
-func reportLatencies(b *testing.B, ds []time.Duration) (p50 time.Duration) {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-µs")
-	return ds[len(ds)/2]
 }
 
 // BenchmarkDropInLatency is the latency of a non-streaming /api/chat,
@@ -95,54 +55,14 @@ func reportLatencies(b *testing.B, ds []time.Duration) (p50 time.Duration) {
 // runner); the hopper line reports the added p50.
 func BenchmarkDropInLatency(b *testing.B) {
 	hopper, direct := benchHopper(b)
-	var base time.Duration
-	for _, c := range []struct{ name, url string }{{"direct", direct}, {"hopper", hopper}} {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{}
-			var ds []time.Duration
-			for b.Loop() {
-				d, err := chatOnce(client, c.url)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ds = append(ds, d)
-			}
-			p50 := reportLatencies(b, ds)
-			if c.name == "direct" {
-				base = p50
-			} else if base > 0 {
-				b.ReportMetric(float64((p50 - base).Microseconds()), "added-p50-µs")
-			}
-		})
-	}
+	benchtest.DirectAndHopper(b, direct, hopper, benchtest.Chat)
 }
 
 // BenchmarkDropInFirstChunk is the time to the first streamed chunk of
 // /api/chat, direct and through hopper.
 func BenchmarkDropInFirstChunk(b *testing.B) {
 	hopper, direct := benchHopper(b)
-	body := `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}`
-	for _, c := range []struct{ name, url string }{{"direct", direct}, {"hopper", hopper}} {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{}
-			var ds []time.Duration
-			for b.Loop() {
-				start := time.Now()
-				resp, err := client.Post(c.url+"/api/chat", "application/json", strings.NewReader(body))
-				if err != nil {
-					b.Fatal(err)
-				}
-				br := bufio.NewReader(resp.Body)
-				if _, err := br.ReadBytes('\n'); err != nil {
-					b.Fatal(err)
-				}
-				ds = append(ds, time.Since(start))
-				_, _ = io.Copy(io.Discard, br)
-				resp.Body.Close()
-			}
-			reportLatencies(b, ds)
-		})
-	}
+	benchtest.DirectAndHopper(b, direct, hopper, benchtest.FirstChunk)
 }
 
 // BenchmarkDropIn64Clients has 64 clients send non-streaming chats at once
@@ -161,7 +81,7 @@ func BenchmarkDropIn64Clients(b *testing.B) {
 					defer wg.Done()
 					client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 					for next.Add(1) <= int64(b.N) {
-						if _, err := chatOnce(client, c.url); err != nil {
+						if _, err := benchtest.Chat(client, c.url); err != nil {
 							failed.Add(1)
 						}
 					}

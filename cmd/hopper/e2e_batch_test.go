@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -241,22 +240,7 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 	defer cancel()
 
 	body, ids := batchtest.Mixed(1000, 321, 654)
-	f, err := oc.Files.New(ctx, openai.FileNewParams{
-		File:    openai.File(strings.NewReader(body), "tickets.jsonl", "application/jsonl"),
-		Purpose: openai.FilePurposeBatch,
-	})
-	if err != nil || f.Bytes != int64(len(body)) {
-		t.Fatalf("Files.New: %+v, %v", f, err)
-	}
-	b, err := oc.Batches.New(ctx, openai.BatchNewParams{
-		InputFileID:      f.ID,
-		Endpoint:         openai.BatchNewParamsEndpointV1ChatCompletions,
-		CompletionWindow: openai.BatchNewParamsCompletionWindow24h,
-		Metadata:         map[string]string{"job": "nightly"},
-	})
-	if err != nil {
-		t.Fatalf("Batches.New: %v", err)
-	}
+	b := batchtest.Create(t, ctx, &oc, "tickets.jsonl", body, map[string]string{"job": "nightly"})
 	if b.Status != openai.BatchStatusValidating && b.Status != openai.BatchStatusInProgress {
 		t.Errorf("new batch status %q", b.Status)
 	}
@@ -277,20 +261,7 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Total != 1000 || b.RequestCounts.Completed != 998 || b.RequestCounts.Failed != 2 || b.Metadata["job"] != "nightly" {
 		t.Fatalf("finished batch: %+v", b)
 	}
-	resp, err := oc.Files.Content(ctx, b.OutputFileID)
-	if err != nil {
-		t.Fatalf("Files.Content(output): %v", err)
-	}
-	data, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	out := batchtest.Parse(t, data)
-	resp, err = oc.Files.Content(ctx, b.ErrorFileID)
-	if err != nil {
-		t.Fatalf("Files.Content(errors): %v", err)
-	}
-	data, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	errs := batchtest.Parse(t, data)
+	out, errs := batchtest.Content(t, ctx, &oc, b.OutputFileID), batchtest.Content(t, ctx, &oc, b.ErrorFileID)
 	if len(out) != 998 || len(errs) != 2 {
 		t.Errorf("output file has %d lines, error file %d; want 998 and 2", len(out), len(errs))
 	}
@@ -303,14 +274,7 @@ func TestBatchThroughOpenAISDK(t *testing.T) {
 
 	// A second batch, canceled while it runs.
 	big, _ := batchtest.Mixed(300, 0, 0)
-	f2, err := oc.Files.New(ctx, openai.FileNewParams{File: openai.File(strings.NewReader(big), "big.jsonl", "application/jsonl"), Purpose: openai.FilePurposeBatch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, err := oc.Batches.New(ctx, openai.BatchNewParams{InputFileID: f2.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b2 := batchtest.Create(t, ctx, &oc, "big.jsonl", big, nil)
 	poll("three lines of the second batch to be answered", b2.ID, func(b *openai.Batch) bool { return b.RequestCounts.Completed >= 3 })
 	if b2, err = oc.Batches.Cancel(ctx, b2.ID); err != nil || b2.Status != openai.BatchStatusCancelling {
 		t.Fatalf("Batches.Cancel: %+v, %v", b2, err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
@@ -32,7 +33,7 @@ func TestFunctionsByCLIAndHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	w.serve("--http", addr)
 	base := "http://" + addr
 	waitFor(t, "the front", func() bool {
@@ -134,7 +135,7 @@ func TestGETFunctionsListsThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	w.serve("--http", addr)
 	var body []byte
 	waitFor(t, "GET /functions", func() bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -18,7 +19,7 @@ import (
 // run again for nobody: it fails as canceled, and the target saw it once.
 func TestADropInJobWhoseClientIsGoneDoesNotRunAgain(t *testing.T) {
 	w := newWorld(t, ollamatest.WithTokenDelay(50*time.Millisecond))
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	srv := w.serve("--http", addr)
 	waitFor(t, "the front", func() bool {
 		resp, err := http.Get("http://" + addr + "/healthz")

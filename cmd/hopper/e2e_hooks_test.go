@@ -15,6 +15,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
@@ -143,7 +144,7 @@ func TestServeRefusesHTTPSubmittedWebhooksToLoopback(t *testing.T) {
 	conf := filepath.Join(w.dir, "hopper.yaml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
 	w.env = append(w.env, "HOPPER_CONFIG="+conf)
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	w.serve("--http", addr)
 	waitFor(t, "the front", func() bool {
 		resp, err := http.Get("http://" + addr + "/healthz")

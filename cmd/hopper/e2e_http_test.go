@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,27 +15,17 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // frontAndRunner starts `hopper serve --http off` and `hopper http` as two
 // processes on one spool, and returns the front's base URL.
 func frontAndRunner(t *testing.T, w *world) string {
 	t.Helper()
 	w.serve()
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	w.start("http", "--http", addr)
 	base := "http://" + addr
 	waitFor(t, "the front to answer /healthz", func() bool {

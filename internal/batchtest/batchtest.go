@@ -1,18 +1,24 @@
 // Package batchtest makes batch files and reads batch outputs for tests:
 // a mixed batch of OpenAI chat and embeddings lines and hopper job lines,
-// with a malformed line and a line naming a model the target lacks.
+// with a malformed line and a line naming a model the target lacks. For
+// tests that go through the OpenAI Go SDK, [Create] uploads and creates a
+// batch and [Content] downloads an output file.
 package batchtest
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	sdk "github.com/openai/openai-go/v3"
 
 	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/openai"
@@ -55,8 +61,14 @@ func Mixed(n, bad, unknown int, models ...string) (string, []string) {
 // Parse parses a batch output file's bytes, one line each.
 func Parse(t testing.TB, data []byte) []openai.BatchOutputLine {
 	t.Helper()
+	return parse(t, bytes.NewReader(data))
+}
+
+// parse reads a batch output file from r, one line each.
+func parse(t testing.TB, r io.Reader) []openai.BatchOutputLine {
+	t.Helper()
 	var out []openai.BatchOutputLine
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
 		var l openai.BatchOutputLine
@@ -65,7 +77,45 @@ func Parse(t testing.TB, data []byte) []openai.BatchOutputLine {
 		}
 		out = append(out, l)
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading the output: %v", err)
+	}
 	return out
+}
+
+// Create uploads body as the file name through the OpenAI SDK and creates
+// a chat completions batch of it with metadata (nil: none).
+func Create(t testing.TB, ctx context.Context, oc *sdk.Client, name, body string, metadata map[string]string) *sdk.Batch {
+	t.Helper()
+	f, err := oc.Files.New(ctx, sdk.FileNewParams{
+		File:    sdk.File(strings.NewReader(body), name, "application/jsonl"),
+		Purpose: sdk.FilePurposeBatch,
+	})
+	if err != nil || f.Bytes != int64(len(body)) {
+		t.Fatalf("Files.New: %+v, %v; want %d bytes", f, err, len(body))
+	}
+	b, err := oc.Batches.New(ctx, sdk.BatchNewParams{
+		InputFileID:      f.ID,
+		Endpoint:         sdk.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: sdk.BatchNewParamsCompletionWindow24h,
+		Metadata:         metadata,
+	})
+	if err != nil {
+		t.Fatalf("Batches.New: %v", err)
+	}
+	return b
+}
+
+// Content downloads file id through the OpenAI SDK and parses it as a
+// batch output file.
+func Content(t testing.TB, ctx context.Context, oc *sdk.Client, id string) []openai.BatchOutputLine {
+	t.Helper()
+	resp, err := oc.Files.Content(ctx, id)
+	if err != nil {
+		t.Fatalf("Files.Content(%s): %v", id, err)
+	}
+	defer resp.Body.Close()
+	return parse(t, resp.Body)
 }
 
 // Read parses the batch output file at path.

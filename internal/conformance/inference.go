@@ -149,16 +149,24 @@ func testChat(t *testing.T, c client) {
 		})
 	}
 	t.Run("WithoutMessagesOnlyLoads", func(t *testing.T) {
-		r := c.with(t).post("/api/chat", map[string]any{"model": "m1", "messages": []any{}}).ok(t, "chat")
-		if r.contentType() != jsonUTF8 {
-			t.Errorf("Content-Type = %q, want one JSON object (%s) even though streaming is the default", r.contentType(), jsonUTF8)
-		}
-		m := object(t, r.body)
-		wantShape(t, "load answer", m, chatLoadShape)
-		if m["done"] != true || m["done_reason"] != "load" {
-			t.Errorf("done %v done_reason %v, want true load", m["done"], m["done_reason"])
-		}
+		onlyLoads(t, c, "chat", map[string]any{"model": "m1", "messages": []any{}}, chatLoadShape)
 	})
+}
+
+// onlyLoads posts body, which asks for nothing but the model, to
+// /api/endpoint: the answer is one JSON object of the given shape, done
+// with done_reason "load", even though streaming is the default.
+func onlyLoads(t *testing.T, c client, endpoint string, body map[string]any, shape string) {
+	t.Helper()
+	r := c.with(t).post("/api/"+endpoint, body).ok(t, endpoint)
+	if r.contentType() != jsonUTF8 {
+		t.Errorf("Content-Type = %q, want one JSON object (%s) even though streaming is the default", r.contentType(), jsonUTF8)
+	}
+	m := object(t, r.body)
+	wantShape(t, "load answer", m, shape)
+	if m["done"] != true || m["done_reason"] != "load" {
+		t.Errorf("done %v done_reason %v, want true load", m["done"], m["done_reason"])
+	}
 }
 
 func testGenerate(t *testing.T, c client) {
@@ -186,15 +194,7 @@ func testGenerate(t *testing.T, c client) {
 		}
 	})
 	t.Run("WithoutPromptOnlyLoads", func(t *testing.T) {
-		r := c.with(t).post("/api/generate", map[string]any{"model": "m1", "prompt": ""}).ok(t, "generate")
-		if r.contentType() != jsonUTF8 {
-			t.Errorf("Content-Type = %q, want one JSON object (%s)", r.contentType(), jsonUTF8)
-		}
-		m := object(t, r.body)
-		wantShape(t, "load answer", m, genLoadShape)
-		if m["done"] != true || m["done_reason"] != "load" {
-			t.Errorf("done %v done_reason %v, want true load", m["done"], m["done_reason"])
-		}
+		onlyLoads(t, c, "generate", map[string]any{"model": "m1", "prompt": ""}, genLoadShape)
 	})
 }
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 // running is one entry of /api/ps.
@@ -56,17 +58,12 @@ func names(rs []running) []string {
 func waitPS(t testing.TB, c client, want ...string) []running {
 	t.Helper()
 	slices.Sort(want)
-	deadline := time.Now().Add(patience)
-	for {
-		rs := ps(t, c)
-		if slices.Equal(names(rs), want) {
-			return rs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/api/ps lists %v, want %v", names(rs), want)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the server: nothing to wait on
+	var rs []running
+	listed := func() bool { rs = ps(t, c); return slices.Equal(names(rs), want) }
+	if !runtest.Poll(patience, 20*time.Millisecond, listed) { // polling the server: nothing to wait on
+		t.Fatalf("/api/ps lists %v, want %v", names(rs), want)
 	}
+	return rs
 }
 
 // expiresIn checks that the only resident model expires keep after a moment

@@ -2,9 +2,7 @@ package e2ereal_test
 
 import (
 	"context"
-	"io"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -24,16 +22,10 @@ func TestOpenAIBatchThroughHopper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	body, ids := batchtest.Mixed(12, 5, 9, "m1", "m2")
-	f, err := oc.Files.New(ctx, openai.FileNewParams{File: openai.File(strings.NewReader(body), "mixed.jsonl", "application/jsonl"), Purpose: openai.FilePurposeBatch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := oc.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := batchtest.Create(t, ctx, &oc, "mixed.jsonl", body, nil)
 	ended := []openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}
 	eventually(t, "the batch to end", func() bool {
+		var err error
 		if b, err = oc.Batches.Get(ctx, b.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -42,18 +34,6 @@ func TestOpenAIBatchThroughHopper(t *testing.T) {
 	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != 10 || b.RequestCounts.Failed != 2 {
 		t.Fatalf("batch: status %s, counts %+v", b.Status, b.RequestCounts)
 	}
-	resp, err := oc.Files.Content(ctx, b.OutputFileID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	out := batchtest.Parse(t, data)
-	resp, err = oc.Files.Content(ctx, b.ErrorFileID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	batchtest.CheckOpenAIFiles(t, out, batchtest.Parse(t, data), b.ID, ids, 5, 9)
+	out, errs := batchtest.Content(t, ctx, &oc, b.OutputFileID), batchtest.Content(t, ctx, &oc, b.ErrorFileID)
+	batchtest.CheckOpenAIFiles(t, out, errs, b.ID, ids, 5, 9)
 }

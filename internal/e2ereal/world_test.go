@@ -297,12 +297,9 @@ func (h *hopper) wait(id string) *spool.Record {
 // eventually polls cond until it holds, failing the test after patience.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling files and the server: nothing to wait on
+	// Polling files and the server: nothing to wait on.
+	if !runtest.Poll(patience, 10*time.Millisecond, cond) {
+		tb.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -1,12 +1,17 @@
 // Package runtest runs a service for the length of a test: anything with a
 // Run(ctx) error loop, such as the spool's watcher, the hooks' dispatcher,
 // the runner, the function registry's watch or the HTTP front's Serve.
+// [Receive], [Await] and [Poll] wait for what such a service does: for a
+// value it sends, on its change channel, or by polling where there is
+// nothing to wait on.
+// [FreeAddr] finds an address for a service the test starts itself.
 //
 // Any package may import it from its tests: it imports nothing of hopper's.
 package runtest
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -35,4 +40,63 @@ func Start(tb testing.TB, what string, wait time.Duration, run func(ctx context.
 	})
 	tb.Cleanup(stop)
 	return stop
+}
+
+// Receive returns the next value on c, failing the test if none comes
+// within wait; what names the value in that message.
+func Receive[T any](tb testing.TB, c <-chan T, wait time.Duration, what string) T {
+	tb.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(wait):
+		tb.Fatalf("timed out after %v waiting for %s", wait, what)
+		panic("unreachable")
+	}
+}
+
+// Await calls cond, and again each time the channel changed returns is
+// closed or sends, until cond returns true; it reports whether that
+// happened within limit. changed is called before each cond, so a change
+// between the two is not missed.
+func Await(limit time.Duration, changed func() <-chan struct{}, cond func() bool) bool {
+	deadline := time.After(limit)
+	for {
+		ch := changed()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// Poll calls cond every interval until it returns true, and reports
+// whether that happened within limit. It is for what has no channel to
+// wait on: files, processes, another server.
+func Poll(limit, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hopper-dev/hopper/hooks"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -453,15 +454,7 @@ type corpus struct {
 func newCorpus(t *testing.T, settings ...string) *corpus {
 	fake := ollamatest.NewServer(t, ollamatest.WithModels("m1", "m2", "m3"))
 	settings = append([]string{fmt.Sprintf("HOPPER_MAX_JOB_SIZE=%d", corpusMaxJobSize)}, settings...)
-	dir := ""
-	if *keepFlag {
-		var err error
-		if dir, err = os.MkdirTemp("", "hopper-corpus-"); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("spool and logs kept in %s", dir)
-	}
-	w := newWorld(t, true, fake, dir, settings...)
+	w := newWorld(t, true, fake, keptDir(t, "hopper-corpus-"), settings...)
 	c := &corpus{w: w, canary: filepath.Join(w.dir, "canary"), marker: fmt.Sprintf("CANARY-%d", time.Now().UnixNano())}
 	c.secret, c.fifo = filepath.Join(c.canary, "secret.json"), filepath.Join(c.canary, "fifo")
 	if err := os.Mkdir(c.canary, 0o750); err != nil {
@@ -733,10 +726,7 @@ func (c *corpus) place(t *testing.T, bg *sync.WaitGroup, bc badCase, data []byte
 		writeAtomically(t, w, bc.dropName(), data)
 		bg.Go(func() {
 			stem := strings.TrimSuffix(bc.dropName(), ".json")
-			deadline := time.Now().Add(time.Minute)
-			for !exists(filepath.Join(w.spool, spool.DirDone, stem+".json")) && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
+			runtest.Poll(time.Minute, 10*time.Millisecond, func() bool { return exists(filepath.Join(w.spool, spool.DirDone, stem+".json")) })
 			writeAtomically(t, w, bc.dropName(), data)
 		})
 	case vanish:
@@ -983,7 +973,7 @@ func jsonEqual(a, b []byte) bool {
 // POST /api/chat of hopper serve's front: bad input is refused with a 4xx
 // that says why and nothing is written; input the front takes is queued.
 func TestBadInputHTTP(t *testing.T) {
-	addr := freeAddr(t)
+	addr := runtest.FreeAddr(t)
 	c := newCorpus(t, "HOPPER_HTTP="+addr)
 	w := c.w
 	serve := w.start(nil, "serve")

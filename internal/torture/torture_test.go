@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -35,6 +36,21 @@ var (
 	keepFlag    = flag.Bool("torture.keep", false, "keep the spools and logs of the torture and corpus tests, and log where they are")
 	webhookFlag = flag.Bool("torture.webhooks", true, "give every job a webhook and check that each terminal event arrives exactly once")
 )
+
+// keptDir is where a test keeps its spool and logs under -torture.keep: a
+// new directory named from prefix, logged and left behind. Without the
+// flag it is "", and the world uses a t.TempDir().
+func keptDir(t *testing.T, prefix string) string {
+	if !*keepFlag {
+		return ""
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("spool and logs kept in %s", dir)
+	return dir
+}
 
 // plan is the size of a torture run.
 type plan struct {
@@ -216,14 +232,7 @@ func torment(t *testing.T, p plan, seed uint64, targets, slots int) {
 				return fmt.Sprintf("answer %d to %s", len(replies[p]), p)
 			}))
 	}
-	dir := ""
-	if *keepFlag {
-		var err error
-		if dir, err = os.MkdirTemp("", "hopper-torture-run-"); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("spool and logs kept in %s", dir)
-	}
+	dir := keptDir(t, "hopper-torture-run-")
 	// Enough attempts that kills and outages alone never fail a job: each
 	// costs at most one attempt of each job it cuts.
 	settings := []string{fmt.Sprintf("HOPPER_MAX_ATTEMPTS=%d", p.kills+p.stops+3)}
@@ -237,7 +246,7 @@ func torment(t *testing.T, p plan, seed uint64, targets, slots int) {
 	if targets > 1 {
 		names = w.useTargets(slots, fakes...)
 	}
-	frontAddr, standaloneAddr := freeAddr(t), freeAddr(t)
+	frontAddr, standaloneAddr := runtest.FreeAddr(t), runtest.FreeAddr(t)
 	tt := &torture{
 		t: t, w: w, plan: p,
 		rng:        rand.New(rand.NewPCG(seed, 0)),

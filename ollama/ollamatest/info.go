@@ -7,26 +7,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hopper-dev/hopper/ollama"
 )
 
 // Version is the Ollama version the fake reports.
 const Version = "0.17.4"
 
-type modelDetails struct {
-	ParentModel       string   `json:"parent_model"`
-	Format            string   `json:"format"`
-	Family            string   `json:"family"`
-	Families          []string `json:"families"`
-	ParameterSize     string   `json:"parameter_size"`
-	QuantizationLevel string   `json:"quantization_level"`
-}
-
-func (st *modelState) details() modelDetails {
+func (st *modelState) details() ollama.ModelDetails {
 	family := "llama"
 	if st.Embedding {
 		family = "bert"
 	}
-	return modelDetails{Format: "gguf", Family: family, Families: []string{family},
+	return ollama.ModelDetails{Format: "gguf", Family: family, Families: []string{family},
 		ParameterSize: "1B", QuantizationLevel: "Q4_K_M"}
 }
 
@@ -45,45 +38,26 @@ func (s *Server) handleVersion(w http.ResponseWriter, _ *http.Request, _ Request
 	writeJSON(w, http.StatusOK, map[string]string{"version": Version})
 }
 
-type listModel struct {
-	Name       string       `json:"name"`
-	Model      string       `json:"model"`
-	ModifiedAt time.Time    `json:"modified_at"`
-	Size       int64        `json:"size"`
-	Digest     string       `json:"digest"`
-	Details    modelDetails `json:"details"`
-}
-
-func (s *Server) listModels() []listModel {
-	models := []listModel{}
+func (s *Server) listModels() []ollama.Model {
+	models := []ollama.Model{}
 	for _, st := range s.models {
-		models = append(models, listModel{Name: st.display, Model: st.display, ModifiedAt: st.modified,
+		models = append(models, ollama.Model{Name: st.display, Model: st.display, ModifiedAt: st.modified,
 			Size: st.Size, Digest: st.digest, Details: st.details()})
 	}
-	slices.SortStableFunc(models, func(a, b listModel) int { return b.ModifiedAt.Compare(a.ModifiedAt) })
+	slices.SortStableFunc(models, func(a, b ollama.Model) int { return b.ModifiedAt.Compare(a.ModifiedAt) })
 	return models
 }
 
 func (s *Server) handleTags(w http.ResponseWriter, _ *http.Request, _ Request) {
-	writeJSON(w, http.StatusOK, map[string][]listModel{"models": s.listModels()})
+	writeJSON(w, http.StatusOK, map[string][]ollama.Model{"models": s.listModels()})
 }
 
 // handlePS serves GET /api/ps: the resident models, longest to live first.
 func (s *Server) handlePS(w http.ResponseWriter, _ *http.Request, _ Request) {
-	type psModel struct {
-		Name          string       `json:"name"`
-		Model         string       `json:"model"`
-		Size          int64        `json:"size"`
-		Digest        string       `json:"digest"`
-		Details       modelDetails `json:"details"`
-		ExpiresAt     time.Time    `json:"expires_at"`
-		SizeVRAM      int64        `json:"size_vram"`
-		ContextLength int          `json:"context_length"`
-	}
 	s.mu.Lock()
 	now := s.cfg.now()
 	s.expireLocked(now)
-	models := []psModel{}
+	models := []ollama.RunningModel{}
 	for _, st := range s.models {
 		if !st.resident && !st.loading {
 			continue
@@ -92,14 +66,14 @@ func (s *Server) handlePS(w http.ResponseWriter, _ *http.Request, _ Request) {
 		if st.refs > 0 || st.loading {
 			exp = now.Add(st.session) // the timer restarts when the request ends
 		}
-		models = append(models, psModel{Name: st.display, Model: st.display, Size: st.Size, Digest: st.digest,
+		models = append(models, ollama.RunningModel{Name: st.display, Model: st.display, Size: st.Size, Digest: st.digest,
 			Details: st.details(), ExpiresAt: exp, SizeVRAM: st.Size, ContextLength: min(st.opts.numCtx, contextLength)})
 	}
 	s.mu.Unlock()
-	slices.SortStableFunc(models, func(a, b psModel) int {
+	slices.SortStableFunc(models, func(a, b ollama.RunningModel) int {
 		return cmp.Or(cmp.Compare(b.ExpiresAt.Unix(), a.ExpiresAt.Unix()), strings.Compare(a.Name, b.Name))
 	})
-	writeJSON(w, http.StatusOK, map[string][]psModel{"models": models})
+	writeJSON(w, http.StatusOK, map[string][]ollama.RunningModel{"models": models})
 }
 
 // handleShow serves POST /api/show with a plausible subset of Ollama's answer.
@@ -118,14 +92,14 @@ func (s *Server) handleShow(w http.ResponseWriter, _ *http.Request, rec Request)
 	}
 	d := st.details()
 	writeJSON(w, http.StatusOK, struct {
-		Modelfile    string         `json:"modelfile"`
-		Parameters   string         `json:"parameters"`
-		Template     string         `json:"template"`
-		Details      modelDetails   `json:"details"`
-		ModelInfo    map[string]any `json:"model_info"`
-		Tensors      []tensorInfo   `json:"tensors"`
-		Capabilities []string       `json:"capabilities"`
-		ModifiedAt   time.Time      `json:"modified_at"`
+		Modelfile    string              `json:"modelfile"`
+		Parameters   string              `json:"parameters"`
+		Template     string              `json:"template"`
+		Details      ollama.ModelDetails `json:"details"`
+		ModelInfo    map[string]any      `json:"model_info"`
+		Tensors      []tensorInfo        `json:"tensors"`
+		Capabilities []string            `json:"capabilities"`
+		ModifiedAt   time.Time           `json:"modified_at"`
 	}{
 		Modelfile:  fmt.Sprintf("# Modelfile generated by \"ollama show\"\nFROM %s\nTEMPLATE {{ .Prompt }}\n", st.display),
 		Parameters: "stop                           \"<|end|>\"",

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
@@ -66,13 +67,7 @@ func later(s *ollamatest.Server, path, body string) <-chan response {
 // await returns the response from ch, failing the test after 10 seconds.
 func await(t *testing.T, ch <-chan response) response {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatal("timed out waiting for a response")
-		return response{}
-	}
+	return runtest.Receive(t, ch, 10*time.Second, "a response")
 }
 
 // pending fails the test if ch already has a response.
@@ -89,15 +84,8 @@ func pending(t *testing.T, ch <-chan response, why string) {
 // the test after 10 seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
+	if !runtest.Poll(10*time.Second, time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
