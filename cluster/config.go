@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Config is hopper.yaml's cluster section (DESIGN §11). Either Listen
@@ -14,23 +15,33 @@ import (
 // hopper, or URL joins an existing NATS cluster; Name is the same on every
 // host.
 type Config struct {
-	Name     string   // the cluster's name, the same on every host
-	Node     string   // this host's name; empty: the hostname
-	Listen   string   // embedded NATS: host:port where this host accepts routes
-	Routes   []string // embedded NATS: the other hosts, nats-route://host:port
-	URL      string   // instead of Listen/Routes: an existing NATS cluster (nats://…, comma-separated)
-	Replicas int      // stream and bucket replicas; 0: 3 when embedded with routes, else 1
+	Name     string   `yaml:"name" mapstructure:"name"`         // the cluster's name, the same on every host
+	Node     string   `yaml:"node" mapstructure:"node"`         // this host's name; empty: the hostname
+	Listen   string   `yaml:"listen" mapstructure:"listen"`     // embedded NATS: host:port where this host accepts routes
+	Routes   []string `yaml:"routes" mapstructure:"routes"`     // embedded NATS: the other hosts, nats-route://host:port
+	URL      string   `yaml:"url" mapstructure:"url"`           // instead of listen/routes: an existing NATS cluster (nats://…, comma-separated)
+	Replicas int      `yaml:"replicas" mapstructure:"replicas"` // stream and bucket replicas; 0: 3 when embedded with routes, else 1
 
-	// For URL: a NATS credentials file (JWT and nkey seed), and TLS files.
-	Credentials string
-	TLSCA       string
-	TLSCert     string
-	TLSKey      string
-	// ClientListen, when set with Listen, also opens the embedded server's
-	// client port there (for the nats CLI); otherwise hopper talks to its
-	// embedded server in process and opens no client port.
-	ClientListen string
+	// For url: a NATS credentials file (JWT and nkey seed), and TLS files.
+	Credentials string `yaml:"credentials" mapstructure:"credentials"`
+	TLSCA       string `yaml:"tls_ca" mapstructure:"tls_ca"`
+	TLSCert     string `yaml:"tls_cert" mapstructure:"tls_cert"`
+	TLSKey      string `yaml:"tls_key" mapstructure:"tls_key"`
+	// ClientListen, with listen, also opens the embedded server's client
+	// port there without a password (for the nats CLI; keep it on
+	// loopback); otherwise hopper talks to its embedded server in process.
+	ClientListen string `yaml:"client_listen" mapstructure:"client_listen"`
+
+	// InFlight is how many of this host's jobs it hands to the cluster at
+	// once (the rest wait in its new/, by priority); 0: 256.
+	InFlight int `yaml:"in_flight" mapstructure:"in_flight"`
+	// AckWait is how long a job taken by a host that went silent stays
+	// its before the stream gives it to another; 0: 30s.
+	AckWait time.Duration `yaml:"ack_wait" mapstructure:"ack_wait"`
 }
+
+// DefaultInFlight is Config.InFlight's default.
+const DefaultInFlight = 256
 
 // ConfigError reports a bad setting; Field is its key in hopper.yaml
 // ("cluster.listen", "cluster.routes[1]").
@@ -97,6 +108,12 @@ func (c Config) Validate() error {
 	}
 	if c.Node != "" && !validName.MatchString(c.Node) {
 		return bad("node", "must be 1 to 64 letters, digits, '_' or '-' (empty: the hostname), got %q", c.Node)
+	}
+	if c.InFlight < 0 {
+		return bad("in_flight", "must be at least 1 (0: %d), got %d", DefaultInFlight, c.InFlight)
+	}
+	if c.AckWait < 0 || c.AckWait > 0 && c.AckWait < time.Second {
+		return bad("ack_wait", "must be at least 1s (0: %s), got %s", DefaultAckWait, c.AckWait)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return bad("replicas", "must be 1 to 5 (NATS keeps at most 5 copies), got %d", c.Replicas)

@@ -192,8 +192,9 @@ func (e *executor) next(ctx context.Context, subject string) jetstream.Msg {
 	e.mu.Unlock()
 	if c == nil {
 		sum := sha256.Sum256([]byte(subject))
+		cctx, cancel := call(ctx)
 		var err error
-		c, err = e.n.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		c, err = e.n.js.CreateOrUpdateConsumer(cctx, StreamName, jetstream.ConsumerConfig{
 			Durable:           "hopper-" + hex.EncodeToString(sum[:12]),
 			Description:       subject,
 			FilterSubject:     subject,
@@ -203,6 +204,7 @@ func (e *executor) next(ctx context.Context, subject string) jetstream.Msg {
 			MaxAckPending:     -1,
 			InactiveThreshold: 24 * time.Hour,
 		})
+		cancel()
 		if err != nil {
 			e.log.Warn("cluster: cannot take jobs of a key", "subject", subject, "err", noQuorum(err))
 			return nil
@@ -241,8 +243,15 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 		_ = msg.Nak()
 		return
 	}
-	if _, err := kv.Get(ctx, akey); err == nil {
+	cctx, cancel := call(ctx)
+	_, err = kv.Get(cctx, akey)
+	cancel()
+	switch {
+	case err == nil:
 		_ = msg.Ack() // answered already, or superseded by a later attempt
+		return
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		_ = msg.NakWithDelay(time.Second) // the bucket does not answer: later
 		return
 	}
 	meta, _ := msg.Metadata()
@@ -323,7 +332,10 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 	e.mu.Unlock()
 	data, _ := json.Marshal(a)
 	for try := 0; ; try++ {
-		if _, err = kv.Put(ctx, akey, data); err == nil {
+		cctx, cancel := call(ctx)
+		_, err = kv.Put(cctx, akey, data)
+		cancel()
+		if err == nil {
 			break
 		}
 		if try == 0 {
@@ -334,7 +346,9 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 			return
 		}
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
+	cctx, cancel = call(ctx)
+	defer cancel()
+	if err := msg.DoubleAck(cctx); err != nil {
 		log.Warn("cluster: the ack was not confirmed; the answer is recorded, so a second run is skipped", "err", err)
 	}
 }

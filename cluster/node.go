@@ -61,6 +61,13 @@ type Node struct {
 	js   jetstream.JetStream
 	log  *slog.Logger
 
+	closeOnce sync.Once
+	// life ends when the node closes: the answer watch runs until then.
+	life    context.Context
+	endLife context.CancelFunc
+	answers answerWatch
+	bg      sync.WaitGroup // the answer watch
+
 	mu     sync.Mutex // guards stream and kv, set once Provision succeeds
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
@@ -88,6 +95,7 @@ func Start(cfg Config, storeDir string, log *slog.Logger) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, name: cfg.NodeName(), log: log}
+	n.life, n.endLife = context.WithCancel(context.Background())
 	opts := []nats.Option{
 		nats.Name("hopper " + n.name),
 		nats.MaxReconnects(-1),
@@ -205,11 +213,16 @@ func splitPort(hostport string) (string, int, error) {
 // Name is this node's name in the cluster.
 func (n *Node) Name() string { return n.name }
 
-// Close closes the connection and stops the embedded server, if any.
-func (n *Node) Close() {
+// Close closes the connection and stops the embedded server, if any. It
+// may be called more than once.
+func (n *Node) Close() { n.closeOnce.Do(n.close) }
+
+func (n *Node) close() {
+	n.endLife()
 	if n.nc != nil {
 		n.nc.Close()
 	}
+	n.bg.Wait()
 	if n.srv != nil {
 		n.srv.Shutdown()
 		n.srv.WaitForShutdown()
@@ -269,6 +282,7 @@ func (n *Node) Provision(ctx context.Context) error {
 			n.mu.Lock()
 			n.stream, n.kv = stream, kv
 			n.mu.Unlock()
+			n.bg.Go(func() { n.watchAnswers(n.life, kv) })
 			return nil
 		}
 		n.log.Info("cluster: waiting for the cluster to have a leader", "err", err)

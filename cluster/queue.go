@@ -92,6 +92,8 @@ func (n *Node) Depth(ctx context.Context) ([]Backlog, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := call(ctx)
+	defer cancel()
 	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectRoot+".>"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: stream %s: %w", StreamName, noQuorum(err))

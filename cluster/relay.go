@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,7 +36,9 @@ func (n *Node) Relay() *Relay { return &Relay{n: n} }
 func (r *Relay) Version(ctx context.Context) (string, error) {
 	stream, _, err := r.n.handles()
 	if err == nil {
-		_, err = stream.Info(ctx)
+		cctx, cancel := call(ctx)
+		_, err = stream.Info(cctx)
+		cancel()
 	}
 	if err != nil {
 		return "", &ollama.UnavailableError{Err: noQuorum(err)}
@@ -53,24 +57,28 @@ func (r *Relay) Do(ctx context.Context, path string, body []byte, onChunk func([
 }
 
 // endWait bounds how long an answer waits for the last streamed chunks
-// (they travel apart from it).
-const endWait = 2 * time.Second
+// (they travel apart from it); answerPoll is how often a waiting attempt
+// asks the bucket besides watching it.
+const (
+	endWait    = 2 * time.Second
+	answerPoll = 10 * time.Second
+)
 
-// Relay publishes one attempt and waits for its answer. An earlier attempt
-// of the job that never answered (the origin stopped in between) is marked
-// superseded first, so no host starts it any more.
+// Relay publishes one attempt and waits for its answer. Earlier attempts
+// of the job (the origin stopped while they were out) are settled first:
+// one answered well is the job's answer, the others are superseded.
 func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func(runner.Where), onChunk func([]byte) error) (runner.RelayResult, error) {
 	n := r.n
 	_, kv, err := n.handles()
 	if err != nil {
 		return runner.RelayResult{}, &ollama.UnavailableError{Err: err}
 	}
-	key := answerKey(req.ID, req.Attempt)
-	superseded, _ := json.Marshal(answer{Superseded: true})
-	for k := 1; k < req.Attempt; k++ {
-		_, _ = kv.Create(ctx, answerKey(req.ID, k), superseded) // fails when it was answered: fine
+	if res, ok := r.earlier(ctx, kv, req); ok {
+		return res, nil
 	}
-
+	key := answerKey(n.name, req.ID, req.Attempt)
+	answers, done := n.answers.await(key)
+	defer done()
 	events := make(chan *nats.Msg, 4096)
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.ChanSubscribe(inbox, events)
@@ -78,26 +86,13 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 		return runner.RelayResult{}, &ollama.UnavailableError{Err: err}
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	watch, err := kv.Watch(ctx, key)
-	if err != nil {
-		return runner.RelayResult{}, &ollama.UnavailableError{Err: noQuorum(err)}
-	}
-	defer func() { _ = watch.Stop() }()
-
-	body, err := json.Marshal(request{ID: req.ID, Attempt: req.Attempt, Path: req.Path, Body: req.Body})
-	if err != nil {
+	if err := r.publish(ctx, req, key, inbox); err != nil {
 		return runner.RelayResult{}, err
 	}
-	m := nats.NewMsg(Subject(req.Priority, req.Key))
-	m.Header.Set(HeaderOrigin, n.name)
-	m.Header.Set(HeaderID, req.ID)
-	m.Header.Set(headerReply, inbox)
-	m.Data = body
-	if _, err := n.js.PublishMsg(ctx, m, jetstream.WithMsgID(key), jetstream.WithExpectStream(StreamName)); err != nil {
-		if ctx.Err() != nil {
-			return runner.RelayResult{}, ctx.Err()
-		}
-		return runner.RelayResult{}, &ollama.UnavailableError{Err: fmt.Errorf("publish job %s: %w", req.ID, noQuorum(err))}
+	// An answer put before this host watched (it restarted) is in the
+	// bucket already.
+	if a, ok := r.get(ctx, kv, key); ok {
+		return a.result(0), a.err()
 	}
 
 	var (
@@ -105,6 +100,10 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 		ended  bool
 		linger <-chan time.Time
 	)
+	// The watch may miss an answer while it starts again after a failure:
+	// now and then the bucket is asked.
+	poll := time.NewTicker(answerPoll)
+	defer poll.Stop()
 	event := func(m *nats.Msg) {
 		switch m.Header.Get(headerEvent) {
 		case eventStart:
@@ -124,21 +123,19 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 		select {
 		case m := <-events:
 			event(m)
-		case e := <-watch.Updates():
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue // the end of the initial values, or a purge
-			}
-			var a answer
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
-				return runner.RelayResult{}, &ollama.JobFailedError{Message: "the answer from the cluster is not readable", Err: err}
-			}
+		case a := <-answers:
 			if a.Superseded {
 				return runner.RelayResult{}, errors.New("a later attempt of the job superseded this one")
 			}
 			got = &a
+			n.log.Debug("cluster: answer in", "job", req.ID, "key", key, "node", a.Node, "ended", ended)
 			t := time.NewTimer(endWait)
 			defer t.Stop()
 			linger = t.C
+		case <-poll.C:
+			if a, ok := r.get(ctx, kv, key); ok && got == nil {
+				got, ended = a, true // its chunks are long gone
+			}
 		case <-linger:
 			ended = true // the last chunks were lost; the answer has it all
 		case <-ctx.Done():
@@ -149,15 +146,158 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 	for len(events) > 0 {
 		event(<-events)
 	}
-	res := runner.RelayResult{
-		Response:    got.Response,
-		Where:       runner.Where{Node: got.Node, Target: got.Target},
-		ModelLoaded: got.ModelLoaded,
-		ModelDigest: got.ModelDigest,
-		Lost:        max(got.Deliveries-1, 0),
+	return got.result(0), got.err()
+}
+
+// publish puts the attempt in the stream, trying again (the same message
+// id, so the stream keeps one) while the stream elects a leader; a cluster
+// that cannot take it within a minute is unavailable.
+func (r *Relay) publish(ctx context.Context, req runner.RelayRequest, key, inbox string) error {
+	n := r.n
+	body, err := json.Marshal(request{ID: req.ID, Attempt: req.Attempt, Path: req.Path, Body: req.Body})
+	if err != nil {
+		return err
 	}
-	if got.Error != nil {
-		return res, got.Error.err()
+	m := nats.NewMsg(Subject(req.Priority, req.Key))
+	m.Header.Set(HeaderOrigin, n.name)
+	m.Header.Set(HeaderID, req.ID)
+	m.Header.Set(headerReply, inbox)
+	m.Data = body
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cctx, cancel := call(ctx)
+		ack, err := n.js.PublishMsg(cctx, m, jetstream.WithMsgID(key), jetstream.WithExpectStream(StreamName))
+		cancel()
+		if err == nil {
+			n.log.Debug("cluster: job handed on", "job", req.ID, "key", key, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return &ollama.UnavailableError{Err: fmt.Errorf("publish job %s: %w", req.ID, noQuorum(err))}
+		}
+		n.log.Debug("cluster: publish failed; trying again", "job", req.ID, "err", err)
+		if !wait(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
 	}
-	return res, nil
+}
+
+// get reads an answer from the bucket, if there is one.
+func (r *Relay) get(ctx context.Context, kv jetstream.KeyValue, key string) (*answer, bool) {
+	cctx, cancel := call(ctx)
+	defer cancel()
+	e, err := kv.Get(cctx, key)
+	if err != nil {
+		return nil, false
+	}
+	var a answer
+	if json.Unmarshal(e.Value(), &a) != nil || a.Superseded {
+		return nil, false
+	}
+	return &a, true
+}
+
+// earlier settles the attempts before req's, which the origin gave up on
+// when it stopped: one answered well while it was down is the job's
+// answer (it does not run again); the others are marked superseded, and a
+// host still running one is told to stop.
+func (r *Relay) earlier(ctx context.Context, kv jetstream.KeyValue, req runner.RelayRequest) (runner.RelayResult, bool) {
+	superseded, _ := json.Marshal(answer{Superseded: true})
+	for k := req.Attempt - 1; k >= 1; k-- {
+		key := answerKey(r.n.name, req.ID, k)
+		if a, ok := r.get(ctx, kv, key); ok {
+			if a.Error == nil {
+				return a.result(req.Attempt - k), true
+			}
+			continue
+		}
+		cctx, cancel := call(ctx)
+		_, err := kv.Create(cctx, key, superseded)
+		cancel()
+		if err == nil {
+			_ = r.n.nc.Publish(cancelRoot+"."+key, nil)
+		}
+	}
+	return runner.RelayResult{}, false
+}
+
+// result is the answer as the runner takes it; extra counts the attempts
+// made since it was given, which never ran.
+func (a *answer) result(extra int) runner.RelayResult {
+	return runner.RelayResult{
+		Response:    a.Response,
+		Where:       runner.Where{Node: a.Node, Target: a.Target},
+		ModelLoaded: a.ModelLoaded,
+		ModelDigest: a.ModelDigest,
+		Lost:        max(a.Deliveries-1, 0) - extra,
+	}
+}
+
+func (a *answer) err() error {
+	if a.Error == nil {
+		return nil
+	}
+	return a.Error.err()
+}
+
+// answerWatch is one watcher on the bucket for the answers to this host's
+// jobs, handing each to the Relay call waiting for it.
+type answerWatch struct {
+	mu      sync.Mutex
+	waiting map[string]chan answer
+}
+
+// await registers a wait for key's answer; done ends it.
+func (w *answerWatch) await(key string) (<-chan answer, func()) {
+	c := make(chan answer, 1)
+	w.mu.Lock()
+	if w.waiting == nil {
+		w.waiting = map[string]chan answer{}
+	}
+	w.waiting[key] = c
+	w.mu.Unlock()
+	return c, func() {
+		w.mu.Lock()
+		delete(w.waiting, key)
+		w.mu.Unlock()
+	}
+}
+
+func (w *answerWatch) deliver(key string, a answer) {
+	w.mu.Lock()
+	c := w.waiting[key]
+	w.mu.Unlock()
+	if c != nil {
+		select {
+		case c <- a:
+		default: // one is enough
+		}
+	}
+}
+
+// watchAnswers hands every answer put under this host's prefix to its
+// waiting Relay call until ctx ends, watching again after a failure.
+func (n *Node) watchAnswers(ctx context.Context, kv jetstream.KeyValue) {
+	prefix := answerPrefix(n.name)
+	for ctx.Err() == nil {
+		w, err := kv.Watch(ctx, prefix+">", jetstream.UpdatesOnly())
+		if err != nil {
+			n.log.Debug("cluster: cannot watch the answers; trying again", "err", err)
+			wait(ctx, time.Second)
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut || !strings.HasPrefix(e.Key(), prefix) {
+				continue
+			}
+			var a answer
+			if json.Unmarshal(e.Value(), &a) == nil {
+				n.answers.deliver(e.Key(), a)
+			}
+		}
+		_ = w.Stop()
+	}
 }

@@ -74,10 +74,22 @@ func (w *wireError) err() error {
 }
 
 // answerKey is the bucket key (and the message id) of one attempt of a
-// job: a.<id>.<attempt>, the batch-line '~' as '=' (a key takes letters,
-// digits, '-', '_', '=', '/' and '.').
-func answerKey(id string, attempt int) string {
-	return fmt.Sprintf("a.%s.%d", strings.ReplaceAll(id, "~", "="), attempt)
+// job: a.<origin>.<id>.<attempt>, the batch-line '~' as '=' (a key takes
+// letters, digits, '-', '_', '=', '/' and '.'). The origin's name in it
+// lets each host watch the answers to its own jobs only.
+func answerKey(origin, id string, attempt int) string {
+	return fmt.Sprintf("%s%s.%d", answerPrefix(origin), strings.ReplaceAll(id, "~", "="), attempt)
+}
+
+func answerPrefix(origin string) string { return "a." + origin + "." }
+
+// callTimeout bounds one JetStream request: without a leader (a host just
+// died, an election is on) a request may get no reply at all.
+const callTimeout = 5 * time.Second
+
+// call is ctx bounded by callTimeout.
+func call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, callTimeout)
 }
 
 // The events a running attempt sends the origin on its reply subject

@@ -142,7 +142,14 @@ with no attempt charged.`,
 			if err != nil {
 				return fmt.Errorf("hooks: %w", err)
 			}
-			rc := runnerConfig(cfg, s, targets, a.logger)
+			node, lanes, err := joinCluster(cfg, s, targets, a.logger)
+			if err != nil {
+				return err
+			}
+			if node != nil {
+				defer node.Close()
+			}
+			rc := runnerConfig(cfg, s, lanes, a.logger)
 			rc.Functions, rc.Hooks, rc.Locked = reg, hk, true
 			rc.Ready = func() { sdNotify(a.env, "READY=1") }
 			r, err := runner.New(rc)
@@ -184,8 +191,15 @@ with no attempt charged.`,
 			} else {
 				frontDone <- nil
 			}
+			clusterDone := make(chan error, 1)
+			if node != nil {
+				fmt.Fprintf(a.stdout, "  cluster %s\n", clusterURL(cfg.Cluster))
+				group.Go(func() { clusterDone <- runCluster(ctx, node, cfg, s, targets, a.logger) })
+			} else {
+				clusterDone <- nil
+			}
 			stopReload := a.reloadOnHUP(cfg, func(next Config) {
-				rc := runnerConfig(next, s, targets, a.logger)
+				rc := runnerConfig(next, s, lanes, a.logger)
 				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
 				if err := reg.Reload(); err != nil {
@@ -201,6 +215,12 @@ with no attempt charged.`,
 			stop() // the runner is done (or never started): stop the front too
 			if ferr := <-frontDone; ferr != nil && err == nil {
 				err = fmt.Errorf("http front: %w", ferr)
+			}
+			if cerr := <-clusterDone; cerr != nil && err == nil {
+				err = cerr
+			}
+			if node != nil {
+				node.Close()
 			}
 			a.logger.Info("stopped")
 			return err

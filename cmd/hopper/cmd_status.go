@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/batch"
+	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/hooks"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
@@ -39,6 +40,9 @@ type status struct {
 	Webhooks *hooks.Status `json:"webhooks,omitempty"`
 	// Batches lists the batches that have not ended.
 	Batches []*batch.Record `json:"batches"`
+	// Cluster is the cluster as the running serve sees it, when this host
+	// is one of several (DESIGN §11).
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 type runningJob struct {
@@ -155,6 +159,7 @@ func (a *app) collectStatus(ctx context.Context, s *spool.Spool, targets []runne
 			out.Webhooks = &hs
 		}
 	}
+	out.Cluster = readClusterStatus(s)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if pub, err := s.ReadTargets(); err == nil && s.Served() {
@@ -248,6 +253,7 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "target   %s\n", targetSummary(t, len(st.Targets) > 1, st.Source == "serve"))
 	}
+	printClusterStatus(w, st.Cluster)
 	if st.Problem != "" {
 		fmt.Fprintf(w, "PROBLEM  %s\n", st.Problem)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/ollama"
@@ -59,6 +60,8 @@ type Config struct {
 
 	RetryBackoff    time.Duration `yaml:"retry_backoff" mapstructure:"retry_backoff"`         // first deferral after a failed attempt; doubles each attempt
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max" mapstructure:"retry_backoff_max"` // cap on that deferral
+
+	Cluster cluster.Config `yaml:"cluster" mapstructure:"cluster"` // several hosts on NATS JetStream; unset: this one alone
 }
 
 // Target is one Ollama server (DESIGN §4).
@@ -136,6 +139,7 @@ func Default() Config {
 
 		RetryBackoff:    5 * time.Second,
 		RetryBackoffMax: 5 * time.Minute,
+		Cluster:         cluster.Config{Routes: []string{}},
 	}
 }
 
@@ -193,6 +197,7 @@ func (c Config) Validate() error {
 		runnerConfig(c, nil, c.TargetList(), nil).Validate(),
 		hooksConfig(c, nil, nil).ValidateSettings(),
 		front.ValidateSettings(),
+		c.Cluster.Validate(),
 	} {
 		if err != nil {
 			return keyed(err)
