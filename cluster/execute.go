@@ -243,6 +243,18 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 		_ = msg.Nak()
 		return
 	}
+	// Registered before the bucket is asked, so a cancel that comes after
+	// the answer is looked for is not missed.
+	jobCtx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	e.mu.Lock()
+	e.running[akey] = abort
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.running, akey)
+		e.mu.Unlock()
+	}()
 	cctx, cancel := call(ctx)
 	_, err = kv.Get(cctx, akey)
 	cancel()
@@ -257,17 +269,9 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 	meta, _ := msg.Metadata()
 	log := e.log.With("job", req.ID, "origin", msg.Headers().Get(HeaderOrigin), "target", l.cfg.Name)
 
-	jobCtx, abort := context.WithCancelCause(ctx)
-	defer abort(nil)
 	e.mu.Lock()
-	e.running[akey] = abort
 	loaded := ollama.KeyModel(key) != "" && l.resident[ollama.KeyModel(key)] != key
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.running, akey)
-		e.mu.Unlock()
-	}()
 	alive := make(chan struct{})
 	defer close(alive)
 	go func() {

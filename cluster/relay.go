@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,12 +74,18 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 	if err != nil {
 		return runner.RelayResult{}, &ollama.UnavailableError{Err: err}
 	}
-	if res, ok := r.earlier(ctx, kv, req); ok {
-		return res, nil
-	}
 	key := answerKey(n.name, req.ID, req.Attempt)
-	answers, done := n.answers.await(key)
+	// An earlier attempt that runs after all (it was under way when it
+	// was superseded) answers for this one too.
+	keys := make([]string, req.Attempt)
+	for k := range keys {
+		keys[k] = answerKey(n.name, req.ID, k+1)
+	}
+	answers, done := n.answers.await(keys...)
 	defer done()
+	if res, ok, err := r.earlier(ctx, kv, req); err != nil || ok {
+		return res, err
+	}
 	events := make(chan *nats.Msg, 4096)
 	inbox := n.nc.NewRespInbox()
 	sub, err := n.nc.ChanSubscribe(inbox, events)
@@ -123,9 +130,20 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 		select {
 		case m := <-events:
 			event(m)
-		case a := <-answers:
+		case ka := <-answers:
+			a := ka.answer
 			if a.Superseded {
+				if ka.key != key {
+					continue // the tombstone this call wrote
+				}
 				return runner.RelayResult{}, errors.New("a later attempt of the job superseded this one")
+			}
+			if ka.key != key {
+				// An earlier attempt answered: this one need not run.
+				r.supersede(ctx, kv, key)
+				n.log.Debug("cluster: an earlier attempt answered", "job", req.ID, "key", ka.key)
+				res := a.result(req.Attempt - ka.attempt)
+				return res, a.err()
 			}
 			got = &a
 			n.log.Debug("cluster: answer in", "job", req.ID, "key", key, "node", a.Node, "ended", ended)
@@ -203,25 +221,40 @@ func (r *Relay) get(ctx context.Context, kv jetstream.KeyValue, key string) (*an
 // earlier settles the attempts before req's, which the origin gave up on
 // when it stopped: one answered well while it was down is the job's
 // answer (it does not run again); the others are marked superseded, and a
-// host still running one is told to stop.
-func (r *Relay) earlier(ctx context.Context, kv jetstream.KeyValue, req runner.RelayRequest) (runner.RelayResult, bool) {
-	superseded, _ := json.Marshal(answer{Superseded: true})
+// host still running one is told to stop. Until every one is settled the
+// new attempt is not published: a cluster that cannot record that is
+// unavailable.
+func (r *Relay) earlier(ctx context.Context, kv jetstream.KeyValue, req runner.RelayRequest) (runner.RelayResult, bool, error) {
 	for k := req.Attempt - 1; k >= 1; k-- {
 		key := answerKey(r.n.name, req.ID, k)
 		if a, ok := r.get(ctx, kv, key); ok {
 			if a.Error == nil {
-				return a.result(req.Attempt - k), true
+				return a.result(req.Attempt - k), true, nil
 			}
 			continue
 		}
-		cctx, cancel := call(ctx)
-		_, err := kv.Create(cctx, key, superseded)
-		cancel()
-		if err == nil {
-			_ = r.n.nc.Publish(cancelRoot+"."+key, nil)
+		if err := r.supersede(ctx, kv, key); err != nil {
+			return runner.RelayResult{}, false, &ollama.UnavailableError{Err: fmt.Errorf("supersede attempt %d of job %s: %w", k, req.ID, noQuorum(err))}
 		}
 	}
-	return runner.RelayResult{}, false
+	return runner.RelayResult{}, false, nil
+}
+
+// supersede marks an attempt that has no answer as one no host should run
+// and tells a host running it to stop. An attempt already marked or
+// answered is left as it is.
+func (r *Relay) supersede(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	superseded, _ := json.Marshal(answer{Superseded: true})
+	cctx, cancel := call(ctx)
+	_, err := kv.Create(cctx, key, superseded)
+	cancel()
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	if err == nil {
+		_ = r.n.nc.Publish(cancelRoot+"."+key, nil)
+	}
+	return err
 }
 
 // result is the answer as the runner takes it; extra counts the attempts
@@ -247,21 +280,33 @@ func (a *answer) err() error {
 // jobs, handing each to the Relay call waiting for it.
 type answerWatch struct {
 	mu      sync.Mutex
-	waiting map[string]chan answer
+	waiting map[string]chan keyedAnswer
 }
 
-// await registers a wait for key's answer; done ends it.
-func (w *answerWatch) await(key string) (<-chan answer, func()) {
-	c := make(chan answer, 1)
+// keyedAnswer is an answer with the attempt it answers.
+type keyedAnswer struct {
+	answer
+	key     string
+	attempt int
+}
+
+// await registers a wait for the answers under keys (the attempts of one
+// job, in order); done ends it.
+func (w *answerWatch) await(keys ...string) (<-chan keyedAnswer, func()) {
+	c := make(chan keyedAnswer, len(keys))
 	w.mu.Lock()
 	if w.waiting == nil {
-		w.waiting = map[string]chan answer{}
+		w.waiting = map[string]chan keyedAnswer{}
 	}
-	w.waiting[key] = c
+	for _, k := range keys {
+		w.waiting[k] = c
+	}
 	w.mu.Unlock()
 	return c, func() {
 		w.mu.Lock()
-		delete(w.waiting, key)
+		for _, k := range keys {
+			delete(w.waiting, k)
+		}
 		w.mu.Unlock()
 	}
 }
@@ -270,11 +315,16 @@ func (w *answerWatch) deliver(key string, a answer) {
 	w.mu.Lock()
 	c := w.waiting[key]
 	w.mu.Unlock()
-	if c != nil {
-		select {
-		case c <- a:
-		default: // one is enough
-		}
+	if c == nil {
+		return
+	}
+	attempt := 0
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		attempt, _ = strconv.Atoi(key[i+1:])
+	}
+	select {
+	case c <- keyedAnswer{answer: a, key: key, attempt: attempt}:
+	default: // the waiter has more than it needs
 	}
 }
 

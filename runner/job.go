@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/hopper-dev/hopper/functions"
@@ -427,11 +428,31 @@ func (j *job) attempt(ctx context.Context) result {
 		}
 	}
 	j.announce()
-	out, err := s.CreateOutput(rec.ID)
-	if err != nil {
-		return result{err: fmt.Errorf("create output: %w", err)}
+	// cur/ID.out marks the attempt as begun (spool.AttemptMarked): a relayed
+	// job makes it when a host takes it up, so a crash before that charges
+	// no attempt.
+	var out *os.File
+	openOutput := func() error {
+		if out != nil {
+			return nil
+		}
+		f, err := s.CreateOutput(rec.ID)
+		if err != nil {
+			return fmt.Errorf("create output: %w", err)
+		}
+		out = f
+		return nil
 	}
-	defer out.Close()
+	if relay == nil {
+		if err := openOutput(); err != nil {
+			return result{err: err}
+		}
+	}
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+	}()
 
 	jobCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -465,6 +486,9 @@ func (j *job) attempt(ctx context.Context) result {
 		line.Reset()
 		line.Write(bytes.TrimRight(chunk, "\r\n"))
 		line.WriteByte('\n')
+		if err := openOutput(); err != nil {
+			return err
+		}
 		_, err := out.Write(line.Bytes())
 		return err
 	}
@@ -472,7 +496,7 @@ func (j *job) attempt(ctx context.Context) result {
 	done := make(chan result, 1)
 	go func() {
 		if relay != nil {
-			done <- j.relay(jobCtx, relay, onChunk)
+			done <- j.relay(jobCtx, relay, openOutput, onChunk)
 			return
 		}
 		resp, err := l.cfg.Target.Do(jobCtx, j.c.Job.Endpoint.Path(), j.body, onChunk)
@@ -647,12 +671,16 @@ func (j *job) announce() {
 
 // relay hands the attempt on to relay and waits for its answer. The record
 // says queued until a host takes the job up, then where it runs.
-func (j *job) relay(ctx context.Context, relay Relay, onChunk func([]byte) error) result {
+func (j *job) relay(ctx context.Context, relay Relay, openOutput func() error, onChunk func([]byte) error) result {
 	rec := j.rec
 	req := RelayRequest{ID: rec.ID, Attempt: rec.Attempts, Priority: rec.Priority, Key: j.key,
 		Path: j.c.Job.Endpoint.Path(), Body: j.body}
 	onStart := func(w Where) {
-		rec.Node, rec.Target, rec.State = w.Node, w.Target, spool.StateWorking
+		if err := openOutput(); err != nil {
+			j.log.Warn("cannot make the output file", "err", err)
+		}
+		now := j.cfg.Now()
+		rec.Node, rec.Target, rec.State, rec.StartedAt = w.Node, w.Target, spool.StateWorking, &now
 		if err := j.r.spool.Update(rec); err != nil {
 			j.log.Warn("cannot write the record", "err", err)
 		}

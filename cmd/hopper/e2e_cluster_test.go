@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -129,4 +130,100 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// clusterStatus is what hopper status --json says of the cluster on w.
+func clusterStatus(t *testing.T, w *world) *cluster.Status {
+	t.Helper()
+	var st status
+	if err := json.Unmarshal([]byte(w.hopper("status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Cluster
+}
+
+// TestClusterWithoutQuorumKeepsJobsUntilItReturns: with two of three
+// hosts gone the last one says it has no quorum, refuses and loses
+// nothing dropped on it, and runs it all once a host comes back.
+func TestClusterWithoutQuorumKeepsJobsUntilItReturns(t *testing.T) {
+	ws := clusterWorlds(t)
+	a, b, c := ws[0], ws[1], ws[2]
+	serves := []*server{a.serve(), b.serve(), c.serve()}
+	a.drop("before", chatJob("m1", "before"))
+	waitLong(t, "a job before the loss", func() bool { return a.count("done") == 1 })
+	serves[1].stop(t, syscall.SIGKILL)
+	serves[2].stop(t, syscall.SIGKILL)
+	waitLong(t, "a to say it has no quorum", func() bool {
+		st := clusterStatus(t, a)
+		return st != nil && !st.Quorum
+	})
+	for i := range 5 {
+		a.drop(fmt.Sprintf("j%d", i), chatJob("m1", fmt.Sprintf("job %d", i)))
+	}
+	time.Sleep(3 * time.Second)
+	if out := a.hopper("status"); !strings.Contains(out, "NO QUORUM") {
+		t.Errorf("hopper status without quorum:\n%s", out)
+	}
+	if n := a.count("new") + a.count("cur") + a.count("deferred"); n != 5 || a.count("failed") != 0 || a.count("done") != 1 {
+		t.Fatalf("without quorum: %d jobs waiting, %d failed, %d done; want 5 waiting", n, a.count("failed"), a.count("done"))
+	}
+	b.serve() // b comes back: two of three
+	waitLong(t, "the jobs to run once quorum is back", func() bool { return a.count("done") == 6 })
+	if a.count("failed") != 0 {
+		t.Errorf("%d jobs failed", a.count("failed"))
+	}
+}
+
+// TestClusterTortureKillsAndRestartsHosts: every host takes jobs while
+// hosts are SIGKILLed and restarted in turn, origins included. Nothing is
+// lost, no job has two records, and the targets ran no job more often than
+// the kills can explain: each kill may cost what was running at the time
+// (the killed host's attempts run again; a killed origin's jobs running
+// elsewhere are stopped and run again).
+func TestClusterTortureKillsAndRestartsHosts(t *testing.T) {
+	ws := clusterWorlds(t, ollamatest.WithTokens(10), ollamatest.WithTokenDelay(10*time.Millisecond))
+	serves := make([]*server, len(ws))
+	for i, w := range ws {
+		serves[i] = w.serve()
+	}
+	const perHost, kills, slots = 30, 4, 3 * 2
+	for i := range perHost {
+		for h, w := range ws {
+			w.drop(fmt.Sprintf("h%dj%02d", h, i), chatJob([]string{"m1", "m2"}[i%2], fmt.Sprintf("job %d of host %d", i, h)))
+		}
+	}
+	for k := range kills {
+		h := k % len(ws)
+		waitLong(t, "a job to run", func() bool {
+			for _, w := range ws {
+				if w.fake.InFlight() > 0 {
+					return true
+				}
+			}
+			return false
+		})
+		serves[h].stop(t, syscall.SIGKILL)
+		time.Sleep(time.Second)
+		serves[h] = ws[h].serve()
+	}
+	for h, w := range ws {
+		waitLong(t, fmt.Sprintf("host %d's jobs in its done/", h), func() bool { return w.count("done") == perHost })
+	}
+	executions := 0
+	for h, w := range ws {
+		if n := w.count("failed") + w.count("new") + w.count("cur") + w.count("deferred"); n != 0 {
+			t.Errorf("host %d has %d records besides done/, want none", h, n)
+		}
+		for i := range perHost {
+			r := w.record("done", fmt.Sprintf("h%dj%02d", h, i))
+			if !strings.Contains(answer(t, r), fmt.Sprintf("job %d of host %d", i, h)) {
+				t.Errorf("%s answered %q", r.ID, answer(t, r))
+			}
+		}
+		executions += w.fake.RequestsTo("/api/chat")
+	}
+	if limit := len(ws)*perHost + kills*slots; executions > limit {
+		t.Errorf("the targets ran %d requests for %d jobs and %d kills, want at most %d", executions, len(ws)*perHost, kills, limit)
+	}
+	t.Logf("%d jobs, %d kills: %d executions", len(ws)*perHost, kills, executions)
 }
