@@ -29,7 +29,10 @@ type ExecConfig struct {
 	// its before the stream gives it to another; default 30s. A running
 	// job is kept alive with progress acks every third of it.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// Grace is how long a running job may finish once Execute's context
+	// ends; then it goes back to the stream for another host. Default 30s.
+	Grace  time.Duration
+	Logger *slog.Logger
 }
 
 // DefaultAckWait is ExecConfig.AckWait's default.
@@ -72,19 +75,27 @@ func (l *lane) state() runner.LaneState {
 	return st
 }
 
-// errOriginCanceled aborts an attempt the origin canceled (or gave up on).
-var errOriginCanceled = errors.New("the origin host canceled the job")
+// errOriginCanceled aborts an attempt the origin canceled (or gave up on);
+// errExecutorStop one still running when this host's grace is over.
+var (
+	errOriginCanceled = errors.New("the origin host canceled the job")
+	errExecutorStop   = errors.New("this host is stopping")
+)
 
 // Execute runs jobs from the stream on cfg's targets until ctx ends, with
 // the rules one host's runner follows (runner.Pick over the stream's
 // backlog by priority and load key), then lets the running ones finish
-// and returns. Jobs it could not finish go back to the stream.
+// within cfg.Grace and returns. Jobs it could not finish go back to the
+// stream.
 func (n *Node) Execute(ctx context.Context, cfg ExecConfig) error {
 	if len(cfg.Targets) == 0 {
 		return errors.New("cluster: this host has no target to run jobs on")
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = n.log
@@ -213,11 +224,19 @@ func (e *executor) next(ctx context.Context, subject string) jetstream.Msg {
 		e.consumers[subject] = c
 		e.mu.Unlock()
 	}
-	msg, err := c.Next(jetstream.FetchMaxWait(250 * time.Millisecond))
+	if ctx.Err() != nil {
+		return nil
+	}
+	// The backlog counts messages other hosts are running: do not wait
+	// for one of those.
+	batch, err := c.FetchNoWait(1)
 	if err != nil {
 		return nil
 	}
-	return msg
+	for msg := range batch.Messages() {
+		return msg
+	}
+	return nil
 }
 
 // run runs one attempt on l's target: it tells the origin where, relays
@@ -244,9 +263,22 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 		return
 	}
 	// Registered before the bucket is asked, so a cancel that comes after
-	// the answer is looked for is not missed.
-	jobCtx, abort := context.WithCancelCause(ctx)
+	// the answer is looked for is not missed. A stopping host lets the job
+	// run for its grace, then hands it back.
+	jobCtx, abort := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer abort(nil)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(e.cfg.Grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			abort(errExecutorStop)
+		case <-jobCtx.Done():
+		}
+	})
+	defer stop()
+	live := ctx                      // ends when this host stops
+	ctx = context.WithoutCancel(ctx) // what follows ends the job, stopping or not
 	e.mu.Lock()
 	e.running[akey] = abort
 	e.mu.Unlock()
@@ -266,7 +298,6 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 		_ = msg.NakWithDelay(time.Second) // the bucket does not answer: later
 		return
 	}
-	meta, _ := msg.Metadata()
 	log := e.log.With("job", req.ID, "origin", msg.Headers().Get(HeaderOrigin), "target", l.cfg.Name)
 
 	e.mu.Lock()
@@ -313,23 +344,20 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 	case errors.Is(cause, errOriginCanceled):
 		_ = msg.Ack() // nobody waits for it
 		return
-	case ctx.Err() != nil:
+	case errors.Is(cause, errExecutorStop):
 		_ = msg.Nak() // this host stops: another runs it
 		return
 	case errors.As(err, &unavailable) || errors.As(err, &failed) && !e.alive(ctx, l):
-		e.down(ctx, l, err)
+		e.down(live, l, err)
 		_ = msg.NakWithDelay(time.Second) // back in line for a host whose target is up
 		return
 	}
-	a := answer{Response: resp, Error: toWire(err), Node: n.name, Target: l.cfg.Name, ModelLoaded: loaded}
-	if meta != nil {
-		a.Deliveries = int(meta.NumDelivered)
-	}
+	a := answer{Response: resp, Error: toWire(err), Node: n.name, Target: l.cfg.Name, ModelLoaded: loaded, Attempt: req.Attempt}
 	if loaded {
 		e.mu.Lock()
 		l.resident[ollama.KeyModel(key)] = key
 		e.mu.Unlock()
-		e.refresh(ctx, l)
+		e.refresh(live, l)
 	}
 	e.mu.Lock()
 	a.ModelDigest = l.digests[ollama.NormalizeModel(ollama.KeyModel(key))]
@@ -345,8 +373,8 @@ func (e *executor) run(ctx context.Context, l *lane, msg jetstream.Msg, key stri
 		if try == 0 {
 			log.Warn("cluster: cannot record the answer; trying again", "err", noQuorum(err))
 		}
-		if !wait(ctx, time.Second) {
-			_ = msg.Nak()
+		if !wait(live, time.Second) {
+			_ = msg.Nak() // stopping without quorum: another host runs it again
 			return
 		}
 	}

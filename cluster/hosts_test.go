@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,111 @@ func TestJobsDroppedOnOneHostRunOnSeveral(t *testing.T) {
 	}
 	if served != 65 {
 		t.Errorf("the targets served %d requests, want 65: each job once", served)
+	}
+}
+
+// served counts the requests the hosts' targets got whose body holds text.
+func served(hosts []*host, text string) int {
+	n := 0
+	for _, h := range hosts {
+		for _, r := range h.fake.Requests() {
+			if strings.Contains(string(r.Body), text) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestCancelHoldReleaseAndRetryFromTheOrigin: the origin's verbs reach a
+// job wherever it is: a job waiting in the cluster's stream is held back
+// into hold/ (no host runs it) and released; a running job is canceled on
+// the host that runs it; a failed job retried runs again.
+func TestCancelHoldReleaseAndRetryFromTheOrigin(t *testing.T) {
+	hosts := newHosts(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
+	a := hosts[0]
+	// Six slots in all: eight long jobs keep every one busy for a while.
+	for i := range 8 {
+		a.submit(t, fmt.Sprintf("busy%d", i), fmt.Sprintf("busy %d", i))
+	}
+	a.submit(t, "waiting", "the waiting one")
+	deadline := time.Now().Add(patience)
+	for {
+		r, err := a.spool.Get("waiting")
+		if err == nil && r.State == spool.StateQueued && r.StartedAt != nil {
+			break // handed on, not taken up
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job was never handed on: %+v %v", r, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.spool.Hold("waiting"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := a.spool.Get("waiting")
+		if err == nil && r.State == spool.StateHeld {
+			if r.Attempts != 0 {
+				t.Errorf("held with %d attempts, want 0", r.Attempts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job was not held: %+v %v", r, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 8 {
+		a.wait(t, fmt.Sprintf("busy%d", i))
+	}
+	if n := served(hosts, "the waiting one"); n != 0 {
+		t.Errorf("a host ran the held job %d times", n)
+	}
+	if err := a.spool.Release("waiting"); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.wait(t, "waiting"); r.State != spool.StateDone || r.Attempts != 1 || served(hosts, "the waiting one") != 1 {
+		t.Errorf("released: %s after %d attempts, run %d times", r.State, r.Attempts, served(hosts, "the waiting one"))
+	}
+
+	a.submit(t, "doomed", "the doomed one")
+	for {
+		r, err := a.spool.Get("doomed")
+		if err == nil && r.State == spool.StateWorking && r.Node != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never ran: %+v %v", r, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := a.spool.Cancel("doomed", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.wait(t, "doomed"); r.State != spool.StateFailed || r.Error == nil || r.Error.Kind != spool.KindCanceled {
+		t.Errorf("canceled: %s %+v", r.State, r.Error)
+	}
+	for _, h := range hosts {
+		if h.fake.InFlight() != 0 {
+			t.Errorf("%s's target still runs a request after the cancel", h.name)
+		}
+	}
+
+	for _, h := range hosts {
+		h.fake.FailNext(1, 400, "the target refused it")
+	}
+	a.submit(t, "refused", "the refused one")
+	if r := a.wait(t, "refused"); r.State != spool.StateFailed || r.Error == nil || r.Error.Status != 400 {
+		t.Fatalf("refused: %s %+v", r.State, r.Error)
+	}
+	for _, h := range hosts {
+		h.fake.FailNext(0, 0, "")
+	}
+	if err := a.spool.Retry("refused"); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.wait(t, "refused"); r.State != spool.StateDone || len(r.History) != 1 {
+		t.Errorf("retried: %s, history %+v", r.State, r.History)
 	}
 }

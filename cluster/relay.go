@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,25 +64,24 @@ const (
 	answerPoll = 10 * time.Second
 )
 
-// Relay publishes one attempt and waits for its answer. Earlier attempts
-// of the job (the origin stopped while they were out) are settled first:
-// one answered well is the job's answer, the others are superseded.
+// Relay publishes one attempt and waits for its answer. Earlier
+// handings-on of the job in this round (the origin stopped while they were
+// out, or the job was held and released) are settled first: one answered
+// well is the job's answer, the others are superseded. An earlier one that
+// answers while this one waits (it was under way when superseded) answers
+// for it too. Canceled (the job's context ends: a cancel, a hold, a
+// shutdown), the attempt is superseded and a host running it told to stop.
 func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func(runner.Where), onChunk func([]byte) error) (runner.RelayResult, error) {
 	n := r.n
 	_, kv, err := n.handles()
 	if err != nil {
 		return runner.RelayResult{}, &ollama.UnavailableError{Err: err}
 	}
-	key := answerKey(n.name, req.ID, req.Attempt)
-	// An earlier attempt that runs after all (it was under way when it
-	// was superseded) answers for this one too.
-	keys := make([]string, req.Attempt)
-	for k := range keys {
-		keys[k] = answerKey(n.name, req.ID, k+1)
-	}
-	answers, done := n.answers.await(keys...)
+	prefix := jobPrefix(n.name, req.ID, req.Round)
+	key := answerKey(n.name, req.ID, req.Round, nuid.Next())
+	answers, done := n.answers.await(prefix)
 	defer done()
-	if res, ok, err := r.earlier(ctx, kv, req); err != nil || ok {
+	if res, ok, err := r.earlier(ctx, kv, req, prefix); err != nil || ok {
 		return res, err
 	}
 	events := make(chan *nats.Msg, 4096)
@@ -96,16 +94,12 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 	if err := r.publish(ctx, req, key, inbox); err != nil {
 		return runner.RelayResult{}, err
 	}
-	// An answer put before this host watched (it restarted) is in the
-	// bucket already.
-	if a, ok := r.get(ctx, kv, key); ok {
-		return a.result(0), a.err()
-	}
 
 	var (
 		got    *answer
 		ended  bool
 		linger <-chan time.Time
+		starts int // runs begun, each on a host that took the message
 	)
 	// The watch may miss an answer while it starts again after a failure:
 	// now and then the bucket is asked.
@@ -114,6 +108,7 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 	event := func(m *nats.Msg) {
 		switch m.Header.Get(headerEvent) {
 		case eventStart:
+			starts++
 			var w runner.Where
 			if json.Unmarshal(m.Data, &w) == nil && onStart != nil {
 				onStart(w)
@@ -132,18 +127,15 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 			event(m)
 		case ka := <-answers:
 			a := ka.answer
-			if a.Superseded {
-				if ka.key != key {
-					continue // the tombstone this call wrote
-				}
-				return runner.RelayResult{}, errors.New("a later attempt of the job superseded this one")
-			}
-			if ka.key != key {
-				// An earlier attempt answered: this one need not run.
-				r.supersede(ctx, kv, key)
+			switch {
+			case a.Superseded || a.Consumed:
+				continue // a tombstone this call or an earlier one wrote
+			case ka.key != key:
+				// An earlier handing-on answered: this one need not run.
+				_ = r.supersede(context.WithoutCancel(ctx), kv, key)
+				r.consume(ctx, kv, ka.key)
 				n.log.Debug("cluster: an earlier attempt answered", "job", req.ID, "key", ka.key)
-				res := a.result(req.Attempt - ka.attempt)
-				return res, a.err()
+				return a.result(a.Attempt - req.Attempt), a.err()
 			}
 			got = &a
 			n.log.Debug("cluster: answer in", "job", req.ID, "key", key, "node", a.Node, "ended", ended)
@@ -157,14 +149,25 @@ func (r *Relay) Relay(ctx context.Context, req runner.RelayRequest, onStart func
 		case <-linger:
 			ended = true // the last chunks were lost; the answer has it all
 		case <-ctx.Done():
-			_ = n.nc.Publish(cancelRoot+"."+key, nil)
+			// Nobody waits for it any more: no host should start it.
+			_ = r.supersede(context.WithoutCancel(ctx), kv, key)
 			return runner.RelayResult{}, ctx.Err()
 		}
 	}
 	for len(events) > 0 {
 		event(<-events)
 	}
-	return got.result(0), got.err()
+	r.consume(ctx, kv, key)
+	return got.result(max(starts-1, 0)), got.err()
+}
+
+// consume marks an answer as taken: the runner judges it now, so no later
+// attempt adopts it, and a host that gets its message again skips it.
+func (r *Relay) consume(ctx context.Context, kv jetstream.KeyValue, key string) {
+	consumed, _ := json.Marshal(answer{Consumed: true})
+	cctx, cancel := call(context.WithoutCancel(ctx))
+	defer cancel()
+	_, _ = kv.Put(cctx, key, consumed)
 }
 
 // publish puts the attempt in the stream, trying again (the same message
@@ -212,29 +215,53 @@ func (r *Relay) get(ctx context.Context, kv jetstream.KeyValue, key string) (*an
 		return nil, false
 	}
 	var a answer
-	if json.Unmarshal(e.Value(), &a) != nil || a.Superseded {
+	if json.Unmarshal(e.Value(), &a) != nil || a.Superseded || a.Consumed {
 		return nil, false
 	}
 	return &a, true
 }
 
-// earlier settles the attempts before req's, which the origin gave up on
-// when it stopped: one answered well while it was down is the job's
-// answer (it does not run again); the others are marked superseded, and a
-// host still running one is told to stop. Until every one is settled the
-// new attempt is not published: a cluster that cannot record that is
-// unavailable.
-func (r *Relay) earlier(ctx context.Context, kv jetstream.KeyValue, req runner.RelayRequest) (runner.RelayResult, bool, error) {
-	for k := req.Attempt - 1; k >= 1; k-- {
-		key := answerKey(r.n.name, req.ID, k)
+// earlier settles the handings-on of the job in this round before this
+// one: one answered well is the job's answer (it does not run again); the
+// others without an answer are marked superseded, and a host still running
+// one is told to stop. Until every one is settled the new attempt is not
+// published: a cluster that cannot record that is unavailable.
+func (r *Relay) earlier(ctx context.Context, kv jetstream.KeyValue, req runner.RelayRequest, prefix string) (runner.RelayResult, bool, error) {
+	unavailable := func(err error) (runner.RelayResult, bool, error) {
+		err = fmt.Errorf("settle the earlier attempts of job %s: %w", req.ID, noQuorum(err))
+		if !errors.Is(err, ErrNoQuorum) {
+			return runner.RelayResult{}, false, err // the job's, not the cluster's
+		}
+		return runner.RelayResult{}, false, &ollama.UnavailableError{Err: err}
+	}
+	cctx, cancel := call(ctx)
+	lister, err := kv.ListKeysFiltered(cctx, prefix+">")
+	if err != nil {
+		cancel()
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return runner.RelayResult{}, false, nil
+		}
+		return unavailable(err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	listed := cctx.Err()
+	cancel()
+	if listed != nil {
+		return unavailable(listed) // the list broke off: settle nothing on half of it
+	}
+	for _, key := range keys {
 		if a, ok := r.get(ctx, kv, key); ok {
 			if a.Error == nil {
-				return a.result(req.Attempt - k), true, nil
+				r.consume(ctx, kv, key)
+				return a.result(a.Attempt - req.Attempt), true, nil
 			}
 			continue
 		}
 		if err := r.supersede(ctx, kv, key); err != nil {
-			return runner.RelayResult{}, false, &ollama.UnavailableError{Err: fmt.Errorf("supersede attempt %d of job %s: %w", k, req.ID, noQuorum(err))}
+			return unavailable(err)
 		}
 	}
 	return runner.RelayResult{}, false, nil
@@ -257,15 +284,17 @@ func (r *Relay) supersede(ctx context.Context, kv jetstream.KeyValue, key string
 	return err
 }
 
-// result is the answer as the runner takes it; extra counts the attempts
-// made since it was given, which never ran.
-func (a *answer) result(extra int) runner.RelayResult {
+// result is the answer as the runner takes it, with lost the attempts to
+// add to the runner's count: runs on hosts that went away before they
+// answered, or (negative) attempts the origin counted since the one that
+// answered, which never ran.
+func (a *answer) result(lost int) runner.RelayResult {
 	return runner.RelayResult{
 		Response:    a.Response,
 		Where:       runner.Where{Node: a.Node, Target: a.Target},
 		ModelLoaded: a.ModelLoaded,
 		ModelDigest: a.ModelDigest,
-		Lost:        max(a.Deliveries-1, 0) - extra,
+		Lost:        lost,
 	}
 }
 
@@ -277,53 +306,50 @@ func (a *answer) err() error {
 }
 
 // answerWatch is one watcher on the bucket for the answers to this host's
-// jobs, handing each to the Relay call waiting for it.
+// jobs, handing each to the Relay call waiting for the job.
 type answerWatch struct {
 	mu      sync.Mutex
-	waiting map[string]chan keyedAnswer
+	waiting map[string]chan keyedAnswer // by job prefix (jobPrefix)
 }
 
-// keyedAnswer is an answer with the attempt it answers.
+// keyedAnswer is an answer with its key.
 type keyedAnswer struct {
 	answer
-	key     string
-	attempt int
+	key string
 }
 
-// await registers a wait for the answers under keys (the attempts of one
-// job, in order); done ends it.
-func (w *answerWatch) await(keys ...string) (<-chan keyedAnswer, func()) {
-	c := make(chan keyedAnswer, len(keys))
+// await registers a wait for the answers under a job's prefix; done ends
+// it.
+func (w *answerWatch) await(prefix string) (<-chan keyedAnswer, func()) {
+	c := make(chan keyedAnswer, 64)
 	w.mu.Lock()
 	if w.waiting == nil {
 		w.waiting = map[string]chan keyedAnswer{}
 	}
-	for _, k := range keys {
-		w.waiting[k] = c
-	}
+	w.waiting[prefix] = c
 	w.mu.Unlock()
 	return c, func() {
 		w.mu.Lock()
-		for _, k := range keys {
-			delete(w.waiting, k)
+		if w.waiting[prefix] == c {
+			delete(w.waiting, prefix)
 		}
 		w.mu.Unlock()
 	}
 }
 
 func (w *answerWatch) deliver(key string, a answer) {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return
+	}
 	w.mu.Lock()
-	c := w.waiting[key]
+	c := w.waiting[key[:i+1]]
 	w.mu.Unlock()
 	if c == nil {
 		return
 	}
-	attempt := 0
-	if i := strings.LastIndexByte(key, '.'); i >= 0 {
-		attempt, _ = strconv.Atoi(key[i+1:])
-	}
 	select {
-	case c <- keyedAnswer{answer: a, key: key, attempt: attempt}:
+	case c <- keyedAnswer{answer: a, key: key}:
 	default: // the waiter has more than it needs
 	}
 }

@@ -2,10 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hopper-dev/hopper/ollama"
@@ -15,7 +15,7 @@ import (
 // host's runner would have sent it to a target of its own.
 type request struct {
 	ID      string `json:"id"`      // the job's ID in the origin's spool
-	Attempt int    `json:"attempt"` // 1 for the first
+	Attempt int    `json:"attempt"` // 1 for the first (of the round)
 	Path    string `json:"path"`    // /api/chat, /v1/chat/completions, …
 	Body    []byte `json:"body"`    // the request as the target takes it
 }
@@ -31,7 +31,10 @@ type answer struct {
 	Target      string          `json:"target,omitempty"`
 	ModelLoaded bool            `json:"model_loaded,omitempty"`
 	ModelDigest string          `json:"model_digest,omitempty"`
-	Deliveries  int             `json:"deliveries,omitempty"` // how often the stream gave the attempt out
+	// Consumed marks an answer the origin has taken (it judged it): no
+	// later attempt adopts it, and no host runs its message again.
+	Consumed bool `json:"consumed,omitempty"`
+	Attempt  int  `json:"attempt,omitempty"` // the attempt it answers
 }
 
 // wireError carries a target's error from the host that ran the job to the
@@ -73,12 +76,21 @@ func (w *wireError) err() error {
 	return &ollama.JobFailedError{Status: w.Status, Message: w.Message}
 }
 
-// answerKey is the bucket key (and the message id) of one attempt of a
-// job: a.<origin>.<id>.<attempt>, the batch-line '~' as '=' (a key takes
-// letters, digits, '-', '_', '=', '/' and '.'). The origin's name in it
-// lets each host watch the answers to its own jobs only.
-func answerKey(origin, id string, attempt int) string {
-	return fmt.Sprintf("%s%s.%d", answerPrefix(origin), strings.ReplaceAll(id, "~", "="), attempt)
+// answerKey is the bucket key (and the message id) of one handing-on of a
+// job: a.<origin>.<id>.r<round>.<nonce>, the ID base64url-encoded (a key
+// takes letters, digits, '-', '_', '=', '/' and '.', and a '.' separates
+// its tokens, so "report." or "x.r0" must not reach it as they are). The
+// origin's name in it lets each host watch the answers to its own jobs
+// only; the prefix before the nonce finds every earlier handing-on of the
+// job in this round (a retry starts a new one); the nonce makes each
+// publish its own message, though the stream remembers message ids.
+func answerKey(origin, id string, round int, nonce string) string {
+	return jobPrefix(origin, id, round) + nonce
+}
+
+// jobPrefix is the part of answerKey before the nonce.
+func jobPrefix(origin, id string, round int) string {
+	return fmt.Sprintf("%s%s.r%d.", answerPrefix(origin), base64.RawURLEncoding.EncodeToString([]byte(id)), round)
 }
 
 func answerPrefix(origin string) string { return "a." + origin + "." }

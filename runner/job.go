@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopper-dev/hopper/functions"
@@ -31,6 +32,8 @@ type job struct {
 	prev spool.State
 	// key is the load key the lane reserved its slot under.
 	key string
+	// taken is set once a host of the cluster has taken a relayed job up.
+	taken atomic.Bool
 
 	// Set by prepare.
 	fn          *functions.Function
@@ -153,6 +156,15 @@ func (j *job) outcome(ctx context.Context, res result) {
 		return
 	case errors.Is(res.cause, errCanceled):
 		j.fail(spool.KindCanceled, "canceled while running", 0)
+		return
+	case errors.Is(res.cause, errHeld):
+		rec.Attempts-- // it never ran
+		j.prev = rec.State
+		if err := j.r.spool.HoldClaimed(rec); err != nil {
+			j.log.Error("cannot hold the job", "err", err)
+			return
+		}
+		j.announce()
 		return
 	case errors.Is(res.cause, errShutdown):
 		rec.Attempts-- // not the job's fault
@@ -524,6 +536,10 @@ func (j *job) attempt(ctx context.Context) result {
 				j.log.Info("cancel requested; aborting the request")
 				cancel(errCanceled)
 			}
+			if relay != nil && !j.taken.Load() && s.HoldRequested(rec.ID) && context.Cause(jobCtx) == nil {
+				j.log.Info("hold requested; taking the job back from the cluster")
+				cancel(errHeld)
+			}
 		case <-stopping:
 			stopping = nil
 			j.log.Info("shutting down: letting the running job finish", "grace", j.cfg.ShutdownGrace)
@@ -673,9 +689,10 @@ func (j *job) announce() {
 // says queued until a host takes the job up, then where it runs.
 func (j *job) relay(ctx context.Context, relay Relay, openOutput func() error, onChunk func([]byte) error) result {
 	rec := j.rec
-	req := RelayRequest{ID: rec.ID, Attempt: rec.Attempts, Priority: rec.Priority, Key: j.key,
+	req := RelayRequest{ID: rec.ID, Round: len(rec.History), Attempt: rec.Attempts, Priority: rec.Priority, Key: j.key,
 		Path: j.c.Job.Endpoint.Path(), Body: j.body}
 	onStart := func(w Where) {
+		j.taken.Store(true)
 		if err := openOutput(); err != nil {
 			j.log.Warn("cannot make the output file", "err", err)
 		}
@@ -690,6 +707,6 @@ func (j *job) relay(ctx context.Context, relay Relay, openOutput func() error, o
 	if res.Node != "" {
 		rec.Node, rec.Target, rec.ModelLoaded = res.Node, res.Target, res.ModelLoaded
 	}
-	rec.Attempts += res.Lost
+	rec.Attempts = max(rec.Attempts+res.Lost, 1)
 	return result{response: res.Response, err: err, relayed: &res}
 }

@@ -19,7 +19,8 @@ type Relay interface {
 // RelayRequest is one attempt of a job handed on.
 type RelayRequest struct {
 	ID       string // the job's ID in this spool
-	Attempt  int    // 1 for the first attempt
+	Round    int    // 0, and one more for each retry (the record's history)
+	Attempt  int    // 1 for the first attempt of the round
 	Priority int
 	Key      string // the load key, which hosts drain by
 	Path     string // the target's path (/api/chat, …)
@@ -40,7 +41,9 @@ type RelayResult struct {
 	ModelDigest string
 	// Lost counts the attempts that ran on a host that went away before
 	// it answered (the stream gave the job to another): each counts, as
-	// a crash in the middle of a job does on one host.
+	// a crash in the middle of a job does on one host. It is negative when
+	// an earlier attempt's answer came after all: the attempts counted
+	// since never ran.
 	Lost int
 }
 

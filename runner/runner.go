@@ -299,6 +299,7 @@ func (r *Runner) signal() {
 var (
 	errCanceled = errors.New("canceled")
 	errShutdown = errors.New("hopper is shutting down")
+	errHeld     = errors.New("held")
 	errTimeout  = errors.New("timeout")
 	// errTargetDown aborts the requests in flight on a lane that went
 	// down: they go back in line.

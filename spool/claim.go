@@ -375,6 +375,21 @@ func (s *Spool) Requeue(r *Record) error {
 func (s *Spool) removeRunFiles(id string) {
 	_ = s.removeAt(DirCur, id+".out")
 	_ = s.removeAt(DirCur, id+".cancel")
+	_ = s.removeAt(DirCur, id+".hold")
+}
+
+// HoldRequested reports whether cur/ID.hold exists (see Hold).
+func (s *Spool) HoldRequested(id string) bool { return s.exists(DirCur, id+".hold") }
+
+// HoldClaimed parks a claimed job that has not started in hold/, as Hold
+// does a queued one: the runner's answer to a hold request.
+func (s *Spool) HoldClaimed(r *Record) error {
+	r.State, r.NotBefore = StateHeld, nil
+	if err := s.recordAndMove(r, "hold", DirHold, nil); err != nil {
+		return err
+	}
+	s.removeRunFiles(r.ID)
+	return nil
 }
 
 // DropOutput removes cur/ID.out: the attempt it marks is over without a

@@ -315,11 +315,19 @@ func (s *Spool) Retry(id string) error {
 }
 
 // Hold parks a queued or deferred job in hold/, where it never runs and
-// never expires.
+// never expires. A job handed on to the cluster and still waiting there
+// (in cur/, queued) gets a hold request (cur/ID.hold) that the runner acts
+// on: it takes the job back from the cluster into hold/, unless a host has
+// taken it up meanwhile.
 func (s *Spool) Hold(id string) error {
 	dir, err := s.Find(id)
 	if err != nil {
 		return err
+	}
+	if dir == DirCur {
+		if r, err := s.recordAt(dir, id+".json"); err == nil && r.State == StateQueued && r.StartedAt != nil {
+			return s.WriteFile(DirCur, id+".hold", []byte("hold\n"), false)
+		}
 	}
 	if dir != DirNew && dir != DirDeferred {
 		return wrongState("hold %s: only queued or deferred jobs can be held; this one is in %s/", id, dir)

@@ -74,6 +74,7 @@ func runCluster(ctx context.Context, node *cluster.Node, cfg Config, s *spool.Sp
 		Targets: targets,
 		Policy:  runnerConfig(cfg, s, targets, logger).Policy,
 		AckWait: cfg.Cluster.AckWait,
+		Grace:   cfg.ShutdownGrace,
 		Logger:  logger.With("part", "cluster"),
 	})
 }
