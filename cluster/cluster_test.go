@@ -44,7 +44,7 @@ func threeHosts(t *testing.T) []cluster.Config {
 	ports := freePorts(t, 3)
 	var cfgs []cluster.Config
 	for i := range 3 {
-		c := cluster.Config{Name: "lab", Node: fmt.Sprintf("host%c", 'a'+i), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+		c := cluster.Config{Name: "lab", Node: fmt.Sprintf("host%c", 'a'+i), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Secret: "sesame"}
 		for j := range 3 {
 			if j != i {
 				c.Routes = append(c.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
@@ -99,12 +99,17 @@ func TestConfigNamesTheBadKey(t *testing.T) {
 		{cluster.Config{Name: "lab", URL: "http://h:4222"}, "cluster.url: must be nats://"},
 		{cluster.Config{Name: "lab", URL: "nats://h:4222", Credentials: "/nonexistent/x.creds"}, "cluster.credentials: cannot read"},
 		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Credentials: "x.creds"}, "cluster.credentials: and the tls_* files"},
+		{cluster.Config{Name: "lab", Listen: "10.0.0.5:7422", Routes: []string{"nats-route://10.0.0.6:7422"}}, "cluster.secret: must be set"},
+		{cluster.Config{Name: "lab", Secret: "s"}, "cluster.secret: authenticates the routes"},
 	} {
 		err := tc.cfg.Validate()
 		var ce *cluster.ConfigError
 		if err == nil || !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q…", tc.cfg, err, tc.want)
 		}
+	}
+	if err := (cluster.Config{Name: "lab", Listen: "10.0.0.5:7422", Secret: "s", Routes: []string{"nats-route://10.0.0.6:7422"}}).Validate(); err != nil {
+		t.Errorf("a secret on a private address: %v", err)
 	}
 	if err := (cluster.Config{}).Validate(); err != nil {
 		t.Errorf("unset: %v, want nil (one host, unchanged)", err)
@@ -287,5 +292,29 @@ func waitStatus(t *testing.T, n *cluster.Node, ok func(cluster.Status) bool) clu
 			t.Fatalf("%s: status never came: last %+v", n.Name(), st)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRoutesNeedTheSecret: a host with another secret (or none) cannot
+// join: the other two form the cluster without it.
+func TestRoutesNeedTheSecret(t *testing.T) {
+	cfgs := threeHosts(t)
+	for i := range cfgs {
+		cfgs[i].Replicas = 2 // two hosts hold the queue without c
+	}
+	cfgs[2].Secret = "wrong"
+	a, b := start(t, cfgs[0], t.TempDir()), start(t, cfgs[1], t.TempDir())
+	c := start(t, cfgs[2], t.TempDir())
+	provision(t, a, b)
+	st := waitStatus(t, a, func(s cluster.Status) bool { return s.Quorum })
+	for _, p := range st.Peers {
+		if p.Name == "hostc" && p.Up {
+			t.Errorf("host c joined with the wrong secret: %+v", st.Peers)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Provision(ctx); err == nil {
+		t.Error("host c made the stream with the wrong secret")
 	}
 }

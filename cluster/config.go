@@ -21,6 +21,9 @@ type Config struct {
 	Routes   []string `yaml:"routes" mapstructure:"routes"`     // embedded NATS: the other hosts, nats-route://host:port
 	URL      string   `yaml:"url" mapstructure:"url"`           // instead of listen/routes: an existing NATS cluster (nats://…, comma-separated)
 	Replicas int      `yaml:"replicas" mapstructure:"replicas"` // stream and bucket replicas; 0: 3 when embedded with routes, else 1
+	// Secret authenticates the routes between embedded servers: the same
+	// on every host. Required when listen is not a loopback address.
+	Secret string `yaml:"secret" mapstructure:"secret"`
 
 	// For url: a NATS credentials file (JWT and nkey seed), and TLS files.
 	Credentials string `yaml:"credentials" mapstructure:"credentials"`
@@ -147,12 +150,18 @@ func (c Config) Validate() error {
 	if c.Credentials != "" || c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" {
 		return bad("credentials", "and the tls_* files are for joining with cluster.url")
 	}
+	if c.Secret != "" && c.Listen == "" {
+		return bad("secret", "authenticates the routes of cluster.listen: set that too")
+	}
 	if c.Listen == "" && len(c.Routes) > 0 {
 		return bad("listen", "is where this host accepts the routes of the others: set it with cluster.routes")
 	}
 	if c.Listen != "" {
 		if err := checkHostPort(c.Listen); err != nil {
 			return bad("listen", "%v", err)
+		}
+		if host, _, _ := net.SplitHostPort(c.Listen); c.Secret == "" && !loopback(host) {
+			return bad("secret", "must be set (the same on every host) when cluster.listen is not a loopback address: without it anyone who reaches %s joins the cluster and reads its jobs", c.Listen)
 		}
 	}
 	if c.ClientListen != "" {
@@ -170,6 +179,15 @@ func (c Config) Validate() error {
 		return bad("replicas", "is %d but the cluster has %d hosts (this one and cluster.routes)", c.replicas(), n)
 	}
 	return nil
+}
+
+// loopback reports whether host is a loopback address or localhost.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkHostPort checks a host:port with a numeric port.

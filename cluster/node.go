@@ -175,10 +175,16 @@ func embed(cfg Config, name, storeDir, token string) (*server.Server, error) {
 			return nil, &ConfigError{Field: "cluster.listen", Err: err}
 		}
 		o.Cluster = server.ClusterOpts{Name: cfg.Name, Host: host, Port: port}
+		if cfg.Secret != "" {
+			o.Cluster.Username, o.Cluster.Password = routeUser, cfg.Secret
+		}
 		for _, r := range cfg.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
 				return nil, &ConfigError{Field: "cluster.routes", Err: err}
+			}
+			if cfg.Secret != "" && u.User == nil {
+				u.User = url.UserPassword(routeUser, cfg.Secret)
 			}
 			o.Routes = append(o.Routes, u)
 		}
@@ -209,6 +215,9 @@ func splitPort(hostport string) (string, int, error) {
 	}
 	return host, port, nil
 }
+
+// routeUser is the user name routes authenticate as with cluster.secret.
+const routeUser = "hopper"
 
 // Name is this node's name in the cluster.
 func (n *Node) Name() string { return n.name }

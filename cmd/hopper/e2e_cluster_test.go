@@ -46,6 +46,7 @@ func clusterWorlds(t *testing.T, opts ...ollamatest.Option) []*world {
 			fmt.Sprintf("HOPPER_CLUSTER_LISTEN=127.0.0.1:%d", ports[i]),
 			"HOPPER_CLUSTER_ROUTES="+strings.Join(routes, ","),
 			"HOPPER_CLUSTER_ACK_WAIT=2s",
+			"HOPPER_CLUSTER_SECRET=sesame",
 		)
 		ws = append(ws, w)
 	}
