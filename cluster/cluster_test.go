@@ -19,7 +19,7 @@ import (
 const patience = 60 * time.Second
 
 // freePorts reserves n loopback ports and frees them for the caller.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var lns []net.Listener
@@ -39,7 +39,7 @@ func freePorts(t *testing.T, n int) []int {
 
 // threeHosts are the cluster sections of three hosts routed to each other
 // on loopback.
-func threeHosts(t *testing.T) []cluster.Config {
+func threeHosts(t testing.TB) []cluster.Config {
 	t.Helper()
 	ports := freePorts(t, 3)
 	var cfgs []cluster.Config
@@ -56,7 +56,7 @@ func threeHosts(t *testing.T) []cluster.Config {
 }
 
 // start starts a node on cfg with its store in dir and provisions it.
-func start(t *testing.T, cfg cluster.Config, dir string) *cluster.Node {
+func start(t testing.TB, cfg cluster.Config, dir string) *cluster.Node {
 	t.Helper()
 	n, err := cluster.Start(cfg, dir, nil)
 	if err != nil {
@@ -66,7 +66,7 @@ func start(t *testing.T, cfg cluster.Config, dir string) *cluster.Node {
 	return n
 }
 
-func provision(t *testing.T, nodes ...*cluster.Node) {
+func provision(t testing.TB, nodes ...*cluster.Node) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))

@@ -31,7 +31,7 @@ type host struct {
 
 // newHosts starts three hosts on loopback, each with a fake target of two
 // slots.
-func newHosts(t *testing.T, opts ...ollamatest.Option) []*host {
+func newHosts(t testing.TB, opts ...ollamatest.Option) []*host {
 	t.Helper()
 	cfgs := threeHosts(t)
 	hosts := make([]*host, len(cfgs))
@@ -55,7 +55,7 @@ func newHosts(t *testing.T, opts ...ollamatest.Option) []*host {
 	return hosts
 }
 
-func (h *host) run(t *testing.T) {
+func (h *host) run(t testing.TB) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("host", h.name)
 	client, err := ollama.New(h.fake.URL, nil)
@@ -85,7 +85,7 @@ func (h *host) run(t *testing.T) {
 	})
 }
 
-func (h *host) submit(t *testing.T, id, prompt string) {
+func (h *host) submit(t testing.TB, id, prompt string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"model":"tiny","prompt":%q,"stream":false}`, prompt)
 	if _, err := h.spool.Submit([]byte(body), spool.SubmitOptions{ID: id}); err != nil {
@@ -94,7 +94,7 @@ func (h *host) submit(t *testing.T, id, prompt string) {
 }
 
 // wait waits for the job to land in done/ or failed/ of h's spool.
-func (h *host) wait(t *testing.T, id string) *spool.Record {
+func (h *host) wait(t testing.TB, id string) *spool.Record {
 	t.Helper()
 	deadline := time.Now().Add(patience)
 	for {
@@ -102,7 +102,7 @@ func (h *host) wait(t *testing.T, id string) *spool.Record {
 		if err == nil && r.State.Terminal() {
 			return r
 		}
-		if err != nil && !errors.Is(err, spool.ErrNotFound) {
+		if err != nil && !errors.Is(err, spool.ErrNotFound) && !errors.Is(err, spool.ErrGone) {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
