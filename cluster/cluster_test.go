@@ -108,7 +108,7 @@ func TestConfigNamesTheBadKey(t *testing.T) {
 			t.Errorf("%+v: got %v, want %q…", tc.cfg, err, tc.want)
 		}
 	}
-	if err := (cluster.Config{Name: "lab", Listen: "10.0.0.5:7422", Secret: "s", Routes: []string{"nats-route://10.0.0.6:7422"}}).Validate(); err != nil {
+	if err := (cluster.Config{Name: "lab", Listen: "10.0.0.5:7422", Secret: "s", Routes: []string{"nats-route://10.0.0.6:7422", "nats-route://10.0.0.7:7422"}}).Validate(); err != nil {
 		t.Errorf("a secret on a private address: %v", err)
 	}
 	if err := (cluster.Config{}).Validate(); err != nil {

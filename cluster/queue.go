@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,14 +74,6 @@ func (n *Node) Publish(ctx context.Context, id string, priority int, key string,
 		return Published{}, fmt.Errorf("cluster: publish job %s: %w", id, noQuorum(err))
 	}
 	return Published{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
-}
-
-// Backlog is what the stream holds for one priority and load key.
-type Backlog struct {
-	Priority int
-	Key      string
-	Count    int
-	Oldest   time.Time // when the first of them was published
 }
 
 // Depth lists the stream's backlog by priority (highest first) and key

@@ -2,40 +2,26 @@ package cluster
 
 import (
 	"context"
+
 	"errors"
+	"github.com/hopper-dev/hopper/spool"
 	"slices"
 	"time"
 )
 
-// Peer is one node as the stream's Raft group sees it.
-type Peer struct {
-	Name    string        `json:"name"`
-	Up      bool          `json:"up"`      // current with the leader and not offline
-	Leader  bool          `json:"leader"`  // leads the stream
-	Current bool          `json:"current"` // has every operation the leader committed
-	Active  time.Duration `json:"active"`  // since it was last heard from
-}
-
-// Status is the cluster as this node sees it, for hopper status and
-// /metrics.
-type Status struct {
-	Name   string `json:"name"`
-	Node   string `json:"node"`
-	Leader string `json:"leader,omitempty"`
-	// Quorum is false when JetStream cannot answer (too few hosts up):
-	// this host then claims nothing and keeps accepting files into new/.
-	Quorum bool      `json:"quorum"`
-	Error  string    `json:"error,omitempty"`
-	Peers  []Peer    `json:"peers,omitempty"`
-	Queued int       `json:"queued"`
-	Depth  []Backlog `json:"depth,omitempty"`
-}
+// Status, Peer and Backlog are the cluster as this node sees it; the spool
+// keeps them for hopper status and /metrics.
+type (
+	Status  = spool.ClusterStatus
+	Peer    = spool.ClusterPeer
+	Backlog = spool.ClusterBacklog
+)
 
 // Status asks JetStream for the stream's leader, its replicas and its
 // backlog. Without quorum it returns a Status that says so (Quorum false,
 // Error the reason) rather than an error: that is a state to show.
 func (n *Node) Status(ctx context.Context) Status {
-	st := Status{Name: n.cfg.Name, Node: n.name}
+	st := Status{Name: n.cfg.Name, Node: n.name, UpdatedAt: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	fail := func(err error) Status {

@@ -31,7 +31,13 @@ type metrics struct {
 	jobs, depth, oldest, targetUp, paused, waiters, batches *prometheus.Desc
 	// Per target, as the running serve publishes it (.hopper/targets.json).
 	laneUp, laneSlots, laneInUse, laneDone, laneFailed, laneLoads, laneLoadSeconds, laneResident *prometheus.Desc
+	// The cluster, as the running serve publishes it (.hopper/cluster.json).
+	clusterQuorum, clusterNodeUp, clusterQueued *prometheus.Desc
 }
+
+// clusterFresh is how old the published cluster status may be: serve
+// rewrites it every 2 seconds.
+const clusterFresh = 10 * time.Second
 
 // jobBuckets span a fast embedding to a long generation, in seconds.
 var jobBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
@@ -87,6 +93,15 @@ func newMetrics(s *Server) *metrics {
 	m.laneLoads = lane("hopper_lane_model_loads_total", "Model loads the lane caused since serve started.")
 	m.laneLoadSeconds = lane("hopper_lane_load_seconds_total", "Time spent loading models on the target since serve started.")
 	m.laneResident = lane("hopper_lane_resident_model", "1 for each model loaded on the target.", "model")
+	m.clusterQuorum = prometheus.NewDesc("hopper_cluster_quorum",
+		"Whether this host's cluster has quorum (1) or hands on nothing until it does (0); absent without a cluster.",
+		[]string{"cluster", "node"}, nil)
+	m.clusterNodeUp = prometheus.NewDesc("hopper_cluster_node_up",
+		"Whether each host of the cluster is up with the queue's leader (1 for the leader itself), as this host sees it.",
+		[]string{"node", "leader"}, nil)
+	m.clusterQueued = prometheus.NewDesc("hopper_cluster_queued",
+		"Jobs waiting in the cluster's queue by load key and priority.",
+		[]string{"key", "priority"}, nil)
 	m.reg.MustRegister(m.duration, m.wait, m.finished, m.loads, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -106,7 +121,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.paused
 	ch <- m.waiters
 	ch <- m.batches
-	for _, d := range []*prometheus.Desc{m.laneUp, m.laneSlots, m.laneInUse, m.laneDone, m.laneFailed, m.laneLoads, m.laneLoadSeconds, m.laneResident} {
+	for _, d := range []*prometheus.Desc{m.laneUp, m.laneSlots, m.laneInUse, m.laneDone, m.laneFailed, m.laneLoads, m.laneLoadSeconds, m.laneResident,
+		m.clusterQuorum, m.clusterNodeUp, m.clusterQueued} {
 		ch <- d
 	}
 }
@@ -133,6 +149,22 @@ func (m *metrics) collectLanes(ch chan<- prometheus.Metric) {
 		for _, model := range t.Resident {
 			g(m.laneResident, prometheus.GaugeValue, 1, model)
 		}
+	}
+}
+
+// collectCluster exports the cluster as the running serve last published
+// it; nothing without a cluster.
+func (m *metrics) collectCluster(ch chan<- prometheus.Metric) {
+	c := m.s.sp.ReadCluster(clusterFresh)
+	if c == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.clusterQuorum, prometheus.GaugeValue, boolValue(c.Quorum), c.Name, c.Node)
+	for _, p := range c.Peers {
+		ch <- prometheus.MustNewConstMetric(m.clusterNodeUp, prometheus.GaugeValue, boolValue(p.Up), p.Name, strconv.FormatBool(p.Leader))
+	}
+	for _, d := range c.Depth {
+		ch <- prometheus.MustNewConstMetric(m.clusterQueued, prometheus.GaugeValue, float64(d.Count), d.Key, strconv.Itoa(d.Priority))
 	}
 }
 
@@ -180,6 +212,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.batches, prometheus.GaugeValue, float64(n), string(st))
 	}
 	m.collectLanes(ch)
+	m.collectCluster(ch)
 }
 
 func boolValue(b bool) float64 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/httpfront"
@@ -292,6 +293,27 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	if strings.Contains(string(body), "hopper_cluster_") {
+		t.Error("metrics of a host without a cluster speak of one")
+	}
+	t.Run("TheClusterAsServePublishedIt", func(t *testing.T) {
+		if err := sp.PublishCluster(&spool.ClusterStatus{UpdatedAt: time.Now(), Name: "lab", Node: "gpu-a", Leader: "gpu-b", Quorum: true,
+			Peers: []spool.ClusterPeer{{Name: "gpu-a", Up: true}, {Name: "gpu-b", Up: true, Leader: true}, {Name: "gpu-c"}},
+			Depth: []spool.ClusterBacklog{{Priority: 5, Key: "llama3.2:latest", Count: 7}}}); err != nil {
+			t.Fatal(err)
+		}
+		_, body := call(t, "GET", f.URL+"/metrics", "")
+		for _, want := range []string{
+			`hopper_cluster_quorum{cluster="lab",node="gpu-a"} 1`,
+			`hopper_cluster_node_up{leader="true",node="gpu-b"} 1`,
+			`hopper_cluster_node_up{leader="false",node="gpu-c"} 0`,
+			`hopper_cluster_queued{key="llama3.2:latest",priority="5"} 7`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
 	t.Run("ATargetThatIsDownIsNotUp", func(t *testing.T) {
 		down := startFront(t, newSpool(t), func(c *httpfront.Config) { c.Target = "http://127.0.0.1:1" })
 		if _, body := call(t, "GET", down.URL+"/metrics", ""); !strings.Contains(string(body), "hopper_target_up 0") {

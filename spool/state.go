@@ -75,3 +75,66 @@ func (s *Spool) ReadTargets() (*Targets, error) {
 	}
 	return &t, nil
 }
+
+// ClusterStatus is the cluster as a host's serve sees it (DESIGN §11),
+// kept in .hopper/cluster.json for hopper status and /metrics.
+type ClusterStatus struct {
+	UpdatedAt time.Time `json:"updated_at"`
+	Name      string    `json:"name"`
+	Node      string    `json:"node"`
+	Leader    string    `json:"leader,omitempty"`
+	// Quorum is false when the cluster cannot answer (too few hosts up):
+	// this host then hands on nothing and keeps accepting files into new/.
+	Quorum bool             `json:"quorum"`
+	Error  string           `json:"error,omitempty"`
+	Peers  []ClusterPeer    `json:"peers,omitempty"`
+	Queued int              `json:"queued"`
+	Depth  []ClusterBacklog `json:"depth,omitempty"`
+}
+
+// ClusterPeer is one host as the queue's replicas see it.
+type ClusterPeer struct {
+	Name    string        `json:"name"`
+	Up      bool          `json:"up"`      // current with the leader and not offline
+	Leader  bool          `json:"leader"`  // leads the queue
+	Current bool          `json:"current"` // has every operation the leader committed
+	Active  time.Duration `json:"active"`  // since it was last heard from
+}
+
+// ClusterBacklog is what the cluster's queue holds for one priority and
+// load key.
+type ClusterBacklog struct {
+	Priority int       `json:"priority"`
+	Key      string    `json:"key"`
+	Count    int       `json:"count"`
+	Oldest   time.Time `json:"oldest"` // when the first of them was handed on
+}
+
+const clusterFile = "cluster.json"
+
+// PublishCluster replaces .hopper/cluster.json.
+func (s *Spool) PublishCluster(c *ClusterStatus) error {
+	data, err := marshalDoc(c)
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(DirState, clusterFile, data, false, true); err != nil {
+		return fmt.Errorf("publish the cluster's status: %w", err)
+	}
+	return nil
+}
+
+// ReadCluster reads the cluster's status as the running serve last
+// published it; nil when it is older than maxAge (no serve in a cluster
+// runs) or there is none.
+func (s *Spool) ReadCluster(maxAge time.Duration) *ClusterStatus {
+	data, err := s.root.ReadFile(DirState + "/" + clusterFile)
+	if err != nil {
+		return nil
+	}
+	var c ClusterStatus
+	if json.Unmarshal(data, &c) != nil || s.now().Sub(c.UpdatedAt) > maxAge {
+		return nil
+	}
+	return &c
+}

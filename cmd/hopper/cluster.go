@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,16 +14,12 @@ import (
 	"github.com/hopper-dev/hopper/spool"
 )
 
-// clusterStatusFile is where serve keeps the cluster as it sees it, in the
-// spool's .hopper/cluster/, for hopper status; clusterStatusEvery is how
-// often it is rewritten.
-const (
-	clusterStatusFile  = "status.json"
-	clusterStatusEvery = 2 * time.Second
-)
+// clusterStatusEvery is how often serve publishes the cluster's status
+// (.hopper/cluster.json) for hopper status and /metrics.
+const clusterStatusEvery = 2 * time.Second
 
 // clusterState is the state directory of the cluster: the embedded NATS
-// server's JetStream store and the status file.
+// server's JetStream store.
 func clusterState(s *spool.Spool) *spool.StateDir { return s.StateDir("cluster") }
 
 // joinCluster starts this host's cluster node when the configuration has a
@@ -79,17 +74,14 @@ func runCluster(ctx context.Context, node *cluster.Node, cfg Config, s *spool.Sp
 	})
 }
 
-// writeClusterStatus rewrites the status file every clusterStatusEvery.
+// writeClusterStatus publishes the cluster's status every
+// clusterStatusEvery.
 func writeClusterStatus(ctx context.Context, node *cluster.Node, s *spool.Spool, logger *slog.Logger) {
 	t := time.NewTicker(clusterStatusEvery)
 	defer t.Stop()
-	dir := clusterState(s)
 	for {
-		data, err := json.MarshalIndent(node.Status(ctx), "", "  ")
-		if err == nil {
-			err = dir.WriteFile(clusterStatusFile, append(data, '\n'), false)
-		}
-		if err != nil && ctx.Err() == nil {
+		st := node.Status(ctx)
+		if err := s.PublishCluster(&st); err != nil && ctx.Err() == nil {
 			logger.Warn("cannot write the cluster's status", "err", err)
 		}
 		select {
@@ -100,24 +92,9 @@ func writeClusterStatus(ctx context.Context, node *cluster.Node, s *spool.Spool,
 	}
 }
 
-// readClusterStatus is the status the running serve last wrote, nil when
-// there is none (no cluster, or no serve running lately).
-func readClusterStatus(s *spool.Spool) *cluster.Status {
-	dir := clusterState(s)
-	fi, err := dir.Stat(clusterStatusFile)
-	if err != nil || time.Since(fi.ModTime()) > 5*clusterStatusEvery {
-		return nil
-	}
-	data, err := dir.ReadFile(clusterStatusFile)
-	if err != nil {
-		return nil
-	}
-	var st cluster.Status
-	if json.Unmarshal(data, &st) != nil {
-		return nil
-	}
-	return &st
-}
+// readClusterStatus is the status the running serve last published, nil
+// when there is none (no cluster, or no serve running lately).
+func readClusterStatus(s *spool.Spool) *cluster.Status { return s.ReadCluster(5 * clusterStatusEvery) }
 
 // printClusterStatus writes the cluster section of hopper status.
 func printClusterStatus(w io.Writer, st *cluster.Status) {
