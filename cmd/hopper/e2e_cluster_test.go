@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/cluster"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -227,4 +230,48 @@ func TestClusterTortureKillsAndRestartsHosts(t *testing.T) {
 		t.Errorf("the targets ran %d requests for %d jobs and %d kills, want at most %d", executions, len(ws)*perHost, kills, limit)
 	}
 	t.Logf("%d jobs, %d kills: %d executions", len(ws)*perHost, kills, executions)
+}
+
+// TestClusterOriginTailsAndAnswersAsIfLocal: a job given to host a runs on
+// some host's target, and on a hopper tail follows its output as it comes,
+// and an Ollama client of a's HTTP front gets its streamed answer.
+func TestClusterOriginTailsAndAnswersAsIfLocal(t *testing.T) {
+	ws := clusterWorlds(t, ollamatest.WithTokens(30), ollamatest.WithTokenDelay(20*time.Millisecond))
+	a := ws[0]
+	addr := runtest.FreeAddr(t)
+	a.env = append(a.env, "HOPPER_HTTP="+addr)
+	for _, w := range ws {
+		w.serve()
+	}
+	a.hopper("submit", "-m", "m1", "-p", "tail me", "--id", "tailed")
+	out := a.hopper("tail", "tailed") // follows until the job ends
+	if !strings.Contains(out, "reply from m1") {
+		t.Errorf("hopper tail on the origin:\n%s\nwant the answer's text", out)
+	}
+	if r := a.record("done", "tailed"); r.Node == "" {
+		t.Errorf("the record names no node: %+v", r)
+	}
+
+	resp, err := http.Post("http://"+addr+"/api/generate", "application/json",
+		strings.NewReader(`{"model":"m1","prompt":"through the front"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	lines, done := 0, false
+	for sc.Scan() {
+		var chunk struct {
+			Response string `json:"response"`
+			Done     bool   `json:"done"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &chunk); err != nil {
+			t.Fatalf("line %q: %v", sc.Bytes(), err)
+		}
+		lines++
+		done = done || chunk.Done
+	}
+	if resp.StatusCode != 200 || lines < 10 || !done {
+		t.Errorf("the drop-in answered %d with %d lines (done %v); want the stream of a 30-token answer", resp.StatusCode, lines, done)
+	}
 }
