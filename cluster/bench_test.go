@@ -72,5 +72,5 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	b.Run("OneHostOneTarget", func(b *testing.B) { measure(b, oneHost(b, 1)) })
 	b.Run("OneHostThreeTargets", func(b *testing.B) { measure(b, oneHost(b, 3)) })
-	b.Run("ThreeHosts", func(b *testing.B) { measure(b, newHosts(b, benchTarget()[2:]...)[0]) })
+	b.Run("ThreeHosts", func(b *testing.B) { measure(b, newHosts(b, benchTarget()[2:]...)[0]) }) // newHosts gives the model and slots
 }

@@ -35,18 +35,10 @@ func newHosts(t testing.TB, opts ...ollamatest.Option) []*host {
 	t.Helper()
 	cfgs := threeHosts(t)
 	hosts := make([]*host, len(cfgs))
+	nodes := make([]*cluster.Node, len(cfgs))
 	for i, c := range cfgs {
-		sp, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sp.Close() })
-		hosts[i] = &host{name: c.Node, spool: sp, node: start(t, c, t.TempDir()),
-			fake: ollamatest.NewServer(t, append([]ollamatest.Option{ollamatest.WithModels("tiny"), ollamatest.WithParallel(2)}, opts...)...)}
-	}
-	nodes := make([]*cluster.Node, len(hosts))
-	for i, h := range hosts {
-		nodes[i] = h.node
+		nodes[i] = start(t, c, t.TempDir())
+		hosts[i] = newHost(t, nodes[i], opts...)
 	}
 	provision(t, nodes...)
 	for _, h := range hosts {
@@ -55,14 +47,43 @@ func newHosts(t testing.TB, opts ...ollamatest.Option) []*host {
 	return hosts
 }
 
-func (h *host) run(t testing.TB) {
+// soloHost is a cluster of one host, provisioned, with nothing running yet.
+func soloHost(t testing.TB, opts ...ollamatest.Option) *host {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("host", h.name)
-	client, err := ollama.New(h.fake.URL, nil)
+	h := newHost(t, start(t, cluster.Config{Name: "solo", Node: "only"}, t.TempDir()), opts...)
+	provision(t, h.node)
+	return h
+}
+
+// newHost is a host on node n: a spool and a fake target of two slots
+// serving the model tiny.
+func newHost(t testing.TB, n *cluster.Node, opts ...ollamatest.Option) *host {
+	t.Helper()
+	sp, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := runner.New(runner.Config{
+	t.Cleanup(func() { sp.Close() })
+	return &host{name: n.Name(), spool: sp, node: n,
+		fake: ollamatest.NewServer(t, append([]ollamatest.Option{ollamatest.WithModels("tiny"), ollamatest.WithParallel(2)}, opts...)...)}
+}
+
+// run starts the host's runner and its executor (target "gpu").
+func (h *host) run(t testing.TB) {
+	t.Helper()
+	h.runRunner(t, nil)
+	h.runExecutor(t, "gpu")
+}
+
+func (h *host) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("host", h.name)
+}
+
+// runRunner starts the runner that hands the host's jobs to the cluster,
+// its settings changed by configure (if not nil).
+func (h *host) runRunner(t testing.TB, configure func(*runner.Config)) {
+	t.Helper()
+	cfg := runner.Config{
 		Spool:      h.spool,
 		Targets:    []runner.TargetConfig{{Name: "cluster", Target: h.node.Relay(), Parallel: 64}},
 		Settle:     20 * time.Millisecond,
@@ -70,17 +91,31 @@ func (h *host) run(t testing.TB) {
 		RetryMax:   50 * time.Millisecond,
 		OutageBase: 10 * time.Millisecond,
 		OutageMax:  200 * time.Millisecond,
-		Logger:     logger,
-	})
+		Logger:     h.logger(),
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	r, err := runner.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runtest.Start(t, h.name+"'s runner", patience, r.Run)
-	runtest.Start(t, h.name+"'s executor", patience, func(ctx context.Context) error {
+}
+
+// runExecutor starts an executor running the cluster's jobs on the host's
+// fake target, named target; stop stops it gracefully.
+func (h *host) runExecutor(t testing.TB, target string) (stop func()) {
+	t.Helper()
+	client, err := ollama.New(h.fake.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtest.Start(t, h.name+"'s executor", patience, func(ctx context.Context) error {
 		return h.node.Execute(ctx, cluster.ExecConfig{
-			Targets: []runner.TargetConfig{{Name: "gpu", URL: h.fake.URL, Target: client, Parallel: 2}},
+			Targets: []runner.TargetConfig{{Name: target, URL: h.fake.URL, Target: client, Parallel: 2}},
 			AckWait: 2 * time.Second,
-			Logger:  logger,
+			Logger:  h.logger(),
 		})
 	})
 }
