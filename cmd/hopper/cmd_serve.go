@@ -122,6 +122,9 @@ with no attempt charged.`,
   OLLAMA_HOST=127.0.0.1:11434 hopper serve --log-format json`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Signals first: a SIGTERM while serve starts stops it cleanly.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			cfg, s, targets, err := a.openTargets(true)
 			if err != nil {
 				return err
@@ -162,8 +165,6 @@ with no attempt charged.`,
 					return err
 				}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			a.printBanner(ctx, s, targets, ln)
 			a.warnMissingModels(ctx, reg.Current(), targets)
 
