@@ -14,40 +14,22 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/cluster"
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 const patience = 60 * time.Second
-
-// freePorts reserves n loopback ports and frees them for the caller.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
 
 // threeHosts are the cluster sections of three hosts routed to each other
 // on loopback.
 func threeHosts(t testing.TB) []cluster.Config {
 	t.Helper()
-	ports := freePorts(t, 3)
+	addrs := []string{runtest.FreeAddr(t), runtest.FreeAddr(t), runtest.FreeAddr(t)}
 	var cfgs []cluster.Config
 	for i := range 3 {
-		c := cluster.Config{Name: "lab", Node: fmt.Sprintf("host%c", 'a'+i), Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Secret: "sesame"}
+		c := cluster.Config{Name: "lab", Node: fmt.Sprintf("host%c", 'a'+i), Listen: addrs[i], Secret: "sesame"}
 		for j := range 3 {
 			if j != i {
-				c.Routes = append(c.Routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[j]))
+				c.Routes = append(c.Routes, "nats-route://"+addrs[j])
 			}
 		}
 		cfgs = append(cfgs, c)
@@ -220,8 +202,9 @@ func TestThreeHostsSurviveTheLossOfOne(t *testing.T) {
 // its stream there.
 func TestJoinAnExistingNATSServer(t *testing.T) {
 	bin := natsServer(t)
-	port := freePorts(t, 1)[0]
-	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir(), "-n", "external")
+	addr := runtest.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", port, "-sd", t.TempDir(), "-n", "external")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -230,7 +213,7 @@ func TestJoinAnExistingNATSServer(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	n := start(t, cluster.Config{Name: "lab", Node: "joiner", URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, t.TempDir())
+	n := start(t, cluster.Config{Name: "lab", Node: "joiner", URL: "nats://" + addr}, t.TempDir())
 	provision(t, n)
 	if _, err := n.Publish(context.Background(), "job1", 0, "tiny:latest", []byte(`{}`)); err != nil {
 		t.Fatal(err)
@@ -282,17 +265,14 @@ func upPeers(s cluster.Status) int {
 // waitStatus polls n's status until ok holds.
 func waitStatus(t *testing.T, n *cluster.Node, ok func(cluster.Status) bool) cluster.Status {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		st := n.Status(context.Background())
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: status never came: last %+v", n.Name(), st)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var st cluster.Status
+	if !runtest.Poll(patience, 100*time.Millisecond, func() bool {
+		st = n.Status(context.Background())
+		return ok(st)
+	}) {
+		t.Fatalf("%s: status never came: last %+v", n.Name(), st)
 	}
+	return st
 }
 
 // TestRoutesNeedTheSecret: a host with another secret (or none) cannot

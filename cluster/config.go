@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -83,8 +84,11 @@ func (c Config) NodeName() string {
 		return "hopper"
 	}
 	h, _, _ = strings.Cut(h, ".")
-	return regexp.MustCompile(`[^A-Za-z0-9_-]`).ReplaceAllString(h, "-")
+	return notInName.ReplaceAllString(h, "-")
 }
+
+// notInName matches what a node name may not hold.
+var notInName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 
 // replicas is the replica count streams and buckets get.
 func (c Config) replicas() int {
@@ -190,15 +194,15 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// checkHostPort checks a host:port with a numeric port.
+// checkHostPort checks a host:port (an empty host: every address) with a
+// numeric port.
 func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
+	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return fmt.Errorf("must be host:port, got %q", s)
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("must be host:port with a port number, got %q", s)
 	}
-	_ = host // empty means every address
 	return nil
 }

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -131,19 +130,29 @@ func (h *host) submit(t testing.TB, id, prompt string) {
 // wait waits for the job to land in done/ or failed/ of h's spool.
 func (h *host) wait(t testing.TB, id string) *spool.Record {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		r, err := h.spool.Get(id)
-		if err == nil && r.State.Terminal() {
-			return r
-		}
-		if err != nil && !errors.Is(err, spool.ErrNotFound) && !errors.Is(err, spool.ErrGone) {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: job %s did not finish: %+v %v", h.name, id, r, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	return h.until(t, id, "finish", func(r *spool.Record) bool { return r.State.Terminal() })
+}
+
+// until waits for job id's record in h's spool to satisfy ok, and returns
+// it; what says what is awaited, for the failure.
+func (h *host) until(t testing.TB, id, what string, ok func(*spool.Record) bool) *spool.Record {
+	t.Helper()
+	var r *spool.Record
+	var err error
+	if !runtest.Poll(patience, 10*time.Millisecond, func() bool {
+		r, err = h.spool.Get(id)
+		return err == nil && ok(r)
+	}) {
+		t.Fatalf("%s: job %s did not %s: %+v %v", h.name, id, what, r, err)
+	}
+	return r
+}
+
+// waitFor waits for cond, or fails the test saying what it waited for.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !runtest.Poll(patience, 10*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
@@ -209,32 +218,14 @@ func TestCancelHoldReleaseAndRetryFromTheOrigin(t *testing.T) {
 		a.submit(t, fmt.Sprintf("busy%d", i), fmt.Sprintf("busy %d", i))
 	}
 	a.submit(t, "waiting", "the waiting one")
-	deadline := time.Now().Add(patience)
-	for {
-		r, err := a.spool.Get("waiting")
-		if err == nil && r.State == spool.StateQueued && r.StartedAt != nil {
-			break // handed on, not taken up
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the job was never handed on: %+v %v", r, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	a.until(t, "waiting", "get handed on", func(r *spool.Record) bool {
+		return r.State == spool.StateQueued && r.StartedAt != nil // handed on, not taken up
+	})
 	if err := a.spool.Hold("waiting"); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		r, err := a.spool.Get("waiting")
-		if err == nil && r.State == spool.StateHeld {
-			if r.Attempts != 0 {
-				t.Errorf("held with %d attempts, want 0", r.Attempts)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the job was not held: %+v %v", r, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if r := a.until(t, "waiting", "get held", func(r *spool.Record) bool { return r.State == spool.StateHeld }); r.Attempts != 0 {
+		t.Errorf("held with %d attempts, want 0", r.Attempts)
 	}
 	for i := range 8 {
 		a.wait(t, fmt.Sprintf("busy%d", i))
@@ -254,16 +245,7 @@ func TestCancelHoldReleaseAndRetryFromTheOrigin(t *testing.T) {
 	}
 
 	a.submit(t, "doomed", "the doomed one")
-	for {
-		r, err := a.spool.Get("doomed")
-		if err == nil && r.State == spool.StateWorking && r.Node != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the job never ran: %+v %v", r, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	a.until(t, "doomed", "run", func(r *spool.Record) bool { return r.State == spool.StateWorking && r.Node != "" })
 	if _, err := a.spool.Cancel("doomed", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +254,7 @@ func TestCancelHoldReleaseAndRetryFromTheOrigin(t *testing.T) {
 	}
 	for _, h := range hosts {
 		// The host hears of the cancel a moment after the origin recorded it.
-		if !runtest.Poll(patience, 10*time.Millisecond, func() bool { return h.fake.InFlight() == 0 }) {
-			t.Errorf("%s's target still runs a request after the cancel", h.name)
-		}
+		waitFor(t, h.name+"'s target to end the canceled request", func() bool { return h.fake.InFlight() == 0 })
 	}
 
 	for _, h := range hosts {

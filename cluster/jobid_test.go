@@ -16,13 +16,7 @@ func TestDottedJobIDBreaksNoOtherJob(t *testing.T) {
 	h := soloHost(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
 	h.run(t)
 	h.submit(t, "long", "long one")
-	deadline := time.Now().Add(patience)
-	for h.fake.InFlight() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the long job never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the long job to start", func() bool { return h.fake.InFlight() > 0 })
 	h.submit(t, "report.", "dotted")
 	h.submit(t, "report.r0", "a job whose ID looks like the other's key")
 	if r := h.wait(t, "long"); r.State != spool.StateDone || h.fake.RequestsTo("/api/generate") > 3 {

@@ -18,13 +18,7 @@ func TestStoppedExecutorChargesNoAttempt(t *testing.T) {
 	h.runRunner(t, func(c *runner.Config) { c.MaxAttempts = 3 })
 	stopFirst := h.runExecutor(t, "first")
 	h.submit(t, "j1", "long one")
-	deadline := time.Now().Add(patience)
-	for h.fake.InFlight() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the job never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the job to start", func() bool { return h.fake.InFlight() > 0 })
 	stopFirst()
 	h.runExecutor(t, "second")
 	if r := h.wait(t, "j1"); r.State != spool.StateDone || r.Attempts != 1 {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,29 +23,21 @@ import (
 // loopback.
 func clusterWorlds(t *testing.T, opts ...ollamatest.Option) []*world {
 	t.Helper()
-	ports := make([]int, 3)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
+	addrs := []string{runtest.FreeAddr(t), runtest.FreeAddr(t), runtest.FreeAddr(t)}
 	var ws []*world
 	for i := range 3 {
 		w := newWorld(t, append([]ollamatest.Option{ollamatest.WithParallel(2)}, opts...)...)
 		var routes []string
-		for j, p := range ports {
+		for j, addr := range addrs {
 			if j != i {
-				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+				routes = append(routes, "nats-route://"+addr)
 			}
 		}
 		w.env = append(w.env,
 			"HOPPER_PARALLEL=2",
 			"HOPPER_CLUSTER_NAME=lab",
 			fmt.Sprintf("HOPPER_CLUSTER_NODE=host%c", 'a'+i),
-			fmt.Sprintf("HOPPER_CLUSTER_LISTEN=127.0.0.1:%d", ports[i]),
+			"HOPPER_CLUSTER_LISTEN="+addrs[i],
 			"HOPPER_CLUSTER_ROUTES="+strings.Join(routes, ","),
 			"HOPPER_CLUSTER_ACK_WAIT=2s",
 			"HOPPER_CLUSTER_SECRET=sesame",
@@ -127,12 +118,8 @@ func TestClusterOfThreeHostsLosesNoJobWhenOneIsKilled(t *testing.T) {
 // election on a busy machine.
 func waitLong(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !runtest.Poll(3*time.Minute, 50*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
@@ -164,10 +151,7 @@ func TestClusterWithoutQuorumKeepsJobsUntilItReturns(t *testing.T) {
 	for i := range 5 {
 		a.drop(fmt.Sprintf("j%d", i), chatJob("m1", fmt.Sprintf("job %d", i)))
 	}
-	time.Sleep(3 * time.Second)
-	if out := a.hopper("status"); !strings.Contains(out, "NO QUORUM") {
-		t.Errorf("hopper status without quorum:\n%s", out)
-	}
+	waitLong(t, "hopper status to say it has no quorum", func() bool { return strings.Contains(a.hopper("status"), "NO QUORUM") })
 	if n := a.count("new") + a.count("cur") + a.count("deferred"); n != 5 || a.count("failed") != 0 || a.count("done") != 1 {
 		t.Fatalf("without quorum: %d jobs waiting, %d failed, %d done; want 5 waiting", n, a.count("failed"), a.count("done"))
 	}
@@ -207,8 +191,7 @@ func TestClusterTortureKillsAndRestartsHosts(t *testing.T) {
 			return false
 		})
 		serves[h].stop(t, syscall.SIGKILL)
-		time.Sleep(time.Second)
-		serves[h] = ws[h].serve()
+		serves[h] = ws[h].serve() // back at once: its jobs in flight are the cluster's to settle
 	}
 	for h, w := range ws {
 		waitLong(t, fmt.Sprintf("host %d's jobs in its done/", h), func() bool { return w.count("done") == perHost })
