@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/renameio/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/configs"
@@ -78,7 +77,7 @@ spool yet (say, --spool / or --spool $HOME), unless --force.`,
 					return fmt.Errorf("create %s: %w", filepath.Dir(conf), err)
 				}
 				example := bytes.Replace(configs.Example, []byte("\nspool: \"\"\n"), []byte("\nspool: "+s.Path()+"\n"), 1)
-				if err := renameio.WriteFile(conf, example, 0o640); err != nil {
+				if err := spool.WriteFileAtomic(conf, example, 0o640); err != nil {
 					return fmt.Errorf("write %s: %w", conf, err)
 				}
 				fmt.Fprintf(a.stdout, "config   %s (every setting, documented)\n", conf)
@@ -89,7 +88,7 @@ spool yet (say, --spool / or --spool $HOME), unless --force.`,
 				}
 				sample := filepath.Join(cfg.Hooks.Dir, "done.sample")
 				if _, err := os.Stat(sample); err != nil {
-					if err := renameio.WriteFile(sample, configs.SampleHook, 0o750); err != nil {
+					if err := spool.WriteFileAtomic(sample, configs.SampleHook, 0o750); err != nil {
 						return fmt.Errorf("write %s: %w", sample, err)
 					}
 				}

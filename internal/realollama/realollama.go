@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/realollama/gguf"
+	"github.com/hopper-dev/hopper/spool"
 )
 
 // Version is the Ollama release the harness expects (see .ci/ollama.sh).
@@ -362,29 +363,12 @@ func modelFiles(seed int64) (string, error) {
 		if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want) {
 			continue
 		}
-		if err := writeAtomic(path, want); err != nil {
+		if err := spool.WriteFileAtomic(path, want, 0o640); err != nil {
 			return "", fmt.Errorf("model files: %w", err)
 		}
 	}
 	filesDir[seed] = dir
 	return dir, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func freePort() (int, error) {

@@ -25,8 +25,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
+
+	"github.com/hopper-dev/hopper/spool"
 )
 
 // Magic is the first four bytes of every GGUF file.
@@ -296,29 +296,11 @@ func Write(w io.Writer, c Config) error {
 	return nil
 }
 
-// WriteFile writes the model to path atomically (a temporary file in the
-// same directory, then rename), creating the directory if needed.
-func WriteFile(path string, c Config) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".gguf-*")
-	if err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := Write(f, c); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+// WriteFile writes the model to path atomically (spool.WriteAtomic: a
+// temporary file in the same directory, then rename), creating the
+// directory if needed.
+func WriteFile(path string, c Config) error {
+	if err := spool.WriteAtomic(path, 0o640, func(w io.Writer) error { return Write(w, c) }); err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}
 	return nil
