@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"maps"
 	"slices"
 	"sort"
@@ -690,18 +691,12 @@ func (s *Store) FailAbandoned(before time.Time) ([]*Record, error) {
 		return nil, fmt.Errorf("batches: %w", err)
 	}
 	inputs := map[string]bool{}
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok {
-			inputs[name] = true
-		}
+	for name := range batchFiles(entries, ".jsonl") {
+		inputs[name] = true
 	}
 	var out []*Record
 	var errs []error
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".cancel")
-		if !ok || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for name, e := range batchFiles(entries, ".cancel") {
 		if fi, err := e.Info(); err != nil || !fi.ModTime().Before(before) {
 			continue
 		}
@@ -712,9 +707,8 @@ func (s *Store) FailAbandoned(before time.Time) ([]*Record, error) {
 			_ = s.sp.Remove(spool.DirBatches + "/" + e.Name())
 		}
 	}
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") || inputs[name] || s.sp.Exists(spool.DirNew, name+".jsonl") {
+	for name := range batchFiles(entries, ".json") {
+		if inputs[name] || s.sp.Exists(spool.DirNew, name+".jsonl") {
 			continue
 		}
 		b, err := s.read(name)
@@ -820,6 +814,26 @@ func (s *Store) Write(b *Record, sync bool) error {
 		return fmt.Errorf("write batch %s: %w", b.ID, err)
 	}
 	return nil
+}
+
+// fileOf is the name of the batch whose file in batches/ e is, when e's
+// name ends in ext (".json", ".jsonl", ".cancel"); false for another file
+// or for a dot-file (one being written).
+func fileOf(e fs.DirEntry, ext string) (string, bool) {
+	name, ok := strings.CutSuffix(e.Name(), ext)
+	return name, ok && !strings.HasPrefix(name, ".")
+}
+
+// batchFiles yields, of entries (a listing of batches/), each file whose
+// name ends in ext and is not a dot-file, with the name of its batch.
+func batchFiles(entries []fs.DirEntry, ext string) iter.Seq2[string, fs.DirEntry] {
+	return func(yield func(string, fs.DirEntry) bool) {
+		for _, e := range entries {
+			if name, ok := fileOf(e, ext); ok && !yield(name, e) {
+				return
+			}
+		}
+	}
 }
 
 // read reads batches/name.json.
@@ -1136,11 +1150,11 @@ func (s *Store) List() ([]*Record, error) {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
 	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
+		name, ok := fileOf(e, ".json")
 		if !ok {
-			name, ok = strings.CutSuffix(e.Name(), ".jsonl")
+			name, ok = fileOf(e, ".jsonl")
 		}
-		if !ok || strings.HasPrefix(name, ".") || seen[name] {
+		if !ok || seen[name] {
 			continue
 		}
 		seen[name] = true

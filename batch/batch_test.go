@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/openai"
+	"github.com/hopper-dev/hopper/internal/spooltest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -40,7 +41,7 @@ func chatBatch(n int) string {
 // claimBatch drops body as new/NAME.jsonl, as cp would, and claims it.
 func claimBatch(t testing.TB, s *tspool, name, body string) *Record {
 	t.Helper()
-	put(t, s, spool.DirNew, name+".jsonl", []byte(body))
+	spooltest.Put(t, s, spool.DirNew, name+".jsonl", []byte(body))
 	b, err := s.b.Claim(spool.Entry{Dir: spool.DirNew, Name: name + ".jsonl", Arrived: time.Now()})
 	if err != nil {
 		t.Fatalf("Claim %s: %v", name, err)
@@ -418,19 +419,19 @@ func TestSubmitBatch(t *testing.T) {
 			if b.ID != "tickets" || b.State != Validating || b.Priority != 5 || b.CreatedAt.IsZero() {
 				t.Errorf("got %+v", b)
 			}
-			if got := string(read(t, s, spool.DirNew, "tickets.jsonl")); got != body {
+			if got := string(spooltest.Read(t, s, spool.DirNew, "tickets.jsonl")); got != body {
 				t.Errorf("new/tickets.jsonl holds %q, want the batch as submitted", got)
 			}
 			var rec Record
-			if err := json.Unmarshal(read(t, s, spool.DirBatches, "tickets.json"), &rec); err != nil {
+			if err := json.Unmarshal(spooltest.Read(t, s, spool.DirBatches, "tickets.json"), &rec); err != nil {
 				t.Fatal(err)
 			}
 			if rec.ID != "tickets" || rec.State != Validating || rec.Priority != 5 || rec.Origin != spool.OriginHTTP ||
-				rec.Endpoint != "/v1/chat/completions" || rec.CompletionWindow != "24h" || !jsonEqual(rec.Metadata, meta) || rec.Total != 0 {
+				rec.Endpoint != "/v1/chat/completions" || rec.CompletionWindow != "24h" || !spooltest.JSONEqual(rec.Metadata, meta) || rec.Total != 0 {
 				t.Errorf("batches/tickets.json: got %+v", rec)
 			}
-			wantNames(t, s, spool.DirBatches, "tickets.json")
-			wantNames(t, s, spool.DirTmp)
+			spooltest.WantNames(t, s, spool.DirBatches, "tickets.json")
+			spooltest.WantNames(t, s, spool.DirTmp)
 		})
 	}
 
@@ -447,14 +448,14 @@ func TestSubmitBatch(t *testing.T) {
 		if first.ID != "tickets" || !strings.HasPrefix(second.ID, "tickets.") || !ValidName(second.ID) {
 			t.Errorf("got %q and %q, want tickets and tickets.<unique>", first.ID, second.ID)
 		}
-		wantNames(t, s, spool.DirNew, second.ID+".jsonl", "tickets.jsonl")
+		spooltest.WantNames(t, s, spool.DirNew, second.ID+".jsonl", "tickets.jsonl")
 	})
 
 	t.Run("a name is in use while an earlier batch's output or first line holds it", func(t *testing.T) {
 		for _, where := range []string{spool.DirDone + "/tickets.jsonl", spool.DirFailed + "/tickets~000001.json", spool.DirBatches + "/tickets.jsonl"} {
 			s := newSpool(t)
 			dir, name := filepath.Split(where)
-			put(t, s, filepath.Clean(dir), name, []byte("{}\n"))
+			spooltest.Put(t, s, filepath.Clean(dir), name, []byte("{}\n"))
 			b, err := s.b.Submit(strings.NewReader(body), Options{Name: "tickets"})
 			if err != nil {
 				t.Fatal(err)
@@ -479,7 +480,7 @@ func TestSubmitBatch(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		if got := len(names(t, s, spool.DirNew)); got != 5 {
+		if got := len(spooltest.Names(t, s, spool.DirNew)); got != 5 {
 			t.Errorf("%d batches in new/, want 5", got)
 		}
 	})
@@ -500,9 +501,9 @@ func TestSubmitBatch(t *testing.T) {
 			if what != "a reader that fails midway" {
 				wantBadInput(t, err)
 			}
-			wantNames(t, s, spool.DirTmp)
-			wantNames(t, s, spool.DirNew)
-			wantNames(t, s, spool.DirBatches)
+			spooltest.WantNames(t, s, spool.DirTmp)
+			spooltest.WantNames(t, s, spool.DirNew)
+			spooltest.WantNames(t, s, spool.DirBatches)
 		})
 	}
 }
@@ -524,9 +525,9 @@ func TestFailAbandonedBatches(t *testing.T) {
 	write(&Record{ID: "orphan", State: Validating, CreatedAt: old})
 	write(&Record{ID: "fresh", State: Validating, CreatedAt: now.Add(-time.Second)})
 	write(&Record{ID: "waiting", State: Validating, CreatedAt: old})
-	put(t, s, spool.DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	spooltest.Put(t, s, spool.DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
 	write(&Record{ID: "claimed", State: Validating, CreatedAt: old})
-	put(t, s, spool.DirBatches, "claimed.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	spooltest.Put(t, s, spool.DirBatches, "claimed.jsonl", []byte(jsonl(chatLine("a", "x"))))
 	write(&Record{ID: "ended", State: Completed, Total: 1, Done: 1, CreatedAt: old})
 
 	got, err := s.b.FailAbandoned(now.Add(-AbandonedAfter))
@@ -558,8 +559,8 @@ func TestFailAbandonedBatches(t *testing.T) {
 // hand) or has ended is removed, so the next batch of that name runs.
 func TestStaleBatchCancelRequestsAreRemoved(t *testing.T) {
 	s := newSpool(t)
-	put(t, s, spool.DirNew, "nightly.jsonl", []byte(jsonl(chatLine("a", "x"))))
-	put(t, s, spool.DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	spooltest.Put(t, s, spool.DirNew, "nightly.jsonl", []byte(jsonl(chatLine("a", "x"))))
+	spooltest.Put(t, s, spool.DirNew, "waiting.jsonl", []byte(jsonl(chatLine("a", "x"))))
 	for _, name := range []string{"nightly", "waiting"} {
 		if _, err := s.b.Cancel(name); err != nil {
 			t.Fatal(err)
@@ -574,15 +575,15 @@ func TestStaleBatchCancelRequestsAreRemoved(t *testing.T) {
 	if err := s.b.Finish(ended, nil); err != nil {
 		t.Fatal(err)
 	}
-	put(t, s, spool.DirBatches, "ended.cancel", []byte("late\n")) // written as it ended
+	spooltest.Put(t, s, spool.DirBatches, "ended.cancel", []byte("late\n")) // written as it ended
 	if _, err := s.b.FailAbandoned(time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	wantNames(t, s, spool.DirBatches, "ended.cancel", "ended.json", "ended.jsonl", "nightly.cancel", "waiting.cancel") // not old enough yet
+	spooltest.WantNames(t, s, spool.DirBatches, "ended.cancel", "ended.json", "ended.jsonl", "nightly.cancel", "waiting.cancel") // not old enough yet
 	if _, err := s.b.FailAbandoned(time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	wantNames(t, s, spool.DirBatches, "ended.json", "ended.jsonl", "waiting.cancel")
+	spooltest.WantNames(t, s, spool.DirBatches, "ended.json", "ended.jsonl", "waiting.cancel")
 }
 
 func TestBatchNameInUseNearTheLengthLimit(t *testing.T) {
@@ -648,8 +649,8 @@ func TestClaimBatch(t *testing.T) {
 		if b.Input != "batches/tickets.jsonl" || b.Expanded != 0 || b.Offset != 0 {
 			t.Errorf("got input %q, expanded %d, offset %d", b.Input, b.Expanded, b.Offset)
 		}
-		wantNames(t, s, spool.DirNew)
-		wantNames(t, s, spool.DirBatches, "tickets.json", "tickets.jsonl")
+		spooltest.WantNames(t, s, spool.DirNew)
+		spooltest.WantNames(t, s, spool.DirBatches, "tickets.json", "tickets.jsonl")
 		onDisk, err := s.b.Get("tickets")
 		if err != nil || onDisk.State != InProgress || onDisk.Priority != 7 || onDisk.Total != 3 {
 			t.Errorf("batches/tickets.json: got %+v, %v", onDisk, err)
@@ -658,7 +659,7 @@ func TestClaimBatch(t *testing.T) {
 
 	t.Run("gives a dropped file a fresh record", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, spool.DirNew, "daily.jsonl", []byte(body))
+		spooltest.Put(t, s, spool.DirNew, "daily.jsonl", []byte(body))
 		arrived := time.Date(2026, 11, 27, 23, 0, 0, 0, time.UTC)
 		b, err := s.b.Claim(spool.Entry{Dir: spool.DirNew, Name: "daily.jsonl", Arrived: arrived})
 		if err != nil {
@@ -667,13 +668,13 @@ func TestClaimBatch(t *testing.T) {
 		if b.ID != "daily" || b.State != InProgress || b.Total != 3 || b.Priority != 0 || b.Source != "" || !b.CreatedAt.Equal(arrived) {
 			t.Errorf("got %+v", b)
 		}
-		wantNames(t, s, spool.DirBatches, "daily.json", "daily.jsonl")
+		spooltest.WantNames(t, s, spool.DirBatches, "daily.json", "daily.jsonl")
 	})
 
 	t.Run("gives a dropped file whose name is not an ID a generated name, keeping the name as source", func(t *testing.T) {
 		for _, name := range []string{"my tickets.jsonl", "-dash.jsonl", strings.Repeat("n", maxName+1) + ".jsonl"} {
 			s := newSpool(t)
-			put(t, s, spool.DirNew, name, []byte(body))
+			spooltest.Put(t, s, spool.DirNew, name, []byte(body))
 			b, err := s.b.Claim(spool.Entry{Dir: spool.DirNew, Name: name})
 			if err != nil {
 				t.Fatal(err)
@@ -681,8 +682,8 @@ func TestClaimBatch(t *testing.T) {
 			if !ValidName(b.ID) || b.Source != name || b.State != InProgress || b.Total != 3 {
 				t.Errorf("%q: got %+v", name, b)
 			}
-			wantNames(t, s, spool.DirBatches, b.ID+".json", b.ID+".jsonl")
-			wantNames(t, s, spool.DirNew)
+			spooltest.WantNames(t, s, spool.DirBatches, b.ID+".json", b.ID+".jsonl")
+			spooltest.WantNames(t, s, spool.DirNew)
 		}
 	})
 
@@ -696,7 +697,7 @@ func TestClaimBatch(t *testing.T) {
 		if _, err := s.b.Get("daily"); err != nil {
 			t.Error(err)
 		}
-		wantNames(t, s, spool.DirBatches, second.ID+".json", second.ID+".jsonl", "daily.json", "daily.jsonl")
+		spooltest.WantNames(t, s, spool.DirBatches, second.ID+".json", second.ID+".jsonl", "daily.json", "daily.jsonl")
 	})
 
 	t.Run("refuses a batch with a repeated custom_id as a whole", func(t *testing.T) {
@@ -709,7 +710,7 @@ func TestClaimBatch(t *testing.T) {
 		if err != nil || onDisk.State != Failed || len(onDisk.Errors) != 1 {
 			t.Errorf("batches/dups.json: got %+v, %v", onDisk, err)
 		}
-		wantNames(t, s, spool.DirNew)
+		spooltest.WantNames(t, s, spool.DirNew)
 	})
 
 	t.Run("a batch file someone else took is gone", func(t *testing.T) {
@@ -718,7 +719,7 @@ func TestClaimBatch(t *testing.T) {
 		if !errors.Is(err, spool.ErrGone) {
 			t.Errorf("got %v, want ErrGone", err)
 		}
-		wantNames(t, s, spool.DirBatches)
+		spooltest.WantNames(t, s, spool.DirBatches)
 	})
 }
 
@@ -750,7 +751,7 @@ func TestExpandBatch(t *testing.T) {
 			{"openai.completions", "cmp-1", "llama3.2", "prompt"},
 		} {
 			id := b.LineID(i + 1)
-			j, err := spool.ParseJob(read(t, s, spool.DirNew, id+".json"), 0)
+			j, err := spool.ParseJob(spooltest.Read(t, s, spool.DirNew, id+".json"), 0)
 			if err != nil {
 				t.Fatalf("%s: %v", id, err)
 			}
@@ -758,7 +759,7 @@ func TestExpandBatch(t *testing.T) {
 				t.Errorf("%s: got endpoint %q custom_id %q batch %q priority %d model %q", id, j.Endpoint, lineCustom(t, s, id), j.Batch, j.Priority, j.Model)
 			}
 			if j.Body[want.field] == nil {
-				t.Errorf("%s: the body lost %q: %s", id, want.field, read(t, s, spool.DirNew, id+".json"))
+				t.Errorf("%s: the body lost %q: %s", id, want.field, spooltest.Read(t, s, spool.DirNew, id+".json"))
 			}
 			for _, k := range []string{"url", "method", "body"} {
 				if j.Body[k] != nil {
@@ -770,14 +771,14 @@ func TestExpandBatch(t *testing.T) {
 				t.Errorf("entry %d: got %+v", i, e)
 			}
 		}
-		if got := string(read(t, s, spool.DirNew, b.LineID(3)+".json")); !strings.Contains(got, `"max_tokens":7`) {
+		if got := string(spooltest.Read(t, s, spool.DirNew, b.LineID(3)+".json")); !strings.Contains(got, `"max_tokens":7`) {
 			t.Errorf("completions job lost its max_tokens: %s", got)
 		}
 	})
 
 	t.Run("keeps a hopper line's fields, with the batch's name and priority", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, spool.DirBatches, "h.json", []byte(`{"id": "h", "state": "validating", "priority": 9, "created_at": "2026-11-27T23:00:00Z"}`))
+		spooltest.Put(t, s, spool.DirBatches, "h.json", []byte(`{"id": "h", "state": "validating", "priority": 9, "created_at": "2026-11-27T23:00:00Z"}`))
 		b := claimBatch(t, s, "h", jsonl(
 			`{"custom_id": "one", "model": "llama3.2", "prompt": "why?", "options": {"temperature": 0.1}, "meta": {"ticket": 42}, "webhook": "https://example.com/hook", "max_attempts": 2, "timeout": "1m", "priority": 1, "batch": "other"}`,
 			`{"function": "summarize", "vars": {"text": "<b>&</b>"}}`,
@@ -789,15 +790,15 @@ func TestExpandBatch(t *testing.T) {
 		if len(put) != 2 || len(bad) != 0 {
 			t.Fatalf("put %d, bad %v", len(put), bad)
 		}
-		j, err := spool.ParseJob(read(t, s, spool.DirNew, "h~000001.json"), 0)
+		j, err := spool.ParseJob(spooltest.Read(t, s, spool.DirNew, "h~000001.json"), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if j.Endpoint != "generate" || lineCustom(t, s, "h~000001") != "one" || j.Batch != "h" || j.Priority != 9 || j.Webhook != "https://example.com/hook" ||
-			j.MaxAttempts != 2 || j.Timeout != time.Minute || !jsonEqual(j.Meta, []byte(`{"ticket":42}`)) || !jsonEqual(j.Body["options"], []byte(`{"temperature":0.1}`)) {
+			j.MaxAttempts != 2 || j.Timeout != time.Minute || !spooltest.JSONEqual(j.Meta, []byte(`{"ticket":42}`)) || !spooltest.JSONEqual(j.Body["options"], []byte(`{"temperature":0.1}`)) {
 			t.Errorf("got %+v", j)
 		}
-		fn := read(t, s, spool.DirNew, "h~000002.json")
+		fn := spooltest.Read(t, s, spool.DirNew, "h~000002.json")
 		j, err = spool.ParseJob(fn, 0)
 		if err != nil || j.Function != "summarize" || j.Batch != "h" || lineCustom(t, s, "h~000002") != "" {
 			t.Errorf("function line: got %+v, %v", j, err)
@@ -866,8 +867,8 @@ func TestExpandBatch(t *testing.T) {
 			}
 			switch {
 			case c.raw && (r.JobRaw == nil || *r.JobRaw != c.line || r.Job != nil):
-				t.Errorf("%s: job_raw %q, job %s, want the line verbatim in job_raw", c.what, deref(r.JobRaw), r.Job)
-			case !c.raw && (!jsonEqual(r.Job, []byte(c.line)) || r.JobRaw != nil):
+				t.Errorf("%s: job_raw %q, job %s, want the line verbatim in job_raw", c.what, spooltest.Deref(r.JobRaw), r.Job)
+			case !c.raw && (!spooltest.JSONEqual(r.Job, []byte(c.line)) || r.JobRaw != nil):
 				t.Errorf("%s: job %s, want the line", c.what, r.Job)
 			}
 		}
@@ -908,7 +909,7 @@ func TestExpandBatch(t *testing.T) {
 			t.Fatalf("bad %v, want line 1", bad)
 		}
 		r := readRec(t, s, spool.DirFailed, "edge~000001.json")
-		if !strings.Contains(r.Error.Message, "over the limit of 200 bytes") || !jsonEqual(r.Job, []byte(line)) {
+		if !strings.Contains(r.Error.Message, "over the limit of 200 bytes") || !spooltest.JSONEqual(r.Job, []byte(line)) {
 			t.Errorf("got %+v, job %s", r.Error, r.Job)
 		}
 	})
@@ -953,12 +954,12 @@ func TestExpandBatch(t *testing.T) {
 			t.Errorf("got %v, want %v", ids, want)
 		}
 		for i, id := range want {
-			_, err := spool.ParseJob(read(t, s, spool.DirNew, id+".json"), 0)
+			_, err := spool.ParseJob(spooltest.Read(t, s, spool.DirNew, id+".json"), 0)
 			if err != nil || lineCustom(t, s, id) != fmt.Sprintf("r%d", i+1) {
 				t.Errorf("%s: got custom_id %q, %v, want r%d", id, lineCustom(t, s, id), err, i+1)
 			}
 		}
-		input := read(t, s, spool.DirBatches, "chunks.jsonl")
+		input := spooltest.Read(t, s, spool.DirBatches, "chunks.jsonl")
 		// After line 3, 6 and 9 (the blank line after line 4 and 8
 		// belongs to the next chunk), then past the last line.
 		lineEnd := func(n int) int64 {
@@ -989,7 +990,7 @@ func TestExpandBatch(t *testing.T) {
 		// the chunk got.
 		endLine(t, s, "crash~000001", `{"choices": []}`, nil)
 		claim(t, s, spool.DirNew, "crash~000003.json")
-		before := read(t, s, spool.DirDone, "crash~000001.json")
+		before := spooltest.Read(t, s, spool.DirDone, "crash~000001.json")
 		b.Expanded, b.Offset = 0, 0
 		put, bad := expandAll(t, s, b, 1000, true)
 		var got []string
@@ -999,11 +1000,11 @@ func TestExpandBatch(t *testing.T) {
 		if !slices.Equal(got, []string{"crash~000005.json", "crash~000006.json"}) || len(bad) != 0 {
 			t.Errorf("queued %v, failed %v, want lines 5 and 6 only", got, bad)
 		}
-		wantNames(t, s, spool.DirNew, "crash~000004.json", "crash~000005.json", "crash~000006.json")
-		wantNames(t, s, spool.DirCur, "crash~000003.json")
-		wantNames(t, s, spool.DirDone, "crash~000001.json")
-		wantNames(t, s, spool.DirFailed, "crash~000002.json")
-		if !bytes.Equal(read(t, s, spool.DirDone, "crash~000001.json"), before) {
+		spooltest.WantNames(t, s, spool.DirNew, "crash~000004.json", "crash~000005.json", "crash~000006.json")
+		spooltest.WantNames(t, s, spool.DirCur, "crash~000003.json")
+		spooltest.WantNames(t, s, spool.DirDone, "crash~000001.json")
+		spooltest.WantNames(t, s, spool.DirFailed, "crash~000002.json")
+		if !bytes.Equal(spooltest.Read(t, s, spool.DirDone, "crash~000001.json"), before) {
 			t.Error("the done record was rewritten")
 		}
 		if b.Expanded != 6 {
@@ -1016,7 +1017,7 @@ func TestExpandBatch(t *testing.T) {
 		// its input lost lines since (Expand then lowers Total),
 		// the IDs must not change under the lines already queued.
 		s := newSpool(t)
-		put(t, s, spool.DirBatches, "m.jsonl", []byte(chatLine("last", "x")+"\n"))
+		spooltest.Put(t, s, spool.DirBatches, "m.jsonl", []byte(chatLine("last", "x")+"\n"))
 		// Digits as Validate fixed them when it counted the lines.
 		b := &Record{ID: "m", State: InProgress, Total: 1_000_000, Digits: 7, Expanded: 999_998, Input: spool.DirBatches + "/m.jsonl"}
 		_, put, _ := expand(t, s, b, 10, false)
@@ -1043,14 +1044,14 @@ func TestExpandBatch(t *testing.T) {
 		if _, err := s.b.Expand(b, 1000, false, func(e spool.Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 0 || b.Expanded != 1 {
 			t.Errorf("err %v, put %v, expanded %d; want the queued job to stand for the line", err, put, b.Expanded)
 		}
-		wantNames(t, s, spool.DirNew, "twice~000001.json")
+		spooltest.WantNames(t, s, spool.DirNew, "twice~000001.json")
 	})
 
 	t.Run("a batch that lost lines since it was counted ends at the last one", func(t *testing.T) {
 		s := newSpool(t)
 		b := claimBatch(t, s, "cut", chatBatch(5))
 		input := filepath.Join(s.Path(), spool.DirBatches, "cut.jsonl")
-		data := read(t, s, spool.DirBatches, "cut.jsonl")
+		data := spooltest.Read(t, s, spool.DirBatches, "cut.jsonl")
 		// Three whole lines and half of the fourth, as a truncation
 		// would leave them.
 		cut := bytes.Index(data, []byte(chatLine("req-4", "question 4"))) + 40
@@ -1150,10 +1151,10 @@ func TestFinishBatch(t *testing.T) {
 				}
 			}
 		}
-		if !jsonEqual(out[0].Response.Body, []byte(answer("one"))) {
+		if !spooltest.JSONEqual(out[0].Response.Body, []byte(answer("one"))) {
 			t.Errorf("line 1: body %s, want the target's answer", out[0].Response.Body)
 		}
-		if raw := read(t, s, spool.DirDone, "out.jsonl"); !bytes.Contains(raw, []byte(`"content":"<&>"`)) {
+		if raw := spooltest.Read(t, s, spool.DirDone, "out.jsonl"); !bytes.Contains(raw, []byte(`"content":"<&>"`)) {
 			t.Errorf("the answers were re-escaped: %s", raw)
 		}
 		errs := readOutput(t, s, b.ErrorsFile)
@@ -1164,7 +1165,7 @@ func TestFinishBatch(t *testing.T) {
 		if !slices.Equal(got, []string{"out~000002", "out~000003", "out~000004"}) {
 			t.Errorf("errors file holds %v", got)
 		}
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 
 	t.Run("writes no errors file when nothing failed", func(t *testing.T) {
@@ -1189,7 +1190,7 @@ func TestFinishBatch(t *testing.T) {
 				t.Errorf("line %d: got %+v", i+1, l)
 			}
 		}
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 
 	t.Run("a function line answers as POST /functions/NAME does: output beside response", func(t *testing.T) {
@@ -1217,7 +1218,7 @@ func TestFinishBatch(t *testing.T) {
 			} `json:"response"`
 		}
 		if err := json.Unmarshal(out[0].Response.Body, &withSchema); err != nil || withSchema.ID != "fn~000001" ||
-			!jsonEqual(withSchema.Output, json.RawMessage(`{"name": "Ada", "email": "ada@example.com"}`)) || !withSchema.Response.Done {
+			!spooltest.JSONEqual(withSchema.Output, json.RawMessage(`{"name": "Ada", "email": "ada@example.com"}`)) || !withSchema.Response.Done {
 			t.Errorf("line 1 body %s: %+v, %v", out[0].Response.Body, withSchema, err)
 		}
 		if err := json.Unmarshal(out[1].Response.Body, &without); err != nil || without.ID != "fn~000002" || without.Output != nil || !without.Response.Done {
@@ -1323,12 +1324,12 @@ func TestFinishBatch(t *testing.T) {
 			return body.Error.Message
 		}
 		if l := errs[0]; l.ID != "huge~000002" || l.CustomID == nil || *l.CustomID != "long-1" {
-			t.Errorf("regression: the error line of request 2, over max_job_size, has id %s and custom_id %s, want long-1 from the line's head", l.ID, deref(l.CustomID))
+			t.Errorf("regression: the error line of request 2, over max_job_size, has id %s and custom_id %s, want long-1 from the line's head", l.ID, spooltest.Deref(l.CustomID))
 		} else if m := message(l); !strings.Contains(m, fmt.Sprintf("over the limit of %d bytes (max_job_size)", limit)) || !strings.Contains(m, `custom_id "long-1"`) {
 			t.Errorf("request 2: message %q, want it to say the line (custom_id \"long-1\") is over the limit", m)
 		}
 		if l := errs[1]; l.ID != "huge~000003" || l.CustomID != nil {
-			t.Errorf("request 3: got id %s custom_id %s, want no custom_id: it is past the limit", l.ID, deref(l.CustomID))
+			t.Errorf("request 3: got id %s custom_id %s, want no custom_id: it is past the limit", l.ID, spooltest.Deref(l.CustomID))
 		} else if m := message(l); !strings.Contains(m, fmt.Sprintf("its custom_id is not within its first %d bytes", limit)) {
 			t.Errorf("request 3: message %q, want it to say the custom_id is not within the bytes read", m)
 		}
@@ -1344,7 +1345,7 @@ func TestFinishBatch(t *testing.T) {
 		if len(bad) != 0 {
 			t.Fatalf("lines %v failed", bad)
 		}
-		if j, err := spool.ParseJob(read(t, s, spool.DirNew, "bom~000001.json"), 0); err != nil || lineCustom(t, s, "bom~000001") != "req-1" {
+		if j, err := spool.ParseJob(spooltest.Read(t, s, spool.DirNew, "bom~000001.json"), 0); err != nil || lineCustom(t, s, "bom~000001") != "req-1" {
 			t.Fatalf("line 1's job: %+v, %v", j, err)
 		}
 		endLine(t, s, "bom~000001", answer("x"), nil)
@@ -1356,7 +1357,7 @@ func TestFinishBatch(t *testing.T) {
 		if out[0].CustomID == nil || *out[0].CustomID != "req-1" {
 			t.Errorf("regression: the output of line 1 has custom_id %v: batchJob trims a UTF-8 BOM from the line (so the job runs, with custom_id req-1), "+
 				"but customID(), used by Finish (and Check's repeat check), parses the line with the BOM and finds none; "+
-				"a client cannot match its first answer", deref(out[0].CustomID))
+				"a client cannot match its first answer", spooltest.Deref(out[0].CustomID))
 		}
 	})
 }
@@ -1405,10 +1406,10 @@ func TestCancelBatch(t *testing.T) {
 		if got.State != Cancelling || got.CancellingAt == nil || !s.b.CancelRequested("c") {
 			t.Errorf("got %+v", got)
 		}
-		wantNames(t, s, spool.DirBatches, "c.cancel", "c.json", "c.jsonl")
+		spooltest.WantNames(t, s, spool.DirBatches, "c.cancel", "c.json", "c.jsonl")
 		// The record itself is the runner's: it still says in_progress.
 		var rec Record
-		if err := json.Unmarshal(read(t, s, spool.DirBatches, "c.json"), &rec); err != nil || rec.State != b.State {
+		if err := json.Unmarshal(spooltest.Read(t, s, spool.DirBatches, "c.json"), &rec); err != nil || rec.State != b.State {
 			t.Errorf("batches/c.json: %+v, %v", rec, err)
 		}
 		again, err := s.b.Cancel("c")
@@ -1446,7 +1447,7 @@ func TestCancelBatch(t *testing.T) {
 
 	t.Run("a batch not yet claimed can be canceled", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, spool.DirNew, "w.jsonl", []byte(chatBatch(1)))
+		spooltest.Put(t, s, spool.DirNew, "w.jsonl", []byte(chatBatch(1)))
 		got, err := s.b.Cancel("w")
 		if err != nil || got.State != Cancelling {
 			t.Errorf("got %+v, %v", got, err)
@@ -1460,7 +1461,7 @@ func TestCancelBatch(t *testing.T) {
 				t.Errorf("%q: got %v, want ErrNotFound", name, err)
 			}
 		}
-		wantNames(t, s, spool.DirBatches)
+		spooltest.WantNames(t, s, spool.DirBatches)
 	})
 }
 
@@ -1487,10 +1488,10 @@ func TestGetAndListBatches(t *testing.T) {
 	if err := s.b.Finish(finished, nil); err != nil {
 		t.Fatal(err)
 	}
-	put(t, s, spool.DirNew, "dropped.jsonl", []byte(chatBatch(1)))
-	put(t, s, spool.DirNew, "not an id.jsonl", []byte(chatBatch(1)))
-	put(t, s, spool.DirNew, ".hidden.jsonl", []byte(chatBatch(1)))
-	put(t, s, spool.DirNew, "job.json", []byte(`{"model":"llama3.2","prompt":"Why is the sky blue?"}`))
+	spooltest.Put(t, s, spool.DirNew, "dropped.jsonl", []byte(chatBatch(1)))
+	spooltest.Put(t, s, spool.DirNew, "not an id.jsonl", []byte(chatBatch(1)))
+	spooltest.Put(t, s, spool.DirNew, ".hidden.jsonl", []byte(chatBatch(1)))
+	spooltest.Put(t, s, spool.DirNew, "job.json", []byte(`{"model":"llama3.2","prompt":"Why is the sky blue?"}`))
 
 	for name, want := range map[string]State{
 		"submitted": Validating, "dropped": Validating, "running": InProgress,
@@ -1546,7 +1547,7 @@ func TestFiles(t *testing.T) {
 			a.Bytes != int64(len(body)) || a.CreatedAt.IsZero() {
 			t.Errorf("got %+v", a)
 		}
-		if got := string(read(t, s, spool.DirFiles, a.ID+".jsonl")); got != body || FilePath(a.ID) != "files/"+a.ID+".jsonl" {
+		if got := string(spooltest.Read(t, s, spool.DirFiles, a.ID+".jsonl")); got != body || FilePath(a.ID) != "files/"+a.ID+".jsonl" {
 			t.Errorf("files/%s.jsonl holds %q", a.ID, got)
 		}
 		got, err := s.b.File(a.ID)
@@ -1570,8 +1571,8 @@ func TestFiles(t *testing.T) {
 		if err := s.b.DeleteFile(a.ID); !errors.Is(err, spool.ErrNotFound) {
 			t.Errorf("second delete: got %v, want ErrNotFound", err)
 		}
-		wantNames(t, s, spool.DirFiles, b.ID+".json", b.ID+".jsonl")
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirFiles, b.ID+".json", b.ID+".jsonl")
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 
 	t.Run("an unknown or malformed file ID is not found", func(t *testing.T) {
@@ -1588,13 +1589,13 @@ func TestFiles(t *testing.T) {
 		if m, err := s.b.PutFile(strings.NewReader(strings.Repeat("x", 100)), "x.jsonl", "batch", 100); err != nil || m.Bytes != 100 {
 			t.Fatalf("at the limit: %+v, %v", m, err)
 		}
-		before := names(t, s, spool.DirFiles)
+		before := spooltest.Names(t, s, spool.DirFiles)
 		_, err := s.b.PutFile(strings.NewReader(strings.Repeat("x", 101)), "x.jsonl", "batch", 100)
 		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "100 bytes") {
 			t.Errorf("got %v, want ErrTooLarge naming the limit", err)
 		}
-		wantNames(t, s, spool.DirFiles, before...)
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirFiles, before...)
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 
 	t.Run("a failing upload keeps nothing", func(t *testing.T) {
@@ -1604,8 +1605,8 @@ func TestFiles(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Errorf("got %v", err)
 		}
-		wantNames(t, s, spool.DirFiles)
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirFiles)
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 }
 
@@ -1642,7 +1643,7 @@ func TestSubmitBatchFile(t *testing.T) {
 		if err != nil || claimed.State != InProgress || claimed.Total != 3 || claimed.InputFileID != f.ID || claimed.Priority != 2 {
 			t.Errorf("claimed: %+v, %v", claimed, err)
 		}
-		wantNames(t, s, spool.DirTmp)
+		spooltest.WantNames(t, s, spool.DirTmp)
 	})
 
 	t.Run("the same upload can be submitted twice", func(t *testing.T) {
@@ -1668,8 +1669,8 @@ func TestSubmitBatchFile(t *testing.T) {
 			_, err = s.b.SubmitFile(f.ID, Options{Name: "up"})
 			wantBadInput(t, err)
 		}
-		wantNames(t, s, spool.DirNew)
-		wantNames(t, s, spool.DirBatches)
+		spooltest.WantNames(t, s, spool.DirNew)
+		spooltest.WantNames(t, s, spool.DirBatches)
 	})
 
 	t.Run("an unknown upload is not found", func(t *testing.T) {
@@ -1677,7 +1678,7 @@ func TestSubmitBatchFile(t *testing.T) {
 		if _, err := s.b.SubmitFile("file-nope", Options{}); !errors.Is(err, spool.ErrNotFound) {
 			t.Errorf("got %v, want ErrNotFound", err)
 		}
-		wantNames(t, s, spool.DirBatches)
+		spooltest.WantNames(t, s, spool.DirBatches)
 	})
 }
 
@@ -1690,8 +1691,8 @@ func TestABatchLineCannotBeForged(t *testing.T) {
 		t.Fatal(err)
 	}
 	impostor := `{"model":"m","prompt":"impostor","batch":"nightly"}`
-	put(t, s, spool.DirNew, b.LineID(2)+".json", []byte(impostor))
-	put(t, s, spool.DirNew, b.LineID(1)+".json", []byte(impostor))
+	spooltest.Put(t, s, spool.DirNew, b.LineID(2)+".json", []byte(impostor))
+	spooltest.Put(t, s, spool.DirNew, b.LineID(1)+".json", []byte(impostor))
 	q := spool.NewQueue(nil)
 	claimed, err := s.b.Claim(spool.Entry{Dir: spool.DirNew, Name: "nightly.jsonl"})
 	if err != nil {
@@ -1734,7 +1735,7 @@ func TestAJobNamedLikeALineIsAJobOfItsOwn(t *testing.T) {
 		s := newSpool(t)
 		b := claimBatch(t, s, "nightly", chatBatch(2))
 		expandAll(t, s, b, 10, false)
-		put(t, s, spool.DirNew, "nightly.000001.json", []byte(`{"model":"m","prompt":"mine","batch":"nightly"}`))
+		spooltest.Put(t, s, spool.DirNew, "nightly.000001.json", []byte(`{"model":"m","prompt":"mine","batch":"nightly"}`))
 		c := claim(t, s, spool.DirNew, "nightly.000001.json")
 		if c.Record.ID != "nightly.000001" || c.BadInput != nil {
 			t.Errorf("claimed as %s (bad input %v), want nightly.000001, a job like any other", c.Record.ID, c.BadInput)
@@ -1745,7 +1746,7 @@ func TestAJobNamedLikeALineIsAJobOfItsOwn(t *testing.T) {
 	})
 	t.Run("a file dropped under a line's reserved name without its key is quarantined", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, spool.DirNew, "forged~000001.json", []byte(`{"model":"m","prompt":"forged","batch":"forged","batch_key":"00"}`))
+		spooltest.Put(t, s, spool.DirNew, "forged~000001.json", []byte(`{"model":"m","prompt":"forged","batch":"forged","batch_key":"00"}`))
 		c := claim(t, s, spool.DirNew, "forged~000001.json")
 		if c.BadInput == nil || !spool.PlainID(c.Record.ID) || !strings.Contains(c.BadInput.Error(), "reserved") {
 			t.Errorf("claimed as %s with bad input %v, want it set aside under a plain ID", c.Record.ID, c.BadInput)
@@ -1764,7 +1765,7 @@ func TestAJobNamedLikeALineIsAJobOfItsOwn(t *testing.T) {
 			t.Fatalf("got %+v, %v, want lines old.000001, …", b, err)
 		}
 		// An impostor dropped under line 2's name before it is queued.
-		put(t, s, spool.DirNew, "old.000002.json", []byte(`{"model":"m","prompt":"impostor"}`))
+		spooltest.Put(t, s, spool.DirNew, "old.000002.json", []byte(`{"model":"m","prompt":"impostor"}`))
 		expandAll(t, s, b, 10, false)
 		endLine(t, s, "old.000001", `{"done": true}`, nil)
 		endLine(t, s, "old.000002", `{"done": true}`, nil)
@@ -1788,11 +1789,11 @@ func TestAJobNamedLikeALineIsAJobOfItsOwn(t *testing.T) {
 		}
 		// The job as the release before wrote it: batch, custom_id and
 		// batch_key at the top level.
-		put(t, s, spool.DirNew, "prev.000001.json", []byte(fmt.Sprintf(
+		spooltest.Put(t, s, spool.DirNew, "prev.000001.json", []byte(fmt.Sprintf(
 			`{"model":"llama3.2","prompt":"q","batch":"prev","custom_id":"req-1","batch_key":%q,"priority":0}`, s.LineKey("prev.000001"))))
 		// A person's job named like a line of that batch runs under
 		// another name, as it did then.
-		put(t, s, spool.DirNew, "prev.000005.json", []byte(`{"model":"m","prompt":"mine"}`))
+		spooltest.Put(t, s, spool.DirNew, "prev.000005.json", []byte(`{"model":"m","prompt":"mine"}`))
 		if c := claim(t, s, spool.DirNew, "prev.000005.json"); c.Record.ID == "prev.000005" || c.BadInput != nil {
 			t.Errorf("claimed as %s (bad input %v), want a name of its own", c.Record.ID, c.BadInput)
 		}
@@ -1817,7 +1818,7 @@ func TestAJobNamedLikeALineIsAJobOfItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := readOutput(t, s, b.Output)
-		if len(out) != 1 || out[0].ID != "prev.000001" || deref(out[0].CustomID) != "req-1" || out[0].Failed() {
+		if len(out) != 1 || out[0].ID != "prev.000001" || spooltest.Deref(out[0].CustomID) != "req-1" || out[0].Failed() {
 			t.Errorf("output %+v", out)
 		}
 	})
@@ -1859,7 +1860,7 @@ func TestPruneBatches(t *testing.T) {
 	running := claimBatch(t, s, "running", chatBatch(2))
 	expandAll(t, s, running, 1000, false)
 	endLine(t, s, "running~000001", `{"done": true}`, nil)
-	age(t, s, spool.DirDone, "running~000001.json", old)
+	spooltest.Age(t, s, spool.DirDone, "running~000001.json", old)
 	// ended: completed long ago, its lines too.
 	ended := claimBatch(t, s, "ended", chatBatch(2))
 	expandAll(t, s, ended, 1000, false)
@@ -1873,8 +1874,8 @@ func TestPruneBatches(t *testing.T) {
 	if err := s.b.Write(ended, false); err != nil {
 		t.Fatal(err)
 	}
-	age(t, s, spool.DirDone, "ended~000001.json", old)
-	age(t, s, spool.DirFailed, "ended~000002.json", old)
+	spooltest.Age(t, s, spool.DirDone, "ended~000001.json", old)
+	spooltest.Age(t, s, spool.DirFailed, "ended~000002.json", old)
 	// recent: completed a moment ago, with old line records.
 	recent := claimBatch(t, s, "recent", chatBatch(1))
 	expandAll(t, s, recent, 1000, false)
@@ -1882,7 +1883,7 @@ func TestPruneBatches(t *testing.T) {
 	if err := s.b.Finish(recent, nil); err != nil {
 		t.Fatal(err)
 	}
-	age(t, s, spool.DirDone, "recent~000001.json", old)
+	spooltest.Age(t, s, spool.DirDone, "recent~000001.json", old)
 
 	n, err := s.b.Prune(cutoff, spool.StateFailed)
 	if err != nil || n.Records != 1 || n.Batches != 0 {
@@ -1892,9 +1893,9 @@ func TestPruneBatches(t *testing.T) {
 	if err != nil || n.Records != 2 || n.Batches != 1 {
 		t.Fatalf("prune: got %+v, %v; want 2 line records (ended, recent) and 1 batch", n, err)
 	}
-	wantNames(t, s, spool.DirDone, "recent.jsonl", "running~000001.json")
-	wantNames(t, s, spool.DirFailed)
-	wantNames(t, s, spool.DirBatches, "recent.json", "recent.jsonl", "running.json", "running.jsonl")
+	spooltest.WantNames(t, s, spool.DirDone, "recent.jsonl", "running~000001.json")
+	spooltest.WantNames(t, s, spool.DirFailed)
+	spooltest.WantNames(t, s, spool.DirBatches, "recent.json", "recent.jsonl", "running.json", "running.jsonl")
 	if _, err := s.b.Get("ended"); !errors.Is(err, spool.ErrNotFound) {
 		t.Errorf("Get(ended) after prune: %v, want ErrNotFound", err)
 	}

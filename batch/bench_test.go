@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -69,18 +70,11 @@ func batchBenchCases() []struct {
 	}{10_000, true})
 }
 
-// batchBenchSpool makes a fresh spool for one iteration, under
-// $HOPPER_BENCH_DIR if set, and returns a function that removes it.
+// batchBenchSpool makes a fresh spool for one iteration in a
+// benchtest.Dir, and returns a function that removes it.
 func batchBenchSpool(b *testing.B, fsync bool) (*tspool, func()) {
 	b.Helper()
-	base := os.Getenv("HOPPER_BENCH_DIR")
-	if base == "" {
-		base = b.TempDir()
-	}
-	d, err := os.MkdirTemp(base, "hopper-batch-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
+	d := benchtest.Dir(b)
 	o := spool.DefaultOptions()
 	o.Fsync = fsync
 	sp, err := spool.Init(filepath.Join(d, "spool"), o)
@@ -117,21 +111,14 @@ func benchAnswer(i int) json.RawMessage {
 // writeBenchBatch writes an n-line batch to path.
 func writeBenchBatch(b *testing.B, path string, n int) {
 	b.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	for i := 1; i <= n; i++ {
-		w.WriteString(benchBatchLine(i))
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
+	benchtest.Create(b, path, false, func(f io.Writer) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		for i := 1; i <= n; i++ {
+			w.WriteString(benchBatchLine(i))
+			w.WriteByte('\n')
+		}
+		return w.Flush()
+	})
 }
 
 // claimBenchBatch drops an n-line batch into new/ and claims it. It
@@ -308,7 +295,7 @@ func reverseOddRounds(b *testing.B, phases []func()) {
 // the batch's jobs once they are all queued.
 func BenchmarkBatchExpand(b *testing.B) {
 	for _, c := range batchBenchCases() {
-		b.Run(fmt.Sprintf("lines=%d/%s", c.lines, fsyncName(c.fsync)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("lines=%d/%s", c.lines, benchtest.FsyncName(c.fsync)), func(b *testing.B) {
 			n := c.lines
 			var check, onefile, bare, maildir, hopper time.Duration
 			var bareMem, hopperMem memTotals
@@ -431,21 +418,10 @@ func copyFile(b *testing.B, src, dst string, fsync bool) {
 		b.Fatal(err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := io.CopyBuffer(out, in, make([]byte, 1<<20)); err != nil {
-		b.Fatal(err)
-	}
-	if fsync {
-		if err := out.Sync(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := out.Close(); err != nil {
-		b.Fatal(err)
-	}
+	benchtest.Create(b, dst, fsync, func(out io.Writer) error {
+		_, err := io.CopyBuffer(out, in, make([]byte, 1<<20))
+		return err
+	})
 }
 
 // endBenchBatch gives every line of an expanded batch the final record an
@@ -499,7 +475,7 @@ func endBenchBatch(b *testing.B, s *tspool, bt *Record) []int {
 // held in memory: they are not if the peaks stay flat as the batch grows.
 func BenchmarkBatchFinish(b *testing.B) {
 	for _, c := range batchBenchCases() {
-		b.Run(fmt.Sprintf("lines=%d/%s", c.lines, fsyncName(c.fsync)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("lines=%d/%s", c.lines, benchtest.FsyncName(c.fsync)), func(b *testing.B) {
 			n := c.lines
 			var bare, hopper time.Duration
 			var outBytes int64
@@ -573,48 +549,24 @@ func bareFinish(b *testing.B, s *tspool, bt *Record, lens []int, fsync bool) {
 	b.Helper()
 	root := s.Path()
 	staged := filepath.Join(root, spool.DirTmp, ".bare-output")
-	f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	pad := bytes.Repeat([]byte(" "), 4096)
-	eachLine(b, filepath.Join(root, bt.Input), func(i int, _ []byte) {
-		rec, err := os.ReadFile(filepath.Join(root, spool.DirDone, bt.LineID(i)+".json"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		want := lens[i-1] - 1
-		if len(rec) >= want {
-			w.Write(rec[:want])
-		} else {
-			w.Write(rec)
-			w.Write(pad[:want-len(rec)])
-		}
-		w.WriteByte('\n')
+	benchtest.Create(b, staged, fsync, func(f io.Writer) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		pad := bytes.Repeat([]byte(" "), 4096)
+		eachLine(b, filepath.Join(root, bt.Input), func(i int, _ []byte) {
+			rec, err := os.ReadFile(filepath.Join(root, spool.DirDone, bt.LineID(i)+".json"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			want := lens[i-1] - 1
+			if len(rec) >= want {
+				w.Write(rec[:want])
+			} else {
+				w.Write(rec)
+				w.Write(pad[:want-len(rec)])
+			}
+			w.WriteByte('\n')
+		})
+		return w.Flush()
 	})
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if fsync {
-		if err := f.Sync(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(staged, filepath.Join(root, spool.DirDone, "bare.jsonl")); err != nil {
-		b.Fatal(err)
-	}
-	if fsync {
-		d, err := os.Open(filepath.Join(root, spool.DirDone))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer d.Close()
-		if err := d.Sync(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchtest.Move(b, staged, filepath.Join(root, spool.DirDone, "bare.jsonl"), fsync, nil)
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
@@ -208,11 +207,7 @@ func (s *Store) Active() ([]*Record, error) {
 	}
 	var out []*Record
 	var errs []error
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
-		if !ok || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for name, e := range batchFiles(entries, ".jsonl") {
 		b, err := s.read(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -228,9 +223,8 @@ func (s *Store) Active() ([]*Record, error) {
 	}
 	// A batch under way whose input was removed by hand ends all the same
 	// (a validating one without input is FailAbandoned' to end).
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") || s.sp.Exists(spool.DirBatches, name+".jsonl") {
+	for name := range batchFiles(entries, ".json") {
+		if s.sp.Exists(spool.DirBatches, name+".jsonl") {
 			continue
 		}
 		if b, err := s.read(name); err == nil && !b.State.Terminal() && b.State != Validating {
@@ -246,11 +240,7 @@ func (s *Store) Active() ([]*Record, error) {
 func (s *Store) openNames() map[string]bool {
 	open := map[string]bool{}
 	entries, _ := s.sp.ReadDir(spool.DirBatches)
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".jsonl")
-		if !ok || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for name := range batchFiles(entries, ".jsonl") {
 		if b, err := s.read(name); err != nil || !b.State.Terminal() {
 			open[name] = true // no record yet, or one being written: not ended
 		}
@@ -280,11 +270,7 @@ func (s *Store) pruneEnded(cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("prune batches/: %w", err)
 	}
 	n := 0
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for name, e := range batchFiles(entries, ".json") {
 		b, err := s.read(name)
 		if err != nil {
 			continue // not a record hopper can read: left for a person

@@ -28,6 +28,10 @@ type host struct {
 	fake  *ollamatest.Server
 }
 
+// slowAnswers make each answer of a fake target take about a second: 40
+// tokens, 25ms apart.
+var slowAnswers = []ollamatest.Option{ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25 * time.Millisecond)}
+
 // newHosts starts three hosts on loopback, each with a fake target of two
 // slots.
 func newHosts(t testing.TB, opts ...ollamatest.Option) []*host {
@@ -148,6 +152,13 @@ func (h *host) until(t testing.TB, id, what string, ok func(*spool.Record) bool)
 	return r
 }
 
+// serving waits until h's target serves a request; what names it for the
+// failure.
+func (h *host) serving(t testing.TB, what string) {
+	t.Helper()
+	waitFor(t, what, func() bool { return h.fake.InFlight() > 0 })
+}
+
 // waitFor waits for cond, or fails the test saying what it waited for.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -211,7 +222,7 @@ func served(hosts []*host, text string) int {
 // into hold/ (no host runs it) and released; a running job is canceled on
 // the host that runs it; a failed job retried runs again.
 func TestCancelHoldReleaseAndRetryFromTheOrigin(t *testing.T) {
-	hosts := newHosts(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
+	hosts := newHosts(t, slowAnswers...)
 	a := hosts[0]
 	// Six slots in all: eight long jobs keep every one busy for a while.
 	for i := range 8 {

@@ -2,9 +2,7 @@ package cluster_test
 
 import (
 	"testing"
-	"time"
 
-	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -13,10 +11,10 @@ import (
 // lane down again and again, aborting every other job) nor meet the keys
 // of another job.
 func TestDottedJobIDBreaksNoOtherJob(t *testing.T) {
-	h := soloHost(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
+	h := soloHost(t, slowAnswers...)
 	h.run(t)
 	h.submit(t, "long", "long one")
-	waitFor(t, "the long job to start", func() bool { return h.fake.InFlight() > 0 })
+	h.serving(t, "the long job to start")
 	h.submit(t, "report.", "dotted")
 	h.submit(t, "report.r0", "a job whose ID looks like the other's key")
 	if r := h.wait(t, "long"); r.State != spool.StateDone || h.fake.RequestsTo("/api/generate") > 3 {

@@ -2,9 +2,7 @@ package cluster_test
 
 import (
 	"testing"
-	"time"
 
-	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -14,11 +12,11 @@ import (
 // either way the job is done after one attempt: a stop is not the job's
 // fault, and handing a job back charges nothing.
 func TestStoppedExecutorChargesNoAttempt(t *testing.T) {
-	h := soloHost(t, ollamatest.WithTokens(40), ollamatest.WithTokenDelay(25*time.Millisecond))
+	h := soloHost(t, slowAnswers...)
 	h.runRunner(t, func(c *runner.Config) { c.MaxAttempts = 3 })
 	stopFirst := h.runExecutor(t, "first")
 	h.submit(t, "j1", "long one")
-	waitFor(t, "the job to start", func() bool { return h.fake.InFlight() > 0 })
+	h.serving(t, "the job to start")
 	stopFirst()
 	h.runExecutor(t, "second")
 	if r := h.wait(t, "j1"); r.State != spool.StateDone || r.Attempts != 1 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"maps"
 	"math"
 	"net/url"
@@ -681,36 +682,24 @@ func normalize(v any) (any, error) {
 	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
-		for k, x := range v {
-			n, err := normalize(x)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = n
+		if err := normalizeAll(maps.All(v), func(k string, n any) { out[k] = n }); err != nil {
+			return nil, err
 		}
 		return out, nil
 	case map[any]any:
-		out := make(map[string]any, len(v))
+		m := make(map[string]any, len(v))
 		for k, x := range v {
 			ks, ok := k.(string)
 			if !ok {
 				return nil, fmt.Errorf("mapping key %v is not text: quote it", k)
 			}
-			n, err := normalize(x)
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = n
+			m[ks] = x
 		}
-		return out, nil
+		return normalize(m)
 	case []any:
 		out := make([]any, len(v))
-		for i, x := range v {
-			n, err := normalize(x)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = n
+		if err := normalizeAll(slices.All(v), func(i int, n any) { out[i] = n }); err != nil {
+			return nil, err
 		}
 		return out, nil
 	case float64:
@@ -731,6 +720,19 @@ func normalize(v any) (any, error) {
 		return v, nil
 	}
 	return nil, fmt.Errorf("unsupported value %v (%T)", v, v)
+}
+
+// normalizeAll normalizes each value of all and hands it to set with its
+// key; it stops at the first error.
+func normalizeAll[K any](all iter.Seq2[K, any], set func(K, any)) error {
+	for k, x := range all {
+		n, err := normalize(x)
+		if err != nil {
+			return err
+		}
+		set(k, n)
+	}
+	return nil
 }
 
 // describeYAML names a decoded YAML value for an error message.

@@ -83,28 +83,27 @@ var goTypes = strings.NewReplacer(
 func varsUsed(t *template.Template) []string {
 	seen := map[string]bool{}
 	var walk func(n parse.Node, root bool)
+	// branch walks an if, a range or a with; its list runs with dot the
+	// vars only when listRoot.
+	branch := func(b *parse.BranchNode, root, listRoot bool) {
+		walk(b.Pipe, root)
+		walk(b.List, listRoot)
+		walk(b.ElseList, root)
+	}
 	walk = func(n parse.Node, root bool) {
 		switch n := n.(type) {
 		case *parse.ListNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Nodes {
-				walk(c, root)
+			if n != nil {
+				walkEach(walk, n.Nodes, root)
 			}
 		case *parse.ActionNode:
 			walk(n.Pipe, root)
 		case *parse.PipeNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Cmds {
-				walk(c, root)
+			if n != nil {
+				walkEach(walk, n.Cmds, root)
 			}
 		case *parse.CommandNode:
-			for _, a := range n.Args {
-				walk(a, root)
-			}
+			walkEach(walk, n.Args, root)
 		case *parse.FieldNode:
 			if root {
 				seen[n.Ident[0]] = true
@@ -116,17 +115,11 @@ func varsUsed(t *template.Template) []string {
 		case *parse.ChainNode:
 			walk(n.Node, root)
 		case *parse.IfNode:
-			walk(n.Pipe, root)
-			walk(n.List, root)
-			walk(n.ElseList, root)
+			branch(&n.BranchNode, root, root)
 		case *parse.RangeNode:
-			walk(n.Pipe, root)
-			walk(n.List, false)
-			walk(n.ElseList, root)
+			branch(&n.BranchNode, root, false)
 		case *parse.WithNode:
-			walk(n.Pipe, root)
-			walk(n.List, false)
-			walk(n.ElseList, root)
+			branch(&n.BranchNode, root, false)
 		case *parse.TemplateNode:
 			walk(n.Pipe, root)
 		}
@@ -140,4 +133,11 @@ func varsUsed(t *template.Template) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// walkEach calls walk on each of nodes.
+func walkEach[N parse.Node](walk func(parse.Node, bool), nodes []N, root bool) {
+	for _, n := range nodes {
+		walk(n, root)
+	}
 }

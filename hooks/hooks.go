@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,18 +68,10 @@ func New(cfg Config) (*Hooks, error) {
 	if len(cfg.Schedule) == 0 {
 		cfg.Schedule = DefaultSchedule()
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 15 * time.Second
-	}
-	if cfg.ExecTimeout == 0 {
-		cfg.ExecTimeout = 30 * time.Second
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 4
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Timeout = cmp.Or(cfg.Timeout, 15*time.Second)
+	cfg.ExecTimeout = cmp.Or(cfg.ExecTimeout, 30*time.Second)
+	cfg.Workers = cmp.Or(cfg.Workers, 4)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

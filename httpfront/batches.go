@@ -226,6 +226,17 @@ func (s *Server) lookupFile(id string) (*served, *httpError) {
 	return f, nil
 }
 
+// pathFile finds the file r's path names ({id}), or answers r with why it
+// cannot and returns a nil file.
+func (s *Server) pathFile(w http.ResponseWriter, r *http.Request) (string, *served) {
+	id := r.PathValue("id")
+	f, e := s.lookupFile(id)
+	if e != nil {
+		writeError(w, r, e)
+	}
+	return id, f
+}
+
 // batchFile describes one of batch b's own files; an error wrapping
 // fs.ErrNotExist means it is not there (yet).
 func (s *Server) batchFile(b *batch.Record, prefix string) (*served, error) {
@@ -493,22 +504,17 @@ func (s *Server) allFiles() ([]fileObject, error) {
 
 // getFile serves GET /v1/files/{id}.
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
-	f, e := s.lookupFile(r.PathValue("id"))
-	if e != nil {
-		writeError(w, r, e)
-		return
+	if _, f := s.pathFile(w, r); f != nil {
+		writeObject(w, r, f.obj)
 	}
-	writeObject(w, r, f.obj)
 }
 
 // deleteFile serves DELETE /v1/files/{id}: an upload (a batch made from
 // it keeps its input), or one of an ended batch's own files, which the
 // batch then no longer names. A batch under way keeps its files.
 func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	f, e := s.lookupFile(id)
-	if e != nil {
-		writeError(w, r, e)
+	id, f := s.pathFile(w, r)
+	if f == nil {
 		return
 	}
 	var err error
@@ -538,10 +544,8 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 // fileContent serves GET /v1/files/{id}/content: the file's bytes as
 // stored, with Range support.
 func (s *Server) fileContent(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	f, e := s.lookupFile(id)
-	if e != nil {
-		writeError(w, r, e)
+	id, f := s.pathFile(w, r)
+	if f == nil {
 		return
 	}
 	file, err := s.sp.Open(f.path)

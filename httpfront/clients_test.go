@@ -174,37 +174,24 @@ func TestOllamaClientGetsWhatOllamaGives(t *testing.T) {
 			return []any{r.Model, r.Embeddings}, nil
 		}},
 		{"ChatWithAnUnknownModel", func(c *api.Client) (any, error) {
-			err := c.Chat(ctx, &api.ChatRequest{Model: "nope", Messages: msgs}, func(api.ChatResponse) error { return nil })
-			var se api.StatusError
-			errors.As(err, &se)
-			return []any{se.StatusCode, se.ErrorMessage}, nil
+			return statusOf(c.Chat(ctx, &api.ChatRequest{Model: "nope", Messages: msgs}, func(api.ChatResponse) error { return nil })), nil
 		}},
 		{"ChatWithoutAModel", func(c *api.Client) (any, error) {
-			err := c.Chat(ctx, &api.ChatRequest{Messages: msgs}, func(api.ChatResponse) error { return nil })
-			var se api.StatusError
-			errors.As(err, &se)
-			return []any{se.StatusCode, se.ErrorMessage}, nil
+			return statusOf(c.Chat(ctx, &api.ChatRequest{Messages: msgs}, func(api.ChatResponse) error { return nil })), nil
 		}},
 		{"List", func(c *api.Client) (any, error) {
 			r, err := c.List(ctx)
 			if err != nil {
 				return nil, err
 			}
-			var names []string
-			for _, m := range r.Models {
-				names = append(names, m.Name)
-			}
-			return names, nil
+			return namesOf(r.Models, func(m api.ListModelResponse) string { return m.Name }), nil
 		}},
 		{"ListRunning", func(c *api.Client) (any, error) {
 			r, err := c.ListRunning(ctx)
 			if err != nil {
 				return nil, err
 			}
-			var names []string
-			for _, m := range r.Models {
-				names = append(names, m.Name)
-			}
+			names := namesOf(r.Models, func(m api.ProcessModelResponse) string { return m.Name })
 			slices.Sort(names)
 			return names, nil
 		}},
@@ -222,6 +209,22 @@ func TestOllamaClientGetsWhatOllamaGives(t *testing.T) {
 			}
 		})
 	}
+}
+
+// statusOf is the status and message of the api.StatusError in err.
+func statusOf(err error) []any {
+	var se api.StatusError
+	errors.As(err, &se)
+	return []any{se.StatusCode, se.ErrorMessage}
+}
+
+// namesOf is the name of each model in models; nil when there is none.
+func namesOf[M any](models []M, name func(M) string) []string {
+	var names []string
+	for _, m := range models {
+		names = append(names, name(m))
+	}
+	return names
 }
 
 func jsonOf(v any) string {

@@ -28,12 +28,9 @@ func (s *Server) jobAction(verb string, do func(*spool.Spool, string) error) htt
 		}
 		s.log.Info("job "+verb, "job", id, "remote", r.RemoteAddr)
 		s.catalog.Refresh(id)
-		rec, err := s.record(id)
-		if err != nil {
-			writeError(w, r, s.storageError("read the job", err))
-			return
+		if rec := s.readJob(w, r, id); rec != nil {
+			writeRecord(w, http.StatusOK, rec)
 		}
-		writeRecord(w, http.StatusOK, rec)
 	}
 }
 

@@ -247,9 +247,7 @@ func (s *Server) dropIn(endpoint spool.Endpoint) http.Handler {
 		if queued {
 			w.Header().Set(positionHeader, strconv.Itoa(pos))
 		}
-		if s.cfg.hooks.onWait != nil {
-			s.cfg.hooks.onWait(id)
-		}
+		s.waiting(id)
 		if req.stream {
 			s.streamAnswer(w, r, id, req, pos)
 		} else {

@@ -109,9 +109,8 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	s.catalog.Refresh(id)
 	if preferAsync(r) {
-		rec, err := s.record(id)
-		if err != nil {
-			writeError(w, r, s.storageError("read the job", err))
+		rec := s.readJob(w, r, id)
+		if rec == nil {
 			return
 		}
 		w.Header().Set("Location", "/jobs/"+id)

@@ -111,6 +111,49 @@ func (s *Server) record(id string) (*spool.Record, error) {
 	return nil, err
 }
 
+// readJob reads job id's record, or answers r with the storage error and
+// returns nil.
+func (s *Server) readJob(w http.ResponseWriter, r *http.Request, id string) *spool.Record {
+	rec, err := s.record(id)
+	if err != nil {
+		writeError(w, r, s.storageError("read the job", err))
+	}
+	return rec
+}
+
+// pathJob reads the record of the job r's path names ({id}), or answers r
+// with why it cannot and returns a nil record.
+func (s *Server) pathJob(w http.ResponseWriter, r *http.Request) (string, *spool.Record) {
+	id, e := jobID(r)
+	if e != nil {
+		writeError(w, r, e)
+		return id, nil
+	}
+	return id, s.readJob(w, r, id)
+}
+
+// poll takes one of the long-poll places of r's client and returns the
+// context a wait runs under (it ends with the request or the server);
+// done gives both back.
+func (s *Server) poll(r *http.Request) (ctx context.Context, done func(), e *httpError) {
+	release, e := s.pollers.take(r.RemoteAddr)
+	if e != nil {
+		return nil, nil, e
+	}
+	ctx, cancel := s.waitContext(r.Context())
+	return ctx, func() {
+		cancel()
+		release()
+	}, nil
+}
+
+// waiting tells the test hook, if any, that a request waits on job id.
+func (s *Server) waiting(id string) {
+	if s.cfg.hooks.onWait != nil {
+		s.cfg.hooks.onWait(id)
+	}
+}
+
 // originMember marks a job as one that arrived over HTTP: its webhook is
 // then guarded (spool.OriginHTTP). The front writes it itself, so the
 // spool need not decode and encode the job again to set it.
@@ -309,25 +352,20 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, e)
 		return
 	}
-	rec, err := s.record(id)
-	if err != nil {
-		writeError(w, r, s.storageError("read the job", err))
+	rec := s.readJob(w, r, id)
+	if rec == nil {
 		return
 	}
 	if wait > 0 && !rec.State.Terminal() {
-		release, e := s.pollers.take(r.RemoteAddr)
+		ctx, done, e := s.poll(r)
 		if e != nil {
 			writeError(w, r, e)
 			return
 		}
-		defer release()
-		ctx, cancel := s.waitContext(r.Context())
-		defer cancel()
+		defer done()
 		ctx, cancelWait := context.WithTimeout(ctx, wait)
 		defer cancelWait()
-		if s.cfg.hooks.onWait != nil {
-			s.cfg.hooks.onWait(id)
-		}
+		s.waiting(id)
 		final, err := s.follow(ctx, id, nil, nil)
 		switch {
 		case err == nil:
@@ -371,14 +409,8 @@ func waitParam(v string, max time.Duration) (time.Duration, *httpError) {
 // ends. A job that already finished has no output left (its answer is the
 // record's response), so the body is empty.
 func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
-	id, e := jobID(r)
-	if e != nil {
-		writeError(w, r, e)
-		return
-	}
-	rec, err := s.record(id)
-	if err != nil {
-		writeError(w, r, s.storageError("read the job", err))
+	id, rec := s.pathJob(w, r)
+	if rec == nil {
 		return
 	}
 	if rec.State.Terminal() {
@@ -395,24 +427,20 @@ func (s *Server) jobOutput(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	release, e := s.pollers.take(r.RemoteAddr)
+	ctx, done, e := s.poll(r)
 	if e != nil {
 		writeError(w, r, e)
 		return
 	}
-	defer release()
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
+	defer done()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
-	if s.cfg.hooks.onWait != nil {
-		s.cfg.hooks.onWait(id)
-	}
-	_, err = s.follow(ctx, id, func(line []byte) error {
+	s.waiting(id)
+	_, err := s.follow(ctx, id, func(line []byte) error {
 		if _, err := w.Write(append(line, '\n')); err != nil {
 			return err
 		}
@@ -454,9 +482,8 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("job canceled", "job", id, "running", running, "reason", reason)
 	s.catalog.Refresh(id)
-	rec, err := s.record(id)
-	if err != nil {
-		writeError(w, r, s.storageError("read the job", err))
+	rec := s.readJob(w, r, id)
+	if rec == nil {
 		return
 	}
 	if running {

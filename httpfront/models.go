@@ -43,7 +43,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -100,19 +99,7 @@ func (t target) where() string {
 // runner does: against the canonical name, with the glob itself in canonical
 // form or as written.
 func (t target) admits(model string) bool {
-	if len(t.models) == 0 {
-		return true
-	}
-	m := ollama.NormalizeModel(model)
-	for _, g := range t.models {
-		if ok, _ := path.Match(ollama.NormalizeModel(g), m); ok {
-			return true
-		}
-		if ok, _ := path.Match(g, m); ok {
-			return true
-		}
-	}
-	return false
+	return ollama.MatchModel(t.models, ollama.NormalizeModel(model))
 }
 
 // unreachable is the error of targets that could not be reached.
@@ -727,84 +714,79 @@ type listedModel struct {
 // per model name, most recently modified first) or /api/ps (every loaded
 // model, the longest remaining first), as Ollama sorts them.
 func mergeModels(bodies [][]byte, tags bool) ([]byte, error) {
-	type entry struct {
-		raw json.RawMessage
-		m   listedModel
-	}
-	seen := map[string]bool{}
-	all := []entry{}
-	for _, body := range bodies {
-		var list struct {
-			Models []json.RawMessage `json:"models"`
-		}
-		if err := json.Unmarshal(body, &list); err != nil {
-			return nil, err
-		}
-		for _, raw := range list.Models {
-			var m listedModel
-			_ = json.Unmarshal(raw, &m) // a field of another shape: kept, unsorted
-			if tags {
-				key := ollama.NormalizeModel(cmp.Or(m.Name, m.Model))
-				if seen[key] {
-					continue
-				}
-				seen[key] = true
-			}
-			all = append(all, entry{raw, m})
-		}
-	}
-	slices.SortStableFunc(all, func(a, b entry) int {
-		if tags {
-			return cmp.Compare(b.m.ModifiedAt.Unix(), a.m.ModifiedAt.Unix())
-		}
-		return cmp.Compare(b.m.ExpiresAt.Unix(), a.m.ExpiresAt.Unix())
-	})
-	out := struct {
+	type modelList struct {
 		Models []json.RawMessage `json:"models"`
-	}{Models: []json.RawMessage{}}
-	for _, e := range all {
-		out.Models = append(out.Models, e.raw)
 	}
-	return json.Marshal(out)
+	var name func(listedModel) string // nil for /api/ps: every entry is kept
+	newest := func(m listedModel) int64 { return m.ExpiresAt.Unix() }
+	if tags {
+		name = func(m listedModel) string { return cmp.Or(m.Name, m.Model) }
+		newest = func(m listedModel) int64 { return m.ModifiedAt.Unix() }
+	}
+	all, err := mergeEntries(bodies, func(l modelList) []json.RawMessage { return l.Models }, name, newest)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(modelList{Models: append([]json.RawMessage{}, all...)})
 }
 
 // mergeOpenAIModels merges /v1/models lists: one entry per model ID, the
 // newest first; "data" is null when there is none, as Ollama writes it.
 func mergeOpenAIModels(bodies [][]byte) ([]byte, error) {
+	type modelList struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	type model struct {
+		ID      string `json:"id"`
+		Created int64  `json:"created"`
+	}
+	all, err := mergeEntries(bodies, func(l modelList) []json.RawMessage { return l.Data },
+		func(m model) string { return m.ID }, func(m model) int64 { return m.Created })
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(struct {
+		Object string            `json:"object"`
+		Data   []json.RawMessage `json:"data"`
+	}{"list", all})
+}
+
+// mergeEntries gathers the entries of the lists in bodies, each body read
+// as an L whose entries are what entries returns, and each entry read as
+// an M (a field of another shape leaves its zero value). With name, only
+// the first entry of each model name is kept. The entries come out newest
+// first by newest, in their order among equals; nil when there are none.
+func mergeEntries[L, M any](bodies [][]byte, entries func(L) []json.RawMessage, name func(M) string, newest func(M) int64) ([]json.RawMessage, error) {
 	type entry struct {
-		raw     json.RawMessage
-		created int64
+		raw json.RawMessage
+		at  int64
 	}
 	seen := map[string]bool{}
 	var all []entry
 	for _, body := range bodies {
-		var list struct {
-			Data []json.RawMessage `json:"data"`
-		}
+		var list L
 		if err := json.Unmarshal(body, &list); err != nil {
 			return nil, err
 		}
-		for _, raw := range list.Data {
-			var m struct {
-				ID      string `json:"id"`
-				Created int64  `json:"created"`
-			}
-			_ = json.Unmarshal(raw, &m)
-			if key := ollama.NormalizeModel(m.ID); !seen[key] {
+		for _, raw := range entries(list) {
+			var m M
+			_ = json.Unmarshal(raw, &m) // a field of another shape: kept, unsorted
+			if name != nil {
+				key := ollama.NormalizeModel(name(m))
+				if seen[key] {
+					continue
+				}
 				seen[key] = true
-				all = append(all, entry{raw, m.Created})
 			}
+			all = append(all, entry{raw, newest(m)})
 		}
 	}
-	slices.SortStableFunc(all, func(a, b entry) int { return cmp.Compare(b.created, a.created) })
-	out := struct {
-		Object string            `json:"object"`
-		Data   []json.RawMessage `json:"data"`
-	}{Object: "list"}
+	slices.SortStableFunc(all, func(a, b entry) int { return cmp.Compare(b.at, a.at) })
+	var out []json.RawMessage
 	for _, e := range all {
-		out.Data = append(out.Data, e.raw)
+		out = append(out, e.raw)
 	}
-	return json.Marshal(out)
+	return out, nil
 }
 
 // blobFan is the proxy's transport. It sends HEAD and POST /api/blobs/

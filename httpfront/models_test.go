@@ -415,16 +415,13 @@ func TestTagsAreTheUnionOfTheTargets(t *testing.T) {
 	f := startFront(t, newSpool(t), targets(a.URL, b.URL))
 
 	_, body := call(t, "GET", f.URL+"/api/tags", "")
-	var tags struct {
+	tags := decode[struct {
 		Models []struct {
 			Name       string    `json:"name"`
 			Digest     string    `json:"digest"`
 			ModifiedAt time.Time `json:"modified_at"`
 		} `json:"models"`
-	}
-	if err := json.Unmarshal(body, &tags); err != nil {
-		t.Fatal(err)
-	}
+	}](t, body)
 	var names []string
 	for i, m := range tags.Models {
 		names = append(names, m.Name)
@@ -438,15 +435,12 @@ func TestTagsAreTheUnionOfTheTargets(t *testing.T) {
 	}
 
 	_, body = call(t, "GET", f.URL+"/v1/models", "")
-	var list struct {
+	list := decode[struct {
 		Object string `json:"object"`
 		Data   []struct {
 			ID, Object string
 		} `json:"data"`
-	}
-	if err := json.Unmarshal(body, &list); err != nil {
-		t.Fatal(err)
-	}
+	}](t, body)
 	var ids []string
 	for _, m := range list.Data {
 		ids = append(ids, m.ID)

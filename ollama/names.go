@@ -1,6 +1,9 @@
 package ollama
 
-import "strings"
+import (
+	"path"
+	"strings"
+)
 
 // The parts Ollama fills in when a model name leaves them out.
 const (
@@ -39,6 +42,24 @@ func DisplayName(name string) string {
 
 // SameModel reports whether two names denote the same model for Ollama.
 func SameModel(a, b string) bool { return NormalizeModel(a) == NormalizeModel(b) }
+
+// MatchModel reports whether model, in canonical form (NormalizeModel's),
+// matches one of the path.Match patterns, each tried in canonical form and
+// as written. No patterns at all match every model.
+func MatchModel(patterns []string, model string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(NormalizeModel(p), model); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, model); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // splitModel parses [scheme://][host/][namespace/]model[:tag] the way
 // Ollama's model.ParseName does and fills in the defaults.

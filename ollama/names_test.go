@@ -51,3 +51,24 @@ func TestSameModel(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchModel(t *testing.T) {
+	tests := []struct {
+		patterns []string
+		model    string
+		want     bool
+	}{
+		{nil, "anything:latest", true},
+		{[]string{"llama3.2"}, "llama3.2:latest", true},
+		{[]string{"Llama3.2"}, "llama3.2:latest", true},
+		{[]string{"llama*"}, "llama3.2:3b", true},
+		{[]string{"qwen*", "*:3b"}, "llama3.2:3b", true},
+		{[]string{"qwen*"}, "llama3.2:latest", false},
+		{[]string{"["}, "llama3.2:latest", false},
+	}
+	for _, tt := range tests {
+		if got := ollama.MatchModel(tt.patterns, tt.model); got != tt.want {
+			t.Errorf("MatchModel(%q, %q) = %v, want %v", tt.patterns, tt.model, got, tt.want)
+		}
+	}
+}

@@ -41,23 +41,28 @@ func (n integer) appendTo(dst []byte) []byte { return strconv.AppendInt(dst, int
 // array is a JSON array of values.
 type array []value
 
-func (a array) size() int {
-	n := 2 + max(0, len(a)-1)
-	for _, v := range a {
+func (a array) size() int                  { return listSize(a) }
+func (a array) appendTo(dst []byte) []byte { return appendList(dst, '[', a, ']') }
+
+// listSize is the size of the items, comma-separated and bracketed.
+func listSize[V value](items []V) int {
+	n := 2 + max(0, len(items)-1)
+	for _, v := range items {
 		n += v.size()
 	}
 	return n
 }
 
-func (a array) appendTo(dst []byte) []byte {
-	dst = append(dst, '[')
-	for i, v := range a {
+// appendList appends open, the items separated by commas, and close.
+func appendList[V value](dst []byte, open byte, items []V, close byte) []byte {
+	dst = append(dst, open)
+	for i, v := range items {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = v.appendTo(dst)
 	}
-	return append(dst, ']')
+	return append(dst, close)
 }
 
 // object is a JSON object that keeps its members in their order, so that
@@ -67,6 +72,11 @@ type object []member
 type member struct {
 	key string
 	val value
+}
+
+func (m member) size() int { return escapedLen(m.key) + 3 + m.val.size() }
+func (m member) appendTo(dst []byte) []byte {
+	return m.val.appendTo(append(str(m.key).appendTo(dst), ':'))
 }
 
 // parseObject splits the JSON object data into its members; their values
@@ -129,23 +139,5 @@ func (o *object) del(key string) {
 	}
 }
 
-func (o object) size() int {
-	n := 2 + max(0, len(o)-1)
-	for _, m := range o {
-		n += escapedLen(m.key) + 3 + m.val.size()
-	}
-	return n
-}
-
-func (o object) appendTo(dst []byte) []byte {
-	dst = append(dst, '{')
-	for i, m := range o {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = str(m.key).appendTo(dst)
-		dst = append(dst, ':')
-		dst = m.val.appendTo(dst)
-	}
-	return append(dst, '}')
-}
+func (o object) size() int                  { return listSize(o) }
+func (o object) appendTo(dst []byte) []byte { return appendList(dst, '{', o, '}') }

@@ -145,10 +145,7 @@ func (bs *batches) Ended(rec *spool.Record) {
 	bs.endedMu.Lock()
 	bs.ended = append(bs.ended, rec)
 	bs.endedMu.Unlock()
-	select {
-	case bs.wake <- struct{}{}:
-	default:
-	}
+	poke(bs.wake)
 }
 
 // countEnded counts the lines the runner handed over.

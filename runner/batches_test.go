@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +35,9 @@ func TestBatchFileBecomesOutputInInputOrder(t *testing.T) {
 	if b.State != batch.Completed || b.Total != 60 || b.Done != 58 || b.Failed != 2 {
 		t.Fatalf("batch: %+v", b)
 	}
-	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	out := batchtest.Read(t, h.path(b.Output))
 	batchtest.CheckMixed(t, out, "tickets", ids, 7, 11)
-	errs := batchtest.Read(t, filepath.Join(h.s.Path(), b.ErrorsFile))
+	errs := batchtest.Read(t, h.path(b.ErrorsFile))
 	if len(errs) != 2 || errs[0].ID != "tickets~000007" || errs[1].ID != "tickets~000011" {
 		t.Errorf("errors file: %+v", errs)
 	}
@@ -94,7 +93,7 @@ func TestBatchCancel(t *testing.T) {
 	if b.State != batch.Cancelled || b.Done+b.Failed != 200 || b.Failed < 1 {
 		t.Fatalf("batch: %+v", b)
 	}
-	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	out := batchtest.Read(t, h.path(b.Output))
 	if len(out) != 200 {
 		t.Fatalf("%d output lines", len(out))
 	}
@@ -131,7 +130,7 @@ func TestBatchCancel(t *testing.T) {
 // it, or the runner restarted after recording the request) still ends.
 func TestBatchCancellingWithoutItsRequestFileEnds(t *testing.T) {
 	h := newHarness(t, nil)
-	b := h.prepared("cx", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n")
+	b := h.prepared("cx", prompts(2))
 	now := time.Now().UTC()
 	b.State, b.CancellingAt = batch.Cancelling, &now
 	if err := batch.New(h.s).Write(b, false); err != nil {
@@ -179,16 +178,11 @@ func TestBatchNameWithLinesLeftIsNotReused(t *testing.T) {
 func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	body := `{"custom_id": "a", "model": "m1", "prompt": "1"}` + "\n" + `{"custom_id": "b", "model": "m1", "prompt": "2"}` + "\n" + `{"custom_id": "c", "model": "m1", "prompt": "3"}` + "\n"
 	h := newHarness(t, nil)
-	h.prepared("rm", body) // all three lines queued
-	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirBatches, "rm.jsonl")); err != nil {
-		t.Fatal(err)
-	}
-	h.start()
-	b := h.waitBatch("rm")
+	b := h.runPreparedWithout("rm", body, spool.DirBatches, "rm.jsonl") // all three lines queued
 	if b.State != batch.Completed || b.Total != 3 || b.Done != 3 {
 		t.Fatalf("batch: %+v", b)
 	}
-	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	out := batchtest.Read(t, h.path(b.Output))
 	for i, want := range []string{"a", "b", "c"} {
 		if out[i].CustomID == nil || *out[i].CustomID != want || out[i].Failed() {
 			t.Errorf("line %d: %+v, want custom_id %q answered", i+1, out[i], want)
@@ -201,9 +195,7 @@ func TestBatchWhoseInputWasRemovedStillEnds(t *testing.T) {
 	if _, err := batch.New(h2.s).Claim(spool.Entry{Dir: spool.DirNew, Name: "early.jsonl"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(h2.s.Path(), spool.DirBatches, "early.jsonl")); err != nil {
-		t.Fatal(err)
-	}
+	h2.remove(spool.DirBatches, "early.jsonl")
 	h2.start()
 	b = h2.waitBatch("early")
 	if b.State != batch.Completed || b.Total != 0 || len(b.Errors) != 1 || b.Errors[0].Code != "input_missing" ||
@@ -218,7 +210,7 @@ func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 		h.drop(fmt.Sprintf("later%02d", i), `{"model": "m2", "prompt": "later", "priority": -1}`)
 	}
 	h.start()
-	batchtest.Drop(t, h.s.Path(), "b", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
+	batchtest.Drop(t, h.s.Path(), "b", prompts(3))
 	eventually(t, "the batch's lines to be queued", func() bool {
 		b, err := batch.New(h.s).Get("b")
 		return err == nil && b.Expanded == 3
@@ -230,8 +222,35 @@ func TestBatchCompletesWhenALineEndsOutsideTheRunner(t *testing.T) {
 	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Errorf("batch: %+v", b)
 	}
-	if n, _ := os.ReadDir(filepath.Join(h.s.Path(), spool.DirNew)); len(n) == 0 {
+	if n, _ := os.ReadDir(h.path(spool.DirNew)); len(n) == 0 {
 		t.Log("the other jobs drained before the batch ended; the test proved less than it meant to")
+	}
+}
+
+// runPreparedWithout prepares batch name from body, removes the spool's
+// file at elem, runs the runner and returns the batch once it has ended.
+func (h *harness) runPreparedWithout(name, body string, elem ...string) *batch.Record {
+	h.t.Helper()
+	h.prepared(name, body)
+	h.remove(elem...)
+	h.start()
+	return h.waitBatch(name)
+}
+
+// prompts is a batch of n hopper jobs for m1, prompts "1" to "n".
+func prompts(n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, `{"model": "m1", "prompt": "%d"}`+"\n", i)
+	}
+	return b.String()
+}
+
+// remove deletes a file of the spool, as a person would.
+func (h *harness) remove(elem ...string) {
+	h.t.Helper()
+	if err := os.Remove(h.path(elem...)); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -254,16 +273,11 @@ func (h *harness) prepared(name, body string) *batch.Record {
 // the batch still ends, and its output says so.
 func TestBatchWithALineGoneStillEnds(t *testing.T) {
 	h := newHarness(t, nil)
-	h.prepared("gone", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
-	if err := os.Remove(filepath.Join(h.s.Path(), spool.DirNew, "gone~000002.json")); err != nil {
-		t.Fatal(err)
-	}
-	h.start()
-	b := h.waitBatch("gone")
+	b := h.runPreparedWithout("gone", prompts(3), spool.DirNew, "gone~000002.json")
 	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Fatalf("batch: %+v", b)
 	}
-	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	out := batchtest.Read(t, h.path(b.Output))
 	if out[1].Error == nil || out[1].Error.Code != "missing" {
 		t.Errorf("line 2: %+v", out[1])
 	}
@@ -273,7 +287,7 @@ func TestBatchWithALineGoneStillEnds(t *testing.T) {
 // recording how far it got still catches those lines: none runs.
 func TestBatchCancelAfterACrashMidChunkCancelsTheUnrecordedLines(t *testing.T) {
 	h := newHarness(t, nil)
-	b := h.prepared("crash", `{"model": "m1", "prompt": "1"}`+"\n"+`{"model": "m1", "prompt": "2"}`+"\n"+`{"model": "m1", "prompt": "3"}`+"\n")
+	b := h.prepared("crash", prompts(3))
 	b.Expanded, b.Offset = 0, 0 // the record as it was before the chunk
 	if err := batch.New(h.s).Write(b, true); err != nil {
 		t.Fatal(err)
@@ -315,7 +329,7 @@ func TestBatchLinesCarryTheBatchOrigin(t *testing.T) {
 	if _, err := batch.New(h.s).Expand(b, 10, false, func(e spool.Entry) { put = append(put, e) }, func(int) {}); err != nil || len(put) != 1 {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(filepath.Join(h.s.Path(), spool.DirNew, put[0].Name))
+	data, _ := os.ReadFile(h.path(spool.DirNew, put[0].Name))
 	j, err := spool.ParseJob(data, 0)
 	if err != nil || j.Origin != spool.OriginHTTP || j.Webhook == "" {
 		t.Errorf("line job %s: %+v, %v", data, j, err)

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
@@ -47,12 +47,12 @@ const benchModel = "m1"
 func BenchmarkThroughput(b *testing.B) {
 	for _, fsync := range []bool{true, false} {
 		for _, tg := range benchTargets {
-			prefix := benchFsyncName(fsync) + "/target=" + tg.name + "/"
+			prefix := benchtest.FsyncName(fsync) + "/target=" + tg.name + "/"
 			var baseline float64 // jobs/s of the baseline's last run
 			b.Run(prefix+"baseline", func(b *testing.B) {
 				s := benchSpool(b, fsync)
 				target := tg.new(b)
-				benchQuiesce(b)
+				benchtest.Quiesce(b)
 				runBaseline(b, s.Path(), fsync, target)
 				b.StopTimer()
 				baseline = float64(b.N) / b.Elapsed().Seconds()
@@ -79,17 +79,17 @@ func BenchmarkThroughput(b *testing.B) {
 func BenchmarkIdleGap(b *testing.B) {
 	for _, fsync := range []bool{true, false} {
 		var baseline float64 // median gap of the baseline's last run, ns
-		b.Run(benchFsyncName(fsync)+"/baseline", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/baseline", func(b *testing.B) {
 			s := benchSpool(b, fsync)
 			target := newInstantTarget(b.N)
-			benchQuiesce(b)
+			benchtest.Quiesce(b)
 			runBaseline(b, s.Path(), fsync, target)
 			b.StopTimer()
 			if p50, ok := reportGaps(b, target); ok {
 				baseline = p50
 			}
 		})
-		b.Run(benchFsyncName(fsync)+"/hopper", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/hopper", func(b *testing.B) {
 			s := benchSpool(b, fsync)
 			target := newInstantTarget(b.N)
 			runHopper(b, s, target)
@@ -133,10 +133,7 @@ var benchTargets = []struct {
 func fakeTarget(b *testing.B) runner.Target {
 	b.Helper()
 	fake := ollamatest.NewServer(b, ollamatest.WithModels(benchModel))
-	client, err := ollama.New(fake.URL, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	client := newClient(b, fake.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	load := fmt.Sprintf(`{"model":%q,"keep_alive":-1}`, benchModel) // no messages: load only
@@ -212,47 +209,15 @@ func (t *instantTarget) gaps() []time.Duration {
 // b.N chat jobs in new/ (staged in tmp/ and renamed, as a submit does).
 func benchSpool(b *testing.B, fsync bool) *spool.Spool {
 	b.Helper()
-	base := b.TempDir()
-	if env := os.Getenv("HOPPER_BENCH_DIR"); env != "" {
-		d, err := os.MkdirTemp(env, "hopper-bench-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(d) })
-		base = d
-	}
 	o := spool.DefaultOptions()
 	o.Fsync = fsync
-	s, err := spool.Init(filepath.Join(base, "spool"), o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := newSpool(b, benchtest.Dir(b), o)
 	for i := range b.N {
 		name := fmt.Sprintf("j%07d.json", i)
-		staged := filepath.Join(s.Path(), spool.DirTmp, "."+name)
-		if err := os.WriteFile(staged, []byte(chat(benchModel, "job "+strconv.Itoa(i))), 0o640); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Rename(staged, filepath.Join(s.Path(), spool.DirNew, name)); err != nil {
-			b.Fatal(err)
-		}
+		benchtest.Stage(b, filepath.Join(s.Path(), spool.DirTmp, "."+name), filepath.Join(s.Path(), spool.DirNew, name),
+			[]byte(chat(benchModel, "job "+strconv.Itoa(i))), false, nil)
 	}
 	return s
-}
-
-// benchQuiesce flushes the page cache, so that writeback left by the
-// staging does not land in the measured time, and resets the timer.
-func benchQuiesce(b *testing.B) {
-	syscall.Sync()
-	b.ResetTimer()
-}
-
-func benchFsyncName(on bool) string {
-	if on {
-		return "fsync=on"
-	}
-	return "fsync=off"
 }
 
 // runHopper times a Runner on s from its start until all b.N queued jobs
@@ -264,7 +229,7 @@ func runHopper(b *testing.B, s *spool.Spool, target runner.Target) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchQuiesce(b)
+	benchtest.Quiesce(b)
 	stop := runtest.Start(b, "the runner", 30*time.Second, r.Run)
 	fin.wait(b, b.N)
 	b.StopTimer()
@@ -396,37 +361,7 @@ func runBaseline(b *testing.B, dir string, fsync bool, target runner.Target) {
 			b.Fatal(err)
 		}
 		// Staged beside the record: the cheapest atomic replace.
-		staged := p(spool.DirCur, "."+name+"."+strconv.Itoa(i))
-		f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := f.Write(append(rec, '\n')); err != nil {
-			b.Fatal(err)
-		}
-		if fsync {
-			if err := f.Sync(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Rename(staged, p(spool.DirCur, name)); err != nil {
-			b.Fatal(err)
-		}
-		if fsync {
-			if err := cur.Sync(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := os.Rename(p(spool.DirCur, name), p(spool.DirDone, name)); err != nil {
-			b.Fatal(err)
-		}
-		if fsync {
-			if err := done.Sync(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		benchtest.Stage(b, p(spool.DirCur, "."+name+"."+strconv.Itoa(i)), p(spool.DirCur, name), append(rec, '\n'), fsync, cur)
+		benchtest.Move(b, p(spool.DirCur, name), p(spool.DirDone, name), fsync, done)
 	}
 }

@@ -3,7 +3,6 @@ package runner_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,14 +28,14 @@ func TestARecordThatCannotBeWrittenIsWrittenOnceItCan(t *testing.T) {
 	h.start()
 	h.drop("j", chat("m1", strings.Repeat("word ", 10)))
 	eventually(t, "the job to run", func() bool { return h.fake.InFlight() > 0 })
-	cur := filepath.Join(h.s.Path(), spool.DirCur)
+	cur := h.path(spool.DirCur)
 	chattr(t, "+i", cur)
 	t.Cleanup(func() { _ = exec.Command("chattr", "-i", cur).Run() })
 	eventually(t, "the problem to be published", func() bool {
 		pub, err := h.s.ReadTargets()
 		return err == nil && strings.Contains(pub.Problem, "cannot write the record of j")
 	})
-	if _, err := os.Stat(filepath.Join(h.s.Path(), spool.DirDone, "j.json")); err == nil {
+	if _, err := os.Stat(h.path(spool.DirDone, "j.json")); err == nil {
 		t.Fatal("the job is in done/ though its record could not be written")
 	}
 	chattr(t, "-i", cur)

@@ -123,7 +123,7 @@ func TestFunctionBatch(t *testing.T) {
 	if b.State != batch.Completed || b.Done != 2 || b.Failed != 1 {
 		t.Fatalf("batch: %+v", b)
 	}
-	out := batchtest.Read(t, filepath.Join(h.s.Path(), b.Output))
+	out := batchtest.Read(t, h.path(b.Output))
 	for i, want := range []string{"question", "bug"} {
 		var body struct {
 			ID     string

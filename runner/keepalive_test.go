@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 )
@@ -50,11 +49,7 @@ func TestOpenAIJobsKeepTheirModelLoaded(t *testing.T) {
 			if tt.want != "-1" {
 				return
 			}
-			client, err := ollama.New(h.fake.URL, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			running, err := client.Running(context.Background())
+			running, err := newClient(t, h.fake.URL).Running(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

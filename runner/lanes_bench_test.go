@@ -3,11 +3,9 @@ package runner_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -26,22 +24,14 @@ func BenchmarkLanes(b *testing.B) {
 	models := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
 	const jobs = 180
 	run := func(b *testing.B, targets, slots int) (time.Duration, int) {
-		s, err := spool.Init(filepath.Join(b.TempDir(), "spool"), spool.Options{Fsync: false})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
+		s := newSpool(b, b.TempDir(), spool.Options{Fsync: false})
 		cfg := runner.Config{Spool: s, Settle: 50 * time.Millisecond}
 		var fakes []*ollamatest.Server
 		for i := range targets {
 			f := ollamatest.NewServer(b, ollamatest.WithModels(models...), ollamatest.WithMaxLoaded(1),
 				ollamatest.WithParallel(slots), ollamatest.WithLoadDelay(50*time.Millisecond), ollamatest.WithTokenDelay(2*time.Millisecond))
 			fakes = append(fakes, f)
-			client, err := ollama.New(f.URL, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("t%d", i), URL: f.URL, Target: client, Parallel: slots})
+			cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("t%d", i), URL: f.URL, Target: newClient(b, f.URL), Parallel: slots})
 		}
 		for i := range jobs {
 			id := fmt.Sprintf("j%03d", i)

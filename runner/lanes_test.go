@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -9,44 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// lanesHarness is a runner driving several fake targets.
-type lanesHarness struct {
-	*harness
-	fakes map[string]*ollamatest.Server
-}
-
-// newLanes starts one fake per name with opts, and a runner with one lane
-// of `parallel` slots on each. Targets without Tags can be asked for by
-// name in noTags, so their installed models are unknown.
-func newLanes(t *testing.T, names []string, parallel int, configure func(*runner.Config), opts func(name string) []ollamatest.Option) *lanesHarness {
-	t.Helper()
-	cfg := testConfig(t)
-	lh := &lanesHarness{fakes: map[string]*ollamatest.Server{}}
-	for _, name := range names {
-		fake := ollamatest.NewServer(t, opts(name)...)
-		lh.fakes[name] = fake
-		client, err := ollama.New(fake.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: fake.URL, Target: client, Parallel: parallel})
-	}
-	if configure != nil {
-		configure(&cfg)
-	}
-	lh.harness = &harness{t: t, s: cfg.Spool, cfg: cfg}
-	return lh
-}
-
-// untagged hides a client's Tags, so its lane does not know what the
-// target has installed until the target says "not found".
-type untagged struct{ runner.Target }
 
 func TestLanes(t *testing.T) {
 	t.Run("ThreeTargetsRunEveryJobOnceWithoutSwappingUnderRunningRequests", func(t *testing.T) {
@@ -250,7 +215,4 @@ func TestLanesShutdownLetsEveryRunningJobFinish(t *testing.T) {
 			t.Errorf("%s: %d attempts", r.ID, r.Attempts)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	_, _ = lh.s.Wait(ctx, "j0")
 }

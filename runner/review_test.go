@@ -18,35 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// within waits 30s for ch to be closed or to send, and fails the test with
-// msg if it is not.
-func within(t *testing.T, ch <-chan struct{}, msg string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatal(msg)
-	}
-}
-
-// waitWithin returns job id's final record, or nil if it has not ended
-// within d.
-func waitWithin(t *testing.T, s *spool.Spool, id string, d time.Duration) *spool.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	r, err := s.Wait(ctx, id)
-	if err != nil {
-		return nil
-	}
-	return r
-}
 
 // Bug: Runner.dispatch answers a reload that arrives while it waits with
 // `case c := <-r.reload: r.reload <- c`, a blocking send on a one-slot
@@ -80,7 +57,7 @@ func TestReviewReconfigureCanWedgeTheDispatcher(t *testing.T) {
 		}
 		t.Error("Run did not return after its context was canceled")
 	}()
-	within(t, ready, "the runner did not start")
+	runtest.Receive(t, ready, 30*time.Second, "the runner to start")
 	for round := range 50 {
 		// SIGHUPs in quick succession, from the one goroutine that
 		// handles them (cmd/hopper's reloadOnHUP).
@@ -98,7 +75,7 @@ func TestReviewReconfigureCanWedgeTheDispatcher(t *testing.T) {
 		}
 		id := fmt.Sprintf("j%03d", round)
 		h.drop(id, chat("m1", "x"))
-		if rec := waitWithin(t, h.s, id, 10*time.Second); rec == nil {
+		if _, err := waitFor(h.s, id, 10*time.Second); err != nil {
 			t.Fatalf("round %d: job %s was not run within 10s of the last Reconfigure: the dispatcher is stuck putting a reload back into its own full channel", round, id)
 		}
 	}
@@ -188,7 +165,7 @@ func TestReviewAJobFailingDuringShutdownGraceIsNotATargetOutage(t *testing.T) {
 	})
 	h.start()
 	h.drop("j", chat("m1", "x"))
-	within(t, g.entered, "the job never reached the target")
+	runtest.Receive(t, g.entered, 30*time.Second, "the job to reach the target")
 	h.stop()         // SIGTERM: the running job has its grace
 	close(g.release) // ... and fails within it, with a 500
 	h.shutdown()
@@ -318,22 +295,12 @@ func (c *cancelDuringRequeue) Do(ctx context.Context, path string, body []byte, 
 // the record, milliseconds with fsync: true — finds the job in cur/, is
 // told "running", and its request is deleted: the job runs again to done.
 func TestReviewACancelDuringTheRequeueIsKept(t *testing.T) {
-	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	fake := ollamatest.NewServer(t, ollamatest.WithModels("m1"))
-	client, err := ollama.New(fake.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tgt := &cancelDuringRequeue{Target: client, s: s, id: "j", caught: make(chan struct{})}
-	h := &harness{t: t, s: s, fake: fake, cfg: runner.Config{
-		Spool: s, Target: tgt, TargetName: "gpu", Settle: 50 * time.Millisecond,
-		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		OutageBase: 10 * time.Millisecond, OutageMax: 50 * time.Millisecond,
-	}}
+	var tgt *cancelDuringRequeue
+	h := newHarness(t, func(c *runner.Config) {
+		c.Spool = newSpool(t, t.TempDir(), spool.Options{Fsync: true})
+		tgt = &cancelDuringRequeue{Target: c.Target, s: c.Spool, id: "j", caught: make(chan struct{})}
+		c.Target = tgt
+	})
 	h.start()
 	h.drop("j", chat("m1", "x"))
 	rec := h.wait("j")
@@ -404,7 +371,7 @@ func TestReviewInFlightJobsOfALaneMarkedDownGoBackInLine(t *testing.T) {
 	})
 	lh.start()
 	lh.drop("j", chat("m1", "x"))
-	within(t, a.entered, "lane a never took the job")
+	runtest.Receive(t, a.entered, 30*time.Second, "lane a to take the job")
 	eventually(t, "lane a to be reported down", func() bool {
 		pub, err := lh.s.ReadTargets()
 		return err == nil && !pub.Targets[0].Up

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,9 +104,7 @@ type Config struct {
 }
 
 func (c *Config) fill() {
-	if c.KeepAlive == "" {
-		c.KeepAlive = "-1"
-	}
+	c.KeepAlive = cmp.Or(c.KeepAlive, "-1")
 	positiveOr(&c.MaxAttempts, 3)
 	positiveOr(&c.Timeout, 30*time.Minute)
 	positiveOr(&c.ShutdownGrace, 30*time.Second)
@@ -115,9 +114,7 @@ func (c *Config) fill() {
 	positiveOr(&c.OutageMax, 30*time.Second)
 	positiveOr(&c.Refresh, 30*time.Second)
 	positiveOr(&c.RetentionCheck, 10*time.Minute)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -288,9 +285,12 @@ func (r *Runner) applyReload() {
 }
 
 // signal wakes the dispatcher without blocking.
-func (r *Runner) signal() {
+func (r *Runner) signal() { poke(r.wake) }
+
+// poke sends on ch without blocking: a wake-up already pending is as good.
+func poke(ch chan<- struct{}) {
 	select {
-	case r.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

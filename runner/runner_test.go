@@ -6,158 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// harness runs a Runner on a spool under t.TempDir() against a fake Ollama.
-type harness struct {
-	t    *testing.T
-	s    *spool.Spool
-	fake *ollamatest.Server
-	stop context.CancelFunc
-	done chan error
-	cfg  runner.Config
-}
-
-func newHarness(t *testing.T, configure func(*runner.Config), opts ...ollamatest.Option) *harness {
-	t.Helper()
-	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
-	fake := ollamatest.NewServer(t, opts...)
-	cfg := testConfig(t)
-	client, err := ollama.New(fake.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Target, cfg.TargetName = client, fake.URL
-	if configure != nil {
-		configure(&cfg)
-	}
-	return &harness{t: t, s: cfg.Spool, fake: fake, cfg: cfg}
-}
-
-// testConfig is a runner on a fresh spool with the short waits of these
-// tests; the spool closes when the test ends.
-func testConfig(t *testing.T) runner.Config {
-	t.Helper()
-	s, err := spool.Init(filepath.Join(t.TempDir(), "spool"), spool.Options{Fsync: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return runner.Config{
-		Spool:      s,
-		Settle:     50 * time.Millisecond,
-		RetryBase:  10 * time.Millisecond,
-		RetryMax:   50 * time.Millisecond,
-		OutageBase: 10 * time.Millisecond,
-		OutageMax:  50 * time.Millisecond,
-	}
-}
-
-// start runs the runner until the test ends.
-func (h *harness) start() {
-	h.t.Helper()
-	r, err := runner.New(h.cfg)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.stop, h.done = cancel, make(chan error, 1)
-	go func() { h.done <- r.Run(ctx) }()
-	h.t.Cleanup(h.shutdown)
-}
-
-// shutdown stops the runner and waits for it; safe to call twice.
-func (h *harness) shutdown() {
-	if h.stop == nil {
-		return
-	}
-	h.stop()
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		h.t.Error("the runner did not stop within 30s")
-	}
-	h.stop = nil
-}
-
-// drop writes a job file into new/ the way rsync does: a dot-named temp file,
-// then a rename.
-func (h *harness) drop(name, body string) {
-	h.t.Helper()
-	dir := filepath.Join(h.s.Path(), spool.DirNew)
-	tmp := filepath.Join(dir, "."+name+".XXXXXX")
-	if err := os.WriteFile(tmp, []byte(body), 0o640); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name+".json")); err != nil {
-		h.t.Fatal(err)
-	}
-}
-
-// wait returns job id's final record.
-func (h *harness) wait(id string) *spool.Record {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r, err := h.s.Wait(ctx, id)
-	if err != nil {
-		h.t.Fatalf("wait for %s: %v", id, err)
-	}
-	return r
-}
-
-// wantBadInput drops job as id and checks that it fails as bad input, its
-// error naming mention; it returns the record.
-func (h *harness) wantBadInput(id, job, mention string) *spool.Record {
-	h.t.Helper()
-	h.drop(id, job)
-	r := h.wait(id)
-	if r.State != spool.StateFailed || r.Error == nil || r.Error.Kind != spool.KindBadInput || !strings.Contains(r.Error.Message, mention) {
-		h.t.Errorf("%s: got %s, error %+v; want failed as bad input naming %s", id, r.State, r.Error, mention)
-	}
-	return r
-}
-
-// eventually polls cond until it holds or 30s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
-func content(t *testing.T, r *spool.Record) string {
-	t.Helper()
-	var resp struct {
-		Message struct{ Content string } `json:"message"`
-	}
-	if err := json.Unmarshal(r.Response, &resp); err != nil {
-		t.Fatalf("response of %s: %v (%s)", r.ID, err, r.Response)
-	}
-	return resp.Message.Content
-}
-
-func chat(model, text string) string {
-	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, model, text)
-}
 
 func TestDroppedFileBecomesDoneRecord(t *testing.T) {
 	h := newHarness(t, nil)
@@ -177,7 +33,7 @@ func TestDroppedFileBecomesDoneRecord(t *testing.T) {
 	if err := json.Unmarshal(r.Job, &job); err != nil || job["model"] != "m1" {
 		t.Errorf("got job %s, want the job as submitted", r.Job)
 	}
-	if _, err := os.Stat(filepath.Join(h.s.Path(), "cur", "hello.out")); !os.IsNotExist(err) {
+	if _, err := os.Stat(h.path("cur", "hello.out")); !os.IsNotExist(err) {
 		t.Errorf("cur/hello.out left behind: %v", err)
 	}
 }
@@ -421,8 +277,8 @@ func TestRecoveredJobRunsAgainFirst(t *testing.T) {
 	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
 		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
 	data, _ := rec.Marshal()
-	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.json"), data, 0o640)
-	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.out"), []byte(`{"message":{"content":"par"}}`+"\n"), 0o640)
+	os.WriteFile(h.path("cur", "crashed.json"), data, 0o640)
+	os.WriteFile(h.path("cur", "crashed.out"), []byte(`{"message":{"content":"par"}}`+"\n"), 0o640)
 	h.start()
 	r := h.wait("crashed")
 	if r.State != spool.StateDone || r.Attempts != 2 {
@@ -435,7 +291,7 @@ func TestRecoveredJobWithAttemptsSpentIsInterrupted(t *testing.T) {
 	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
 		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
 	data, _ := rec.Marshal()
-	os.WriteFile(filepath.Join(h.s.Path(), "cur", "crashed.json"), data, 0o640)
+	os.WriteFile(h.path("cur", "crashed.json"), data, 0o640)
 	h.start()
 	r := h.wait("crashed")
 	if r.State != spool.StateFailed || r.Error.Kind != spool.KindInterrupted {
@@ -467,7 +323,7 @@ func TestPausedRunnerClaimsNothing(t *testing.T) {
 	h.drop("p", chat("m1", "x"))
 	// A negative: nothing may happen for a while. Wait out a fixed window.
 	<-time.After(300 * time.Millisecond)
-	if _, err := os.Stat(filepath.Join(h.s.Path(), "new", "p.json")); err != nil {
+	if _, err := os.Stat(h.path("new", "p.json")); err != nil {
 		t.Fatalf("job left new/ while paused: %v", err)
 	}
 	if err := h.s.Resume(); err != nil {
@@ -538,14 +394,14 @@ func TestRetentionPrunesOldRecords(t *testing.T) {
 	h.wait("old")
 	h.wait("new")
 	past := time.Now().Add(-2 * time.Hour)
-	if err := os.Chtimes(filepath.Join(h.s.Path(), "done", "old.json"), past, past); err != nil {
+	if err := os.Chtimes(h.path("done", "old.json"), past, past); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the old record to be pruned", func() bool {
-		_, err := os.Stat(filepath.Join(h.s.Path(), "done", "old.json"))
+		_, err := os.Stat(h.path("done", "old.json"))
 		return os.IsNotExist(err)
 	})
-	if _, err := os.Stat(filepath.Join(h.s.Path(), "done", "new.json")); err != nil {
+	if _, err := os.Stat(h.path("done", "new.json")); err != nil {
 		t.Errorf("the recent record was pruned too: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 // batchLine is one line of a batch file: the watcher only looks at names.
@@ -67,7 +69,7 @@ func TestWatcherQueuesBatchFiles(t *testing.T) {
 				t.Fatal("timed out waiting for the batch")
 			}
 		}
-		if got := string(read(t, s, DirNew, "live.jsonl")); got != batchLine+batchLine {
+		if got := string(spooltest.Read(t, s, DirNew, "live.jsonl")); got != batchLine+batchLine {
 			t.Errorf("got %q", got)
 		}
 	})

@@ -5,34 +5,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/benchtest"
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 // The benchmarks run each operation beside a baseline: the bare system
 // calls the operation cannot avoid, in the same directories, so the ratio
 // of the two is what hopper adds.
 
-// benchSpool makes a spool for a benchmark under $HOPPER_BENCH_DIR if set
-// (to measure on a given filesystem, e.g. tmpfs to see the CPU cost alone),
-// else under b.TempDir().
+// benchSpool makes a spool for a benchmark in a benchtest.Dir.
 func benchSpool(b *testing.B, fsync bool) *Spool {
 	b.Helper()
-	base := os.Getenv("HOPPER_BENCH_DIR")
-	if base == "" {
-		base = b.TempDir()
-	} else {
-		d, err := os.MkdirTemp(base, "hopper-bench-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(d) })
-		base = d
-	}
 	o := testOptions()
 	o.Fsync = fsync
-	s, err := Init(filepath.Join(base, "spool"), o)
+	s, err := Init(filepath.Join(benchtest.Dir(b), "spool"), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,35 +29,21 @@ func benchSpool(b *testing.B, fsync bool) *Spool {
 	return s
 }
 
-// quiesce flushes the page cache so writeback left by staging or by the
-// previous benchmark does not land in this one's time.
-func quiesce(b *testing.B) {
-	syscall.Sync()
-	b.ResetTimer()
-}
-
-func fsyncName(on bool) string {
-	if on {
-		return "fsync=on"
-	}
-	return "fsync=off"
-}
-
 // BenchmarkSubmit: Submit, against create + write + fsync + rename + fsync
 // of new/.
 func BenchmarkSubmit(b *testing.B) {
 	data := []byte(job)
 	for _, fsync := range []bool{true, false} {
-		b.Run(fsyncName(fsync)+"/hopper", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/hopper", func(b *testing.B) {
 			s := benchSpool(b, fsync)
-			quiesce(b)
+			benchtest.Quiesce(b)
 			for b.Loop() {
 				if _, err := s.Submit(data, SubmitOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		b.Run(fsyncName(fsync)+"/baseline", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/baseline", func(b *testing.B) {
 			s := benchSpool(b, fsync)
 			tmp, dst := filepath.Join(s.Path(), DirTmp), filepath.Join(s.Path(), DirNew)
 			dir, err := os.Open(dst)
@@ -77,34 +52,11 @@ func BenchmarkSubmit(b *testing.B) {
 			}
 			defer dir.Close()
 			i := 0
-			quiesce(b)
+			benchtest.Quiesce(b)
 			for b.Loop() {
 				i++
 				name := fmt.Sprintf("%012d.json", i)
-				staged := filepath.Join(tmp, "."+name)
-				f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Write(data); err != nil {
-					b.Fatal(err)
-				}
-				if fsync {
-					if err := f.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := f.Close(); err != nil {
-					b.Fatal(err)
-				}
-				if err := os.Rename(staged, filepath.Join(dst, name)); err != nil {
-					b.Fatal(err)
-				}
-				if fsync {
-					if err := dir.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
+				benchtest.Stage(b, filepath.Join(tmp, "."+name), filepath.Join(dst, name), data, fsync, dir)
 			}
 		})
 	}
@@ -120,15 +72,15 @@ func BenchmarkClaimFinish(b *testing.B) {
 		ids := make([]string, b.N)
 		for i := range ids {
 			ids[i] = fmt.Sprintf("job%09d", i)
-			put(b, s, DirNew, ids[i]+".json", []byte(job))
+			spooltest.Put(b, s, DirNew, ids[i]+".json", []byte(job))
 		}
 		return ids
 	}
 	for _, fsync := range []bool{true, false} {
-		b.Run(fsyncName(fsync)+"/hopper", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/hopper", func(b *testing.B) {
 			s := benchSpool(b, fsync)
 			ids := stage(b, s)
-			quiesce(b)
+			benchtest.Quiesce(b)
 			for i := 0; i < b.N; i++ {
 				c, err := s.Claim(Entry{Dir: DirNew, Name: ids[i] + ".json"})
 				if err != nil {
@@ -145,7 +97,7 @@ func BenchmarkClaimFinish(b *testing.B) {
 				}
 			}
 		})
-		b.Run(fsyncName(fsync)+"/baseline", func(b *testing.B) {
+		b.Run(benchtest.FsyncName(fsync)+"/baseline", func(b *testing.B) {
 			s := benchSpool(b, fsync)
 			ids := stage(b, s)
 			p := func(dir, name string) string { return filepath.Join(s.Path(), dir, name) }
@@ -159,52 +111,17 @@ func BenchmarkClaimFinish(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer done.Close()
-			rewrite := func(name string, data []byte, sync bool) {
-				staged := p(DirTmp, "."+name)
-				f, err := os.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Write(data); err != nil {
-					b.Fatal(err)
-				}
-				if sync {
-					if err := f.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := f.Close(); err != nil {
-					b.Fatal(err)
-				}
-				if err := os.Rename(staged, p(DirCur, name)); err != nil {
-					b.Fatal(err)
-				}
-				if sync {
-					if err := cur.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
 			record := []byte(`{"id":"x","state":"done","job":` + job + `,"response":` + string(response) + `}` + "\n")
-			quiesce(b)
+			benchtest.Quiesce(b)
 			for i := 0; i < b.N; i++ {
 				name := ids[i] + ".json"
-				if err := os.Rename(p(DirNew, name), p(DirCur, name)); err != nil {
-					b.Fatal(err)
-				}
+				benchtest.Move(b, p(DirNew, name), p(DirCur, name), false, nil)
 				if _, err := os.ReadFile(p(DirCur, name)); err != nil {
 					b.Fatal(err)
 				}
-				rewrite(name, record, false)
-				rewrite(name, record, fsync)
-				if err := os.Rename(p(DirCur, name), p(DirDone, name)); err != nil {
-					b.Fatal(err)
-				}
-				if fsync {
-					if err := done.Sync(); err != nil {
-						b.Fatal(err)
-					}
-				}
+				benchtest.Stage(b, p(DirTmp, "."+name), p(DirCur, name), record, false, cur)
+				benchtest.Stage(b, p(DirTmp, "."+name), p(DirCur, name), record, fsync, cur)
+				benchtest.Move(b, p(DirCur, name), p(DirDone, name), fsync, done)
 			}
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 func openCatalog(t testing.TB, s *Spool) *Catalog {
@@ -157,7 +159,7 @@ func BenchmarkCatalogPage(b *testing.B) {
 	s := newSpool(b)
 	const n = 100_000
 	for i := range n {
-		put(b, s, DirNew, fmt.Sprintf("job%06d.json", i), []byte(`{"model":"m","prompt":"p"}`))
+		spooltest.Put(b, s, DirNew, fmt.Sprintf("job%06d.json", i), []byte(`{"model":"m","prompt":"p"}`))
 	}
 	c := openCatalog(b, s)
 	b.Run("baseline=ReadDir-new", func(b *testing.B) {

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/runtest"
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 func TestClaim(t *testing.T) {
@@ -29,8 +32,8 @@ func TestClaim(t *testing.T) {
 		if r.SubmittedAt.IsZero() {
 			t.Error("no submitted_at")
 		}
-		wantNames(t, s, DirNew)
-		wantNames(t, s, DirCur, id+".json")
+		spooltest.WantNames(t, s, DirNew)
+		spooltest.WantNames(t, s, DirCur, id+".json")
 	})
 
 	t.Run("a job someone else took is gone", func(t *testing.T) {
@@ -90,14 +93,14 @@ func TestClaim(t *testing.T) {
 
 	t.Run("a path for a name is refused and nothing moves", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirDone, "x.json", []byte(job))
+		spooltest.Put(t, s, DirDone, "x.json", []byte(job))
 		for _, e := range []Entry{{Dir: DirNew, Name: "../done/x.json"}, {Dir: DirDeferred, Name: "../done/x.json"}, {Dir: DirNew, Name: ".."}} {
 			if c, err := s.Claim(e); err == nil {
 				t.Errorf("Claim(%+v): got %+v, want an error", e, c.Record)
 			}
 		}
-		wantNames(t, s, DirDone, "x.json")
-		wantNames(t, s, DirCur)
+		spooltest.WantNames(t, s, DirDone, "x.json")
+		spooltest.WantNames(t, s, DirCur)
 	})
 
 	t.Run("only new/ and deferred/ are claimed", func(t *testing.T) {
@@ -112,7 +115,7 @@ func TestClaimQuarantinesInvalidNames(t *testing.T) {
 	for _, name := range []string{"bad name!.json", strings.Repeat("a", 200) + ".json", "-dash.json", "ünïcode.json"} {
 		t.Run(fmt.Sprintf("%.20s... gets a generated ID and fails as bad input", name), func(t *testing.T) {
 			s := newSpool(t)
-			put(t, s, DirNew, name, []byte(job))
+			spooltest.Put(t, s, DirNew, name, []byte(job))
 			c := claim(t, s, DirNew, name)
 			r := c.Record
 			if !ValidID(r.ID) || r.Source != name {
@@ -123,11 +126,11 @@ func TestClaimQuarantinesInvalidNames(t *testing.T) {
 			}
 			finish(t, s, r, StateFailed, &JobError{Kind: KindBadInput, Message: c.BadInput.Error()})
 			got := readRec(t, s, DirFailed, r.ID+".json")
-			if got.Source != name || !jsonEqual(got.Job, []byte(job)) {
+			if got.Source != name || !spooltest.JSONEqual(got.Job, []byte(job)) {
 				t.Errorf("got source %q and job %s, want %q and the job", got.Source, got.Job, name)
 			}
-			wantNames(t, s, DirNew)
-			wantNames(t, s, DirCur)
+			spooltest.WantNames(t, s, DirNew)
+			spooltest.WantNames(t, s, DirCur)
 		})
 	}
 }
@@ -135,23 +138,23 @@ func TestClaimQuarantinesInvalidNames(t *testing.T) {
 func TestClaimNeverOverwrites(t *testing.T) {
 	t.Run("the same name dropped twice makes two records", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirNew, "daily.json", []byte(`{"model":"m","prompt":"monday"}`))
+		spooltest.Put(t, s, DirNew, "daily.json", []byte(`{"model":"m","prompt":"monday"}`))
 		c1 := claim(t, s, DirNew, "daily.json")
 		if c1.Record.ID != "daily" || c1.Record.Source != "" {
 			t.Fatalf("got ID %q, source %q, want daily and no source", c1.Record.ID, c1.Record.Source)
 		}
 		finish(t, s, c1.Record, StateDone, nil)
-		first := read(t, s, DirDone, "daily.json")
+		first := spooltest.Read(t, s, DirDone, "daily.json")
 
-		put(t, s, DirNew, "daily.json", []byte(`{"model":"m","prompt":"tuesday"}`))
+		spooltest.Put(t, s, DirNew, "daily.json", []byte(`{"model":"m","prompt":"tuesday"}`))
 		c2 := claim(t, s, DirNew, "daily.json")
 		r := c2.Record
 		if !strings.HasPrefix(r.ID, "daily.") || !ValidID(r.ID) || r.Source != "daily.json" || c2.BadInput != nil {
 			t.Fatalf("got ID %q, source %q, bad input %v, want daily.<suffix> from daily.json", r.ID, r.Source, c2.BadInput)
 		}
 		finish(t, s, r, StateDone, nil)
-		wantNames(t, s, DirDone, r.ID+".json", "daily.json")
-		if !bytes.Equal(read(t, s, DirDone, "daily.json"), first) {
+		spooltest.WantNames(t, s, DirDone, r.ID+".json", "daily.json")
+		if !bytes.Equal(spooltest.Read(t, s, DirDone, "daily.json"), first) {
 			t.Error("the first record was overwritten")
 		}
 		if got := readRec(t, s, DirDone, r.ID+".json"); !strings.Contains(string(got.Job), "tuesday") {
@@ -161,22 +164,22 @@ func TestClaimNeverOverwrites(t *testing.T) {
 
 	t.Run("a name in use by a running job gets a suffix", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirNew, "x.json", []byte(job))
+		spooltest.Put(t, s, DirNew, "x.json", []byte(job))
 		claim(t, s, DirNew, "x.json")
-		put(t, s, DirNew, "x.json", []byte(job))
+		spooltest.Put(t, s, DirNew, "x.json", []byte(job))
 		c := claim(t, s, DirNew, "x.json")
 		if c.Record.ID == "x" {
 			t.Fatal("second job claimed as x over the running one")
 		}
-		wantNames(t, s, DirCur, c.Record.ID+".json", "x.json")
+		spooltest.WantNames(t, s, DirCur, c.Record.ID+".json", "x.json")
 	})
 
 	t.Run("a suffixed long name is still a valid ID", func(t *testing.T) {
 		s := newSpool(t)
 		long := strings.Repeat("a", 120) + ".b"
-		put(t, s, DirNew, long+".json", []byte(job))
+		spooltest.Put(t, s, DirNew, long+".json", []byte(job))
 		finish(t, s, claim(t, s, DirNew, long+".json").Record, StateDone, nil)
-		put(t, s, DirNew, long+".json", []byte(job))
+		spooltest.Put(t, s, DirNew, long+".json", []byte(job))
 		c := claim(t, s, DirNew, long+".json")
 		if !ValidID(c.Record.ID) || c.Record.ID == long {
 			t.Errorf("got ID %q, want a new valid ID", c.Record.ID)
@@ -211,7 +214,7 @@ func TestClaimKeepsBadInput(t *testing.T) {
 					o.MaxJobSize = tt.maxSize
 				}
 			})
-			put(t, s, DirNew, "x.json", tt.data)
+			spooltest.Put(t, s, DirNew, "x.json", tt.data)
 			c := claim(t, s, DirNew, "x.json")
 			if c.BadInput == nil || c.Job != nil {
 				t.Fatalf("got bad input %v and job %+v, want bad input", c.BadInput, c.Job)
@@ -224,27 +227,27 @@ func TestClaimKeepsBadInput(t *testing.T) {
 			switch {
 			case tt.inline:
 				if r.JobRaw == nil || *r.JobRaw != string(tt.data) || r.JobFile != "" {
-					t.Errorf("got job_raw %q, job_file %q, want job_raw %q", deref(r.JobRaw), r.JobFile, tt.data)
+					t.Errorf("got job_raw %q, job_file %q, want job_raw %q", spooltest.Deref(r.JobRaw), r.JobFile, tt.data)
 				}
-				wantNames(t, s, DirFailed, "x.json")
+				spooltest.WantNames(t, s, DirFailed, "x.json")
 			case tt.asJob:
-				if !jsonEqual(r.Job, tt.data) {
+				if !spooltest.JSONEqual(r.Job, tt.data) {
 					t.Errorf("got job %s, want %s", r.Job, tt.data)
 				}
 			default:
 				if r.JobFile != "x.raw" || r.JobRaw != nil || r.Job != nil {
 					t.Errorf("got job_file %q, want x.raw and nothing inline", r.JobFile)
 				}
-				if got := read(t, s, DirFailed, "x.raw"); !bytes.Equal(got, tt.data) {
+				if got := spooltest.Read(t, s, DirFailed, "x.raw"); !bytes.Equal(got, tt.data) {
 					t.Errorf("failed/x.raw holds %d bytes, want the %d original bytes", len(got), len(tt.data))
 				}
 			}
 			if r.Error == nil || r.Error.Kind != KindBadInput {
 				t.Errorf("got error %+v, want bad_input", r.Error)
 			}
-			wantNames(t, s, DirNew)
-			wantNames(t, s, DirCur)
-			wantNames(t, s, DirTmp)
+			spooltest.WantNames(t, s, DirNew)
+			spooltest.WantNames(t, s, DirCur)
+			spooltest.WantNames(t, s, DirTmp)
 		})
 	}
 }
@@ -256,7 +259,7 @@ func TestClaimNeverFollowsLinks(t *testing.T) {
 		make func(t *testing.T, s *Spool, outside string)
 	}{
 		{"a symlink to a record inside the spool", func(t *testing.T, s *Spool, _ string) {
-			put(t, s, DirDone, "secret.json", []byte(secret))
+			spooltest.Put(t, s, DirDone, "secret.json", []byte(secret))
 			mustSymlink(t, "../done/secret.json", filepath.Join(s.Path(), DirNew, "x.json"))
 		}},
 		{"a symlink to a file outside the spool", func(t *testing.T, s *Spool, outside string) {
@@ -292,14 +295,14 @@ func TestClaimNeverFollowsLinks(t *testing.T) {
 				t.Errorf("got %+v, want nothing read", c.Record)
 			}
 			finish(t, s, c.Record, StateFailed, &JobError{Kind: KindBadInput, Message: c.BadInput.Error()})
-			if data := read(t, s, DirFailed, "x.json"); bytes.Contains(data, []byte("secret")) {
+			if data := spooltest.Read(t, s, DirFailed, "x.json"); bytes.Contains(data, []byte("secret")) {
 				t.Errorf("the record holds what the link points at: %s", data)
 			}
 			if _, err := os.Lstat(filepath.Join(s.Path(), DirFailed, "x.raw")); err != nil {
 				t.Errorf("the odd file was not kept as failed/x.raw: %v", err)
 			}
-			wantNames(t, s, DirNew)
-			wantNames(t, s, DirCur)
+			spooltest.WantNames(t, s, DirNew)
+			spooltest.WantNames(t, s, DirCur)
 		})
 	}
 }
@@ -317,16 +320,11 @@ func claimWithin(t *testing.T, s *Spool, e Entry, d time.Duration) *Claimed {
 		c, err := s.Claim(e)
 		ch <- result{c, err}
 	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("Claim: %v", r.err)
-		}
-		return r.c
-	case <-time.After(d):
-		t.Fatalf("Claim blocked for %v", d)
-		return nil
+	r := runtest.Receive(t, ch, d, "the claim, which blocked")
+	if r.err != nil {
+		t.Fatalf("Claim: %v", r.err)
 	}
+	return r.c
 }
 
 func TestUpdateAndFinish(t *testing.T) {
@@ -338,10 +336,10 @@ func TestUpdateAndFinish(t *testing.T) {
 		if err := s.Update(c.Record); err != nil {
 			t.Fatal(err)
 		}
-		if r := readRec(t, s, DirCur, id+".json"); r.State != StateWorking || r.Attempts != 1 || !jsonEqual(r.Job, []byte(job)) {
+		if r := readRec(t, s, DirCur, id+".json"); r.State != StateWorking || r.Attempts != 1 || !spooltest.JSONEqual(r.Job, []byte(job)) {
 			t.Errorf("got %+v, want working, attempt 1, with the job", r)
 		}
-		wantNames(t, s, DirTmp)
+		spooltest.WantNames(t, s, DirTmp)
 	})
 
 	for _, st := range []State{StateDone, StateFailed, StateDeferred} {
@@ -373,11 +371,11 @@ func TestUpdateAndFinish(t *testing.T) {
 				}
 				finish(t, s, c.Record, st, nil)
 				r := readRec(t, s, dirOf(st), id+".json")
-				if r.State != st || !jsonEqual(r.Response, []byte(`{"response":"blue","done":true}`)) {
+				if r.State != st || !spooltest.JSONEqual(r.Response, []byte(`{"response":"blue","done":true}`)) {
 					t.Errorf("got %+v, want state %s with the response", r, st)
 				}
-				wantNames(t, s, DirCur)
-				wantNames(t, s, DirTmp)
+				spooltest.WantNames(t, s, DirCur)
+				spooltest.WantNames(t, s, DirTmp)
 				if s.CancelRequested(id) {
 					t.Error("cancel request left behind")
 				}
@@ -395,23 +393,8 @@ func TestUpdateAndFinish(t *testing.T) {
 				t.Errorf("Finish accepted state %s", st)
 			}
 		}
-		wantNames(t, s, DirCur, id+".json")
+		spooltest.WantNames(t, s, DirCur, id+".json")
 	})
-}
-
-func jsonEqual(a, b []byte) bool {
-	var x, y bytes.Buffer
-	if json.Compact(&x, a) != nil || json.Compact(&y, b) != nil {
-		return false
-	}
-	return bytes.Equal(x.Bytes(), y.Bytes())
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return "<nil>"
-	}
-	return *p
 }
 
 func mustSymlink(t *testing.T, target, link string) {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 func TestCancel(t *testing.T) {
@@ -45,11 +47,11 @@ func TestCancel(t *testing.T) {
 			if r.ID != id || r.State != StateFailed || r.Error == nil || r.Error.Kind != KindCanceled || r.Error.Message != "no longer needed" || r.FinishedAt == nil {
 				t.Errorf("got %+v, error %+v, want failed as canceled", r, r.Error)
 			}
-			if !jsonEqual(r.Job, []byte(job)) {
+			if !spooltest.JSONEqual(r.Job, []byte(job)) {
 				t.Errorf("got job %s, want the job", r.Job)
 			}
 			for _, d := range []string{DirNew, DirHold, DirDeferred, DirCur, DirTmp} {
-				wantNames(t, s, d)
+				spooltest.WantNames(t, s, d)
 			}
 		})
 	}
@@ -65,7 +67,7 @@ func TestCancel(t *testing.T) {
 		if !s.CancelRequested(id) {
 			t.Error("no cur/ID.cancel")
 		}
-		if got := string(read(t, s, DirCur, id+".cancel")); got != "canceled\n" {
+		if got := string(spooltest.Read(t, s, DirCur, id+".cancel")); got != "canceled\n" {
 			t.Errorf("got %q, want the default reason", got)
 		}
 	})
@@ -77,7 +79,7 @@ func TestCancel(t *testing.T) {
 		if _, err := s.Cancel(id, ""); err == nil || !strings.Contains(err.Error(), "already finished") {
 			t.Errorf("got %v, want an error saying it finished", err)
 		}
-		wantNames(t, s, DirDone, id+".json")
+		spooltest.WantNames(t, s, DirDone, id+".json")
 	})
 
 	t.Run("an unknown job is not found", func(t *testing.T) {
@@ -129,8 +131,8 @@ func TestRetry(t *testing.T) {
 		if err := s.Retry(id); err != nil {
 			t.Fatal(err)
 		}
-		wantNames(t, s, DirFailed)
-		wantNames(t, s, DirNew, id+".json")
+		spooltest.WantNames(t, s, DirFailed)
+		spooltest.WantNames(t, s, DirNew, id+".json")
 
 		c = claim(t, s, DirNew, id+".json")
 		r := c.Record
@@ -141,7 +143,7 @@ func TestRetry(t *testing.T) {
 			!r.History[0].StartedAt.Equal(started) || r.History[0].FinishedAt == nil {
 			t.Errorf("got history %+v, want the failed round", r.History)
 		}
-		if !jsonEqual(r.Job, []byte(job)) || r.Model != "llama3.2" {
+		if !spooltest.JSONEqual(r.Job, []byte(job)) || r.Model != "llama3.2" {
 			t.Errorf("got job %s and model %q", r.Job, r.Model)
 		}
 
@@ -173,11 +175,11 @@ func TestRetry(t *testing.T) {
 		for _, e := range []*JobError{{Kind: KindBadInput, Message: "not UTF-8"}, nil} {
 			r := &Record{ID: "x", State: StateFailed, JobFile: "x.raw", JobRaw: &raw, Error: e}
 			data, _ := r.Marshal()
-			put(t, s, DirFailed, "x.json", data)
+			spooltest.Put(t, s, DirFailed, "x.json", data)
 			if err := s.Retry("x"); err == nil || !strings.Contains(err.Error(), "submit it again") {
 				t.Errorf("got %v, want an error saying to fix and submit it", err)
 			}
-			wantNames(t, s, DirFailed, "x.json")
+			spooltest.WantNames(t, s, DirFailed, "x.json")
 		}
 	})
 }
@@ -189,14 +191,14 @@ func TestHoldAndRelease(t *testing.T) {
 		if err := s.Hold(id); err != nil {
 			t.Fatal(err)
 		}
-		wantNames(t, s, DirNew)
+		spooltest.WantNames(t, s, DirNew)
 		if r, err := s.Get(id); err != nil || r.State != StateHeld || r.Model != "llama3.2" {
 			t.Errorf("got %+v, %v, want held", r, err)
 		}
 		if err := s.Release(id); err != nil {
 			t.Fatal(err)
 		}
-		wantNames(t, s, DirHold)
+		spooltest.WantNames(t, s, DirHold)
 		if r, err := s.Get(id); err != nil || r.State != StateQueued {
 			t.Errorf("got %+v, %v, want queued", r, err)
 		}
@@ -239,32 +241,32 @@ func TestHoldAndRelease(t *testing.T) {
 
 	t.Run("release refuses a path for an ID", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirFailed, "x.json", record(t, StateFailed, 1))
+		spooltest.Put(t, s, DirFailed, "x.json", record(t, StateFailed, 1))
 		for _, id := range []string{"../failed/x", "../../x", "hold/../x"} {
 			if err := s.Release(id); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Release(%q): got %v, want ErrNotFound", id, err)
 			}
 		}
-		wantNames(t, s, DirFailed, "x.json")
-		wantNames(t, s, DirNew)
+		spooltest.WantNames(t, s, DirFailed, "x.json")
+		spooltest.WantNames(t, s, DirNew)
 	})
 }
 
 func TestPrune(t *testing.T) {
 	s := newSpool(t)
-	put(t, s, DirDone, "old.json", record(t, StateDone, 1))
-	age(t, s, DirDone, "old.json", 10*24*time.Hour)
-	put(t, s, DirDone, "new.json", record(t, StateDone, 1))
-	put(t, s, DirFailed, "bad.json", record(t, StateFailed, 1))
-	put(t, s, DirFailed, "bad.raw", []byte("\xff"))
-	age(t, s, DirFailed, "bad.json", 10*24*time.Hour)
-	age(t, s, DirFailed, "bad.raw", 10*24*time.Hour)
-	put(t, s, DirFailed, "orphan.raw", []byte("\xff"))
-	age(t, s, DirFailed, "orphan.raw", 10*24*time.Hour)
+	spooltest.Put(t, s, DirDone, "old.json", record(t, StateDone, 1))
+	spooltest.Age(t, s, DirDone, "old.json", 10*24*time.Hour)
+	spooltest.Put(t, s, DirDone, "new.json", record(t, StateDone, 1))
+	spooltest.Put(t, s, DirFailed, "bad.json", record(t, StateFailed, 1))
+	spooltest.Put(t, s, DirFailed, "bad.raw", []byte("\xff"))
+	spooltest.Age(t, s, DirFailed, "bad.json", 10*24*time.Hour)
+	spooltest.Age(t, s, DirFailed, "bad.raw", 10*24*time.Hour)
+	spooltest.Put(t, s, DirFailed, "orphan.raw", []byte("\xff"))
+	spooltest.Age(t, s, DirFailed, "orphan.raw", 10*24*time.Hour)
 	// Bad input set aside a moment ago: its record is still in cur/.
-	put(t, s, DirFailed, "running.raw", []byte("\xff"))
-	age(t, s, DirFailed, "running.raw", 10*24*time.Hour)
-	put(t, s, DirCur, "running.json", record(t, StateQueued, 0))
+	spooltest.Put(t, s, DirFailed, "running.raw", []byte("\xff"))
+	spooltest.Age(t, s, DirFailed, "running.raw", 10*24*time.Hour)
+	spooltest.Put(t, s, DirCur, "running.json", record(t, StateQueued, 0))
 	cutoff := time.Now().Add(-7 * 24 * time.Hour)
 
 	if _, err := s.Prune(cutoff, nil, StateQueued); err == nil {
@@ -274,15 +276,15 @@ func TestPrune(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("got %d, %v, want 1", n, err)
 	}
-	wantNames(t, s, DirDone, "new.json")
-	wantNames(t, s, DirFailed, "bad.json", "bad.raw", "orphan.raw", "running.raw")
+	spooltest.WantNames(t, s, DirDone, "new.json")
+	spooltest.WantNames(t, s, DirFailed, "bad.json", "bad.raw", "orphan.raw", "running.raw")
 
 	n, err = s.Prune(cutoff, nil)
 	if err != nil || n != 1 {
 		t.Fatalf("got %d, %v, want 1", n, err)
 	}
-	wantNames(t, s, DirDone, "new.json")
-	wantNames(t, s, DirFailed, "running.raw")
+	spooltest.WantNames(t, s, DirDone, "new.json")
+	spooltest.WantNames(t, s, DirFailed, "running.raw")
 }
 
 func TestListAndGet(t *testing.T) {

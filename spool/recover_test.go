@@ -2,10 +2,11 @@ package spool
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 // record encodes a record for job1 as the runner would have written it.
@@ -46,76 +47,76 @@ func TestRecover(t *testing.T) {
 	}{
 		{
 			name:  "a job just claimed, not yet a record, runs again",
-			crash: func(t *testing.T, s *Spool) { put(t, s, DirCur, "job1.json", []byte(job)) },
+			crash: func(t *testing.T, s *Spool) { spooltest.Put(t, s, DirCur, "job1.json", []byte(job)) },
 			want:  want{rerun: true, dirs: map[string][]string{DirCur: {"job1.json"}}},
 		},
 		{
 			name: "a working job runs again keeping its attempts",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirCur, "job1.json", record(t, StateWorking, 2))
-				put(t, s, DirCur, "job1.out", []byte(`{"response":"bl"}`+"\n"))
+				spooltest.Put(t, s, DirCur, "job1.json", record(t, StateWorking, 2))
+				spooltest.Put(t, s, DirCur, "job1.out", []byte(`{"response":"bl"}`+"\n"))
 			},
 			want: want{rerun: true, attempts: 2, dirs: map[string][]string{DirCur: {"job1.json", "job1.out"}}},
 		},
 		{
 			name:  "a loading job runs again",
-			crash: func(t *testing.T, s *Spool) { put(t, s, DirCur, "job1.json", record(t, StateLoading, 1)) },
+			crash: func(t *testing.T, s *Spool) { spooltest.Put(t, s, DirCur, "job1.json", record(t, StateLoading, 1)) },
 			want:  want{rerun: true, attempts: 1, dirs: map[string][]string{DirCur: {"job1.json"}}},
 		},
 		{
 			name: "a record rewritten as done but not renamed moves to done/ without running again",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirCur, "job1.json", record(t, StateDone, 1))
-				put(t, s, DirCur, "job1.out", []byte("{}\n"))
+				spooltest.Put(t, s, DirCur, "job1.json", record(t, StateDone, 1))
+				spooltest.Put(t, s, DirCur, "job1.out", []byte("{}\n"))
 			},
 			want: want{finished: 1, dirs: map[string][]string{DirCur: nil, DirDone: {"job1.json"}}},
 		},
 		{
 			name:  "a record rewritten as failed moves to failed/",
-			crash: func(t *testing.T, s *Spool) { put(t, s, DirCur, "job1.json", record(t, StateFailed, 3)) },
+			crash: func(t *testing.T, s *Spool) { spooltest.Put(t, s, DirCur, "job1.json", record(t, StateFailed, 3)) },
 			want:  want{finished: 1, dirs: map[string][]string{DirCur: nil, DirFailed: {"job1.json"}}},
 		},
 		{
 			name: "a record rewritten as deferred moves to deferred/",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirCur, "job1.json", record(t, StateDeferred, 1))
-				put(t, s, DirCur, "job1.cancel", []byte("stop\n"))
+				spooltest.Put(t, s, DirCur, "job1.json", record(t, StateDeferred, 1))
+				spooltest.Put(t, s, DirCur, "job1.cancel", []byte("stop\n"))
 			},
 			want: want{finished: 1, dirs: map[string][]string{DirCur: nil, DirDeferred: {"job1.json"}}},
 		},
 		{
 			name: "stray output and cancel files of finished jobs are removed",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirCur, "gone.out", []byte("{}\n"))
-				put(t, s, DirCur, "gone.cancel", nil)
-				put(t, s, DirDone, "gone.json", record(t, StateDone, 1))
+				spooltest.Put(t, s, DirCur, "gone.out", []byte("{}\n"))
+				spooltest.Put(t, s, DirCur, "gone.cancel", nil)
+				spooltest.Put(t, s, DirDone, "gone.json", record(t, StateDone, 1))
 			},
 			want: want{dirs: map[string][]string{DirCur: nil}},
 		},
 		{
 			name: "a cancel request waiting for a job is passed on",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirCur, "job1.json", record(t, StateWorking, 1))
-				put(t, s, DirCur, "job1.cancel", []byte("stop\n"))
+				spooltest.Put(t, s, DirCur, "job1.json", record(t, StateWorking, 1))
+				spooltest.Put(t, s, DirCur, "job1.cancel", []byte("stop\n"))
 			},
 			want: want{rerun: true, attempts: 1, canceled: true, dirs: map[string][]string{DirCur: {"job1.cancel", "job1.json"}}},
 		},
 		{
 			name: "old tmp/ files are removed and recent ones kept",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirTmp, ".job1.json.1", []byte(job))
-				age(t, s, DirTmp, ".job1.json.1", TmpMaxAge+time.Hour)
-				put(t, s, DirTmp, "stale", nil)
-				age(t, s, DirTmp, "stale", 10*TmpMaxAge)
-				put(t, s, DirTmp, ".job2.json.2", []byte(job))
-				age(t, s, DirTmp, ".job2.json.2", TmpMaxAge-time.Hour)
+				spooltest.Put(t, s, DirTmp, ".job1.json.1", []byte(job))
+				spooltest.Age(t, s, DirTmp, ".job1.json.1", TmpMaxAge+time.Hour)
+				spooltest.Put(t, s, DirTmp, "stale", nil)
+				spooltest.Age(t, s, DirTmp, "stale", 10*TmpMaxAge)
+				spooltest.Put(t, s, DirTmp, ".job2.json.2", []byte(job))
+				spooltest.Age(t, s, DirTmp, ".job2.json.2", TmpMaxAge-time.Hour)
 			},
 			want: want{dirs: map[string][]string{DirTmp: {".job2.json.2"}}},
 		},
 		{
 			name: "bad input set aside but not yet failed still fails, keeping its bytes",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirNew, "job1.json", []byte("\xff\xfebinary"))
+				spooltest.Put(t, s, DirNew, "job1.json", []byte("\xff\xfebinary"))
 				claim(t, s, DirNew, "job1.json")
 			},
 			want: want{rerun: true, badInput: true, dirs: map[string][]string{DirCur: {"job1.json"}, DirFailed: {"job1.raw"}}},
@@ -123,7 +124,7 @@ func TestRecover(t *testing.T) {
 		{
 			name: "a job quarantined for its name is not run after a crash",
 			crash: func(t *testing.T, s *Spool) {
-				put(t, s, DirNew, "bad name.json", []byte(job))
+				spooltest.Put(t, s, DirNew, "bad name.json", []byte(job))
 				claim(t, s, DirNew, "bad name.json")
 			},
 			want: want{rerun: true, badInput: true},
@@ -144,11 +145,9 @@ func TestRecover(t *testing.T) {
 				t.Fatalf("Recover: %v", err)
 			}
 			for dir, want := range tt.want.dirs {
-				if got := names(t, s2, dir); !slices.Equal(got, want) {
-					t.Errorf("%s/ holds %q, want %q", dir, got, want)
-				}
+				spooltest.WantNames(t, s2, dir, want...)
 			}
-			wantNames(t, s2, DirNew)
+			spooltest.WantNames(t, s2, DirNew)
 			if len(got.Finished) != tt.want.finished {
 				t.Errorf("got %d finished, want %d", len(got.Finished), tt.want.finished)
 			}
@@ -192,17 +191,17 @@ func TestRecover(t *testing.T) {
 
 func TestRecoverTwiceFinishesOnce(t *testing.T) {
 	s := newSpool(t)
-	put(t, s, DirCur, "job1.json", record(t, StateDone, 1))
+	spooltest.Put(t, s, DirCur, "job1.json", record(t, StateDone, 1))
 	first, err := s.Recover()
 	if err != nil || len(first.Finished) != 1 {
 		t.Fatalf("got %+v, %v, want one finished", first, err)
 	}
-	done := read(t, s, DirDone, "job1.json")
+	done := spooltest.Read(t, s, DirDone, "job1.json")
 	second, err := s.Recover()
 	if err != nil || len(second.Finished) != 0 || len(second.Rerun) != 0 {
 		t.Fatalf("got %+v, %v, want nothing to do", second, err)
 	}
-	if got := read(t, s, DirDone, "job1.json"); string(got) != string(done) {
+	if got := spooltest.Read(t, s, DirDone, "job1.json"); string(got) != string(done) {
 		t.Error("the done record changed")
 	}
 }
@@ -211,8 +210,8 @@ func TestRecoverTwiceFinishesOnce(t *testing.T) {
 // record keeps the name it arrived under.
 func TestRecoveryKeepsTheSourceOfARenamedClaim(t *testing.T) {
 	s := newSpool(t)
-	put(t, s, DirNew, "cron.json", []byte(`{"model":"m","prompt":"p"}`))
-	put(t, s, DirDone, "cron.json", []byte(`{"id":"cron","state":"done","job":{}}`))
+	spooltest.Put(t, s, DirNew, "cron.json", []byte(`{"model":"m","prompt":"p"}`))
+	spooltest.Put(t, s, DirDone, "cron.json", []byte(`{"id":"cron","state":"done","job":{}}`))
 	c, err := s.Claim(Entry{Dir: DirNew, Name: "cron.json"})
 	if err != nil {
 		t.Fatal(err)

@@ -7,10 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 // job is a valid generate job.
@@ -39,56 +40,10 @@ func newSpool(t testing.TB, edit ...func(*Options)) *Spool {
 	return s
 }
 
-// put writes dir/name directly, as a writer that ignores the maildir rule
-// (or a crash) would leave it.
-func put(t testing.TB, s *Spool, dir, name string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.Path(), dir, name), data, 0o640); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// read returns the bytes of dir/name.
-func read(t testing.TB, s *Spool, dir, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(s.Path(), dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 // readRec parses dir/name as a record.
 func readRec(t testing.TB, s *Spool, dir, name string) *Record {
 	t.Helper()
-	r, err := ParseRecord(read(t, s, dir, name))
-	if err != nil {
-		t.Fatalf("%s/%s: %v", dir, name, err)
-	}
-	return r
-}
-
-// names lists dir's entries, sorted.
-func names(t testing.TB, s *Spool, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(s.Path(), dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
-// age sets dir/name's modification time d in the past.
-func age(t testing.TB, s *Spool, dir, name string, d time.Duration) {
-	t.Helper()
-	when := time.Now().Add(-d)
-	if err := os.Chtimes(filepath.Join(s.Path(), dir, name), when, when); err != nil {
-		t.Fatal(err)
-	}
+	return spooltest.ReadAs(t, s, dir, name, ParseRecord)
 }
 
 func submit(t testing.TB, s *Spool, data string) string {
@@ -116,14 +71,6 @@ func finish(t testing.TB, s *Spool, r *Record, st State, e *JobError) {
 	r.State, r.Error, r.FinishedAt = st, e, &now
 	if err := s.Finish(r); err != nil {
 		t.Fatalf("Finish: %v", err)
-	}
-}
-
-func wantNames(t testing.TB, s *Spool, dir string, want ...string) {
-	t.Helper()
-	got := names(t, s, dir)
-	if !slices.Equal(got, want) {
-		t.Errorf("%s/ holds %q, want %q", dir, got, want)
 	}
 }
 

@@ -2,12 +2,12 @@ package spool
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 func TestSubmit(t *testing.T) {
@@ -22,11 +22,11 @@ func TestSubmit(t *testing.T) {
 			if !ValidID(id) {
 				t.Errorf("got ID %q, not a valid ID", id)
 			}
-			if got := string(read(t, s, DirNew, id+".json")); got != job {
+			if got := string(spooltest.Read(t, s, DirNew, id+".json")); got != job {
 				t.Errorf("got %s, want the job exactly as submitted", got)
 			}
-			wantNames(t, s, DirNew, id+".json")
-			wantNames(t, s, DirTmp)
+			spooltest.WantNames(t, s, DirNew, id+".json")
+			spooltest.WantNames(t, s, DirTmp)
 		})
 	}
 
@@ -36,7 +36,7 @@ func TestSubmit(t *testing.T) {
 		if err != nil || id != "nightly-report" {
 			t.Fatalf("got %q, %v, want nightly-report", id, err)
 		}
-		wantNames(t, s, DirNew, "nightly-report.json")
+		spooltest.WantNames(t, s, DirNew, "nightly-report.json")
 	})
 
 	t.Run("refuses an ID that is already queued", func(t *testing.T) {
@@ -47,10 +47,10 @@ func TestSubmit(t *testing.T) {
 		if _, err := s.Submit([]byte(`{"model":"other","prompt":"p"}`), SubmitOptions{ID: "x"}); err == nil {
 			t.Fatal("a second job with the same ID was accepted")
 		}
-		if got := string(read(t, s, DirNew, "x.json")); got != job {
+		if got := string(spooltest.Read(t, s, DirNew, "x.json")); got != job {
 			t.Errorf("the queued job was overwritten with %s", got)
 		}
-		wantNames(t, s, DirTmp)
+		spooltest.WantNames(t, s, DirTmp)
 	})
 
 	t.Run("refuses an ID a finished job already has", func(t *testing.T) {
@@ -65,7 +65,7 @@ func TestSubmit(t *testing.T) {
 		if _, err := s.Submit([]byte(job), SubmitOptions{ID: "x"}); err == nil || !strings.Contains(err.Error(), "already") {
 			t.Errorf("got %v, want an error saying the ID is taken", err)
 		}
-		wantNames(t, s, DirNew)
+		spooltest.WantNames(t, s, DirNew)
 	})
 }
 
@@ -99,8 +99,8 @@ func TestSubmitRefusesBadInput(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %q, want it to contain %q", err, tt.want)
 			}
-			wantNames(t, s, DirNew)
-			wantNames(t, s, DirTmp)
+			spooltest.WantNames(t, s, DirNew)
+			spooltest.WantNames(t, s, DirTmp)
 		})
 	}
 }
@@ -140,7 +140,7 @@ func TestSubmitConcurrently(t *testing.T) {
 	if len(all) != workers*each {
 		t.Errorf("got %d distinct IDs, want %d", len(all), workers*each)
 	}
-	files := names(t, s, DirNew)
+	files := spooltest.Names(t, s, DirNew)
 	if len(files) != workers*each {
 		t.Errorf("got %d files in new/, want %d", len(files), workers*each)
 	}
@@ -149,7 +149,7 @@ func TestSubmitConcurrently(t *testing.T) {
 			t.Errorf("new/%s was not submitted", f)
 		}
 	}
-	wantNames(t, s, DirTmp)
+	spooltest.WantNames(t, s, DirTmp)
 }
 
 func TestSubmitWithOriginMarksTheJobAndKeepsOtherValues(t *testing.T) {
@@ -158,11 +158,7 @@ func TestSubmitWithOriginMarksTheJobAndKeepsOtherValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(s.Path(), DirNew, id+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := ParseJob(data, 0)
+	j, err := ParseJob(spooltest.Read(t, s, DirNew, id+".json"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/runtest"
+	"github.com/hopper-dev/hopper/internal/spooltest"
 )
 
 // wait is how long a test waits for the watcher before it fails.
@@ -33,15 +34,15 @@ func run(t *testing.T, w *Watcher) {
 // waitFor waits until cond holds, looking again each time q changes.
 func waitFor(t *testing.T, q *Queue, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case <-q.Changed():
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		}
+	if !runtest.Await(wait, q.Changed, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// waitIndexed waits until q holds dir/name.
+func waitIndexed(t *testing.T, q *Queue, dir, name string) {
+	t.Helper()
+	waitFor(t, q, dir+"/"+name+" to be indexed", func() bool { return q.Has(dir, name) })
 }
 
 // barrier submits a job and waits until the watcher has indexed it. Events
@@ -49,7 +50,7 @@ func waitFor(t *testing.T, q *Queue, what string, cond func() bool) {
 func barrier(t *testing.T, s *Spool, q *Queue) {
 	t.Helper()
 	id := submit(t, s, `{"model":"barrier","prompt":"p"}`)
-	waitFor(t, q, "the barrier job", func() bool { return q.Has(DirNew, id+".json") })
+	waitIndexed(t, q, DirNew, id+".json")
 	q.Remove(DirNew, id+".json")
 }
 
@@ -77,7 +78,7 @@ func TestWatcherIndexes(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{})
 		id := submit(t, s, `{"model":"m:latest","messages":[]}`)
-		waitFor(t, q, "the job", func() bool { return q.Has(DirNew, id+".json") })
+		waitIndexed(t, q, DirNew, id+".json")
 		if e, ok := q.OldestFor(0, "m"); !ok || e.Name != id+".json" {
 			t.Errorf("got %+v, %v", e, ok)
 		}
@@ -87,7 +88,7 @@ func TestWatcherIndexes(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{})
 		id := submit(t, s, job)
-		waitFor(t, q, "the job", func() bool { return q.Has(DirNew, id+".json") })
+		waitIndexed(t, q, DirNew, id+".json")
 		claim(t, s, DirNew, id+".json")
 		barrier(t, s, q)
 		if q.Has(DirNew, id+".json") {
@@ -103,7 +104,7 @@ func TestWatcherIndexes(t *testing.T) {
 		if err := s.Retry(id); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, q, "the retried job", func() bool { return q.Has(DirNew, id+".json") })
+		waitIndexed(t, q, DirNew, id+".json")
 		if e, ok := q.OldestFor(4, "m"); !ok || e.Name != id+".json" {
 			t.Errorf("got %+v, %v", e, ok)
 		}
@@ -113,7 +114,7 @@ func TestWatcherIndexes(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{})
 		dropIn(t, s, "bad name.json", job, 0)
-		waitFor(t, q, "the job", func() bool { return q.Has(DirNew, "bad name.json") })
+		waitIndexed(t, q, DirNew, "bad name.json")
 		if e, ok := q.Bad(); !ok || e.Name != "bad name.json" {
 			t.Errorf("got %+v, %v, want it bad", e, ok)
 		}
@@ -161,7 +162,7 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 		if err := os.Rename(tmp, filepath.Join(s.Path(), DirNew, "job.json")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, q, "job.json", func() bool { return q.Has(DirNew, "job.json") })
+		waitIndexed(t, q, DirNew, "job.json")
 		noBad(t, q)
 	})
 
@@ -181,7 +182,7 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 		}
 		f.WriteString(second)
 		f.Close()
-		waitFor(t, q, "half.json", func() bool { return q.Has(DirNew, "half.json") })
+		waitIndexed(t, q, DirNew, "half.json")
 		noBad(t, q)
 		if e, ok := q.OldestFor(0, "m"); !ok || e.Name != "half.json" {
 			t.Errorf("got %+v, %v, want half.json", e, ok)
@@ -190,8 +191,8 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 
 	t.Run("a half-written file quiet past the settle time is bad at the start", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirNew, "half.json", []byte(first))
-		age(t, s, DirNew, "half.json", time.Hour)
+		spooltest.Put(t, s, DirNew, "half.json", []byte(first))
+		spooltest.Age(t, s, DirNew, "half.json", time.Hour)
 		q := watch(t, s, WatchOptions{Settle: time.Minute})
 		waitFor(t, q, "half.json to be read", func() bool { _, ok := q.Bad(); return ok })
 		if e, ok := q.Bad(); !ok || e.Name != "half.json" {
@@ -201,7 +202,7 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 
 	t.Run("a recent half-written file is pending at the start", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirNew, "half.json", []byte(first))
+		spooltest.Put(t, s, DirNew, "half.json", []byte(first))
 		q := watch(t, s, WatchOptions{Settle: time.Minute})
 		// Reading it removes its entry without a Changed signal: poll.
 		deadline := time.Now().Add(wait)
@@ -218,7 +219,7 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{Settle: time.Minute})
 		dropIn(t, s, "half.json", first, time.Hour)
-		waitFor(t, q, "half.json", func() bool { return q.Has(DirNew, "half.json") })
+		waitIndexed(t, q, DirNew, "half.json")
 		if e, ok := q.Bad(); !ok || e.Name != "half.json" {
 			t.Errorf("got %+v, %v, want half.json bad", e, ok)
 		}
@@ -226,11 +227,11 @@ func TestWatcherWaitsForWriters(t *testing.T) {
 
 	t.Run("a bad file rewritten in place is looked at again", func(t *testing.T) {
 		s := newSpool(t)
-		put(t, s, DirNew, "fixed.json", []byte(first))
-		age(t, s, DirNew, "fixed.json", time.Hour)
+		spooltest.Put(t, s, DirNew, "fixed.json", []byte(first))
+		spooltest.Age(t, s, DirNew, "fixed.json", time.Hour)
 		q := watch(t, s, WatchOptions{Settle: 100 * time.Millisecond})
 		waitFor(t, q, "fixed.json to be read", func() bool { _, ok := q.Bad(); return ok })
-		put(t, s, DirNew, "fixed.json", []byte(first+second))
+		spooltest.Put(t, s, DirNew, "fixed.json", []byte(first+second))
 		waitFor(t, q, "the fixed file", func() bool {
 			_, bad := q.Bad()
 			return !bad && q.Has(DirNew, "fixed.json")
@@ -247,10 +248,10 @@ func TestWatcherIgnores(t *testing.T) {
 		name string
 		make func(t *testing.T, s *Spool, outside string)
 	}{
-		{"a dot-named file", func(t *testing.T, s *Spool, _ string) { put(t, s, DirNew, ".hidden.json", []byte(job)) }},
-		{"a file not named .json", func(t *testing.T, s *Spool, _ string) { put(t, s, DirNew, "notes.txt", []byte(job)) }},
-		{"a partial download", func(t *testing.T, s *Spool, _ string) { put(t, s, DirNew, "job.json.part", []byte(job)) }},
-		{"a file named only .json", func(t *testing.T, s *Spool, _ string) { put(t, s, DirNew, ".json", []byte(job)) }},
+		{"a dot-named file", func(t *testing.T, s *Spool, _ string) { spooltest.Put(t, s, DirNew, ".hidden.json", []byte(job)) }},
+		{"a file not named .json", func(t *testing.T, s *Spool, _ string) { spooltest.Put(t, s, DirNew, "notes.txt", []byte(job)) }},
+		{"a partial download", func(t *testing.T, s *Spool, _ string) { spooltest.Put(t, s, DirNew, "job.json.part", []byte(job)) }},
+		{"a file named only .json", func(t *testing.T, s *Spool, _ string) { spooltest.Put(t, s, DirNew, ".json", []byte(job)) }},
 		{"a symlink to a job outside the spool", func(t *testing.T, s *Spool, outside string) {
 			mustSymlink(t, filepath.Join(outside, "job.json"), filepath.Join(s.Path(), DirNew, "out.json"))
 		}},
@@ -275,7 +276,7 @@ func TestWatcherIgnores(t *testing.T) {
 		outside := t.TempDir()
 		writeFile(t, filepath.Join(outside, "job.json"), secret)
 		mustMkfifo(t, filepath.Join(outside, "fifo"))
-		put(t, s, DirDone, "secret.json", []byte(secret))
+		spooltest.Put(t, s, DirDone, "secret.json", []byte(secret))
 		return s, outside
 	}
 	for _, tt := range cases {
@@ -330,7 +331,7 @@ func TestWatcherDeferred(t *testing.T) {
 	s := newSpool(t)
 	q := watch(t, s, WatchOptions{})
 	id := submit(t, s, `{"model":"m","prompt":"p","priority":2}`)
-	waitFor(t, q, "the job", func() bool { return q.Has(DirNew, id+".json") })
+	waitIndexed(t, q, DirNew, id+".json")
 	c, err := s.Claim(Entry{Dir: DirNew, Name: id + ".json"})
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +339,7 @@ func TestWatcherDeferred(t *testing.T) {
 	nb := time.Now().Add(time.Hour)
 	c.Record.NotBefore, c.Record.Attempts = &nb, 1
 	finish(t, s, c.Record, StateDeferred, &JobError{Kind: KindTarget, Message: "HTTP 500"})
-	waitFor(t, q, "the deferred record", func() bool { return q.Has(DirDeferred, id+".json") })
+	waitIndexed(t, q, DirDeferred, id+".json")
 	if q.Has(DirNew, id+".json") {
 		t.Error("the claimed job is still queued")
 	}
@@ -375,9 +376,9 @@ func TestWatcherRescanFindsWhatItMissed(t *testing.T) {
 	s := newSpool(t)
 	q := watch(t, s, WatchOptions{Rescan: 20 * time.Millisecond})
 	id := submit(t, s, `{"model":"m","prompt":"p"}`)
-	waitFor(t, q, "the job", func() bool { return q.Has(DirNew, id+".json") })
+	waitIndexed(t, q, DirNew, id+".json")
 	q.Remove(DirNew, id+".json") // as if its event had never come
-	waitFor(t, q, "the rescan to find it", func() bool { return q.Has(DirNew, id+".json") })
+	waitIndexed(t, q, DirNew, id+".json")
 }
 
 // A job written in place, as cp writes it (create, then write), is taken
@@ -397,6 +398,6 @@ func TestWatcherTakesAJobWrittenInPlaceAsSoonAsItParses(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, q, "the copied job, long before the settle time", func() bool { return q.Has(DirNew, "copied.json") })
+	waitIndexed(t, q, DirNew, "copied.json")
 	noBad(t, q)
 }

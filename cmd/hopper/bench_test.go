@@ -1,8 +1,9 @@
 package main
 
 import (
+	"context"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,12 +43,12 @@ func benchHopper(b *testing.B) (hopper, direct string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := httptest.NewServer(front.Handler())
-	b.Cleanup(func() {
-		hs.Close()
-		front.Close()
-	})
-	return hs.URL, target.URL
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtest.Start(b, "the front", 30*time.Second, func(ctx context.Context) error { return front.Serve(ctx, ln) })
+	return "http://" + ln.Addr().String(), target.URL
 }
 
 // BenchmarkDropInLatency is the latency of a non-streaming /api/chat,

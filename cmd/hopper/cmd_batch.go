@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,24 +60,21 @@ line is not refused: it fails on its own when the batch runs.`,
 					name = strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
 				}
 			}
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			b, err := batch.New(s).Submit(in, batch.Options{Name: name, Priority: priority})
-			if err != nil {
-				return fmt.Errorf("batch refused, nothing was queued: %w", err)
-			}
-			fmt.Fprintln(a.stdout, b.ID)
-			if !wait {
-				return nil
-			}
-			b, err = a.waitBatch(cmd.Context(), s, b.ID, false)
-			if err != nil {
-				return err
-			}
-			return a.batchEnded(s, b)
+			return a.useSpool(func(s *spool.Spool) error {
+				b, err := batch.New(s).Submit(in, batch.Options{Name: name, Priority: priority})
+				if err != nil {
+					return fmt.Errorf("batch refused, nothing was queued: %w", err)
+				}
+				fmt.Fprintln(a.stdout, b.ID)
+				if !wait {
+					return nil
+				}
+				b, err = a.waitBatch(cmd.Context(), s, b.ID, false)
+				if err != nil {
+					return err
+				}
+				return a.batchEnded(s, b)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -163,12 +159,7 @@ func newBatchLsCmd(a *app) *cobra.Command {
 		Example: `  hopper batch ls
   hopper batch ls --json | jq -r '.[] | select(.state == "completed") | .output'`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
 			list, err := batch.New(s).List()
 			if err != nil && list == nil {
 				return err
@@ -177,20 +168,11 @@ func newBatchLsCmd(a *app) *cobra.Command {
 				// Show what can be read, then say what cannot.
 				defer func() { fmt.Fprintf(a.stderr, "hopper: some batch records cannot be read: %v\n", err) }()
 			}
-			if a.json {
-				if list == nil {
-					list = []*batch.Record{}
-				}
-				return writeJSON(a.stdout, list)
-			}
 			now := time.Now()
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tTOTAL\tDONE\tFAILED\tAGE\tOUTPUT")
-			for _, b := range list {
+			return printList(a, list, "NAME\tSTATE\tTOTAL\tDONE\tFAILED\tAGE\tOUTPUT", func(tw io.Writer, b *batch.Record) {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.State, b.Total, b.Done, b.Failed, age(now.Sub(b.CreatedAt)), b.Output)
-			}
-			return tw.Flush()
-		},
+			})
+		}),
 	}
 }
 
@@ -203,12 +185,7 @@ func newBatchShowCmd(a *app) *cobra.Command {
   hopper batch show tickets --wait
   hopper batch show tickets --json | jq .failed`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
 			b, err := batch.New(s).Get(args[0])
 			if err != nil {
 				return batchLookupError(err)
@@ -221,7 +198,7 @@ func newBatchShowCmd(a *app) *cobra.Command {
 			if a.json {
 				return writeJSON(a.stdout, b)
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			tw := newTable(a.stdout)
 			fmt.Fprintf(tw, "batch\t%s\n", b.ID)
 			fmt.Fprintf(tw, "state\t%s\n", b.State)
 			if isTerminal(a.stdout) {
@@ -242,7 +219,7 @@ func newBatchShowCmd(a *app) *cobra.Command {
 				fmt.Fprintf(tw, "error\t%s\n", e.Message)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the batch to end, drawing its progress")
 	return cmd
@@ -257,18 +234,13 @@ queued ones as canceled and aborts the running one, then writes
 done/NAME.jsonl with the answers of the lines that had ended (the others say
 batch_cancelled).`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openSpool(false)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
+		RunE: a.withSpool(func(cmd *cobra.Command, args []string, s *spool.Spool) error {
 			b, err := batch.New(s).Cancel(args[0])
 			if err != nil {
 				return batchLookupError(err)
 			}
 			fmt.Fprintf(a.stdout, "%s: asked the runner to cancel it (%d of %d lines had ended)\n", b.State, b.Ended(), b.Total)
 			return nil
-		},
+		}),
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -34,22 +34,17 @@ functions validate' checks them without listing.`,
 			if err != nil {
 				return err
 			}
-			infos := []functions.Info{}
+			var infos []functions.Info
 			for _, name := range set.Names() {
 				f, _ := set.Get(name)
 				infos = append(infos, f.Info())
 			}
-			if a.json {
-				return writeJSON(a.stdout, infos)
-			}
-			if len(infos) == 0 {
+			if len(infos) == 0 && !a.json {
 				cfg, _ := a.config()
 				fmt.Fprintf(a.stdout, "no functions: %s holds no NAME.yaml files and the config defines none\n", cfg.FunctionsDir)
 				return nil
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tMODEL\tENDPOINT\tVARS\tSCHEMA\tSOURCE")
-			for _, f := range infos {
+			return printList(a, infos, "NAME\tMODEL\tENDPOINT\tVARS\tSCHEMA\tSOURCE", func(tw io.Writer, f functions.Info) {
 				vars := []string{}
 				for _, name := range slices.Sorted(maps.Keys(f.Vars)) {
 					if f.Vars[name].Required {
@@ -68,8 +63,7 @@ functions validate' checks them without listing.`,
 					schema = "json"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Model, f.Endpoint, strings.Join(vars, ", "), schema, f.Source)
-			}
-			return tw.Flush()
+			})
 		},
 	}
 	cmd.AddCommand(newFunctionsValidateCmd(a))

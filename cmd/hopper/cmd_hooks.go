@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,7 +100,7 @@ func (a *app) printHooks(l hooksListing, now time.Time) error {
 	if len(l.Pending)+len(l.Failed) == 0 {
 		fmt.Fprintln(a.stdout, "no pending or failed webhook deliveries")
 	} else {
-		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		tw := newTable(a.stdout)
 		fmt.Fprintln(tw, "ID\tSTATE\tJOB\tEVENT\tATTEMPTS\tURL\tNOTE")
 		for _, d := range slices.Concat(l.Pending, l.Failed) {
 			note := d.LastError
@@ -162,20 +161,16 @@ The running 'hopper serve' sends them at once; if none runs, the next one will.`
 						args = append(args, d.ID)
 					}
 				}
-				var errs []error
-				for _, id := range args {
+				return a.each(args, func(id string) (string, error) {
 					n, err := h.Redeliver(id)
 					if errors.Is(err, hooks.ErrNoDelivery) {
 						err = fmt.Errorf("%w (see 'hopper hooks')", err)
 					}
-					if err != nil {
-						errs = append(errs, err)
+					if n == 0 {
+						return "", err
 					}
-					if n > 0 {
-						fmt.Fprintf(a.stdout, "%s: queued again (%d)\n", id, n)
-					}
-				}
-				return errors.Join(errs...)
+					return fmt.Sprintf("queued again (%d)", n), err
+				})
 			})
 		},
 	}
@@ -193,15 +188,12 @@ events again. Events emitted while it was disabled are not sent to it.`,
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withHooks(func(h *hooks.Hooks) error {
-				var errs []error
-				for _, url := range args {
+				return a.each(args, func(url string) (string, error) {
 					if err := h.Enable(url); err != nil {
-						errs = append(errs, err)
-						continue
+						return "", err
 					}
-					fmt.Fprintf(a.stdout, "%s: enabled\n", url)
-				}
-				return errors.Join(errs...)
+					return "enabled", nil
+				})
 			})
 		},
 	}

@@ -25,11 +25,7 @@ process, as another user, beside the runner.`,
 		Example: `  hopper http
   hopper http --http 0.0.0.0:11435   # needs tokens: in hopper.yaml or HOPPER_TOKENS`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+		RunE: a.withConfig(func(cmd *cobra.Command, args []string, cfg Config) error {
 			if cfg.HTTP == "off" {
 				return usageErrorf(`http is "off": give --http ADDRESS or set http in the config`)
 			}
@@ -52,7 +48,7 @@ process, as another user, beside the runner.`,
 			go func() { _ = reg.Watch(ctx) }()
 			fmt.Fprintf(a.stdout, "hopper http front on http://%s for spool %s (target %s)\n", ln.Addr(), s.Path(), cfg.Ollama)
 			return a.serveFront(ctx, cfg, s, reg, ln)
-		},
+		}),
 	}
 	cmd.Flags().String("http", Default().HTTP, "listen `ADDRESS`")
 	a.bindFlag("http", cmd.Flags().Lookup("http"))

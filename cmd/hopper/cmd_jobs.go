@@ -177,16 +177,8 @@ earlier, so nothing waits longer than max_wait more than POS says).`,
 				if limit > 0 && len(recs) > limit {
 					recs = recs[:limit]
 				}
-				if a.json {
-					if recs == nil {
-						recs = []*spool.Record{}
-					}
-					return writeJSON(a.stdout, recs)
-				}
 				now := time.Now()
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSTATE\tPOS\tPRIO\tMODEL\tAGE\tATTEMPTS\tNOTE")
-				for _, r := range recs {
+				return printList(a, recs, "ID\tSTATE\tPOS\tPRIO\tMODEL\tAGE\tATTEMPTS\tNOTE", func(tw io.Writer, r *spool.Record) {
 					note := ""
 					if r.Error != nil {
 						note = string(r.Error.Kind) + ": " + r.Error.Message
@@ -202,8 +194,7 @@ earlier, so nothing waits longer than max_wait more than POS says).`,
 						p = strconv.Itoa(n)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, note)
-				}
-				return tw.Flush()
+				})
 			})
 		},
 	}
@@ -272,6 +263,26 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// newTable is a writer for the commands' tables: columns two spaces apart.
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// printList prints list as JSON with --json (none as [], not null), else
+// as a table: header, then what row writes of each item.
+func printList[T any](a *app, list []T, header string, row func(tw io.Writer, v T)) error {
+	if a.json {
+		if list == nil {
+			list = []T{}
+		}
+		return writeJSON(a.stdout, list)
+	}
+	tw := newTable(a.stdout)
+	fmt.Fprintln(tw, header)
+	for _, v := range list {
+		row(tw, v)
+	}
+	return tw.Flush()
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -417,6 +428,17 @@ func lookupError(err error, hint string) error {
 
 func jobLookupError(err error) error { return lookupError(err, "see 'hopper ls'") }
 
+// withConfig makes a command's RunE that runs run with the configuration.
+func (a *app) withConfig(run func(cmd *cobra.Command, args []string, cfg Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := a.config()
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cfg)
+	}
+}
+
 // withSpool makes a command's RunE that runs run with the configured spool
 // open, and closes it after.
 func (a *app) withSpool(run func(cmd *cobra.Command, args []string, s *spool.Spool) error) func(*cobra.Command, []string) error {
@@ -447,19 +469,33 @@ func (a *app) withJob(run func(s *spool.Spool, r *spool.Record) error) func(*cob
 	})
 }
 
-// eachJob runs op on each job ID in turn and prints "ID: done" with what op
-// says it did; it goes on past a failure and returns every error, joined.
-func (a *app) eachJob(ids []string, op func(id string) (done string, err error)) error {
+// each runs op on each argument in turn and prints "ARG: done" with what
+// op says it did, if anything; it goes on past a failure and returns every
+// error, joined.
+func (a *app) each(args []string, op func(arg string) (done string, err error)) error {
 	var errs []error
-	for _, id := range ids {
-		done, err := op(id)
+	for _, arg := range args {
+		done, err := op(arg)
 		if err != nil {
-			errs = append(errs, jobLookupError(err))
-			continue
+			errs = append(errs, err)
 		}
-		fmt.Fprintf(a.stdout, "%s: %s\n", id, done)
+		if done != "" {
+			fmt.Fprintf(a.stdout, "%s: %s\n", arg, done)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// eachJob is each for job IDs: what op did is printed only when it
+// succeeded, and a job that is not there is named with a hint.
+func (a *app) eachJob(ids []string, op func(id string) (done string, err error)) error {
+	return a.each(ids, func(id string) (string, error) {
+		done, err := op(id)
+		if err != nil {
+			return "", jobLookupError(err)
+		}
+		return done, nil
+	})
 }
 
 // submitJob checks data with check, if given, queues it as job id (a

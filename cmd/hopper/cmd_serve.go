@@ -44,11 +44,7 @@ init refuses a spool directory that holds other files and is not a hopper
 spool yet (say, --spool / or --spool $HOME), unless --force.`,
 		Example: "  hopper init\n  hopper init --spool /var/spool/hopper --config /etc/hopper/hopper.yaml",
 		Args:    exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+		RunE: a.withConfig(func(cmd *cobra.Command, args []string, cfg Config) error {
 			if cfg.Spool == "" {
 				return errNoSpool
 			}
@@ -99,7 +95,7 @@ spool yet (say, --spool / or --spool $HOME), unless --force.`,
 			fmt.Fprintf(a.stdout, "  echo '{\"model\":\"llama3.2\",\"prompt\":\"hi\"}' | %s submit -   # queue a job; prints its ID\n", a.name())
 			fmt.Fprintf(a.stdout, "  %s status                                              # what is queued, running, loaded\n", a.name())
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "make the spool in a directory that holds other files")
 	return cmd

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,9 +82,7 @@ func TestBatchSubmitWaitRefuseAndCancel(t *testing.T) {
 	w.serve()
 	small := filepath.Join(w.dir, "small.jsonl")
 	body, _ := batchtest.Mixed(5, 0, 0)
-	if err := os.WriteFile(small, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, small, body, 0o600)
 	out := w.hopper("batch", "submit", small, "--wait")
 	if !strings.HasPrefix(out, "small\ncompleted: 5 done, 0 failed\n") || !strings.Contains(out, filepath.Join("done", "small.jsonl")) {
 		t.Errorf("hopper batch submit --wait:\n%s", out)
@@ -98,7 +95,7 @@ func TestBatchSubmitWaitRefuseAndCancel(t *testing.T) {
 	w.waitBatch(again)
 
 	dups := filepath.Join(w.dir, "dups.jsonl")
-	_ = os.WriteFile(dups, []byte(`{"custom_id":"a","model":"m1","prompt":"x"}`+"\n"+`{"custom_id":"a","model":"m1","prompt":"y"}`+"\n"), 0o600)
+	writeFile(t, dups, `{"custom_id":"a","model":"m1","prompt":"x"}`+"\n"+`{"custom_id":"a","model":"m1","prompt":"y"}`+"\n", 0o600)
 	msg, err := w.hopperErr("batch", "submit", dups)
 	if err == nil || !strings.Contains(msg, `line 2 repeats the custom_id "a" of line 1`) || !strings.Contains(msg, "nothing was queued") {
 		t.Errorf("duplicate custom_ids: err %v, output %s", err, msg)
@@ -152,7 +149,7 @@ func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
 			b := w.batch("night")
 			return b != nil && b.State == batch.InProgress && b.Done >= done
 		})
-		s.stop(t, syscall.SIGKILL)
+		s.kill(t)
 		kills++
 		s = w.serve()
 	}
@@ -189,16 +186,10 @@ func TestBatchSIGKILLMidBatchThenRestartAnswersEveryLineOnce(t *testing.T) {
 func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
 	rc, srv := newReceiver(t)
 	w := newWorld(t)
-	hookDir := filepath.Join(w.dir, "hooks")
-	_ = os.MkdirAll(hookDir, 0o750)
-	logFile := filepath.Join(w.dir, "hook.log")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c 21)\" >> %s\n", logFile)
-	_ = os.WriteFile(filepath.Join(hookDir, "batch.done"), []byte(script), 0o750)
-	conf := filepath.Join(w.dir, "hopper.yaml")
+	hookDir, hookRan := w.logHook("batch.done", 21)
 	failures, failSrv := newReceiver(t)
-	_ = os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/batches\n      events: [batch.done]\n    - url: %s/failures\n      events: [job.failed]\n",
-		hookDir, testSecret, srv.URL, failSrv.URL)), 0o640)
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.config(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/batches\n      events: [batch.done]\n    - url: %s/failures\n      events: [job.failed]\n",
+		hookDir, testSecret, srv.URL, failSrv.URL))
 	w.serve()
 	body, _ := batchtest.Mixed(5, 2, 4)
 	batchtest.Drop(w.t, w.spool, "evening", body)
@@ -219,13 +210,9 @@ func TestBatchDoneEventReachesWebhookAndHookScript(t *testing.T) {
 			t.Errorf("%s: events %v, want job.failed", id, ev)
 		}
 	}
-	waitFor(t, "the batch.done hook script", func() bool {
-		data, _ := os.ReadFile(logFile)
-		return strings.Count(string(data), "\n") == 1
-	})
-	data, _ := os.ReadFile(logFile)
+	data := hookRan(1)
 	want := "evening completed " + filepath.Join(w.spool, "batches", "evening.json") + ` {"type":"batch.done"`
-	if !strings.HasPrefix(string(data), want) {
+	if !strings.HasPrefix(data, want) {
 		t.Errorf("hook log %q, want it to start %q", data, want)
 	}
 }

@@ -8,11 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
@@ -73,7 +71,7 @@ func TestClusterOfThreeHostsLosesNoJobWhenOneIsKilled(t *testing.T) {
 		a.drop(fmt.Sprintf("a%02d", i), chatJob("m1", fmt.Sprintf("job %d", i)))
 	}
 	waitFor(t, "host b to run a job", func() bool { return b.fake.InFlight() > 0 })
-	serves[1].stop(t, syscall.SIGKILL)
+	serves[1].kill(t)
 	for i := range 5 {
 		c.drop(fmt.Sprintf("c%02d", i), chatJob("m2", fmt.Sprintf("job %d", i)))
 	}
@@ -102,11 +100,7 @@ func TestClusterOfThreeHostsLosesNoJobWhenOneIsKilled(t *testing.T) {
 		t.Errorf("the targets ran %d requests for 65 jobs, want 65 to 67", served)
 	}
 
-	var st status
-	if err := json.Unmarshal([]byte(a.hopper("status", "--json")), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Cluster == nil || st.Cluster.Name != "lab" || st.Cluster.Node != "hosta" {
+	if st := a.status(); st.Cluster == nil || st.Cluster.Name != "lab" || st.Cluster.Node != "hosta" {
 		t.Errorf("hopper status --json says of the cluster: %+v", st.Cluster)
 	}
 	if out := a.hopper("status"); !strings.Contains(out, "cluster   lab, this host hosta") {
@@ -123,16 +117,6 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// clusterStatus is what hopper status --json says of the cluster on w.
-func clusterStatus(t *testing.T, w *world) *cluster.Status {
-	t.Helper()
-	var st status
-	if err := json.Unmarshal([]byte(w.hopper("status", "--json")), &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Cluster
-}
-
 // TestClusterWithoutQuorumKeepsJobsUntilItReturns: with two of three
 // hosts gone the last one says it has no quorum, refuses and loses
 // nothing dropped on it, and runs it all once a host comes back.
@@ -142,10 +126,10 @@ func TestClusterWithoutQuorumKeepsJobsUntilItReturns(t *testing.T) {
 	serves := []*server{a.serve(), b.serve(), c.serve()}
 	a.drop("before", chatJob("m1", "before"))
 	waitLong(t, "a job before the loss", func() bool { return a.count("done") == 1 })
-	serves[1].stop(t, syscall.SIGKILL)
-	serves[2].stop(t, syscall.SIGKILL)
+	serves[1].kill(t)
+	serves[2].kill(t)
 	waitLong(t, "a to say it has no quorum", func() bool {
-		st := clusterStatus(t, a)
+		st := a.status().Cluster
 		return st != nil && !st.Quorum
 	})
 	for i := range 5 {
@@ -190,7 +174,7 @@ func TestClusterTortureKillsAndRestartsHosts(t *testing.T) {
 			}
 			return false
 		})
-		serves[h].stop(t, syscall.SIGKILL)
+		serves[h].kill(t)
 		serves[h] = ws[h].serve() // back at once: its jobs in flight are the cluster's to settle
 	}
 	for h, w := range ws {

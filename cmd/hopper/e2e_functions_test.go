@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
@@ -27,22 +25,8 @@ format:
 
 func TestFunctionsByCLIAndHTTP(t *testing.T) {
 	w := newWorld(t, ollamatest.WithReply(func(ollamatest.Request) string { return `{"label":"question"}` }))
-	fdir := filepath.Join(w.dir, "functions")
-	os.MkdirAll(fdir, 0o750)
-	if err := os.WriteFile(filepath.Join(fdir, "label.yaml"), []byte(labelFn), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
-	addr := runtest.FreeAddr(t)
-	w.serve("--http", addr)
-	base := "http://" + addr
-	waitFor(t, "the front", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	w.functions(map[string]string{"label": labelFn})
+	_, base := w.startFront("serve")
 
 	t.Run("InvokeWaitPrintsTheOutput", func(t *testing.T) {
 		out := w.hopper("invoke", "label", "--var", "text=how do I change the port?", "--wait")
@@ -61,18 +45,14 @@ func TestFunctionsByCLIAndHTTP(t *testing.T) {
 		}
 	})
 	t.Run("HTTPSync", func(t *testing.T) {
-		resp, err := http.Post(base+"/functions/label", "application/json", strings.NewReader(`{"text":"it crashes"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		code, _, body := runtest.Call(t, time.Minute, "POST", base+"/functions/label", `{"text":"it crashes"}`)
 		var got struct {
 			ID       string
 			Output   map[string]string
 			Response json.RawMessage
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 || got.ID == "" || got.Output["label"] != "question" || len(got.Response) == 0 {
-			t.Errorf("got %d %+v, %v", resp.StatusCode, got, err)
+		if err := json.Unmarshal(body, &got); err != nil || code != 200 || got.ID == "" || got.Output["label"] != "question" || len(got.Response) == 0 {
+			t.Errorf("got %d %+v, %v", code, got, err)
 		}
 	})
 	t.Run("HTTPAsync", func(t *testing.T) {
@@ -87,38 +67,26 @@ func TestFunctionsByCLIAndHTTP(t *testing.T) {
 		if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/jobs/") {
 			t.Fatalf("got %d, Location %q", resp.StatusCode, loc)
 		}
-		resp, err = http.Get(base + loc + "?wait=30s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		_, _, body := runtest.Call(t, time.Minute, "GET", base+loc+"?wait=30s", nil)
 		var rec struct {
 			State  string
 			Output map[string]string
 		}
-		json.NewDecoder(resp.Body).Decode(&rec)
-		if rec.State != "done" || rec.Output["label"] != "question" {
-			t.Errorf("got %+v", rec)
+		if err := json.Unmarshal(body, &rec); err != nil || rec.State != "done" || rec.Output["label"] != "question" {
+			t.Errorf("got %+v, %v", rec, err)
 		}
 	})
 	t.Run("HTTPUnknownFunctionAndBadVarsAre4xx", func(t *testing.T) {
-		for path, want := range map[string]int{"/functions/nope": 404} {
-			resp, err := http.Post(base+path, "application/json", strings.NewReader(`{}`))
-			if err != nil {
-				t.Fatal(err)
+		for _, c := range []struct {
+			path, body string
+			want       int
+		}{
+			{"/functions/nope", `{}`, 404},
+			{"/functions/label", `{"txt":"typo"}`, 400}, // bad vars
+		} {
+			if code, _, _ := runtest.Call(t, time.Minute, "POST", base+c.path, c.body); code != c.want {
+				t.Errorf("POST %s %s: got %d, want %d", c.path, c.body, code, c.want)
 			}
-			resp.Body.Close()
-			if resp.StatusCode != want {
-				t.Errorf("%s: got %d, want %d", path, resp.StatusCode, want)
-			}
-		}
-		resp, err := http.Post(base+"/functions/label", "application/json", strings.NewReader(`{"txt":"typo"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 400 {
-			t.Errorf("bad vars: got %d, want 400", resp.StatusCode)
 		}
 	})
 }
@@ -127,25 +95,13 @@ func TestFunctionsByCLIAndHTTP(t *testing.T) {
 // functions --json` does.
 func TestGETFunctionsListsThem(t *testing.T) {
 	w := newWorld(t)
-	fdir := filepath.Join(w.dir, "fns")
-	if err := os.MkdirAll(fdir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(fdir, "shout.yaml"), []byte("model: m1\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
-	addr := runtest.FreeAddr(t)
-	w.serve("--http", addr)
+	w.functions(map[string]string{"shout": "model: m1\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"})
+	_, base := w.startFront("serve")
 	var body []byte
 	waitFor(t, "GET /functions", func() bool {
-		resp, err := http.Get("http://" + addr + "/functions")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		body, _ = io.ReadAll(resp.Body)
-		return resp.StatusCode == http.StatusOK
+		var code int
+		code, _, body = runtest.Call(t, time.Minute, "GET", base+"/functions", nil)
+		return code == http.StatusOK
 	})
 	if !strings.Contains(string(body), `"name":"shout"`) || !strings.Contains(string(body), `"required":true`) {
 		t.Errorf("GET /functions: %s", body)
@@ -157,17 +113,11 @@ func TestGETFunctionsListsThem(t *testing.T) {
 // silent failure at the first call.
 func TestServeWarnsOfAFunctionWhoseModelNoTargetHas(t *testing.T) {
 	w := newWorld(t)
-	fdir := filepath.Join(w.dir, "fns")
-	if err := os.MkdirAll(fdir, 0o750); err != nil {
-		t.Fatal(err)
-	}
+	defs := map[string]string{}
 	for name, model := range map[string]string{"absent": "llama3.2", "present": "m1"} {
-		def := "model: " + model + "\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"
-		if err := os.WriteFile(filepath.Join(fdir, name+".yaml"), []byte(def), 0o640); err != nil {
-			t.Fatal(err)
-		}
+		defs[name] = "model: " + model + "\nprompt: \"{{.text}}\"\nvars:\n  text: {required: true}\n"
 	}
-	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+fdir)
+	w.functions(defs)
 	srv := w.serve()
 	waitFor(t, "the warning", func() bool {
 		return strings.Contains(srv.log.String(), "function absent names model llama3.2, which no target has")

@@ -2,14 +2,10 @@ package main
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -19,35 +15,23 @@ import (
 // run again for nobody: it fails as canceled, and the target saw it once.
 func TestADropInJobWhoseClientIsGoneDoesNotRunAgain(t *testing.T) {
 	w := newWorld(t, ollamatest.WithTokenDelay(50*time.Millisecond))
-	addr := runtest.FreeAddr(t)
-	srv := w.serve("--http", addr)
-	waitFor(t, "the front", func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	srv, base := w.startFront("serve")
 	go func() {
-		resp, err := http.Post("http://"+addr+"/api/generate", "application/json",
+		resp, err := http.Post(base+"/api/generate", "application/json",
 			strings.NewReader(`{"model":"m1","prompt":"`+strings.Repeat("word ", 200)+`"}`))
 		if err == nil {
 			resp.Body.Close()
 		}
 	}()
 	waitFor(t, "the generation to start", func() bool { return w.fake.InFlight() > 0 })
-	srv.stop(t, syscall.SIGKILL)
+	srv.kill(t)
 	w.serve()
-	var id string
+	var failed []*spool.Record
 	waitFor(t, "the job to end", func() bool {
-		entries, _ := os.ReadDir(filepath.Join(w.spool, "failed"))
-		for _, e := range entries {
-			id = strings.TrimSuffix(e.Name(), ".json")
-			return true
-		}
-		return false
+		failed = w.records("failed")
+		return len(failed) > 0
 	})
-	r := w.record("failed", id)
+	r := failed[0]
 	if r.Error == nil || r.Error.Kind != spool.KindCanceled || !strings.Contains(r.Error.Message, "gone") {
 		t.Errorf("got %+v, want canceled: its client is gone", r.Error)
 	}

@@ -6,16 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
@@ -80,17 +77,28 @@ func finished(events []string) bool {
 	return len(events) > 0 && (events[len(events)-1] == "job.done" || events[len(events)-1] == "job.failed")
 }
 
+// logHook writes a hook script, hooks/NAME, that appends a line to a log
+// on every run: the job's ID, its state, its record's path and the first n
+// bytes of the event on its standard input. It returns the hooks directory
+// and a function that waits until the script has run the given number of
+// times, and returns the log.
+func (w *world) logHook(name string, n int) (dir string, ran func(times int) string) {
+	w.t.Helper()
+	dir, log := filepath.Join(w.dir, "hooks"), logFile(filepath.Join(w.dir, "hook.log"))
+	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c %d)\" >> %s\n", n, string(log))
+	writeFile(w.t, filepath.Join(dir, name), script, 0o750)
+	return dir, func(times int) string {
+		w.t.Helper()
+		waitFor(w.t, fmt.Sprintf("hook %s to run %d times", name, times), func() bool { return strings.Count(log.String(), "\n") == times })
+		return log.String()
+	}
+}
+
 func TestServeDeliversSignedWebhooksInOrderAndRunsHookScripts(t *testing.T) {
 	rc, srv := newReceiver(t)
 	w := newWorld(t)
-	hookDir := filepath.Join(w.dir, "hooks")
-	os.MkdirAll(hookDir, 0o750)
-	logFile := filepath.Join(w.dir, "hook.log")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$HOPPER_JOB_ID $HOPPER_STATE $HOPPER_RECORD $(head -c 15)\" >> %s\n", logFile)
-	os.WriteFile(filepath.Join(hookDir, "done"), []byte(script), 0o750)
-	conf := filepath.Join(w.dir, "hopper.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/all\n", hookDir, testSecret, srv.URL)), 0o640)
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	hookDir, hookRan := w.logHook("done", 15)
+	w.config(fmt.Sprintf("hooks:\n  dir: %s\n  secret: %s\n  webhooks:\n    - url: %s/all\n", hookDir, testSecret, srv.URL))
 	w.serve()
 	for i := range 3 {
 		w.drop(fmt.Sprintf("j%d", i), chatJob("m1", "x"))
@@ -103,12 +111,8 @@ func TestServeDeliversSignedWebhooksInOrderAndRunsHookScripts(t *testing.T) {
 			t.Errorf("%s: got events %v, want job.queued ... job.done in order", id, ev)
 		}
 	}
-	waitFor(t, "the done hook to run for every job", func() bool {
-		data, _ := os.ReadFile(logFile)
-		return strings.Count(string(data), "\n") == 3
-	})
-	data, _ := os.ReadFile(logFile)
-	if !strings.Contains(string(data), "j0 done "+filepath.Join(w.spool, "done", "j0.json")+` {"type":"job.do`) {
+	data := hookRan(3) // for every job
+	if !strings.Contains(data, "j0 done "+filepath.Join(w.spool, "done", "j0.json")+` {"type":"job.do`) {
 		t.Errorf("hook log %q lacks the job's ID, state, record path and event on stdin", data)
 	}
 	if rc.bad != 0 {
@@ -120,13 +124,11 @@ func TestServeSIGKILLWithUndeliveredEventsDeliversThemAfterRestart(t *testing.T)
 	rc, srv := newReceiver(t)
 	rc.setRefuse(true)
 	w := newWorld(t)
-	conf := filepath.Join(w.dir, "hopper.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.config(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret))
 	s := w.serve()
 	w.drop("k", fmt.Sprintf(`{"model":"m1","prompt":"x","webhook":%q}`, srv.URL+"/job"))
 	waitFor(t, "the job to finish", func() bool { return fileExists(filepath.Join(w.spool, "done", "k.json")) })
-	s.stop(t, syscall.SIGKILL)
+	s.kill(t)
 	if got := rc.of("k"); len(got) != 0 {
 		t.Fatalf("events delivered while refused: %v", got)
 	}
@@ -141,20 +143,10 @@ func TestServeSIGKILLWithUndeliveredEventsDeliversThemAfterRestart(t *testing.T)
 func TestServeRefusesHTTPSubmittedWebhooksToLoopback(t *testing.T) {
 	rc, srv := newReceiver(t)
 	w := newWorld(t, ollamatest.WithModels("m1"))
-	conf := filepath.Join(w.dir, "hopper.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
-	addr := runtest.FreeAddr(t)
-	w.serve("--http", addr)
-	waitFor(t, "the front", func() bool {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	w.config(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret))
+	_, base := w.startFront("serve")
 	body := fmt.Sprintf(`{"model":"m1","prompt":"x","webhook":%q}`, srv.URL+"/ssrf")
-	resp, err := http.Post("http://"+addr+"/jobs", "application/json", strings.NewReader(body))
+	resp, err := http.Post(base+"/jobs", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,9 +170,7 @@ func TestServeRefusesHTTPSubmittedWebhooksToLoopback(t *testing.T) {
 func TestCancelingAQueuedJobEmitsItsFailedEvent(t *testing.T) {
 	rc, srv := newReceiver(t)
 	w := newWorld(t)
-	conf := filepath.Join(w.dir, "hopper.yaml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret)), 0o640)
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	w.config(fmt.Sprintf("hooks:\n  secret: %s\n", testSecret))
 	w.hopper("pause")
 	w.serve()
 	id := strings.TrimSpace(w.hopper("submit", "--webhook", srv.URL+"/job", "-m", "m1", "-p", "never"))

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,17 +24,7 @@ import (
 func frontAndRunner(t *testing.T, w *world) string {
 	t.Helper()
 	w.serve()
-	addr := runtest.FreeAddr(t)
-	w.start("http", "--http", addr)
-	base := "http://" + addr
-	waitFor(t, "the front to answer /healthz", func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	_, base := w.startFront("http")
 	return base
 }
 
@@ -120,32 +109,21 @@ func TestFrontAndRunnerAsSeparateProcessesServeOfficialClients(t *testing.T) {
 		ccancel()
 		<-errc
 		waitFor(t, "the job to be canceled", func() bool {
-			recs, _ := filepath.Glob(filepath.Join(w.spool, "failed", "*.json"))
-			for _, f := range recs {
-				data, _ := os.ReadFile(f)
-				if r, err := spool.ParseRecord(data); err == nil && r.Error != nil && r.Error.Kind == spool.KindCanceled {
-					return true
-				}
-			}
-			return false
+			return slices.ContainsFunc(w.records("failed"), func(r *spool.Record) bool {
+				return r.Error != nil && r.Error.Kind == spool.KindCanceled
+			})
 		})
 		waitFor(t, "the target to see the request end", func() bool { return w.fake.InFlight() == 0 })
 	})
 	t.Run("JobsAPILongPoll", func(t *testing.T) {
-		resp, err := http.Post(base+"/jobs", "application/json", strings.NewReader(chatJob("m1", "queued over http")))
-		if err != nil || resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("POST /jobs: %v %v", resp, err)
+		code, header, body := runtest.Call(t, time.Minute, "POST", base+"/jobs", chatJob("m1", "queued over http"))
+		if code != http.StatusAccepted {
+			t.Fatalf("POST /jobs: %d %s", code, body)
 		}
-		loc := resp.Header.Get("Location")
-		resp.Body.Close()
-		resp, err = http.Get(base + loc + "?wait=30s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r spool.Record
-		if err := decodeJSON(resp, &r); err != nil || r.State != spool.StateDone || !strings.Contains(answer(t, &r), "queued over http") {
-			t.Errorf("got %+v, %v", r, err)
+		_, _, body = runtest.Call(t, time.Minute, "GET", base+header.Get("Location")+"?wait=30s", nil)
+		r := runtest.Decode[spool.Record](t, body)
+		if r.State != spool.StateDone || !strings.Contains(answer(t, &r), "queued over http") {
+			t.Errorf("got %+v", r)
 		}
 	})
 }

@@ -56,12 +56,7 @@ func TestInitWritesNothingIntoTheCurrentDirectory(t *testing.T) {
 func TestInitRefusesADirectoryThatIsNotASpool(t *testing.T) {
 	w := newWorld(t)
 	foreign := filepath.Join(w.dir, "home")
-	if err := os.MkdirAll(foreign, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(foreign, ".bashrc"), []byte("x"), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(foreign, ".bashrc"), "x", 0o640)
 	for _, cmd := range [][]string{{"init", "--spool", foreign}, {"serve", "--spool", foreign}} {
 		out, err := w.hopperErr(cmd...)
 		if err == nil || !strings.Contains(out, "not a hopper spool") {

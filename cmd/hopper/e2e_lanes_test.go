@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,15 +26,7 @@ func lanesWorld(t *testing.T, names []string, slots int, models []string, opts .
 		fakes[n] = f
 		fmt.Fprintf(&conf, "  - {name: %s, url: %q, parallel: %d}\n", n, f.URL, slots)
 	}
-	path := filepath.Join(w.dir, "lanes.yaml")
-	if err := os.WriteFile(path, []byte(conf.String()), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	for i, kv := range w.env {
-		if strings.HasPrefix(kv, "HOPPER_CONFIG=") {
-			w.env[i] = "HOPPER_CONFIG=" + path
-		}
-	}
+	w.config(conf.String())
 	return w, fakes
 }
 
@@ -90,10 +81,7 @@ func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 	// The serve publishes its targets' state at most once a second.
 	var st status
 	waitFor(t, "status to count every job", func() bool {
-		st = status{}
-		if err := json.Unmarshal([]byte(w.hopper("status", "--json")), &st); err != nil {
-			t.Fatal(err)
-		}
+		st = w.status()
 		done := 0
 		for _, ts := range st.Targets {
 			done += ts.Done
@@ -119,8 +107,7 @@ func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 	}
 	fakes["gpu2"].Start()
 	waitFor(t, "gpu2 to rejoin", func() bool {
-		var st status
-		_ = json.Unmarshal([]byte(w.hopper("status", "--json")), &st)
+		st := w.status()
 		return len(st.Targets) == 3 && st.Targets[1].Up
 	})
 	srv.stop(t, syscall.SIGTERM)
@@ -135,14 +122,8 @@ func TestStatusAsksTheRunningServe(t *testing.T) {
 	w := newWorld(t)
 	other := ollamatest.NewServer(t, ollamatest.WithModels("m1"))
 	w.serve("--ollama", other.URL)
-	waitFor(t, "the serve to publish its targets", func() bool {
-		_, err := os.Stat(filepath.Join(w.spool, ".hopper", "targets.json"))
-		return err == nil
-	})
-	var st status
-	if err := json.Unmarshal([]byte(w.hopper("status", "--json")), &st); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "the serve to publish its targets", func() bool { return fileExists(filepath.Join(w.spool, ".hopper", "targets.json")) })
+	st := w.status()
 	if st.Source != "serve" || st.Targets[0].URL != other.URL || !st.Targets[0].Up {
 		t.Errorf("status: %+v; want the serve's target %s, up", st.Targets, other.URL)
 	}

@@ -109,25 +109,16 @@ func (w *world) hopperErr(args ...string) (string, error) {
 type server struct {
 	cmd  *exec.Cmd
 	done chan error
-	log  *syncBuffer
+	log  logFile
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the process writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logFile is a file something writes to while the test runs (a process's
+// output, a hook's log); String is what it holds so far.
+type logFile string
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (f logFile) String() string {
+	data, _ := os.ReadFile(string(f))
+	return string(data)
 }
 
 func (w *world) serve(extra ...string) *server {
@@ -140,8 +131,13 @@ func (w *world) start(args ...string) *server {
 	w.t.Helper()
 	cmd := exec.Command(hopperBin(w.t), args...)
 	cmd.Env, cmd.Dir = w.env, w.dir
-	log := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
+	log := logFile(filepath.Join(w.t.TempDir(), "output"))
+	out, err := os.Create(string(log))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer out.Close() // the process has its own copy
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -159,6 +155,25 @@ func (w *world) start(args ...string) *server {
 	return s
 }
 
+// startFront runs hopper cmd (serve, or http for the front alone) with its
+// HTTP front on a free loopback port, waits until the front answers
+// /healthz, and returns the process and the front's base URL.
+func (w *world) startFront(cmd string, extra ...string) (*server, string) {
+	w.t.Helper()
+	addr := runtest.FreeAddr(w.t)
+	s := w.start(append([]string{cmd, "--http", addr}, extra...)...)
+	base := "http://" + addr
+	waitFor(w.t, "the front to answer /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s, base
+}
+
 // stop sends sig and waits for the process to exit.
 func (s *server) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
@@ -168,6 +183,45 @@ func (s *server) stop(t *testing.T, sig syscall.Signal) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("hopper serve did not exit after %v", sig)
 	}
+}
+
+// kill SIGKILLs the process, as a crash would end it, and waits for it to
+// exit.
+func (s *server) kill(t *testing.T) {
+	t.Helper()
+	s.stop(t, syscall.SIGKILL)
+}
+
+// writeFile writes path, creating its directory, or fails the test.
+func writeFile(t *testing.T, path, content string, perm os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// config writes yaml as the configuration file of every later hopper
+// command, and returns its path.
+func (w *world) config(yaml string) string {
+	w.t.Helper()
+	path := filepath.Join(w.dir, "hopper.yaml")
+	writeFile(w.t, path, yaml, 0o640)
+	w.env = append(w.env, "HOPPER_CONFIG="+path)
+	return path
+}
+
+// functions writes each definition as NAME.yaml in the functions_dir of
+// every later hopper command.
+func (w *world) functions(defs map[string]string) {
+	w.t.Helper()
+	dir := filepath.Join(w.dir, "functions")
+	for name, def := range defs {
+		writeFile(w.t, filepath.Join(dir, name+".yaml"), def, 0o640)
+	}
+	w.env = append(w.env, "HOPPER_FUNCTIONS_DIR="+dir)
 }
 
 // drop writes a job file rsync-style: a dot-named temp, then a rename.
@@ -205,6 +259,32 @@ func (w *world) record(dir, id string) *spool.Record {
 		w.t.Fatal(err)
 	}
 	return r
+}
+
+// records reads the records in dir/ that can be read now.
+func (w *world) records(dir string) []*spool.Record {
+	paths, _ := filepath.Glob(filepath.Join(w.spool, dir, "*.json"))
+	var out []*spool.Record
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if r, err := spool.ParseRecord(data); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// status is what hopper status --json says.
+func (w *world) status() status {
+	w.t.Helper()
+	var st status
+	if err := json.Unmarshal([]byte(w.hopper("status", "--json")), &st); err != nil {
+		w.t.Fatal(err)
+	}
+	return st
 }
 
 // waitFor polls cond until it holds, or fails the test after a minute.
@@ -348,7 +428,7 @@ func TestServeSIGKILLMidJobThenRestartCompletesItOnce(t *testing.T) {
 	s := w.serve()
 	w.drop("victim", chatJob("m1", "survive"))
 	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
-	s.stop(t, syscall.SIGKILL)
+	s.kill(t)
 	if w.count("cur") != 1 {
 		t.Fatalf("got %d records in cur/ after the kill, want 1", w.count("cur"))
 	}
@@ -392,11 +472,8 @@ func TestServeTargetRestartMidRunFailsNothing(t *testing.T) {
 	// The lane stops until the target answers again; the job it was
 	// running goes back to the queue (deferred/) or waits in cur/.
 	waitFor(t, "the runner to see the target down", func() bool {
-		var st struct {
-			Targets []spool.TargetStatus `json:"targets"`
-		}
-		return json.Unmarshal([]byte(w.hopper("status", "--json")), &st) == nil &&
-			len(st.Targets) == 1 && !st.Targets[0].Up
+		st := w.status()
+		return len(st.Targets) == 1 && !st.Targets[0].Up
 	})
 	w.fake.Start()
 	waitFor(t, "all jobs done", func() bool { return w.count("done") == 20 })
@@ -439,17 +516,11 @@ func TestCLISubmitWaitTailAndCancel(t *testing.T) {
 
 func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
 	w := newWorld(t, ollamatest.WithTokens(20), ollamatest.WithTokenDelay(20*time.Millisecond))
-	conf := filepath.Join(t.TempDir(), "hopper.yaml")
-	if err := os.WriteFile(conf, []byte("max_attempts: 3\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	w.env = append(w.env, "HOPPER_CONFIG="+conf)
+	conf := w.config("max_attempts: 3\n")
 	s := w.serve()
 	w.drop("long", chatJob("m1", "keep going"))
 	waitFor(t, "the job to reach the target", func() bool { return w.fake.InFlight() == 1 })
-	if err := os.WriteFile(conf, []byte("max_attempts: 1\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, conf, "max_attempts: 1\n", 0o640)
 	_ = s.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the reload to be logged", func() bool { return strings.Contains(s.log.String(), "configuration reloaded") })
 	waitFor(t, "the running job to finish", func() bool { return fileExists(filepath.Join(w.spool, "done", "long.json")) })
@@ -464,7 +535,7 @@ func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
 		t.Errorf("got %d attempts, want 1 after reloading max_attempts: 1", r.Attempts)
 	}
 	// A broken config is refused and the running settings kept.
-	os.WriteFile(conf, []byte("max_atempts: 2\n"), 0o640)
+	writeFile(t, conf, "max_atempts: 2\n", 0o640)
 	_ = s.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(s.log.String(), "keeping the running one") })
 }
@@ -490,8 +561,4 @@ func TestServeTellsSystemdItIsReady(t *testing.T) {
 	if err != nil || string(buf[:n]) != "STOPPING=1" {
 		t.Errorf("got %q, %v; want STOPPING=1", buf[:n], err)
 	}
-}
-
-func decodeJSON(resp *http.Response, v any) error {
-	return json.NewDecoder(resp.Body).Decode(v)
 }

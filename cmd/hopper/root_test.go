@@ -24,15 +24,11 @@ func testApp(t *testing.T, env []string) (a *app, stdout, stderr *bytes.Buffer) 
 	show := &cobra.Command{
 		Use:  "test-show",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+		RunE: a.withConfig(func(cmd *cobra.Command, args []string, cfg Config) error {
 			a.logger.Debug("showing", "spool", cfg.Spool)
-			_, err = a.stdout.Write([]byte(cfg.Spool + "\n"))
+			_, err := a.stdout.Write([]byte(cfg.Spool + "\n"))
 			return err
-		},
+		}),
 	}
 	show.Flags().String("max-wait", "", "")
 	a.bindFlag("max_wait", show.Flags().Lookup("max-wait"))
@@ -226,14 +222,10 @@ func TestSubcommandPersistentPreRunStillLoadsConfig(t *testing.T) {
 	a := newApp(&stdout, &stderr, []string{"HOPPER_SPOOL=/env"})
 	ownRan := false
 	parent := &cobra.Command{Use: "parent", PersistentPreRun: func(*cobra.Command, []string) { ownRan = true }}
-	parent.AddCommand(&cobra.Command{Use: "child", RunE: func(*cobra.Command, []string) error {
-		cfg, err := a.config()
-		if err != nil {
-			return err
-		}
-		_, err = stdout.WriteString(cfg.Spool)
+	parent.AddCommand(&cobra.Command{Use: "child", RunE: a.withConfig(func(_ *cobra.Command, _ []string, cfg Config) error {
+		_, err := stdout.WriteString(cfg.Spool)
 		return err
-	}})
+	})})
 	a.root.AddCommand(parent)
 	a.chainPreRuns(a.root)
 	if got := execute(context.Background(), a, []string{"parent", "child"}); got != 0 || !ownRan || stdout.String() != "/env" || !a.started {

@@ -14,11 +14,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/hopper-dev/hopper/spool"
 )
+
+// dirNew is spool.DirNew, where jobs wait: benchtest does not import the
+// spool, so that the spool's own benchmarks can use it.
+const dirNew = "new"
 
 // Queue writes n job files straight into dir's new/ (as rsync would), for
 // four models (m0 to m3) at three priorities, named job000000.json and on.
@@ -27,7 +30,7 @@ func Queue(b *testing.B, dir string, n int) {
 	b.Helper()
 	for i := range n {
 		body := fmt.Sprintf(`{"model":"m%d","prompt":"p","priority":%d}`, i%4, (i%3)*5)
-		if err := os.WriteFile(filepath.Join(dir, spool.DirNew, fmt.Sprintf("job%06d.json", i)), []byte(body), 0o640); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, dirNew, fmt.Sprintf("job%06d.json", i)), []byte(body), 0o640); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -115,4 +118,93 @@ func DirectAndHopper(b *testing.B, direct, hopper string, measure func(client *h
 			}
 		})
 	}
+}
+
+// Dir returns a new directory for a benchmark's spool: under
+// $HOPPER_BENCH_DIR when it is set (to measure on a given filesystem, e.g.
+// tmpfs to see the CPU cost alone), else under b.TempDir(). It is removed
+// when the benchmark ends.
+func Dir(b testing.TB) string {
+	b.Helper()
+	base := os.Getenv("HOPPER_BENCH_DIR")
+	if base == "" {
+		return b.TempDir()
+	}
+	d, err := os.MkdirTemp(base, "hopper-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// FsyncName names a benchmark's fsync setting.
+func FsyncName(on bool) string {
+	if on {
+		return "fsync=on"
+	}
+	return "fsync=off"
+}
+
+// Quiesce flushes the page cache, so that writeback left by staging or by
+// the previous benchmark does not land in this one's time, and resets the
+// timer.
+func Quiesce(b *testing.B) {
+	syscall.Sync()
+	b.ResetTimer()
+}
+
+// Create writes a new file at path (there must be none) with what write
+// writes to it, and fsyncs it when fsync is set.
+func Create(b testing.TB, path string, fsync bool, write func(w io.Writer) error) {
+	b.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := write(f); err != nil {
+		b.Fatal(err)
+	}
+	if fsync {
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// Move renames from to to and, when fsync is set, fsyncs to's directory:
+// dir when it is not nil (held open by the caller), else opened for it.
+func Move(b testing.TB, from, to string, fsync bool, dir *os.File) {
+	b.Helper()
+	if err := os.Rename(from, to); err != nil {
+		b.Fatal(err)
+	}
+	if !fsync {
+		return
+	}
+	if dir == nil {
+		d, err := os.Open(filepath.Dir(to))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		dir = d
+	}
+	if err := dir.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// Stage writes data to the new file staged, then moves it to path, as
+// Create and Move do: the least an atomic write costs.
+func Stage(b testing.TB, staged, path string, data []byte, fsync bool, dir *os.File) {
+	b.Helper()
+	Create(b, staged, fsync, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	Move(b, staged, path, fsync, dir)
 }

@@ -6,13 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 // reply is a whole HTTP answer.
@@ -40,39 +41,14 @@ type client struct {
 // and reads the whole answer.
 func (c client) do(method, path string, body any) reply {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	resp, err := c.send(ctx, method, path, body)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: data}
+	status, header, data := runtest.Call(c.t, patience, method, c.base+path, body)
+	return reply{status: status, header: header, body: data}
 }
 
 func (c client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := runtest.NewRequest(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	return http.DefaultClient.Do(req)
 }

@@ -1,12 +1,10 @@
 package e2ereal_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/hopper-dev/hopper/internal/batchtest"
 )
@@ -15,12 +13,8 @@ import (
 // server: chat and embeddings lines answer in the real server's OpenAI
 // shapes, the unknown model with its 404, the malformed line with 400.
 func TestOpenAIBatchThroughHopper(t *testing.T) {
-	w := newWorld(t)
-	h := w.hopper(t, nil)
-	h.start()
-	oc := openai.NewClient(option.WithBaseURL(h.front()+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
+	h := startHopper(t)
+	oc, ctx := h.openAI(), patient(t)
 	body, ids := batchtest.Mixed(12, 5, 9, "m1", "m2")
 	b := batchtest.Create(t, ctx, &oc, "mixed.jsonl", body, nil)
 	ended := []openai.BatchStatus{openai.BatchStatusCompleted, openai.BatchStatusFailed, openai.BatchStatusCancelled}

@@ -1,7 +1,6 @@
 package e2ereal_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -22,13 +21,10 @@ import (
 // the real server and answered as the server answers; the read-only calls
 // are proxied.
 func TestOfficialClientThroughHopper(t *testing.T) {
-	w := newWorld(t)
-	h := w.hopper(t, nil)
-	h.start()
+	h := startHopper(t)
 	base, _ := url.Parse(h.front())
 	client := api.NewClient(base, http.DefaultClient)
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
+	ctx := patient(t)
 	msgs := []api.Message{{Role: "user", Content: "why is the sky blue"}}
 	no := false
 
@@ -127,21 +123,23 @@ func TestOfficialClientThroughHopper(t *testing.T) {
 		if err != nil || len(recs) != 1 || recs[0].Error == nil || recs[0].Error.Status != http.StatusNotFound {
 			t.Errorf("failed records %v, %v; want the unknown model's 404", recs, err)
 		}
-		if n := len(w.proxy.requests("/api/chat")); n != 3 {
+		if n := len(h.w.proxy.requests("/api/chat")); n != 3 {
 			t.Errorf("the server got %d chat requests, want 3", n)
 		}
 	})
 }
 
+// openAI is an OpenAI SDK client of the front's /v1 drop-in; it starts the
+// front.
+func (h *hopper) openAI() openai.Client {
+	return openai.NewClient(option.WithBaseURL(h.front()+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+}
+
 // TestOpenAIClientThroughHopper streams a chat completion with OpenAI's Go
 // SDK through hopper's /v1 drop-in to the real server.
 func TestOpenAIClientThroughHopper(t *testing.T) {
-	w := newWorld(t)
-	h := w.hopper(t, nil)
-	h.start()
-	oc := openai.NewClient(option.WithBaseURL(h.front()+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
+	h := startHopper(t)
+	oc, ctx := h.openAI(), patient(t)
 	// Ollama's OpenAI layer samples at temperature 1 unless told otherwise;
 	// at 0 the two calls get one answer.
 	params := openai.ChatCompletionNewParams{

@@ -1,7 +1,6 @@
 package e2ereal_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -30,11 +29,7 @@ func lanesHopper(tb testing.TB, slots int, servers ...*realollama.Server) *hoppe
 	tb.Helper()
 	cfg := runnerConfig(tb)
 	for i, srv := range servers {
-		client, err := ollama.New(srv.URL, nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i+1), URL: srv.URL, Target: client, Parallel: slots})
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i+1), URL: srv.URL, Target: newClient(tb, srv.URL), Parallel: slots})
 	}
 	return &hopper{tb: tb, spool: cfg.Spool, cfg: cfg}
 }
@@ -55,14 +50,7 @@ func TestLanesOnRealOllama(t *testing.T) {
 	h.start()
 	digests := map[string]string{} // target/model → digest from /api/tags
 	for _, srv := range []*realollama.Server{a, b} {
-		client, _ := ollama.New(srv.URL, nil)
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		tags, err := client.Tags(ctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range tags {
+		for _, m := range installed(t, srv.URL) {
 			digests[srv.URL+"/"+ollama.NormalizeModel(m.Name)] = m.Digest
 		}
 	}

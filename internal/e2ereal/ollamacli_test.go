@@ -19,7 +19,6 @@ import (
 	"github.com/hopper-dev/hopper/internal/realollama"
 	"github.com/hopper-dev/hopper/internal/realollama/gguf"
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 )
 
 // TestOllamaCLIThroughHopper runs the ollama binary as the CLI, with
@@ -38,9 +37,7 @@ func TestOllamaCLIThroughHopper(t *testing.T) {
 	one := cliFront(t, h, httpfront.Target{Name: "default", URL: gateA.URL})
 	ollamaCLI := func(t *testing.T, host string, args ...string) (string, error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd := exec.CommandContext(patient(t), bin, args...)
 		cmd.Env = append(cliEnv(), "HOME="+t.TempDir(), "OLLAMA_HOST="+host)
 		out, err := cmd.CombinedOutput()
 		t.Logf("OLLAMA_HOST=%s ollama %s: %v\n%s", host, strings.Join(args, " "), err, out)
@@ -48,18 +45,8 @@ func TestOllamaCLIThroughHopper(t *testing.T) {
 	}
 	tags := func(t *testing.T, srv *realollama.Server) []string {
 		t.Helper()
-		c, err := ollama.New(srv.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		defer cancel()
-		models, err := c.Tags(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var names []string
-		for _, m := range models {
+		for _, m := range installed(t, srv.URL) {
 			names = append(names, m.Name)
 		}
 		return names

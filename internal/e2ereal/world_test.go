@@ -70,35 +70,15 @@ func (w *world) loads(tb testing.TB) int {
 // call sends a JSON request straight to the server.
 func (w *world) call(tb testing.TB, path string, body any) (int, []byte) {
 	tb.Helper()
-	data, err := json.Marshal(body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.srv.URL+path, bytes.NewReader(data))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("POST %s: %v", path, err)
-	}
-	return resp.StatusCode, out
+	code, _, out := runtest.Call(tb, patience, http.MethodPost, w.srv.URL+path, body)
+	return code, out
 }
 
 // resident lists the models /api/ps shows.
 func (w *world) resident(tb testing.TB) []string {
 	tb.Helper()
-	client, err := ollama.New(w.srv.URL, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	running, err := client.Running(ctx)
+	c, ctx := client(tb, w.srv.URL)
+	running, err := c.Running(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -108,6 +88,41 @@ func (w *world) resident(tb testing.TB) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// installed lists the models the server at url has (/api/tags).
+func installed(tb testing.TB, url string) []ollama.Model {
+	tb.Helper()
+	c, ctx := client(tb, url)
+	models, err := c.Tags(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return models
+}
+
+// newClient is hopper's client of the server at url.
+func newClient(tb testing.TB, url string) *ollama.Client {
+	tb.Helper()
+	c, err := ollama.New(url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// client is hopper's client of the server at url, and a context that ends
+// after patience or with the test.
+func client(tb testing.TB, url string) (*ollama.Client, context.Context) {
+	tb.Helper()
+	return newClient(tb, url), patient(tb)
+}
+
+// patient is a context that ends after patience or with the test.
+func patient(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	tb.Cleanup(cancel)
+	return ctx
 }
 
 // unloadAll unloads every model and waits until /api/ps is empty, so that a
@@ -193,15 +208,20 @@ type hopper struct {
 func (w *world) hopper(tb testing.TB, configure func(*runner.Config)) *hopper {
 	tb.Helper()
 	cfg := runnerConfig(tb)
-	client, err := ollama.New(w.proxy.URL, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.Target, cfg.TargetName = client, w.srv.URL
+	cfg.Target, cfg.TargetName = newClient(tb, w.proxy.URL), w.srv.URL
 	if configure != nil {
 		configure(&cfg)
 	}
 	return &hopper{tb: tb, w: w, spool: cfg.Spool, cfg: cfg}
+}
+
+// startHopper starts a world and a hopper on it with the defaults, running
+// until the test ends.
+func startHopper(t *testing.T) *hopper {
+	t.Helper()
+	h := newWorld(t).hopper(t, nil)
+	h.start()
+	return h
 }
 
 // runnerConfig is a runner on a fresh spool, with the short waits these
@@ -272,12 +292,7 @@ func (h *hopper) drop(name string, job any) {
 	if err != nil {
 		h.tb.Fatal(err)
 	}
-	dir := filepath.Join(h.spool.Path(), spool.DirNew)
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, data, 0o640); err != nil {
-		h.tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name+".json")); err != nil {
+	if err := spool.WriteFileAtomic(filepath.Join(h.spool.Path(), spool.DirNew, name+".json"), data, 0o640); err != nil {
 		h.tb.Fatal(err)
 	}
 }
@@ -285,9 +300,7 @@ func (h *hopper) drop(name string, job any) {
 // wait returns job id's final record.
 func (h *hopper) wait(id string) *spool.Record {
 	h.tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	r, err := h.spool.Wait(ctx, id)
+	r, err := h.spool.Wait(patient(h.tb), id)
 	if err != nil {
 		h.tb.Fatalf("wait for %s: %v", id, err)
 	}
@@ -303,27 +316,10 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 	}
 }
 
-// response is what the tests read from a record's response.
-type response struct {
-	Model   string `json:"model"`
-	Message struct {
-		Role    string `json:"role"`
-		Content string `json:"content"`
-	} `json:"message"`
-	Response     string        `json:"response"`
-	Done         bool          `json:"done"`
-	DoneReason   string        `json:"done_reason"`
-	LoadDuration time.Duration `json:"load_duration"`
-	EvalCount    int           `json:"eval_count"`
-}
-
-func decodeResponse(tb testing.TB, r *spool.Record) response {
+// decodeResponse is what the tests read from a record's response.
+func decodeResponse(tb testing.TB, r *spool.Record) realollama.Answer {
 	tb.Helper()
-	var resp response
-	if err := json.Unmarshal(r.Response, &resp); err != nil {
-		tb.Fatalf("response of %s: %v\n%s", r.ID, err, r.Response)
-	}
-	return resp
+	return runtest.Decode[realollama.Answer](tb, r.Response)
 }
 
 func chatJob(model, text string, extra ...any) map[string]any {

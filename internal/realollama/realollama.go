@@ -36,7 +36,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +47,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/realollama/gguf"
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -151,6 +151,22 @@ type Server struct {
 	created map[string]int64 // model name -> seed
 }
 
+// Answer is what tests read from an answer of /api/chat or /api/generate,
+// or from a line of its stream.
+type Answer struct {
+	Model   string `json:"model"`
+	Message struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	} `json:"message"`
+	Response      string        `json:"response"`
+	Done          bool          `json:"done"`
+	DoneReason    string        `json:"done_reason"`
+	LoadDuration  time.Duration `json:"load_duration"`
+	EvalCount     int           `json:"eval_count"`
+	TotalDuration time.Duration `json:"total_duration"`
+}
+
 // Start starts a server for the test and stops it in the test's cleanup.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -176,11 +192,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for attempt := range 3 {
 		s := &Server{bin: bin, home: home, created: map[string]int64{}}
 		s.Log = filepath.Join(root, fmt.Sprintf("server-%d.log", attempt))
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("realollama: %v", err)
-		}
-		s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.Host = runtest.FreeAddr(t)
 		s.URL = "http://" + s.Host
 		s.env = append(baseEnv(home),
 			"OLLAMA_HOST="+s.Host,
@@ -369,15 +381,6 @@ func modelFiles(seed int64) (string, error) {
 	}
 	filesDir[seed] = dir
 	return dir, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // baseEnv is the test process's environment without OLLAMA_* and HOME.

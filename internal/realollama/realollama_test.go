@@ -3,10 +3,7 @@ package realollama_test
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime"
 	"slices"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/realollama"
+	"github.com/hopper-dev/hopper/internal/runtest"
 )
 
 // fakeTB records how Binary ends a test without ending the real one.
@@ -78,58 +76,7 @@ func TestBinaryFromEnv(t *testing.T) {
 // and the whole response body.
 func call(t *testing.T, s *realollama.Server, method, path string, body any) (int, http.Header, []byte) {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, resp.Header, data
-}
-
-type chatResponse struct {
-	Model   string `json:"model"`
-	Message struct {
-		Role    string `json:"role"`
-		Content string `json:"content"`
-	} `json:"message"`
-	Response      string `json:"response"`
-	Done          bool   `json:"done"`
-	DoneReason    string `json:"done_reason"`
-	LoadDuration  int64  `json:"load_duration"`
-	EvalCount     int    `json:"eval_count"`
-	TotalDuration int64  `json:"total_duration"`
-}
-
-func decode[T any](t *testing.T, data []byte) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
-		t.Fatalf("decode %s: %v", data, err)
-	}
-	return v
+	return runtest.Call(t, 2*time.Minute, method, s.URL+path, body)
 }
 
 type psResponse struct {
@@ -156,7 +103,7 @@ func psNames(t *testing.T, s *realollama.Server) ([]string, []byte) {
 		t.Fatalf("GET /api/ps: %d %s", code, body)
 	}
 	var names []string
-	for _, m := range decode[psResponse](t, body).Models {
+	for _, m := range runtest.Decode[psResponse](t, body).Models {
 		names = append(names, m.Name)
 	}
 	return names, body
@@ -189,7 +136,7 @@ func TestRealServer(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("status %d, want 200", code)
 		}
-		r := decode[chatResponse](t, body)
+		r := runtest.Decode[realollama.Answer](t, body)
 		if !r.Done || r.Message.Role != "assistant" || r.Model != "tiny-a" {
 			t.Errorf("got done=%v role=%q model=%q, want done assistant tiny-a", r.Done, r.Message.Role, r.Model)
 		}
@@ -208,7 +155,7 @@ func TestRealServer(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("status %d: %s", code, body)
 		}
-		r := decode[chatResponse](t, body)
+		r := runtest.Decode[realollama.Answer](t, body)
 		names, ps := psNames(t, s)
 		t.Logf("tiny-a2 after tiny-a: load_duration=%d; GET /api/ps → %s", r.LoadDuration, ps)
 		if len(names) != 1 {
@@ -226,12 +173,12 @@ func TestRealServer(t *testing.T) {
 		if ct := hdr.Get("Content-Type"); ct != "application/x-ndjson" {
 			t.Errorf("Content-Type = %q, want application/x-ndjson", ct)
 		}
-		var last chatResponse
+		var last realollama.Answer
 		lines := 0
 		sc := bufio.NewScanner(bytes.NewReader(body))
 		for sc.Scan() {
 			lines++
-			last = decode[chatResponse](t, sc.Bytes())
+			last = runtest.Decode[realollama.Answer](t, sc.Bytes())
 			if last.Model != "tiny-b" {
 				t.Errorf("chunk model %q, want tiny-b", last.Model)
 			}
@@ -264,7 +211,7 @@ func TestRealServer(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("status %d: %s", code, body)
 		}
-		r := decode[struct {
+		r := runtest.Decode[struct {
 			Embeddings [][]float32 `json:"embeddings"`
 		}](t, body)
 		if len(r.Embeddings) != 2 || len(r.Embeddings[0]) != 64 {
@@ -318,7 +265,7 @@ func TestRealServer(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("status %d, want 200", code)
 		}
-		r := decode[chatResponse](t, bytes.TrimSpace(body))
+		r := runtest.Decode[realollama.Answer](t, bytes.TrimSpace(body))
 		if !r.Done || r.DoneReason != "unload" {
 			t.Errorf("done=%v done_reason=%q, want done unload", r.Done, r.DoneReason)
 		}

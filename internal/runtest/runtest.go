@@ -5,13 +5,20 @@
 // value it sends, on its change channel, or by polling where there is
 // nothing to wait on.
 // [FreeAddr] finds an address for a service the test starts itself.
+// [Call] sends a service one HTTP request and reads the whole answer;
+// [Decode] reads a JSON answer.
 //
 // Any package may import it from its tests: it imports nothing of hopper's.
 package runtest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,4 +106,66 @@ func FreeAddr(tb testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// NewRequest is a request to url with body: nil for none, a string or a
+// []byte sent as it is, or any other value sent as JSON. A request with a
+// body says it is JSON.
+func NewRequest(ctx context.Context, method, url string, body any) (*http.Request, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// Call sends the request NewRequest makes with http.DefaultClient and
+// returns the answer's status, header and whole body. It fails the test if
+// there is no whole answer within wait.
+func Call(tb testing.TB, wait time.Duration, method, url string, body any) (int, http.Header, []byte) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req, err := NewRequest(ctx, method, url, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, data
+}
+
+// Decode returns data decoded as JSON into a T, failing the test if it
+// is not one.
+func Decode[T any](tb testing.TB, data []byte) T {
+	tb.Helper()
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		tb.Fatalf("decode %s: %v", data, err)
+	}
+	return v
 }

@@ -213,6 +213,13 @@ var (
 	ok200    = reply{status: http.StatusOK}
 )
 
+// badField is a case whose job gives one of hopper's fields a value of the
+// wrong type or range: the runner fails it as bad input with msg, and both
+// fronts refuse it naming short.
+func badField(name, msg, short string) badCase {
+	return badCase{name: name, file: name + ".json", want: failedBad(msg, keepJob), jobs: jobs422(short), chat: bad400(short)}
+}
+
 func failedBad(msg string, k keep) want {
 	return want{dir: spool.DirFailed, kind: spool.KindBadInput, msg: msg, keep: k}
 }
@@ -319,31 +326,19 @@ func badCases() []badCase {
 			// DESIGN §8: the front validates before accepting, and
 			// functions/ is the front's too.
 			jobs: jobs422("no-such-function"), chat: bad400("model is required")},
-		{name: "webhook-object", file: "webhook-object.json", want: failedBad(`"webhook" must be a string`, keepJob),
-			// A drop-in body may carry hopper's fields; they are checked.
-			jobs: jobs422(`"webhook" must be a string`), chat: bad400(`"webhook" must be a string`)},
-		{name: "priority-string", file: "priority-string.json", want: failedBad(`"priority" must be an integer, got the string "high"`, keepJob),
-			jobs: jobs422(`"priority" must be an integer`), chat: bad400(`"priority" must be an integer`)},
-		{name: "priority-fraction", file: "priority-fraction.json", want: failedBad(`"priority" must be an integer, got the number 1.5`, keepJob),
-			jobs: jobs422(`"priority" must be an integer`), chat: bad400(`"priority" must be an integer`)},
-		{name: "priority-huge", file: "priority-huge.json", want: failedBad(`"priority" must be an integer`, keepJob),
-			jobs: jobs422(`"priority" must be an integer`), chat: bad400(`"priority" must be an integer`)},
-		{name: "priority-1e400", file: "priority-1e400.json", want: failedBad(`"priority" must be an integer`, keepJob),
-			jobs: jobs422(`"priority" must be an integer`), chat: bad400(`"priority" must be an integer`)},
-		{name: "max-attempts-string", file: "max-attempts-string.json", want: failedBad(`"max_attempts" must be an integer`, keepJob),
-			jobs: jobs422(`"max_attempts" must be an integer`), chat: bad400(`"max_attempts" must be an integer`)},
-		{name: "max-attempts-negative", file: "max-attempts-negative.json", want: failedBad(`"max_attempts" must be 1 or more`, keepJob),
-			jobs: jobs422(`"max_attempts" must be 1 or more`), chat: bad400(`"max_attempts" must be 1 or more`)},
-		{name: "timeout-number", file: "timeout-number.json", want: failedBad(`"timeout" must be a duration`, keepJob),
-			jobs: jobs422(`"timeout" must be a duration`), chat: bad400(`"timeout" must be a duration`)},
-		{name: "timeout-word", file: "timeout-word.json", want: failedBad(`"timeout" must be a duration like "90s" or "10m", got "forever"`, keepJob),
-			jobs: jobs422(`"timeout" must be a duration`), chat: bad400(`"timeout" must be a duration`)},
-		{name: "timeout-negative", file: "timeout-negative.json", want: failedBad(`"timeout" must be a duration`, keepJob),
-			jobs: jobs422(`"timeout" must be a duration`), chat: bad400(`"timeout" must be a duration`)},
-		{name: "max-age-bool", file: "max-age-bool.json", want: failedBad(`"max_age" must be a duration`, keepJob),
-			jobs: jobs422(`"max_age" must be a duration`), chat: bad400(`"max_age" must be a duration`)},
-		{name: "idempotency-key-number", file: "idempotency-key-number.json", want: failedBad(`"idempotency_key" must be a string`, keepJob),
-			jobs: jobs422(`"idempotency_key" must be a string`), chat: bad400(`"idempotency_key" must be a string`)},
+		// A drop-in body may carry hopper's fields; they are checked.
+		badField("webhook-object", `"webhook" must be a string`, `"webhook" must be a string`),
+		badField("priority-string", `"priority" must be an integer, got the string "high"`, `"priority" must be an integer`),
+		badField("priority-fraction", `"priority" must be an integer, got the number 1.5`, `"priority" must be an integer`),
+		badField("priority-huge", `"priority" must be an integer`, `"priority" must be an integer`),
+		badField("priority-1e400", `"priority" must be an integer`, `"priority" must be an integer`),
+		badField("max-attempts-string", `"max_attempts" must be an integer`, `"max_attempts" must be an integer`),
+		badField("max-attempts-negative", `"max_attempts" must be 1 or more`, `"max_attempts" must be 1 or more`),
+		badField("timeout-number", `"timeout" must be a duration`, `"timeout" must be a duration`),
+		badField("timeout-word", `"timeout" must be a duration like "90s" or "10m", got "forever"`, `"timeout" must be a duration`),
+		badField("timeout-negative", `"timeout" must be a duration`, `"timeout" must be a duration`),
+		badField("max-age-bool", `"max_age" must be a duration`, `"max_age" must be a duration`),
+		badField("idempotency-key-number", `"idempotency_key" must be a string`, `"idempotency_key" must be a string`),
 		{name: "origin-number", file: "origin-number.json", want: failedBad(`"origin" must be a string`, keepJob),
 			// POST /jobs checks hopper's fields as a job file's; the drop-in
 			// takes an Ollama request, in which "origin" is no field: the

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -23,29 +21,12 @@ import (
 func TestCrashWhileSettingAsideKeepsARecord(t *testing.T) {
 	fake := ollamatest.NewServer(t, ollamatest.WithModels("m1"))
 	w := newWorld(t, true, fake, "")
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close()
-	if err := watcher.Add(filepath.Join(w.spool, spool.DirFailed)); err != nil {
-		t.Fatal(err)
-	}
+	watcher := watch(t, filepath.Join(w.spool, spool.DirFailed))
 	serve := w.start(nil, "serve")
 	writeAtomically(t, w, "binary.json", []byte("\xff\xfe\x00binary\x00"))
-	var raw string
-	deadline := time.After(time.Minute)
-	for raw == "" {
-		select {
-		case ev := <-watcher.Events:
-			if strings.HasSuffix(ev.Name, ".raw") {
-				serve.kill()
-				raw = filepath.Base(ev.Name)
-			}
-		case <-deadline:
-			t.Fatal("no ID.raw in failed/ within a minute")
-		}
-	}
+	raw := filepath.Base(killAt(t, watcher, serve, "ID.raw in failed/", func(path string) bool {
+		return strings.HasSuffix(path, ".raw")
+	}))
 	id := strings.TrimSuffix(raw, ".raw")
 	w.start(nil, "serve")
 	waitFor(t, 10*time.Second, "a record for "+raw, func() bool {
@@ -82,35 +63,19 @@ func TestCrashAroundFinishDeliversTheFinalEventOnce(t *testing.T) {
 	if err := os.MkdirAll(pendingDir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watcher.Close()
-	if err := watcher.Add(pendingDir); err != nil {
-		t.Fatal(err)
-	}
+	watcher := watch(t, pendingDir)
 	hits := 0
 	for i := 0; i < 12 && hits == 0; i++ {
 		id := fmt.Sprintf("hooked%02d", i)
 		serve := w.start(nil, "serve")
 		writeAtomically(t, w, id+".json", []byte(`{"model": "m1", "prompt": "x", "webhook": "`+hooks.srv.URL+`/hook"}`))
-		deadline := time.After(time.Minute)
-		for killed := false; !killed; {
-			select {
-			case ev := <-watcher.Events:
-				if ev.Op&(fsnotify.Create|fsnotify.Rename) == 0 || !strings.HasPrefix(filepath.Base(ev.Name), "msg_") {
-					continue
-				}
-				data, _ := os.ReadFile(ev.Name)
-				if strings.Contains(string(data), `"type": "job.done"`) && strings.Contains(string(data), `"job": "`+id+`"`) {
-					serve.kill()
-					killed = true
-				}
-			case <-deadline:
-				t.Fatalf("no job.done for %s in the outbox within a minute", id)
+		killAt(t, watcher, serve, "job.done for "+id+" in the outbox", func(path string) bool {
+			if !strings.HasPrefix(filepath.Base(path), "msg_") {
+				return false
 			}
-		}
+			data, _ := os.ReadFile(path)
+			return strings.Contains(string(data), `"type": "job.done"`) && strings.Contains(string(data), `"job": "`+id+`"`)
+		})
 		if exists(filepath.Join(w.spool, spool.DirCur, id+".json")) {
 			hits++
 		}

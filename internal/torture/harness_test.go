@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/spool"
@@ -309,6 +311,41 @@ func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) 
 	tb.Helper()
 	if !runtest.Poll(limit, 5*time.Millisecond, cond) {
 		tb.Fatalf("timed out after %v waiting for %s", limit, what)
+	}
+}
+
+// watch reports what happens in dirs until the test ends.
+func watch(tb testing.TB, dirs ...string) *fsnotify.Watcher {
+	tb.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { w.Close() })
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return w
+}
+
+// killAt kills serve the moment a file that hit accepts is created in or
+// renamed into a directory watcher watches, and returns the file's path.
+// It fails the test if none comes within a minute; what names the file.
+func killAt(tb testing.TB, watcher *fsnotify.Watcher, serve *proc, what string, hit func(path string) bool) string {
+	tb.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case ev := <-watcher.Events:
+			if ev.Op&(fsnotify.Create|fsnotify.Rename) != 0 && hit(ev.Name) {
+				serve.kill()
+				return ev.Name
+			}
+		case <-deadline:
+			tb.Fatalf("no %s within a minute", what)
+		}
 	}
 }
 

@@ -14,31 +14,37 @@ type openaiChunkChoice struct {
 	FinishReason *string     `json:"finish_reason"`
 }
 
-type openaiChatChunk struct {
-	ID                string              `json:"id"`
-	Object            string              `json:"object"`
-	Created           int64               `json:"created"`
-	Model             string              `json:"model"`
-	SystemFingerprint string              `json:"system_fingerprint"`
-	Choices           []openaiChunkChoice `json:"choices"`
-	Usage             *openaiUsage        `json:"usage,omitempty"`
-}
-
 type openaiChoice struct {
 	Index        int         `json:"index"`
 	Message      openaiDelta `json:"message"`
 	FinishReason *string     `json:"finish_reason"`
 }
 
-type openaiChatCompletion struct {
-	ID                string         `json:"id"`
-	Object            string         `json:"object"`
-	Created           int64          `json:"created"`
-	Model             string         `json:"model"`
-	SystemFingerprint string         `json:"system_fingerprint"`
-	Choices           []openaiChoice `json:"choices"`
-	Usage             openaiUsage    `json:"usage"`
+// openaiObject is a chat completion, one of its stream chunks, or a text
+// completion, C being its kind of choice. A chunk has a usage only when
+// the request asked for it; an answer always has one.
+type openaiObject[C any] struct {
+	ID                string       `json:"id"`
+	Object            string       `json:"object"`
+	Created           int64        `json:"created"`
+	Model             string       `json:"model"`
+	SystemFingerprint string       `json:"system_fingerprint"`
+	Choices           []C          `json:"choices"`
+	Usage             *openaiUsage `json:"usage,omitempty"`
 }
+
+// usageChunk is the chunk after the final one of a stream that asked for
+// usage: c with usage u and no choices.
+func (c openaiObject[C]) usageChunk(u *openaiUsage) any {
+	c.Usage, c.Choices = u, []C{}
+	return c
+}
+
+type (
+	openaiChatChunk      = openaiObject[openaiChunkChoice]
+	openaiChatCompletion = openaiObject[openaiChoice]
+	openaiTextCompletion = openaiObject[openaiTextChoice]
+)
 
 // sseWire is what the OpenAI formats share: an event stream when the
 // request asked for one, with usage when stream_options asked for it, and
@@ -59,6 +65,17 @@ func (o sseWire) fail(w http.ResponseWriter, status int, msg string) { openaiErr
 func (o sseWire) stream() bool                                       { return o.streaming }
 func (o sseWire) contentType() string                                { return sseType }
 
+// end is the end of a stream: the final chunk c, then, when the request
+// asked for usage, the chunk with a's, then [DONE].
+func (o sseWire) end(c interface{ usageChunk(*openaiUsage) any }, a *answer) []byte {
+	b := sseEvent(c)
+	if o.usage {
+		u := usageOf(a)
+		b = append(b, sseEvent(c.usageChunk(&u))...)
+	}
+	return append(b, "data: [DONE]\n\n"...)
+}
+
 // openaiChat is /v1/chat/completions' format. Stream chunks carry the time
 // they were made, the whole answer the time of the final response.
 type openaiChat struct{ sseWire }
@@ -77,14 +94,7 @@ func (o openaiChat) token(tk token) []byte {
 }
 
 func (o openaiChat) final(a *answer) []byte {
-	c := o.chunk(a.model, openaiDelta{Role: "assistant"}, finishReason(a.reason))
-	b := sseEvent(c)
-	if o.usage {
-		u := usageOf(a)
-		c.Usage, c.Choices = &u, []openaiChunkChoice{}
-		b = append(b, sseEvent(c)...)
-	}
-	return append(b, "data: [DONE]\n\n"...)
+	return o.end(o.chunk(a.model, openaiDelta{Role: "assistant"}, finishReason(a.reason)), a)
 }
 
 // midError is what Ollama's ChatWriter makes of an {"error": ...} line: a
@@ -94,11 +104,12 @@ func (o openaiChat) midError(string) []byte {
 }
 
 func (o openaiChat) answer(w http.ResponseWriter, a *answer) {
+	u := usageOf(a)
 	encodeJSON(w, http.StatusOK, "application/json", openaiChatCompletion{
 		ID: o.id, Object: "chat.completion", Created: a.created.Unix(), Model: a.model, SystemFingerprint: "fp_ollama",
 		Choices: []openaiChoice{{Message: openaiDelta{Role: "assistant", Content: a.content, Reasoning: a.thinking},
 			FinishReason: finishReason(a.reason)}},
-		Usage: usageOf(a),
+		Usage: &u,
 	})
 }
 
@@ -119,14 +130,9 @@ type openaiTextChunk struct {
 	Usage             *openaiUsage       `json:"usage,omitempty"`
 }
 
-type openaiTextCompletion struct {
-	ID                string             `json:"id"`
-	Object            string             `json:"object"`
-	Created           int64              `json:"created"`
-	Model             string             `json:"model"`
-	SystemFingerprint string             `json:"system_fingerprint"`
-	Choices           []openaiTextChoice `json:"choices"`
-	Usage             openaiUsage        `json:"usage"`
+func (c openaiTextChunk) usageChunk(u *openaiUsage) any {
+	c.Usage, c.Choices = u, []openaiTextChoice{}
+	return c
 }
 
 // openaiCompletion is /v1/completions' format. With include_usage Ollama
@@ -151,22 +157,16 @@ func (o openaiCompletion) token(tk token) []byte {
 }
 
 func (o openaiCompletion) final(a *answer) []byte {
-	c := o.chunk(a.model, "", finishReason(a.reason))
-	b := sseEvent(c)
-	if o.usage {
-		u := usageOf(a)
-		c.Usage, c.Choices = &u, []openaiTextChoice{}
-		b = append(b, sseEvent(c)...)
-	}
-	return append(b, "data: [DONE]\n\n"...)
+	return o.end(o.chunk(a.model, "", finishReason(a.reason)), a)
 }
 
 func (o openaiCompletion) midError(string) []byte { return sseEvent(o.chunk("", "", nil)) }
 
 func (o openaiCompletion) answer(w http.ResponseWriter, a *answer) {
+	u := usageOf(a)
 	encodeJSON(w, http.StatusOK, "application/json", openaiTextCompletion{
 		ID: o.id, Object: "text_completion", Created: a.created.Unix(), Model: a.model, SystemFingerprint: "fp_ollama",
 		Choices: []openaiTextChoice{{Text: a.content, FinishReason: finishReason(a.reason)}},
-		Usage:   usageOf(a),
+		Usage:   &u,
 	})
 }

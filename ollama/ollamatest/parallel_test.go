@@ -36,15 +36,29 @@ func short(model string, n int, options string) string {
 }
 
 // holding opens an endless stream and returns once its first token has
-// arrived, so that the request holds a slot; cancel ends it.
+// arrived, so that the request holds a slot; cancel ends it, and so does
+// the end of the test.
 func holding(t *testing.T, s *ollamatest.Server, model string) (cancel func()) {
 	t.Helper()
 	ctx, stop := context.WithCancel(t.Context())
 	r, closeBody := stream(t, ctx, s, "/api/chat", endless(model))
+	cancel = func() { stop(); closeBody() }
+	t.Cleanup(cancel)
 	if _, err := r.ReadBytes('\n'); err != nil {
 		t.Fatal(err)
 	}
-	return func() { stop(); closeBody() }
+	return cancel
+}
+
+// blocked sends the chat body in the background, waits until it is the
+// one request waiting for its model (what names it), and checks that it
+// has no answer yet, because of why.
+func blocked(t *testing.T, s *ollamatest.Server, body, what, why string) <-chan response {
+	t.Helper()
+	ch := later(s, "/api/chat", body)
+	eventually(t, what, func() bool { return s.Waiting() == 1 })
+	pending(t, ch, why)
+	return ch
 }
 
 // later sends a request in the background; the channel delivers its
@@ -93,12 +107,9 @@ func TestParallelServesNRequestsAtOnceAndQueuesTheRest(t *testing.T) {
 	s := ollamatest.NewServer(t, ollamatest.WithParallel(2),
 		ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 	stop1 := holding(t, s, "tiny")
-	defer stop1()
 	stop2 := holding(t, s, "tiny")
-	defer stop2()
-	third := later(s, "/api/chat", short("tiny", 3, ""))
-	eventually(t, "the third request to wait", func() bool { return s.Waiting() == 1 })
-	pending(t, third, "two requests held both slots")
+	third := blocked(t, s, short("tiny", 3, ""),
+		"the third request to wait", "two requests held both slots")
 	if s.Serving() != 2 || s.InFlight() != 3 || s.Loads() != 1 {
 		t.Errorf("Serving %d InFlight %d Loads %d, want 2, 3, 1", s.Serving(), s.InFlight(), s.Loads())
 	}
@@ -124,10 +135,8 @@ func TestParallelServesNRequestsAtOnceAndQueuesTheRest(t *testing.T) {
 func TestParallelDefaultsToOne(t *testing.T) {
 	s := ollamatest.NewServer(t, ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 	stop := holding(t, s, "tiny")
-	defer stop()
-	second := later(s, "/api/chat", short("tiny", 2, ""))
-	eventually(t, "the second request to wait", func() bool { return s.Waiting() == 1 })
-	pending(t, second, "the first held the only slot")
+	second := blocked(t, s, short("tiny", 2, ""),
+		"the second request to wait", "the first held the only slot")
 	// A load request needs no slot: Ollama answers it once the model is loaded.
 	if o := post(t, s, "/api/generate", `{"model":"tiny"}`).ok(t).object(t); o["done_reason"] != "load" {
 		t.Errorf("load answer %v", o)
@@ -159,12 +168,9 @@ func TestMaxModelsInFlight(t *testing.T) {
 		s := ollamatest.NewServer(t, ollamatest.WithModels("a", "b"), ollamatest.WithMaxLoaded(1),
 			ollamatest.WithParallel(2), ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 		stopA1 := holding(t, s, "a")
-		defer stopA1()
 		stopA2 := holding(t, s, "a")
-		defer stopA2()
-		b := later(s, "/api/chat", short("b", 2, ""))
-		eventually(t, "b to wait for a", func() bool { return s.Waiting() == 1 })
-		pending(t, b, "a was busy and only one model may be loaded")
+		b := blocked(t, s, short("b", 2, ""),
+			"b to wait for a", "a was busy and only one model may be loaded")
 		if got := s.Resident(); !slices.Equal(got, []string{"a:latest"}) {
 			t.Errorf("Resident %v while b waits", got)
 		}
@@ -184,10 +190,8 @@ func TestMaxModelsInFlight(t *testing.T) {
 	t.Run("TwoLoadedModelsServeTogether", func(t *testing.T) {
 		s := ollamatest.NewServer(t, ollamatest.WithModels("a", "b"), ollamatest.WithMaxLoaded(2),
 			ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
-		stopA := holding(t, s, "a")
-		defer stopA()
-		stopB := holding(t, s, "b")
-		defer stopB()
+		holding(t, s, "a")
+		holding(t, s, "b")
 		if got := s.MaxModelsInFlight(); got != 2 {
 			t.Errorf("MaxModelsInFlight %d, want 2", got)
 		}
@@ -200,10 +204,8 @@ func TestReload(t *testing.T) {
 		s := ollamatest.NewServer(t, ollamatest.WithParallel(2), ollamatest.WithLoadDelay(delay),
 			ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 		stop := holding(t, s, "tiny")
-		defer stop()
-		big := later(s, "/api/chat", short("tiny", 2, `"num_ctx":8192`))
-		eventually(t, "the num_ctx 8192 request to wait", func() bool { return s.Waiting() == 1 })
-		pending(t, big, "the model was busy with num_ctx 4096")
+		big := blocked(t, s, short("tiny", 2, `"num_ctx":8192`),
+			"the num_ctx 8192 request to wait", "the model was busy with num_ctx 4096")
 		if s.Serving() != 1 || s.LoadsOf("tiny") != 1 {
 			t.Errorf("Serving %d, LoadsOf %d, want 1 and 1: a free slot is no use to other options", s.Serving(), s.LoadsOf("tiny"))
 		}
@@ -317,7 +319,6 @@ func TestReload(t *testing.T) {
 		s := ollamatest.NewServer(t, ollamatest.WithParallel(3), ollamatest.WithLoadDelay(20*time.Millisecond),
 			ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 		stop := holding(t, s, "tiny")
-		defer stop()
 		var bigs []<-chan response
 		for range 3 {
 			bigs = append(bigs, later(s, "/api/chat", short("tiny", 2, `"num_ctx":8192`)))
@@ -338,7 +339,6 @@ func TestReload(t *testing.T) {
 func TestWaitingRequestsGiveUp(t *testing.T) {
 	s := ollamatest.NewServer(t, ollamatest.WithTokens(endlessTokens), ollamatest.WithTokenDelay(5*time.Millisecond))
 	stop := holding(t, s, "tiny")
-	defer stop()
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for _, body := range []string{short("tiny", 1, ""), short("tiny", 1, `"num_ctx":8192`)} {

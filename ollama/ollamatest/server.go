@@ -19,9 +19,10 @@ type Server struct {
 	// across Stop and Start.
 	URL string
 
-	tb   testing.TB
-	cfg  config
-	addr string
+	tb     testing.TB
+	cfg    config
+	addr   string
+	router map[string]route // by path
 
 	serving  sync.WaitGroup // Serve loops of the current listener
 	handlers sync.WaitGroup // requests in progress
@@ -71,6 +72,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		cfg.models = []Model{{Name: "tiny"}}
 	}
 	s := &Server{tb: tb, cfg: cfg, tokenDelay: cfg.tokenDelay, changed: make(chan struct{})}
+	s.router = s.routes()
 	now := cfg.now()
 	for i, m := range cfg.models {
 		// Distinct times keep /api/tags (newest first) in configuration order.
@@ -169,11 +171,7 @@ func (s *Server) RequestsTo(path string) int {
 }
 
 // Loads returns how many model loads have happened.
-func (s *Server) Loads() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.loads
-}
+func (s *Server) Loads() int { return s.count(&s.loads) }
 
 // LoadsOf returns how many times the named model was loaded; any name Ollama
 // would match works ("tiny", "tiny:latest", "TINY").
@@ -205,55 +203,38 @@ func (s *Server) Resident() []string {
 // InFlight returns how many inference requests (chat, generate, embeddings,
 // and their /v1 forms) are being handled now, including ones waiting for the
 // model. Other endpoints are not counted.
-func (s *Server) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inFlight
-}
+func (s *Server) InFlight() int { return s.count(&s.inFlight) }
 
 // MaxInFlight returns the largest InFlight seen so far.
-func (s *Server) MaxInFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maxInFlight
-}
+func (s *Server) MaxInFlight() int { return s.count(&s.maxInFlight) }
 
 // Waiting returns how many inference requests are waiting for their model
 // now: for it to load, for a reload or an eviction that waits for other
 // requests to end, for their turn in the scheduler's queue, or for a free
 // slot. A test can wait for Waiting to reach a number to know that a
 // request is held up.
-func (s *Server) Waiting() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.waiting
-}
+func (s *Server) Waiting() int { return s.count(&s.waiting) }
 
 // Serving returns how many inference requests hold a slot of their model
 // now, that is, are running on it. Requests that only load or unload a
 // model take no slot.
-func (s *Server) Serving() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.running
-}
+func (s *Server) Serving() int { return s.count(&s.running) }
 
 // MaxServing returns the largest Serving seen so far: at most
 // [WithParallel] per model.
-func (s *Server) MaxServing() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maxRunning
-}
+func (s *Server) MaxServing() int { return s.count(&s.maxRunning) }
 
 // MaxModelsInFlight returns the largest number of distinct models that were
 // serving at least one request at the same time. A model reloaded with
 // other options counts once: its reload waits for the earlier load's
 // requests to end, so one model never serves under two loads at once.
-func (s *Server) MaxModelsInFlight() int {
+func (s *Server) MaxModelsInFlight() int { return s.count(&s.maxModelsRunning) }
+
+// count reads one of the server's counters under its lock.
+func (s *Server) count(n *int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.maxModelsRunning
+	return *n
 }
 
 func (s *Server) lookupLocked(name string) *modelState {
@@ -322,17 +303,17 @@ func (s *Server) handle(gen int, w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, rec)
 	s.mu.Unlock()
 
-	methods, h, inference := s.route(r.URL.Path)
+	rt, ok := s.router[r.URL.Path]
 	switch {
-	case h == nil:
+	case !ok:
 		writeText(w, http.StatusNotFound, "404 page not found")
 		return
-	case !slices.Contains(methods, r.Method):
-		w.Header().Set("Allow", strings.Join(methods, ", "))
+	case !slices.Contains(rt.methods, r.Method):
+		w.Header().Set("Allow", strings.Join(rt.methods, ", "))
 		writeText(w, http.StatusMethodNotAllowed, "405 method not allowed")
 		return
 	}
-	if inference {
+	if rt.inference {
 		s.mu.Lock()
 		s.inFlight++
 		s.maxInFlight = max(s.maxInFlight, s.inFlight)
@@ -343,45 +324,38 @@ func (s *Server) handle(gen int, w http.ResponseWriter, r *http.Request) {
 			s.mu.Unlock()
 		}()
 	}
-	h(w, r, rec)
+	rt.h(w, r, rec)
 }
 
 type handlerFunc func(http.ResponseWriter, *http.Request, Request)
 
-// route maps a path to its allowed methods and handler, as Ollama's router
-// (gin, with HandleMethodNotAllowed) does for the endpoints the fake serves.
-// The methods are in the order gin lists them in a 405's Allow header: the
-// order in which Ollama first registers a route of each method (HEAD, GET,
-// POST).
-func (s *Server) route(path string) (methods []string, h handlerFunc, inference bool) {
-	get, post := []string{http.MethodHead, http.MethodGet}, []string{http.MethodPost}
-	switch path {
-	case "/":
-		return get, s.handleRoot, false
-	case "/api/version":
-		return get, s.handleVersion, false
-	case "/api/tags":
-		return get, s.handleTags, false
-	case "/api/ps":
-		return []string{http.MethodGet}, s.handlePS, false
-	case "/api/show":
-		return post, s.handleShow, false
-	case "/api/chat":
-		return post, s.handleChat, true
-	case "/api/generate":
-		return post, s.handleGenerate, true
-	case "/api/embed":
-		return post, s.handleEmbed, true
-	case "/api/embeddings":
-		return post, s.handleEmbeddings, true
-	case "/v1/chat/completions":
-		return post, s.handleOpenAIChat, true
-	case "/v1/completions":
-		return post, s.handleOpenAICompletion, true
-	case "/v1/embeddings":
-		return post, s.handleOpenAIEmbeddings, true
-	case "/v1/models":
-		return []string{http.MethodGet}, s.handleOpenAIModels, false
+// route is how the fake serves a path: the methods it allows, in the order
+// gin lists them in a 405's Allow header (the order in which Ollama first
+// registers a route of each method: HEAD, GET, POST), its handler, and
+// whether its requests are inference ones.
+type route struct {
+	methods   []string
+	h         handlerFunc
+	inference bool
+}
+
+// routes maps the paths of the endpoints the fake serves to their routes,
+// as Ollama's router (gin, with HandleMethodNotAllowed) does.
+func (s *Server) routes() map[string]route {
+	get, getOnly, post := []string{http.MethodHead, http.MethodGet}, []string{http.MethodGet}, []string{http.MethodPost}
+	return map[string]route{
+		"/":                    {get, s.handleRoot, false},
+		"/api/version":         {get, s.handleVersion, false},
+		"/api/tags":            {get, s.handleTags, false},
+		"/api/ps":              {getOnly, s.handlePS, false},
+		"/api/show":            {post, s.handleShow, false},
+		"/api/chat":            {post, s.handleChat, true},
+		"/api/generate":        {post, s.handleGenerate, true},
+		"/api/embed":           {post, s.handleEmbed, true},
+		"/api/embeddings":      {post, s.handleEmbeddings, true},
+		"/v1/chat/completions": {post, s.handleOpenAIChat, true},
+		"/v1/completions":      {post, s.handleOpenAICompletion, true},
+		"/v1/embeddings":       {post, s.handleOpenAIEmbeddings, true},
+		"/v1/models":           {getOnly, s.handleOpenAIModels, false},
 	}
-	return nil, nil, false
 }

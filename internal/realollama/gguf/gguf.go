@@ -38,21 +38,22 @@ const Version = 3
 // Alignment is the byte alignment of tensor data (general.alignment).
 const Alignment = 32
 
-// Metadata value types, as numbered by the GGUF specification.
+// Metadata value types, as numbered by the GGUF specification: 0 to 12,
+// in this order.
 const (
-	TypeUint8   uint32 = 0
-	TypeInt8    uint32 = 1
-	TypeUint16  uint32 = 2
-	TypeInt16   uint32 = 3
-	TypeUint32  uint32 = 4
-	TypeInt32   uint32 = 5
-	TypeFloat32 uint32 = 6
-	TypeBool    uint32 = 7
-	TypeString  uint32 = 8
-	TypeArray   uint32 = 9
-	TypeUint64  uint32 = 10
-	TypeInt64   uint32 = 11
-	TypeFloat64 uint32 = 12
+	TypeUint8 uint32 = iota
+	TypeInt8
+	TypeUint16
+	TypeInt16
+	TypeUint32
+	TypeInt32
+	TypeFloat32
+	TypeBool
+	TypeString
+	TypeArray
+	TypeUint64
+	TypeInt64
+	TypeFloat64
 )
 
 // TensorF32 is ggml's type number for 32-bit float tensors.
@@ -367,29 +368,24 @@ func (w *writer) value(v any) {
 		w.u32(TypeString)
 		w.str(v)
 	case []string:
-		w.u32(TypeArray)
-		w.u32(TypeString)
-		w.u64(uint64(len(v)))
-		for _, s := range v {
-			w.str(s)
-		}
+		array(w, TypeString, v, w.str)
 	case []float32:
-		w.u32(TypeArray)
-		w.u32(TypeFloat32)
-		w.u64(uint64(len(v)))
-		for _, f := range v {
-			w.u32(math.Float32bits(f))
-		}
+		array(w, TypeFloat32, v, func(f float32) { w.u32(math.Float32bits(f)) })
 	case []int32:
-		w.u32(TypeArray)
-		w.u32(TypeInt32)
-		w.u64(uint64(len(v)))
-		for _, i := range v {
-			w.u32(uint32(i))
-		}
+		array(w, TypeInt32, v, func(i int32) { w.u32(uint32(i)) })
 	default:
 		if w.err == nil {
 			w.err = fmt.Errorf("unsupported metadata value type %T", v)
 		}
+	}
+}
+
+// array writes an array of element type typ, each element with put.
+func array[T any](w *writer, typ uint32, v []T, put func(T)) {
+	w.u32(TypeArray)
+	w.u32(typ)
+	w.u64(uint64(len(v)))
+	for _, e := range v {
+		put(e)
 	}
 }

@@ -120,42 +120,32 @@ func (r *reader) bytes(n uint64) []byte {
 	return b
 }
 
-func (r *reader) u32() uint32 {
-	b := r.bytes(4)
-	if b == nil {
-		return 0
+// fixed reads n bytes and decodes them with dec: zero after an error.
+func fixed[T any](r *reader, n uint64, dec func([]byte) T) T {
+	var v T
+	if b := r.bytes(n); b != nil {
+		v = dec(b)
 	}
-	return binary.LittleEndian.Uint32(b)
+	return v
 }
 
-func (r *reader) u64() uint64 {
-	b := r.bytes(8)
-	if b == nil {
-		return 0
-	}
-	return binary.LittleEndian.Uint64(b)
-}
+func (r *reader) u8() uint8   { return fixed(r, 1, func(b []byte) uint8 { return b[0] }) }
+func (r *reader) u16() uint16 { return fixed(r, 2, binary.LittleEndian.Uint16) }
+func (r *reader) u32() uint32 { return fixed(r, 4, binary.LittleEndian.Uint32) }
+func (r *reader) u64() uint64 { return fixed(r, 8, binary.LittleEndian.Uint64) }
 
 func (r *reader) str() string { return string(r.bytes(r.u64())) }
 
 func (r *reader) scalar(t uint32) any {
 	switch t {
 	case TypeUint8:
-		if b := r.bytes(1); b != nil {
-			return b[0]
-		}
+		return r.u8()
 	case TypeInt8:
-		if b := r.bytes(1); b != nil {
-			return int8(b[0])
-		}
+		return int8(r.u8())
 	case TypeUint16:
-		if b := r.bytes(2); b != nil {
-			return binary.LittleEndian.Uint16(b)
-		}
+		return r.u16()
 	case TypeInt16:
-		if b := r.bytes(2); b != nil {
-			return int16(binary.LittleEndian.Uint16(b))
-		}
+		return int16(r.u16())
 	case TypeUint32:
 		return r.u32()
 	case TypeInt32:
@@ -163,9 +153,7 @@ func (r *reader) scalar(t uint32) any {
 	case TypeFloat32:
 		return math.Float32frombits(r.u32())
 	case TypeBool:
-		if b := r.bytes(1); b != nil {
-			return b[0] != 0
-		}
+		return r.u8() != 0
 	case TypeString:
 		return r.str()
 	case TypeUint64:
@@ -191,34 +179,27 @@ func (r *reader) value(t uint32) any {
 	}
 	switch et {
 	case TypeString:
-		out := make([]string, 0, min(n, 4096))
-		for range n {
-			out = append(out, r.str())
-		}
-		return out
+		return readArray(r, n, r.str)
 	case TypeFloat32:
-		out := make([]float32, 0, min(n, 4096))
-		for range n {
-			out = append(out, math.Float32frombits(r.u32()))
-		}
-		return out
+		return readArray(r, n, func() float32 { return math.Float32frombits(r.u32()) })
 	case TypeInt32:
-		out := make([]int32, 0, min(n, 4096))
-		for range n {
-			out = append(out, int32(r.u32()))
-		}
-		return out
+		return readArray(r, n, func() int32 { return int32(r.u32()) })
 	case TypeArray:
 		r.fail(fmt.Errorf("%w: nested arrays are not supported", ErrFormat))
 		return nil
 	default:
-		out := make([]any, 0, min(n, 4096))
-		for range n {
-			if r.err != nil {
-				break
-			}
-			out = append(out, r.scalar(et))
-		}
-		return out
+		return readArray(r, n, func() any { return r.scalar(et) })
 	}
+}
+
+// readArray reads n elements with get, stopping at the first error.
+func readArray[T any](r *reader, n uint64, get func() T) []T {
+	out := make([]T, 0, min(n, 4096))
+	for range n {
+		if r.err != nil {
+			break
+		}
+		out = append(out, get())
+	}
+	return out
 }
