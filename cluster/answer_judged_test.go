@@ -1,31 +1,13 @@
 package cluster_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/internal/functionstest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
-
-// labelFunction is a function whose answers must be one of three labels;
-// the fake target below never gives one, so every attempt's answer is
-// invalid.
-const labelFunction = `model: tiny
-system: 'Classify the message. Answer {"label": "..."}.'
-prompt: "{{.text}}"
-vars:
-  text: {required: true}
-format:
-  type: object
-  properties:
-    label: {type: string, enum: [bug, feature, question]}
-  required: [label]
-max_attempts: 2
-`
 
 // TestInvalidAnswerIsRunAgain: a function job whose answer does not match
 // its schema is tried again (max_attempts: 2) and then fails, as on one
@@ -33,14 +15,9 @@ max_attempts: 2
 // the first one's answer from the bucket (the origin judged it already).
 func TestInvalidAnswerIsRunAgain(t *testing.T) {
 	h := soloHost(t, ollamatest.WithReply(func(ollamatest.Request) string { return `{"label":"nope"}` }))
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "label.yaml"), []byte(labelFunction), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := functions.NewRegistry(nil, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The answers must be one of three labels; the fake target never gives
+	// one, so every attempt's answer is invalid.
+	reg := functionstest.Registry(t, map[string]string{"label": functionstest.Label("tiny", 2)})
 	h.runRunner(t, func(c *runner.Config) { c.Functions = reg })
 	h.runExecutor(t, "gpu")
 	if _, err := h.spool.Submit([]byte(`{"function":"label","vars":{"text":"hello"}}`), spool.SubmitOptions{ID: "fn1"}); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 )
 
 // Config is hopper.yaml's cluster section (DESIGN §11). Either Listen
@@ -49,16 +51,13 @@ const DefaultInFlight = 256
 
 // ConfigError reports a bad setting; Field is its key in hopper.yaml
 // ("cluster.listen", "cluster.routes[1]").
-type ConfigError struct {
-	Field string
-	Err   error
-}
+type ConfigError = yamlconf.KeyError[section]
 
-func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+// section begins the messages of ConfigError with nothing: its keys
+// begin "cluster." already.
+type section struct{}
 
-// Setting returns the key and what is wrong with its value.
-func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+func (section) Section() string { return "" }
 
 // Enabled reports whether the section asks for a cluster at all: one host
 // is unchanged when it is unset.

@@ -559,20 +559,6 @@ func TestChartsBucketTheLastHour(t *testing.T) {
 	}
 }
 
-func TestSpan(t *testing.T) {
-	for _, tt := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{850 * time.Millisecond, "850ms"}, {12 * time.Second, "12s"}, {4 * time.Minute, "4m"},
-		{3 * time.Hour, "3h"}, {50 * time.Hour, "2d"},
-	} {
-		if got := span(tt.d); got != tt.want {
-			t.Errorf("span(%s): got %s, want %s", tt.d, got, tt.want)
-		}
-	}
-}
-
 func TestChunkText(t *testing.T) {
 	for _, tt := range []struct{ line, want string }{
 		{`{"model":"m","message":{"role":"assistant","content":"hi"},"done":false}`, "hi"},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -87,16 +88,12 @@ func DefaultSchedule() []time.Duration {
 
 // ConfigError reports a bad setting; Field is spelled as in the config file
 // ("hooks.webhooks[0].url").
-type ConfigError struct {
-	Field string
-	Err   error
-}
+type ConfigError = yamlconf.KeyError[section]
 
-func (e *ConfigError) Error() string { return "hooks: " + e.Field + ": " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+// section begins the messages of ConfigError: "hooks: ".
+type section struct{}
 
-// Setting returns the key and what is wrong with its value.
-func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+func (section) Section() string { return "hooks" }
 
 // Validate checks every setting and returns a *ConfigError naming the first
 // bad one. Zero values that have defaults are fine.

@@ -27,7 +27,7 @@ const (
 // landing in done/ and failed/. Its run goroutine owns the watcher; the
 // subscriber table is shared under mu.
 type hub struct {
-	w        *fsnotify.Watcher // nil when watching is unavailable
+	w        *spool.StateWatch // nil when watching is unavailable
 	fallback time.Duration
 	landed   func(id string)
 	log      *slog.Logger
@@ -38,17 +38,7 @@ type hub struct {
 
 func newHub(sp *spool.Spool, log *slog.Logger, landed func(id string)) *hub {
 	h := &hub{fallback: fallbackWatched, landed: landed, log: log, subs: map[string]map[chan struct{}]struct{}{}}
-	w, err := fsnotify.NewBufferedWatcher(4096)
-	if err == nil {
-		for _, d := range []string{spool.DirCur, spool.DirDeferred, spool.DirDone, spool.DirFailed} {
-			if err = w.Add(filepath.Join(sp.Path(), d)); err != nil {
-				break
-			}
-		}
-		if err != nil {
-			w.Close()
-		}
-	}
+	w, err := sp.WatchStates(spool.DirCur, spool.DirDeferred, spool.DirDone, spool.DirFailed)
 	if err != nil {
 		log.Warn("cannot watch the spool; waiting requests will poll instead", "err", err)
 		h.fallback = fallbackUnwatched
@@ -64,28 +54,17 @@ func (h *hub) run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	defer h.w.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-h.w.Events:
-			if !ok {
-				return
-			}
-			h.event(ev)
-		case err, ok := <-h.w.Errors:
-			if !ok {
-				return
-			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				h.log.Warn("spool watcher overflowed; waking every waiter")
-			} else {
-				h.log.Warn("spool watcher", "err", err)
-			}
-			h.wakeAll()
-		}
+	h.w.Run(ctx, h.event, h.failed)
+}
+
+// failed wakes every waiter when the watcher lost events or failed.
+func (h *hub) failed(err error) {
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		h.log.Warn("spool watcher overflowed; waking every waiter")
+	} else {
+		h.log.Warn("spool watcher", "err", err)
 	}
+	h.wakeAll()
 }
 
 func (h *hub) event(ev fsnotify.Event) {

@@ -7,7 +7,7 @@ import (
 )
 
 func TestNewReadsAddressesAsOllamaHost(t *testing.T) {
-	tests := []struct{ in, want string }{
+	conversions{
 		{"", "http://127.0.0.1:11434"},
 		{"127.0.0.1:11434", "http://127.0.0.1:11434"},
 		{"127.0.0.1", "http://127.0.0.1:11434"},
@@ -23,17 +23,13 @@ func TestNewReadsAddressesAsOllamaHost(t *testing.T) {
 		{"https://ollama.internal", "https://ollama.internal:443"},
 		{"https://proxy.internal:8443/ollama/", "https://proxy.internal:8443/ollama"},
 		{"  http://127.0.0.1:1234  ", "http://127.0.0.1:1234"},
-	}
-	for _, tt := range tests {
-		c, err := ollama.New(tt.in, nil)
+	}.check(t, "BaseURL of New", func(in string) string {
+		c, err := ollama.New(in, nil)
 		if err != nil {
-			t.Errorf("New(%q): %v", tt.in, err)
-			continue
+			return "error: " + err.Error()
 		}
-		if got := c.BaseURL(); got != tt.want {
-			t.Errorf("New(%q).BaseURL() = %q, want %q", tt.in, got, tt.want)
-		}
-	}
+		return c.BaseURL()
+	})
 }
 
 func TestNewRefusesBadAddresses(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestKeepAlive(t *testing.T) {
-	tests := []struct{ in, want string }{
+	conversions{
 		{"", ""},
 		{"  ", ""},
 		{"-1", `-1`},
@@ -24,12 +24,7 @@ func TestKeepAlive(t *testing.T) {
 		{"-1m", `"-1m"`},
 		{"Inf", `"Inf"`},
 		{"forever", `"forever"`},
-	}
-	for _, tt := range tests {
-		if got := string(ollama.KeepAlive(tt.in)); got != tt.want {
-			t.Errorf("KeepAlive(%q) = %s, want %s", tt.in, got, tt.want)
-		}
-	}
+	}.check(t, "KeepAlive", func(in string) string { return string(ollama.KeepAlive(in)) })
 }
 
 func TestCheckKeepAlive(t *testing.T) {

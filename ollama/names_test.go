@@ -7,7 +7,7 @@ import (
 )
 
 func TestNormalizeModel(t *testing.T) {
-	tests := []struct{ in, want string }{
+	conversions{
 		{"llama3.2", "llama3.2:latest"},
 		{"llama3.2:latest", "llama3.2:latest"},
 		{"Llama3.2:Latest", "llama3.2:latest"},
@@ -23,12 +23,7 @@ func TestNormalizeModel(t *testing.T) {
 		{"model:", "model:latest"},
 		{"", ""},
 		{"   ", ""},
-	}
-	for _, tt := range tests {
-		if got := ollama.NormalizeModel(tt.in); got != tt.want {
-			t.Errorf("NormalizeModel(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
+	}.check(t, "NormalizeModel", ollama.NormalizeModel)
 }
 
 func TestSameModel(t *testing.T) {
@@ -69,6 +64,21 @@ func TestMatchModel(t *testing.T) {
 	for _, tt := range tests {
 		if got := ollama.MatchModel(tt.patterns, tt.model); got != tt.want {
 			t.Errorf("MatchModel(%q, %q) = %v, want %v", tt.patterns, tt.model, got, tt.want)
+		}
+	}
+}
+
+// conversions is a table of inputs and what a string function should make
+// of each.
+type conversions []struct{ in, want string }
+
+// check reports every input f does not turn into its want; name is what
+// the messages call f.
+func (cs conversions) check(t *testing.T, name string, f func(string) string) {
+	t.Helper()
+	for _, c := range cs {
+		if got := f(c.in); got != c.want {
+			t.Errorf("%s(%q) = %q, want %q", name, c.in, got, c.want)
 		}
 	}
 }

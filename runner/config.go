@@ -6,21 +6,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/ollama"
 )
 
 // ConfigError reports a bad setting; Field is its key in hopper.yaml
 // ("max_attempts", "targets[1].name").
-type ConfigError struct {
-	Field string
-	Err   error
-}
+type ConfigError = yamlconf.KeyError[section]
 
-func (e *ConfigError) Error() string { return "runner: " + e.Field + ": " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+// section begins the messages of ConfigError: "runner: ".
+type section struct{}
 
-// Setting returns the key and what is wrong with its value.
-func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+func (section) Section() string { return "runner" }
 
 // validTargetName is the form of a target's name, as records and metrics
 // labels carry it.

@@ -2,44 +2,21 @@ package runner_test
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hopper-dev/hopper/batch"
-	"github.com/hopper-dev/hopper/functions"
 	"github.com/hopper-dev/hopper/internal/batchtest"
+	"github.com/hopper-dev/hopper/internal/functionstest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
 
-const labelFunction = `model: m1
-system: 'Classify the message. Answer {"label": "..."}.'
-prompt: "{{.text}}"
-vars:
-  text: {required: true, description: the message}
-format:
-  type: object
-  properties:
-    label: {type: string, enum: [bug, feature, question]}
-  required: [label]
-max_attempts: 2
-`
-
-// withFunctions gives the runner the functions defined in files under dir.
-func withFunctions(t *testing.T, files map[string]string) func(*runner.Config) {
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(body), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reg, err := functions.NewRegistry(nil, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+// withLabel gives the runner the function "label" (functionstest.Label)
+// of model m1, tried twice.
+func withLabel(t *testing.T) func(*runner.Config) {
+	reg := functionstest.Registry(t, map[string]string{"label": functionstest.Label("m1", 2)})
 	return func(c *runner.Config) { c.Functions = reg }
 }
 
@@ -60,7 +37,7 @@ func replyByPrompt(req ollamatest.Request) string {
 
 func TestFunctionJobs(t *testing.T) {
 	newFnHarness := func(t *testing.T) *harness {
-		return newHarness(t, withFunctions(t, map[string]string{"label": labelFunction}), ollamatest.WithReply(replyByPrompt))
+		return newHarness(t, withLabel(t), ollamatest.WithReply(replyByPrompt))
 	}
 	t.Run("ASchemaValidAnswerIsParsedIntoOutput", func(t *testing.T) {
 		h := newFnHarness(t)
@@ -113,7 +90,7 @@ func TestFunctionJobs(t *testing.T) {
 // A batch of function calls: each line's answer carries the parsed output,
 // as POST /functions/NAME answers; a line with bad vars fails on its own.
 func TestFunctionBatch(t *testing.T) {
-	h := newHarness(t, withFunctions(t, map[string]string{"label": labelFunction}), ollamatest.WithReply(replyByPrompt))
+	h := newHarness(t, withLabel(t), ollamatest.WithReply(replyByPrompt))
 	h.start()
 	batchtest.Drop(t, h.s.Path(), "labels", `{"custom_id": "q", "function": "label", "vars": {"text": "how?"}}
 {"custom_id": "b", "function": "label", "vars": {"text": "it broke say:{\"label\":\"bug\"}"}}

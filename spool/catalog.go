@@ -105,7 +105,7 @@ func newer(a, b *Summary) bool {
 type Catalog struct {
 	s   *Spool
 	log *slog.Logger
-	fsw *fsnotify.Watcher
+	fsw *StateWatch
 
 	mu      sync.RWMutex
 	jobs    map[string]*Summary
@@ -157,7 +157,7 @@ func (s *Spool) OpenCatalog(o CatalogOptions) (*Catalog, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	fsw, err := s.watchDirs(catalogDirs...)
+	fsw, err := s.WatchStates(catalogDirs...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
@@ -201,7 +201,6 @@ func (c *Catalog) Changed() <-chan struct{} {
 func (c *Catalog) run(ctx context.Context, rescanEvery time.Duration) {
 	defer close(c.done)
 	defer c.bg.Wait()
-	defer c.fsw.Close()
 	c.bg.Go(func() {
 		// Events queue up in the buffered watcher while the scan runs.
 		c.scan(ctx)
@@ -210,37 +209,38 @@ func (c *Catalog) run(ctx context.Context, rescanEvery time.Duration) {
 		c.mu.Unlock()
 		close(c.ready)
 	})
+	c.bg.Go(func() { c.fsw.Run(ctx, c.event, c.watchFailed) })
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-c.fsw.Events:
-			if !ok {
-				return
-			}
-			name := filepath.Base(ev.Name)
-			if id, ok := catalogID(name); ok {
-				c.mark(id)
-			} else if id, ok := strings.CutSuffix(name, ".out"); ok && ev.Has(fsnotify.Create) && ValidID(id) {
-				c.mark(id) // its first attempt began without a load
-			}
-		case err, ok := <-c.fsw.Errors:
-			if !ok {
-				return
-			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				c.log.Warn("catalog: too many changes at once; listing the spool again")
-				c.bg.Go(func() { c.reconcile(true) })
-			} else {
-				c.log.Warn("catalog: watching the spool", "err", err)
-			}
 		case <-tick.C:
 			c.bg.Go(func() { c.reconcile(false) })
 		case <-c.dirty:
 			c.readMarked()
 		}
+	}
+}
+
+// event marks the job a file event in a state directory names.
+func (c *Catalog) event(ev fsnotify.Event) {
+	name := filepath.Base(ev.Name)
+	if id, ok := catalogID(name); ok {
+		c.mark(id)
+	} else if id, ok := strings.CutSuffix(name, ".out"); ok && ev.Has(fsnotify.Create) && ValidID(id) {
+		c.mark(id) // its first attempt began without a load
+	}
+}
+
+// watchFailed lists the spool again when events were lost.
+func (c *Catalog) watchFailed(err error) {
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		c.log.Warn("catalog: too many changes at once; listing the spool again")
+		c.bg.Go(func() { c.reconcile(true) })
+	} else {
+		c.log.Warn("catalog: watching the spool", "err", err)
 	}
 }
 

@@ -3,20 +3,18 @@ package spool
 import (
 	"fmt"
 	"io/fs"
+
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 )
 
 // ConfigError reports a bad option; Field is its key in hopper.yaml
 // ("dir_mode").
-type ConfigError struct {
-	Field string
-	Err   error
-}
+type ConfigError = yamlconf.KeyError[section]
 
-func (e *ConfigError) Error() string { return "spool: " + e.Field + ": " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+// section begins the messages of ConfigError: "spool: ".
+type section struct{}
 
-// Setting returns the key and what is wrong with its value.
-func (e *ConfigError) Setting() (key string, err error) { return e.Field, e.Err }
+func (section) Section() string { return "spool" }
 
 // Validate checks options as a configuration gives them and returns a
 // *ConfigError naming the first bad one. It takes every field as meant:

@@ -80,6 +80,52 @@ func (s *Spool) watchDirs(dirs ...string) (*fsnotify.Watcher, error) {
 	return fsw, nil
 }
 
+// StateWatch is an fsnotify watcher on some of the spool's state
+// directories, for a process that only wants to hear when their files
+// change. Like the Watcher's, it is only a wake-up: the files are the
+// truth.
+type StateWatch struct {
+	fsw *fsnotify.Watcher
+}
+
+// WatchStates starts watching the state directories dirs (DirCur,
+// DirDone, …). Run delivers what happens in them; Close stops a watch that
+// is never run.
+func (s *Spool) WatchStates(dirs ...string) (*StateWatch, error) {
+	fsw, err := s.watchDirs(dirs...)
+	if err != nil {
+		return nil, err
+	}
+	return &StateWatch{fsw: fsw}, nil
+}
+
+// Run calls event for every change to a file in the watched directories,
+// and fail for every error the watcher reports (one wrapping
+// fsnotify.ErrEventOverflow when events were lost), one call at a time,
+// until ctx ends; then it closes the watch.
+func (w *StateWatch) Run(ctx context.Context, event func(fsnotify.Event), fail func(error)) {
+	defer w.fsw.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			event(ev)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			fail(err)
+		}
+	}
+}
+
+// Close stops the watch.
+func (w *StateWatch) Close() error { return w.fsw.Close() }
+
 // Run applies events to the queue until ctx is done, then closes the
 // watcher.
 func (w *Watcher) Run(ctx context.Context) error {

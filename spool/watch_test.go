@@ -45,12 +45,19 @@ func waitIndexed(t *testing.T, q *Queue, dir, name string) {
 	waitFor(t, q, dir+"/"+name+" to be indexed", func() bool { return q.Has(dir, name) })
 }
 
+// submitIndexed submits a job and waits until q has indexed it.
+func submitIndexed(t *testing.T, s *Spool, q *Queue, body string) (id string) {
+	t.Helper()
+	id = submit(t, s, body)
+	waitIndexed(t, q, DirNew, id+".json")
+	return id
+}
+
 // barrier submits a job and waits until the watcher has indexed it. Events
 // are handled in order, so every change made before has been seen by then.
 func barrier(t *testing.T, s *Spool, q *Queue) {
 	t.Helper()
-	id := submit(t, s, `{"model":"barrier","prompt":"p"}`)
-	waitIndexed(t, q, DirNew, id+".json")
+	id := submitIndexed(t, s, q, `{"model":"barrier","prompt":"p"}`)
 	q.Remove(DirNew, id+".json")
 }
 
@@ -77,8 +84,7 @@ func TestWatcherIndexes(t *testing.T) {
 	t.Run("jobs arriving after the watcher started", func(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{})
-		id := submit(t, s, `{"model":"m:latest","messages":[]}`)
-		waitIndexed(t, q, DirNew, id+".json")
+		id := submitIndexed(t, s, q, `{"model":"m:latest","messages":[]}`)
 		if e, ok := q.OldestFor(0, "m"); !ok || e.Name != id+".json" {
 			t.Errorf("got %+v, %v", e, ok)
 		}
@@ -87,8 +93,7 @@ func TestWatcherIndexes(t *testing.T) {
 	t.Run("a job claimed by someone leaves the queue", func(t *testing.T) {
 		s := newSpool(t)
 		q := watch(t, s, WatchOptions{})
-		id := submit(t, s, job)
-		waitIndexed(t, q, DirNew, id+".json")
+		id := submitIndexed(t, s, q, job)
 		claim(t, s, DirNew, id+".json")
 		barrier(t, s, q)
 		if q.Has(DirNew, id+".json") {
@@ -330,8 +335,7 @@ func watchWithin(t *testing.T, s *Spool) *Queue {
 func TestWatcherDeferred(t *testing.T) {
 	s := newSpool(t)
 	q := watch(t, s, WatchOptions{})
-	id := submit(t, s, `{"model":"m","prompt":"p","priority":2}`)
-	waitIndexed(t, q, DirNew, id+".json")
+	id := submitIndexed(t, s, q, `{"model":"m","prompt":"p","priority":2}`)
 	c, err := s.Claim(Entry{Dir: DirNew, Name: id + ".json"})
 	if err != nil {
 		t.Fatal(err)
@@ -375,8 +379,7 @@ func TestWatcherDeferred(t *testing.T) {
 func TestWatcherRescanFindsWhatItMissed(t *testing.T) {
 	s := newSpool(t)
 	q := watch(t, s, WatchOptions{Rescan: 20 * time.Millisecond})
-	id := submit(t, s, `{"model":"m","prompt":"p"}`)
-	waitIndexed(t, q, DirNew, id+".json")
+	id := submitIndexed(t, s, q, `{"model":"m","prompt":"p"}`)
 	q.Remove(DirNew, id+".json") // as if its event had never come
 	waitIndexed(t, q, DirNew, id+".json")
 }

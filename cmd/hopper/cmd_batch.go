@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/batch"
+	"github.com/hopper-dev/hopper/internal/human"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -170,7 +171,7 @@ func newBatchLsCmd(a *app) *cobra.Command {
 			}
 			now := time.Now()
 			return printList(a, list, "NAME\tSTATE\tTOTAL\tDONE\tFAILED\tAGE\tOUTPUT", func(tw io.Writer, b *batch.Record) {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.State, b.Total, b.Done, b.Failed, age(now.Sub(b.CreatedAt)), b.Output)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", b.ID, b.State, b.Total, b.Done, b.Failed, human.Duration(now.Sub(b.CreatedAt)), b.Output)
 			})
 		}),
 	}

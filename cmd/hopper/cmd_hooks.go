@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/hooks"
+	"github.com/hopper-dev/hopper/internal/human"
 	"github.com/hopper-dev/hopper/spool"
 )
 
@@ -107,7 +108,7 @@ func (a *app) printHooks(l hooksListing, now time.Time) error {
 			if d.State == hooks.StatePending {
 				when := "now"
 				if wait := d.NextAttemptAt.Sub(now); wait > 0 {
-					when = "in " + age(wait)
+					when = "in " + human.Duration(wait)
 				}
 				note = "next attempt " + when
 				if d.LastError != "" {

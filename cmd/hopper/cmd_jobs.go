@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hopper-dev/hopper/batch"
+	"github.com/hopper-dev/hopper/internal/human"
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
@@ -193,7 +194,7 @@ earlier, so nothing waits longer than max_wait more than POS says).`,
 					if n, ok := pos[r.ID]; ok {
 						p = strconv.Itoa(n)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, age(now.Sub(r.SubmittedAt)), r.Attempts, note)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.ID, r.State, p, r.Priority, r.Model, human.Duration(now.Sub(r.SubmittedAt)), r.Attempts, note)
 				})
 			})
 		},
@@ -243,18 +244,6 @@ func parseStates(args []string) ([]spool.State, error) {
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-func age(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 func truncate(s string, n int) string {

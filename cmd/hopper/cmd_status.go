@@ -16,6 +16,7 @@ import (
 	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/hooks"
+	"github.com/hopper-dev/hopper/internal/human"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -226,7 +227,7 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.
 	c := st.Counts
 	oldest := ""
 	if st.OldestQueued != nil {
-		oldest = fmt.Sprintf(" (oldest %s)", age(time.Duration(st.OldestAge*float64(time.Second))))
+		oldest = fmt.Sprintf(" (oldest %s)", human.Duration(time.Duration(st.OldestAge*float64(time.Second))))
 	}
 	fmt.Fprintf(w, "queue    queued %d%s · running %d · deferred %d · held %d · done %d · failed %d\n",
 		c["queued"], oldest, c["running"], c["deferred"], c["held"], c["done"], c["failed"])
@@ -243,7 +244,7 @@ func (a *app) printStatus(ctx context.Context, s *spool.Spool, targets []runner.
 	if wh := st.Webhooks; wh != nil && (wh.Pending > 0 || wh.Failed > 0 || len(wh.Disabled) > 0) {
 		line := fmt.Sprintf("webhooks pending %d · failed %d", wh.Pending, wh.Failed)
 		if wh.OldestPending != nil {
-			line += fmt.Sprintf(" (oldest pending %s)", age(time.Since(*wh.OldestPending)))
+			line += fmt.Sprintf(" (oldest pending %s)", human.Duration(time.Since(*wh.OldestPending)))
 		}
 		for _, d := range wh.Disabled {
 			line += fmt.Sprintf(" · DISABLED %s ('hopper hooks enable')", d.URL)

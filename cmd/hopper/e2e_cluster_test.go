@@ -37,7 +37,7 @@ func clusterWorlds(t *testing.T, opts ...ollamatest.Option) []*world {
 			fmt.Sprintf("HOPPER_CLUSTER_NODE=host%c", 'a'+i),
 			"HOPPER_CLUSTER_LISTEN="+addrs[i],
 			"HOPPER_CLUSTER_ROUTES="+strings.Join(routes, ","),
-			"HOPPER_CLUSTER_ACK_WAIT=2s",
+			"HOPPER_CLUSTER_ACK_WAIT=5s",
 			"HOPPER_CLUSTER_SECRET=sesame",
 		)
 		ws = append(ws, w)
@@ -70,7 +70,7 @@ func TestClusterOfThreeHostsLosesNoJobWhenOneIsKilled(t *testing.T) {
 	for i := range 60 {
 		a.drop(fmt.Sprintf("a%02d", i), chatJob("m1", fmt.Sprintf("job %d", i)))
 	}
-	waitFor(t, "host b to run a job", func() bool { return b.fake.InFlight() > 0 })
+	waitLong(t, "host b to run a job", func() bool { return b.fake.InFlight() > 0 })
 	serves[1].kill(t)
 	for i := range 5 {
 		c.drop(fmt.Sprintf("c%02d", i), chatJob("m2", fmt.Sprintf("job %d", i)))

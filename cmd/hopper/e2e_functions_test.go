@@ -7,25 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/functionstest"
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
-const labelFn = `model: m1
-system: 'Classify. Answer {"label": "..."}.'
-prompt: "{{.text}}"
-vars:
-  text: {required: true, description: the message}
-format:
-  type: object
-  properties:
-    label: {type: string, enum: [bug, feature, question]}
-  required: [label]
-`
-
 func TestFunctionsByCLIAndHTTP(t *testing.T) {
 	w := newWorld(t, ollamatest.WithReply(func(ollamatest.Request) string { return `{"label":"question"}` }))
-	w.functions(map[string]string{"label": labelFn})
+	w.functions(map[string]string{"label": functionstest.Label("m1", 0)})
 	_, base := w.startFront("serve")
 
 	t.Run("InvokeWaitPrintsTheOutput", func(t *testing.T) {

@@ -35,7 +35,7 @@
     return e;
   }
 
-  // span writes a duration in milliseconds as the server does (page.go).
+  // span writes a duration in milliseconds as the server does (internal/human: Fine).
   function span(ms) {
     if (ms < 1000) return Math.floor(ms) + 'ms';
     if (ms < 60e3) return Math.floor(ms / 1e3) + 's';

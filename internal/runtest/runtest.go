@@ -136,6 +136,24 @@ func NewRequest(ctx context.Context, method, url string, body any) (*http.Reques
 	return req, nil
 }
 
+// Fetch sends the request NewRequest makes with http.DefaultClient and
+// reads the answer's body whole. With no answer it returns a nil response
+// and why; with one, the error is from reading the body
+// (io.ErrUnexpectedEOF when the server cut it short).
+func Fetch(ctx context.Context, method, url string, body any) (*http.Response, []byte, error) {
+	req, err := NewRequest(ctx, method, url, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp, data, err
+}
+
 // Call sends the request NewRequest makes with http.DefaultClient and
 // returns the answer's status, header and whole body. It fails the test if
 // there is no whole answer within wait.
@@ -143,16 +161,10 @@ func Call(tb testing.TB, wait time.Duration, method, url string, body any) (int,
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	req, err := NewRequest(ctx, method, url, body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	resp, data, err := Fetch(ctx, method, url, body)
+	if resp == nil {
 		tb.Fatalf("%s %s: %v", method, url, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		tb.Fatalf("%s %s: read body: %v", method, url, err)
 	}

@@ -373,3 +373,33 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("String: got %q, want 32MiB", got)
 	}
 }
+
+type named struct{}
+
+func (named) Section() string { return "runner" }
+
+type unnamed struct{}
+
+func (unnamed) Section() string { return "" }
+
+func TestKeyError(t *testing.T) {
+	cause := errors.New("must be at least 1")
+	var err error = &KeyError[named]{Field: "max_attempts", Err: cause}
+	if got, want := err.Error(), "runner: max_attempts: must be at least 1"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if !errors.Is(err, cause) {
+		t.Errorf("%v does not wrap its cause", err)
+	}
+	var other *KeyError[unnamed]
+	if errors.As(err, &other) {
+		t.Errorf("errors.As took a KeyError of one section for another's")
+	}
+	other = &KeyError[unnamed]{Field: "cluster.listen", Err: cause}
+	if got, want := other.Error(), "cluster.listen: must be at least 1"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if key, reason := other.Setting(); key != "cluster.listen" || reason != cause {
+		t.Errorf("Setting() = %q, %v", key, reason)
+	}
+}

@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
@@ -22,19 +22,23 @@ type response struct {
 	err         error // from reading the body
 }
 
+// fetch sends a request; with no answer it returns false and r.err says
+// why.
+func fetch(ctx context.Context, s *ollamatest.Server, method, path, body string) (r response, ok bool) {
+	resp, b, err := runtest.Fetch(ctx, method, s.URL+path, body)
+	if resp == nil {
+		return response{err: err}, false
+	}
+	return response{resp.StatusCode, resp.Header.Get("Content-Type"), string(b), err}, true
+}
+
 func send(t *testing.T, ctx context.Context, s *ollamatest.Server, method, path, body string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	r, ok := fetch(ctx, s, method, path, body)
+	if !ok {
+		t.Fatalf("%s %s: %v", method, path, r.err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return response{resp.StatusCode, resp.Header.Get("Content-Type"), string(b), err}
+	return r
 }
 
 func post(t *testing.T, s *ollamatest.Server, path, body string) response {

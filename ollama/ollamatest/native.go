@@ -1,7 +1,6 @@
 package ollamatest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,22 +10,17 @@ import (
 // Ollama's ChatHandler does.
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
-	var req chatRequest
-	if !decodeRequest(w, rec.Body, &req, "ChatRequest") || !validTopLogprobs(w, req.TopLogprobs) {
-		return
-	}
-	st := s.requireModel(w, req.Model, notFound, writeOllamaError)
+	req, st := openNative[chatRequest](s, w, rec, "ChatRequest", s.requireModel)
 	if st == nil {
 		return
 	}
-	out := nativeChat{ndjsonWire{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream}}
-	if len(req.Messages) == 0 && req.KeepAlive != nil && req.KeepAlive.Duration == 0 {
+	out := nativeChat{req.wire(s)}
+	if len(req.Messages) == 0 && req.unloads() {
 		s.unload(st)
 		out.answer(w, &answer{model: req.Model, created: s.cfg.now().UTC(), reason: "unload"})
 		return
 	}
-	j := s.nativeJob(w, st, rec, start, "chat", nativeRequest{
-		model: req.Model, think: req.Think, keepAlive: req.KeepAlive, options: req.Options, format: req.Format})
+	j := s.nativeJob(w, st, rec, start, "chat", &req.nativeFields)
 	if j == nil {
 		return
 	}
@@ -44,16 +38,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, rec Request)
 // order Ollama's GenerateHandler does.
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Request) {
 	start := time.Now()
-	var req generateRequest
-	if !decodeRequest(w, rec.Body, &req, "GenerateRequest") || !validTopLogprobs(w, req.TopLogprobs) {
-		return
-	}
-	st := s.findModel(w, req.Model, notFound, writeOllamaError)
+	req, st := openNative[generateRequest](s, w, rec, "GenerateRequest", s.findModel)
 	if st == nil {
 		return
 	}
-	out := nativeGenerate{ndjsonWire{s: s, model: req.Model, streaming: req.Stream == nil || *req.Stream}, req.Raw}
-	if req.Prompt == "" && req.KeepAlive != nil && req.KeepAlive.Duration == 0 {
+	out := nativeGenerate{req.wire(s), req.Raw}
+	if req.Prompt == "" && req.unloads() {
 		s.unload(st)
 		out.raw = true // no context in an unload answer
 		out.answer(w, &answer{model: req.Model, created: s.cfg.now().UTC(), reason: "unload"})
@@ -63,8 +53,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Requ
 		writeOllamaError(w, http.StatusBadRequest, "raw mode does not support template, system, or context")
 		return
 	}
-	j := s.nativeJob(w, st, rec, start, "generate", nativeRequest{
-		model: req.Model, think: req.Think, keepAlive: req.KeepAlive, options: req.Options, format: req.Format})
+	j := s.nativeJob(w, st, rec, start, "generate", &req.nativeFields)
 	if j == nil {
 		return
 	}
@@ -74,6 +63,32 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, rec Requ
 	}
 	s.serveGeneration(r.Context(), w, j, out)
 }
+
+// openNative decodes the body of a native generation request (a
+// chatRequest or generateRequest, named apiType in errors), checks its
+// top_logprobs and finds its model with find (requireModel or findModel,
+// as Ollama's handler does), answering any error itself: it returns a nil
+// model when it did.
+func openNative[T any, P interface {
+	*T
+	shared() *nativeFields
+}](s *Server, w http.ResponseWriter, rec Request, apiType string,
+	find func(w http.ResponseWriter, name, notFound string, fail func(http.ResponseWriter, int, string)) *modelState) (*T, *modelState) {
+	req := P(new(T))
+	if !decodeRequest(w, rec.Body, req, apiType) || !validTopLogprobs(w, req.shared().TopLogprobs) {
+		return req, nil
+	}
+	return req, find(w, req.shared().Model, notFound, writeOllamaError)
+}
+
+// wire is the request's answer format before the handler's own fields.
+func (f *nativeFields) wire(s *Server) ndjsonWire {
+	return ndjsonWire{s: s, model: f.Model, streaming: f.Stream == nil || *f.Stream}
+}
+
+// unloads reports whether the request asks for keep_alive 0, which with
+// nothing to generate unloads the model.
+func (f *nativeFields) unloads() bool { return f.KeepAlive != nil && f.KeepAlive.Duration == 0 }
 
 // validTopLogprobs answers 400 and reports false if n is out of Ollama's
 // range.
@@ -85,36 +100,27 @@ func validTopLogprobs(w http.ResponseWriter, n int) bool {
 	return true
 }
 
-// nativeRequest is what /api/chat and /api/generate requests share.
-type nativeRequest struct {
-	model     string
-	think     *thinkValue
-	keepAlive *duration
-	options   map[string]any
-	format    json.RawMessage
-}
-
 // nativeJob makes the checks Ollama's chat and generate handlers make once
 // a request is not an unload, in their order (think, a model that only
 // embeds, which does not support what, the options), and returns the job
 // with the fields the two set alike. It answers the first check that fails
 // and returns nil.
-func (s *Server) nativeJob(w http.ResponseWriter, st *modelState, rec Request, start time.Time, what string, req nativeRequest) *genJob {
-	think, ok := s.checkThink(w, st, req.model, req.think, writeOllamaError)
+func (s *Server) nativeJob(w http.ResponseWriter, st *modelState, rec Request, start time.Time, what string, req *nativeFields) *genJob {
+	think, ok := s.checkThink(w, st, req.Model, req.Think, writeOllamaError)
 	if !ok {
 		return nil
 	}
 	if st.Embedding {
-		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support %s", req.model, what))
+		writeOllamaError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support %s", req.Model, what))
 		return nil
 	}
-	if err := checkOptions(req.options); err != nil {
+	if err := checkOptions(req.Options); err != nil {
 		writeOllamaError(w, http.StatusInternalServerError, err.Error())
 		return nil
 	}
 	return &genJob{
-		st: st, rec: rec, model: req.model, keep: keepOf(req.keepAlive), opts: runnerOptionsOf(req.options),
-		think: think, predict: numPredict(req.options), start: start, invalid: formatError(req.format),
+		st: st, rec: rec, model: req.Model, keep: keepOf(req.KeepAlive), opts: runnerOptionsOf(req.Options),
+		think: think, predict: numPredict(req.Options), start: start, invalid: formatError(req.Format),
 	}
 }
 

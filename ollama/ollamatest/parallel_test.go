@@ -2,12 +2,9 @@ package ollamatest_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,14 +63,8 @@ func blocked(t *testing.T, s *ollamatest.Server, body, what, why string) <-chan 
 func later(s *ollamatest.Server, path, body string) <-chan response {
 	out := make(chan response, 1)
 	go func() {
-		resp, err := http.Post(s.URL+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			out <- response{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		out <- response{resp.StatusCode, resp.Header.Get("Content-Type"), string(b), err}
+		r, _ := fetch(context.Background(), s, http.MethodPost, path, body)
+		out <- r
 	}()
 	return out
 }
@@ -301,14 +292,11 @@ func TestReload(t *testing.T) {
 		for _, tt := range []struct{ numCtx, want int }{{2048, 2048}, {8192, 4096}} {
 			post(t, s, "/api/generate", `{"model":"tiny","prompt":"x","stream":false,"options":{"num_ctx":`+
 				strconv.Itoa(tt.numCtx)+`}}`).ok(t)
-			var ps struct {
+			ps := runtest.Decode[struct {
 				Models []struct {
 					ContextLength int `json:"context_length"`
 				}
-			}
-			if err := json.Unmarshal([]byte(get(t, s, "/api/ps").ok(t).body), &ps); err != nil {
-				t.Fatal(err)
-			}
+			}](t, []byte(get(t, s, "/api/ps").ok(t).body))
 			if len(ps.Models) != 1 || ps.Models[0].ContextLength != tt.want {
 				t.Errorf("num_ctx %d: ps %+v, want context_length %d", tt.numCtx, ps, tt.want)
 			}
@@ -342,12 +330,7 @@ func TestWaitingRequestsGiveUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for _, body := range []string{short("tiny", 1, ""), short("tiny", 1, `"num_ctx":8192`)} {
-		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/api/chat", strings.NewReader(body))
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		})
+		wg.Go(func() { fetch(ctx, s, http.MethodPost, "/api/chat", body) })
 	}
 	eventually(t, "both to wait", func() bool { return s.Waiting() == 2 })
 	cancel()

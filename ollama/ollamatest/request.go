@@ -237,33 +237,34 @@ type message struct {
 	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
 }
 
-type chatRequest struct {
+// nativeFields are the fields /api/chat and /api/generate requests share.
+type nativeFields struct {
 	Model       string          `json:"model"`
-	Messages    []message       `json:"messages"`
 	Stream      *bool           `json:"stream"`
 	Format      json.RawMessage `json:"format"`
 	KeepAlive   *duration       `json:"keep_alive"`
-	Tools       json.RawMessage `json:"tools"`
 	Options     map[string]any  `json:"options"`
 	Think       *thinkValue     `json:"think"`
 	TopLogprobs int             `json:"top_logprobs"`
 }
 
+func (f *nativeFields) shared() *nativeFields { return f }
+
+type chatRequest struct {
+	nativeFields
+	Messages []message       `json:"messages"`
+	Tools    json.RawMessage `json:"tools"`
+}
+
 type generateRequest struct {
-	Model       string          `json:"model"`
-	Prompt      string          `json:"prompt"`
-	Suffix      string          `json:"suffix"`
-	System      string          `json:"system"`
-	Template    string          `json:"template"`
-	Context     []int           `json:"context"`
-	Stream      *bool           `json:"stream"`
-	Raw         bool            `json:"raw"`
-	Format      json.RawMessage `json:"format"`
-	KeepAlive   *duration       `json:"keep_alive"`
-	Images      [][]byte        `json:"images"`
-	Options     map[string]any  `json:"options"`
-	Think       *thinkValue     `json:"think"`
-	TopLogprobs int             `json:"top_logprobs"`
+	nativeFields
+	Prompt   string   `json:"prompt"`
+	Suffix   string   `json:"suffix"`
+	System   string   `json:"system"`
+	Template string   `json:"template"`
+	Context  []int    `json:"context"`
+	Raw      bool     `json:"raw"`
+	Images   [][]byte `json:"images"`
 }
 
 // lastUserText is the text a chat reply answers: the last user message, or
