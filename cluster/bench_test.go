@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -34,11 +33,7 @@ func oneHost(b *testing.B, n int) *host {
 	cfg := runner.Config{Spool: sp, Settle: 20 * time.Millisecond}
 	for i := range n {
 		fake := ollamatest.NewServer(b, benchTarget()...)
-		client, err := ollama.New(fake.URL, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i), URL: fake.URL, Target: client, Parallel: 2})
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i), URL: fake.URL, Target: fake.Client(), Parallel: 2})
 	}
 	r, err := runner.New(cfg)
 	if err != nil {

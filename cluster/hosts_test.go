@@ -12,7 +12,6 @@ import (
 
 	"github.com/hopper-dev/hopper/cluster"
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -110,10 +109,7 @@ func (h *host) runRunner(t testing.TB, configure func(*runner.Config)) {
 // fake target, named target; stop stops it gracefully.
 func (h *host) runExecutor(t testing.TB, target string) (stop func()) {
 	t.Helper()
-	client, err := ollama.New(h.fake.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := h.fake.Client()
 	return runtest.Start(t, h.name+"'s executor", patience, func(ctx context.Context) error {
 		return h.node.Execute(ctx, cluster.ExecConfig{
 			Targets: []runner.TargetConfig{{Name: target, URL: h.fake.URL, Target: client, Parallel: 2}},

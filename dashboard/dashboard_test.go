@@ -558,18 +558,3 @@ func TestChartsBucketTheLastHour(t *testing.T) {
 		t.Errorf("wait in the last bucket: got %v/%v, want median 60s, longest 1200s", p, m)
 	}
 }
-
-func TestChunkText(t *testing.T) {
-	for _, tt := range []struct{ line, want string }{
-		{`{"model":"m","message":{"role":"assistant","content":"hi"},"done":false}`, "hi"},
-		{`{"model":"m","response":" there","done":false}`, " there"},
-		{`data: {"choices":[{"delta":{"content":"yo"}}]}`, "yo"},
-		{`{"choices":[{"text":"abc"}]}`, "abc"},
-		{`{"done":true,"eval_count":9}`, ""},
-		{`not json`, ""},
-	} {
-		if got := chunkText([]byte(tt.line)); got != tt.want {
-			t.Errorf("chunkText(%s): got %q, want %q", tt.line, got, tt.want)
-		}
-	}
-}

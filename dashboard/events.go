@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/hopper-dev/hopper/ollama"
 )
 
 // Live output: the stream follows the output of at most maxFollowed
@@ -173,7 +175,7 @@ func (st *stream) follow(snap *Snapshot) {
 			defer stop()
 			_, _ = st.h.cfg.Spool.Follow(ctx, id, func(line []byte) error {
 				select {
-				case st.chunks <- chunk{id: id, text: chunkText(line)}:
+				case st.chunks <- chunk{id: id, text: ollama.ChunkText(line)}:
 					return nil
 				case <-ctx.Done():
 					return ctx.Err()
@@ -233,41 +235,4 @@ func (st *stream) write(p []byte) error {
 		return err
 	}
 	return st.rc.Flush()
-}
-
-// outputChunk is the text-bearing part of the stream chunks Ollama and
-// its OpenAI layer send.
-type outputChunk struct {
-	Response string `json:"response"` // /api/generate
-	Message  *struct {
-		Content  string `json:"content"`
-		Thinking string `json:"thinking"`
-	} `json:"message"` // /api/chat
-	Choices []struct {
-		Text  string `json:"text"` // /v1/completions
-		Delta *struct {
-			Content string `json:"content"`
-		} `json:"delta"` // /v1/chat/completions
-	} `json:"choices"`
-}
-
-// chunkText is the text a line of cur/ID.out adds to the answer ("" for
-// a line that carries none, such as the final statistics).
-func chunkText(line []byte) string {
-	line = bytes.TrimPrefix(bytes.TrimSpace(line), []byte("data:"))
-	var c outputChunk
-	if json.Unmarshal(bytes.TrimSpace(line), &c) != nil {
-		return ""
-	}
-	switch {
-	case c.Response != "":
-		return c.Response
-	case c.Message != nil:
-		return c.Message.Content
-	case len(c.Choices) > 0 && c.Choices[0].Delta != nil:
-		return c.Choices[0].Delta.Content
-	case len(c.Choices) > 0:
-		return c.Choices[0].Text
-	}
-	return ""
 }

@@ -29,10 +29,7 @@ import (
 func pump(t testing.TB, sp *spool.Spool, target string) {
 	t.Helper()
 	fr := newFakeRunner(t, sp)
-	client, err := ollama.New(target, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := ollamatest.Client(t, target)
 	runtest.Start(t, "the pump", patience, func(ctx context.Context) error {
 		for {
 			e, ok := nextEntry(ctx, fr.q)

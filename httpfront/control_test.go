@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,8 +22,8 @@ func TestRetryHoldReleaseAndPauseOverHTTP(t *testing.T) {
 	if rec := decode[spool.Record](t, body); resp.StatusCode != 200 || rec.State != spool.StateHeld {
 		t.Fatalf("hold: %d %s", resp.StatusCode, body)
 	}
-	if _, err := os.Stat(filepath.Join(sp.Path(), spool.DirHold, id+".json")); err != nil {
-		t.Fatalf("held job not in hold/: %v", err)
+	if !sp.Exists(spool.DirHold, id+".json") {
+		t.Fatalf("held job not in hold/")
 	}
 	resp, body = call(t, "POST", f.URL+"/jobs/"+id+"/hold", "")
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "only queued or deferred jobs can be held") {

@@ -30,8 +30,8 @@ func TestSubmitJobAnswers202WithLocationAndTheRecordSoFar(t *testing.T) {
 	if got, want := resp.Header.Get("Location"), "/jobs/"+rec.ID; got != want {
 		t.Errorf("Location: got %q, want %q", got, want)
 	}
-	if _, err := os.Stat(filepath.Join(f.sp.Path(), "new", rec.ID+".json")); err != nil {
-		t.Errorf("job file: %v", err)
+	if !f.sp.Exists(spool.DirNew, rec.ID+".json") {
+		t.Errorf("no job file new/%s.json", rec.ID)
 	}
 	resp, body = call(t, "GET", f.URL+"/jobs/"+rec.ID, "")
 	if got := decode[spool.Record](t, body); resp.StatusCode != 200 || got.ID != rec.ID || got.State != spool.StateQueued {

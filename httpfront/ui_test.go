@@ -22,7 +22,6 @@ import (
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -191,11 +190,7 @@ func startUIWorld(t *testing.T, jobs []string, models []string, fakeOpts ...olla
 	for _, name := range []string{"gpu-a", "gpu-b"} {
 		f := ollamatest.NewServer(t, append(fakeOpts, ollamatest.WithModels(models...))...)
 		w.fakes[name] = f
-		client, err := ollama.New(f.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: f.URL, Target: client, Parallel: 1, Models: models})
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: f.URL, Target: f.Client(), Parallel: 1, Models: models})
 	}
 	r, err := runner.New(cfg)
 	if err != nil {
@@ -385,8 +380,8 @@ func TestUI(t *testing.T) {
 		if rec.State != spool.StateFailed || rec.Error == nil || rec.Error.Kind != spool.KindCanceled {
 			t.Errorf("failed/%s.json: state %s, error %+v; want failed, canceled", id, rec.State, rec.Error)
 		}
-		if _, err := os.Stat(filepath.Join(w.sp.Path(), spool.DirNew, id+".json")); !os.IsNotExist(err) {
-			t.Errorf("new/%s.json is still there (%v)", id, err)
+		if w.sp.Exists(spool.DirNew, id+".json") {
+			t.Errorf("new/%s.json is still there", id)
 		}
 	})
 
@@ -398,8 +393,8 @@ func TestUI(t *testing.T) {
 		b.until(t, id+" is queued", fmt.Sprintf(`document.querySelector(%q) !== null`, sel("queued", "hold")))
 		b.do(t, "click hold", chromedp.Click(chromedp.CSS(sel("queued", "hold"))))
 		b.until(t, id+" is held", fmt.Sprintf(`document.querySelector(%q) !== null`, sel("held", "release")))
-		if _, err := os.Stat(filepath.Join(w.sp.Path(), spool.DirHold, id+".json")); err != nil {
-			t.Errorf("after hold, hold/%s.json: %v", id, err)
+		if !w.sp.Exists(spool.DirHold, id+".json") {
+			t.Errorf("after hold, no hold/%s.json", id)
 		}
 		b.do(t, "click release", chromedp.Click(chromedp.CSS(sel("held", "release"))))
 		b.until(t, id+" is queued again", fmt.Sprintf(`document.querySelector(%q) !== null`, sel("queued", "hold")))

@@ -17,11 +17,7 @@ import (
 func fakeClient(t *testing.T, opts ...ollamatest.Option) (*ollama.Client, *ollamatest.Server) {
 	t.Helper()
 	s := ollamatest.NewServer(t, opts...)
-	c, err := ollama.New(s.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, s
+	return s.Client(), s
 }
 
 // withoutVolatile decodes an answer and drops what differs between two runs

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hopper-dev/hopper/internal/realollama"
 	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
 )
 
 // TestClientAgainstRealOllama checks the stream folding and the error
@@ -15,10 +16,7 @@ import (
 func TestClientAgainstRealOllama(t *testing.T) {
 	srv := realollama.Start(t)
 	srv.CreateModel(t, "tiny", 1)
-	c, err := ollama.New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := ollamatest.Client(t, srv.URL)
 	// The models answer with temperature 0, so both requests get one answer.
 	for _, tt := range []struct{ name, path, body string }{
 		{"Chat", "/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"hello there"}]}`},

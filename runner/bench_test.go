@@ -133,7 +133,7 @@ var benchTargets = []struct {
 func fakeTarget(b *testing.B) runner.Target {
 	b.Helper()
 	fake := ollamatest.NewServer(b, ollamatest.WithModels(benchModel))
-	client := newClient(b, fake.URL)
+	client := fake.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	load := fmt.Sprintf(`{"model":%q,"keep_alive":-1}`, benchModel) // no messages: load only

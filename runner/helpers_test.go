@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -31,7 +30,7 @@ func newHarness(t *testing.T, configure func(*runner.Config), opts ...ollamatest
 	opts = append([]ollamatest.Option{ollamatest.WithModels("m1", "m2", "m3")}, opts...)
 	fake := ollamatest.NewServer(t, opts...)
 	cfg := testConfig(t)
-	cfg.Target, cfg.TargetName = newClient(t, fake.URL), fake.URL
+	cfg.Target, cfg.TargetName = fake.Client(), fake.URL
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -53,7 +52,7 @@ func newLanes(t *testing.T, names []string, parallel int, configure func(*runner
 	for _, name := range names {
 		fake := ollamatest.NewServer(t, opts(name)...)
 		lh.fakes[name] = fake
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: fake.URL, Target: newClient(t, fake.URL), Parallel: parallel})
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: name, URL: fake.URL, Target: fake.Client(), Parallel: parallel})
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -67,14 +66,6 @@ func newLanes(t *testing.T, names []string, parallel int, configure func(*runner
 type untagged struct{ runner.Target }
 
 // newClient is a client of the Ollama at url.
-func newClient(tb testing.TB, url string) *ollama.Client {
-	tb.Helper()
-	client, err := ollama.New(url, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return client
-}
 
 // newSpool makes a spool under dir with options o; it closes when the test
 // ends.

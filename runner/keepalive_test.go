@@ -49,7 +49,7 @@ func TestOpenAIJobsKeepTheirModelLoaded(t *testing.T) {
 			if tt.want != "-1" {
 				return
 			}
-			running, err := newClient(t, h.fake.URL).Running(context.Background())
+			running, err := h.fake.Client().Running(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

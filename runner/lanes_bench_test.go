@@ -31,7 +31,7 @@ func BenchmarkLanes(b *testing.B) {
 			f := ollamatest.NewServer(b, ollamatest.WithModels(models...), ollamatest.WithMaxLoaded(1),
 				ollamatest.WithParallel(slots), ollamatest.WithLoadDelay(50*time.Millisecond), ollamatest.WithTokenDelay(2*time.Millisecond))
 			fakes = append(fakes, f)
-			cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("t%d", i), URL: f.URL, Target: newClient(b, f.URL), Parallel: slots})
+			cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("t%d", i), URL: f.URL, Target: f.Client(), Parallel: slots})
 		}
 		for i := range jobs {
 			id := fmt.Sprintf("j%03d", i)

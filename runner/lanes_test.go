@@ -38,17 +38,7 @@ func TestLanes(t *testing.T) {
 				t.Errorf("%s: the record names no model digest", id)
 			}
 		}
-		loads := 0
-		for name, f := range lh.fakes {
-			loads += f.Loads()
-			if got := f.MaxModelsInFlight(); got > 1 {
-				t.Errorf("target %s had %d models in flight at once, want 1", name, got)
-			}
-			if got := f.MaxInFlight(); got > 2 {
-				t.Errorf("target %s had %d requests in flight, over its 2 slots", name, got)
-			}
-		}
-		if loads > 9 {
+		if loads := ollamatest.CheckSlots(t, lh.fakes, 2); loads > 9 {
 			t.Errorf("%d model loads over 3 targets for 6 models, want at most 9", loads)
 		}
 		if len(used) < 2 {

@@ -12,7 +12,6 @@ import (
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/internal/runtest"
-	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -30,11 +29,7 @@ func benchHopper(b *testing.B) (hopper, direct string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sp.Close() })
-	client, err := ollama.New(target.URL, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := runner.New(runner.Config{Spool: sp, Target: client, TargetName: target.URL})
+	r, err := runner.New(runner.Config{Spool: sp, Target: target.Client(), TargetName: target.URL})
 	if err != nil {
 		b.Fatal(err)
 	}

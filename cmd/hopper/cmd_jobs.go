@@ -339,7 +339,7 @@ func newTailCmd(a *app) *cobra.Command {
 					_, err := fmt.Fprintf(a.stdout, "%s\n", line)
 					return err
 				}
-				if t := chunkText(line); t != "" {
+				if t := ollama.ChunkText(line); t != "" {
 					printed = true
 					_, err := io.WriteString(a.stdout, t)
 					return err
@@ -375,35 +375,6 @@ func newTailCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the raw NDJSON chunks")
 	return cmd
-}
-
-// chunkText is the text a stream chunk adds (Ollama chat or generate, or
-// an OpenAI chunk).
-func chunkText(line []byte) string {
-	var c struct {
-		Message *struct {
-			Content string `json:"content"`
-		} `json:"message"`
-		Response string `json:"response"`
-		Choices  []struct {
-			Delta *struct {
-				Content string `json:"content"`
-			} `json:"delta"`
-			Text string `json:"text"`
-		} `json:"choices"`
-	}
-	if json.Unmarshal(line, &c) != nil {
-		return ""
-	}
-	switch {
-	case c.Message != nil:
-		return c.Message.Content
-	case len(c.Choices) > 0 && c.Choices[0].Delta != nil:
-		return c.Choices[0].Delta.Content
-	case len(c.Choices) > 0:
-		return c.Choices[0].Text
-	}
-	return c.Response
 }
 
 // lookupError adds hint, the command that lists what there is, to a

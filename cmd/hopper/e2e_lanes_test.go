@@ -59,17 +59,7 @@ func TestThreeTargetsTwoSlotsEach(t *testing.T) {
 			t.Errorf("%s ran %d attempts, want 1", r.ID, r.Attempts)
 		}
 	}
-	loads := 0
-	for name, f := range fakes {
-		loads += f.Loads()
-		if got := f.MaxModelsInFlight(); got > 1 {
-			t.Errorf("%s: %d models in flight at once, want 1", name, got)
-		}
-		if got := f.MaxInFlight(); got > 2 {
-			t.Errorf("%s: %d requests in flight, over its 2 slots", name, got)
-		}
-	}
-	if loads > 9 {
+	if loads := ollamatest.CheckSlots(t, fakes, 2); loads > 9 {
 		t.Errorf("%d loads, want at most 9", loads)
 	}
 	// gpu2's jobs in flight when it was stopped ran elsewhere: its records

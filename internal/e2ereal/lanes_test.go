@@ -8,6 +8,7 @@ import (
 
 	"github.com/hopper-dev/hopper/internal/realollama"
 	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -29,7 +30,7 @@ func lanesHopper(tb testing.TB, slots int, servers ...*realollama.Server) *hoppe
 	tb.Helper()
 	cfg := runnerConfig(tb)
 	for i, srv := range servers {
-		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i+1), URL: srv.URL, Target: newClient(tb, srv.URL), Parallel: slots})
+		cfg.Targets = append(cfg.Targets, runner.TargetConfig{Name: fmt.Sprintf("gpu%d", i+1), URL: srv.URL, Target: ollamatest.Client(tb, srv.URL), Parallel: slots})
 	}
 	return &hopper{tb: tb, spool: cfg.Spool, cfg: cfg}
 }

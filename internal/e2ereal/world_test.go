@@ -22,6 +22,7 @@ import (
 	"github.com/hopper-dev/hopper/internal/realollama"
 	"github.com/hopper-dev/hopper/internal/runtest"
 	"github.com/hopper-dev/hopper/ollama"
+	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -102,20 +103,12 @@ func installed(tb testing.TB, url string) []ollama.Model {
 }
 
 // newClient is hopper's client of the server at url.
-func newClient(tb testing.TB, url string) *ollama.Client {
-	tb.Helper()
-	c, err := ollama.New(url, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
 
 // client is hopper's client of the server at url, and a context that ends
 // after patience or with the test.
 func client(tb testing.TB, url string) (*ollama.Client, context.Context) {
 	tb.Helper()
-	return newClient(tb, url), patient(tb)
+	return ollamatest.Client(tb, url), patient(tb)
 }
 
 // patient is a context that ends after patience or with the test.
@@ -208,7 +201,7 @@ type hopper struct {
 func (w *world) hopper(tb testing.TB, configure func(*runner.Config)) *hopper {
 	tb.Helper()
 	cfg := runnerConfig(tb)
-	cfg.Target, cfg.TargetName = newClient(tb, w.proxy.URL), w.srv.URL
+	cfg.Target, cfg.TargetName = ollamatest.Client(tb, w.proxy.URL), w.srv.URL
 	if configure != nil {
 		configure(&cfg)
 	}
