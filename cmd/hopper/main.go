@@ -1,6 +1,3 @@
-// Command hopper is a maildir-style job queue in front of Ollama: jobs are
-// JSON files in a spool directory, run one at a time against the target.
-// See DESIGN.md for the contract and configs/hopper.yaml for the settings.
 package main
 
 import (
