@@ -21,6 +21,7 @@ import (
 	"github.com/hopper-dev/hopper/batch"
 	"github.com/hopper-dev/hopper/internal/human"
 	"github.com/hopper-dev/hopper/internal/jsonfmt"
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/spool"
 )
@@ -593,7 +594,7 @@ than AGE ago: their record, input, output and errors files.`,
 			if olderThan == "" {
 				return usageErrorf("--older-than is required, e.g. --older-than 7d")
 			}
-			d, err := parseDuration(olderThan)
+			d, err := yamlconf.ParseDuration(olderThan)
 			if err != nil || d <= 0 {
 				return usageErrorf("--older-than: want a duration like 7d or 36h, got %q", olderThan)
 			}

@@ -273,9 +273,6 @@ func (c Config) TargetList() []runner.TargetConfig {
 	return out
 }
 
-// parseDuration parses a duration as settings write it ("10m", "7d").
-func parseDuration(s string) (time.Duration, error) { return yamlconf.ParseDuration(s) }
-
 // ollamaURL turns an address in $OLLAMA_HOST's format into the URL the
 // ollama client dials: "host" and "host:port" mean http with port 11434;
 // "http://host" and "https://host" default to ports 80 and 443.
@@ -344,14 +341,11 @@ func findConfig(explicit string, env []string) (string, error) {
 		return filepath.Abs(explicit)
 	}
 	for _, p := range configSearchPath(env) {
-		_, err := os.Stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
+		if _, err := os.Stat(p); err == nil {
+			return filepath.Abs(p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("find config: %w", err)
 		}
-		return filepath.Abs(p)
 	}
 	return "", nil
 }

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hopper-dev/hopper/functions"
+	"github.com/hopper-dev/hopper/internal/yamlconf"
 	"github.com/hopper-dev/hopper/runner"
 )
 
@@ -454,7 +455,7 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		}
 	})
 	t.Run("BadDurationWithoutASource", func(t *testing.T) {
-		_, derr := parseDuration("abc")
+		_, derr := yamlconf.ParseDuration("abc")
 		err := &ConfigError{Key: "max_wait", Err: derr}
 		if want := `config: max_wait: must be a duration like "10m", got "abc"`; err.Error() != want {
 			t.Errorf("got %s, want %s", err, want)
