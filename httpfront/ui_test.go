@@ -3,13 +3,11 @@ package httpfront_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +20,7 @@ import (
 	"github.com/hopper-dev/hopper/httpfront"
 	"github.com/hopper-dev/hopper/internal/benchtest"
 	"github.com/hopper-dev/hopper/internal/runtest"
+	"github.com/hopper-dev/hopper/internal/spooltest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -369,14 +368,7 @@ func TestUI(t *testing.T) {
 		b.do(t, "click cancel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-part="queued"] [data-job=%q] button[data-action="cancel"]`, id))))
 		b.until(t, "the page says it is canceled and lists it among the failures", fmt.Sprintf(
 			`document.getElementById('flash').textContent.includes('Canceled %s') && document.querySelector('[data-part="failures"] [data-job=%q]') !== null`, id, id))
-		data, err := os.ReadFile(filepath.Join(w.sp.Path(), spool.DirFailed, id+".json"))
-		if err != nil {
-			t.Fatalf("after cancel, failed/%s.json: %v", id, err)
-		}
-		var rec spool.Record
-		if err := json.Unmarshal(data, &rec); err != nil {
-			t.Fatal(err)
-		}
+		rec := spooltest.ReadAs(t, w.sp, spool.DirFailed, id+".json", spool.ParseRecord)
 		if rec.State != spool.StateFailed || rec.Error == nil || rec.Error.Kind != spool.KindCanceled {
 			t.Errorf("failed/%s.json: state %s, error %+v; want failed, canceled", id, rec.State, rec.Error)
 		}

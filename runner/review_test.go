@@ -2,17 +2,16 @@ package runner_test
 
 // Concurrency review of the lanes commit (919fc72). Each test names the
 // bug it proves. The first five fail on 919fc72 and pass since "runner:
-// fixes from a concurrency review" (5a0e352): they stay as regression
-// tests. TestReviewACancelDuringTheRequeueIsKept and
-// TestReviewInFlightJobsOfALaneMarkedDownGoBackInLine still fail at HEAD.
+// fixes from a concurrency review" (5a0e352); the last two
+// (TestReviewACancelDuringTheRequeueIsKept and
+// TestReviewInFlightJobsOfALaneMarkedDownGoBackInLine) since the fixes
+// that followed. They stay as regression tests.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -270,11 +269,10 @@ func (c *cancelDuringRequeue) Do(ctx context.Context, path string, body []byte, 
 	// Nothing writes cur/ID.json between this answer and the runner's
 	// requeue, so the first staging file for it (.ID.json.*) that shows up
 	// is spool.Requeue's: the runner looked for a cancel request already.
-	cur := filepath.Join(c.s.Path(), spool.DirCur)
 	go func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			entries, _ := os.ReadDir(cur)
+			entries, _ := c.s.ReadDir(spool.DirCur)
 			for _, e := range entries {
 				if strings.HasPrefix(e.Name(), "."+c.id+".json.") {
 					running, err := c.s.Cancel(c.id, "")

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/spooltest"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -33,8 +33,8 @@ func TestDroppedFileBecomesDoneRecord(t *testing.T) {
 	if err := json.Unmarshal(r.Job, &job); err != nil || job["model"] != "m1" {
 		t.Errorf("got job %s, want the job as submitted", r.Job)
 	}
-	if _, err := os.Stat(h.path("cur", "hello.out")); !os.IsNotExist(err) {
-		t.Errorf("cur/hello.out left behind: %v", err)
+	if h.s.Exists(spool.DirCur, "hello.out") {
+		t.Errorf("cur/hello.out left behind")
 	}
 }
 
@@ -277,8 +277,8 @@ func TestRecoveredJobRunsAgainFirst(t *testing.T) {
 	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
 		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
 	data, _ := rec.Marshal()
-	os.WriteFile(h.path("cur", "crashed.json"), data, 0o640)
-	os.WriteFile(h.path("cur", "crashed.out"), []byte(`{"message":{"content":"par"}}`+"\n"), 0o640)
+	spooltest.Put(t, h.s, spool.DirCur, "crashed.json", data)
+	spooltest.Put(t, h.s, spool.DirCur, "crashed.out", []byte(`{"message":{"content":"par"}}`+"\n"))
 	h.start()
 	r := h.wait("crashed")
 	if r.State != spool.StateDone || r.Attempts != 2 {
@@ -291,7 +291,7 @@ func TestRecoveredJobWithAttemptsSpentIsInterrupted(t *testing.T) {
 	rec := &spool.Record{ID: "crashed", State: spool.StateWorking, Endpoint: "chat", Model: "m1",
 		Job: json.RawMessage(chat("m1", "x")), Attempts: 1, SubmittedAt: time.Now()}
 	data, _ := rec.Marshal()
-	os.WriteFile(h.path("cur", "crashed.json"), data, 0o640)
+	spooltest.Put(t, h.s, spool.DirCur, "crashed.json", data)
 	h.start()
 	r := h.wait("crashed")
 	if r.State != spool.StateFailed || r.Error.Kind != spool.KindInterrupted {
@@ -323,8 +323,8 @@ func TestPausedRunnerClaimsNothing(t *testing.T) {
 	h.drop("p", chat("m1", "x"))
 	// A negative: nothing may happen for a while. Wait out a fixed window.
 	<-time.After(300 * time.Millisecond)
-	if _, err := os.Stat(h.path("new", "p.json")); err != nil {
-		t.Fatalf("job left new/ while paused: %v", err)
+	if !h.s.Exists(spool.DirNew, "p.json") {
+		t.Fatalf("job left new/ while paused")
 	}
 	if err := h.s.Resume(); err != nil {
 		t.Fatal(err)
@@ -393,16 +393,10 @@ func TestRetentionPrunesOldRecords(t *testing.T) {
 	h.drop("new", chat("m1", "y"))
 	h.wait("old")
 	h.wait("new")
-	past := time.Now().Add(-2 * time.Hour)
-	if err := os.Chtimes(h.path("done", "old.json"), past, past); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the old record to be pruned", func() bool {
-		_, err := os.Stat(h.path("done", "old.json"))
-		return os.IsNotExist(err)
-	})
-	if _, err := os.Stat(h.path("done", "new.json")); err != nil {
-		t.Errorf("the recent record was pruned too: %v", err)
+	spooltest.Age(t, h.s, spool.DirDone, "old.json", 2*time.Hour)
+	eventually(t, "the old record to be pruned", func() bool { return !h.s.Exists(spool.DirDone, "old.json") })
+	if !h.s.Exists(spool.DirDone, "new.json") {
+		t.Errorf("the recent record was pruned too")
 	}
 }
 
