@@ -51,7 +51,7 @@ func (r *Runner) newJob(l *Lane, c *spool.Claimed) *job {
 func (j *job) run(ctx context.Context) {
 	defer j.release()
 	rec := j.rec
-	if rec.State == spool.StateQueued && !j.c.Recovered {
+	if rec.State == spool.StateQueued && !j.c.Recovered && !j.c.Resumed {
 		j.prev = ""
 		j.announce() // job.queued: the runner has taken it up
 	}

@@ -93,7 +93,8 @@ func TestLanes(t *testing.T) {
 	})
 
 	t.Run("ATargetThatGoesDownStopsOnlyItsLaneAndChargesNoAttempt", func(t *testing.T) {
-		lh := newLanes(t, []string{"a", "b"}, 2, nil, func(string) []ollamatest.Option {
+		events := &transitions{}
+		lh := newLanes(t, []string{"a", "b"}, 2, func(c *runner.Config) { c.Hooks = events }, func(string) []ollamatest.Option {
 			return []ollamatest.Option{ollamatest.WithModels("m1"), ollamatest.WithParallel(2), ollamatest.WithTokenDelay(20 * time.Millisecond)}
 		})
 		var ids []string
@@ -110,11 +111,22 @@ func TestLanes(t *testing.T) {
 			pub, err := lh.s.ReadTargets()
 			return err == nil && !pub.Targets[0].Up
 		})
+		requeued := 0
 		for _, id := range ids {
 			r := lh.wait(id)
 			if r.State != spool.StateDone || r.Attempts != 1 {
 				t.Errorf("%s: got %s after %d attempts on %s, want done after 1", id, r.State, r.Attempts, r.Target)
 			}
+			// A job sent back in line says so once (queued after
+			// working), not again when a lane takes it up anew.
+			for _, ev := range events.chain(t, id) {
+				if ev[1] == spool.StateQueued && ev[0] != "" {
+					requeued++
+				}
+			}
+		}
+		if requeued == 0 {
+			t.Error("no job went back in line when its target stopped")
 		}
 		a.Start()
 		eventually(t, "lane a to rejoin", func() bool {

@@ -29,6 +29,9 @@ type Claimed struct {
 	Canceled bool
 	// Recovered is set when the job was running when hopper stopped.
 	Recovered bool
+	// Resumed is set when the job came from deferred/: the runner took it
+	// up before (it was deferred, or sent back in line), and said so.
+	Resumed bool
 }
 
 // Claim takes a queued entry into cur/ by renaming it. It returns an error
@@ -97,7 +100,11 @@ func (s *Spool) claimDeferred(name string) (*Claimed, error) {
 		return nil, fmt.Errorf("claim %s: %w", name, err)
 	}
 	id := strings.TrimSuffix(name, ".json")
-	return s.load(id, "", time.Time{}, false)
+	c, err := s.load(id, "", time.Time{}, false)
+	if c != nil {
+		c.Resumed = true
+	}
+	return c, err
 }
 
 // load reads cur/ID.json, a job file or a record, into a Claimed. A record
