@@ -97,6 +97,15 @@ func (r *Registry) Reload() error {
 	return nil
 }
 
+// ReloadFrom is Reload with section as the functions: section of
+// hopper.yaml from now on (after SIGHUP read the file again).
+func (r *Registry) ReloadFrom(section map[string]any) error {
+	r.mu.Lock()
+	r.config = section
+	r.mu.Unlock()
+	return r.Reload()
+}
+
 // Watch reloads the functions whenever a function file in the directory
 // changes, once the directory has been quiet for a moment, until ctx is
 // done; then it returns nil. It reloads once when the watch begins, so no

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -198,7 +199,7 @@ with no attempt charged.`,
 				rc := runnerConfig(next, s, lanes, a.logger)
 				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
-				if err := reg.Reload(); err != nil {
+				if err := reg.ReloadFrom(next.Functions); err != nil {
 					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
 				}
 			})
@@ -250,16 +251,7 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 				a.logger.Error("SIGHUP: the configuration has an error; keeping the running one", "err", err)
 				continue
 			}
-			for _, k := range []struct{ key, was, now string }{
-				{"spool", current.Spool, next.Spool}, {"ollama", current.Ollama, next.Ollama}, {"http", current.HTTP, next.HTTP},
-			} {
-				if k.was != k.now {
-					a.logger.Warn("SIGHUP: "+k.key+" changed; it takes effect at the next restart", "running", k.was, "configured", k.now)
-				}
-			}
-			if !reflect.DeepEqual(current.Hooks, next.Hooks) {
-				a.logger.Warn("SIGHUP: hooks settings changed; they take effect at the next restart")
-			}
+			warnRestartOnly(a.logger, current, next)
 			apply(next)
 			a.logger.Info("SIGHUP: configuration reloaded")
 		}
@@ -267,6 +259,31 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 	return func() {
 		signal.Stop(hup)
 		close(done)
+	}
+}
+
+// restartOnly are the settings serve takes only as it starts: the spool,
+// the targets and their lanes, the HTTP front, hooks, the cluster and the
+// logger. SIGHUP applies the others (the runner's, and the functions).
+var restartOnly = []string{"spool", "ollama", "targets", "parallel", "http", "tokens", "origins", "fsync",
+	"dir_mode", "file_mode", "settle", "max_job_size", "max_upload", "functions_dir", "hooks", "log", "cluster"}
+
+// warnRestartOnly logs each restart-only setting that differs between the
+// running configuration and the one SIGHUP read, with both values when
+// they are plain ones (lists and sections may hold secrets).
+func warnRestartOnly(log *slog.Logger, running, next Config) {
+	was, now := reflect.ValueOf(running), reflect.ValueOf(next)
+	for i := range was.NumField() {
+		key := strings.Split(was.Type().Field(i).Tag.Get("mapstructure"), ",")[0]
+		w, n := was.Field(i), now.Field(i)
+		if !slices.Contains(restartOnly, key) || reflect.DeepEqual(w.Interface(), n.Interface()) {
+			continue
+		}
+		var values []any
+		if k := w.Kind(); k != reflect.Slice && k != reflect.Map && k != reflect.Struct {
+			values = []any{"running", w.Interface(), "configured", n.Interface()}
+		}
+		log.Warn("SIGHUP: "+key+" changed; it takes effect at the next restart", values...)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -787,5 +788,31 @@ func TestOriginsComeFromHOPPER_ORIGINS(t *testing.T) {
 	_, err = parse(t, "", []string{"HOPPER_ORIGINS=https://app.example.com/chat"})
 	if ce := configError(t, err, "origins[0]"); ce.Source != "$HOPPER_ORIGINS" {
 		t.Errorf("source: got %q, want $HOPPER_ORIGINS", ce.Source)
+	}
+}
+
+// TestSIGHUPNamesWhatWaitsForARestart checks the warnings a reload logs:
+// one per restart-only setting that changed, with the values only when
+// they are plain ones (tokens and hooks may hold secrets), none for the
+// settings a reload applies.
+func TestSIGHUPNamesWhatWaitsForARestart(t *testing.T) {
+	running := Default()
+	next := running
+	next.Parallel, next.Tokens, next.MaxAttempts = 4, []string{"s3cret"}, 9
+	next.Hooks.Secret = "whsec_c2VjcmV0"
+	var buf bytes.Buffer
+	warnRestartOnly(slog.New(slog.NewTextHandler(&buf, nil)), running, next)
+	got := buf.String()
+	for _, want := range []string{
+		`"SIGHUP: parallel changed; it takes effect at the next restart" running=1 configured=4`,
+		`"SIGHUP: tokens changed; it takes effect at the next restart"` + "\n",
+		`"SIGHUP: hooks changed; it takes effect at the next restart"` + "\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "s3cret") || strings.Contains(got, "whsec_") || strings.Contains(got, "max_attempts") {
+		t.Errorf("the log shows a secret or a setting a reload applies:\n%s", got)
 	}
 }

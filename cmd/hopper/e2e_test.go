@@ -534,6 +534,15 @@ func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
 	if r := w.record("failed", "after"); r.Attempts != 1 {
 		t.Errorf("got %d attempts, want 1 after reloading max_attempts: 1", r.Attempts)
 	}
+	// Functions defined in hopper.yaml reload; a restart-only setting says
+	// it waits for the restart.
+	writeFile(t, conf, "max_attempts: 1\nparallel: 3\nfunctions:\n  greet:\n    model: m1\n    prompt: \"Say hi to {{.name}}\"\n    vars: {name: {required: true}}\n", 0o640)
+	_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the restart-only change to be logged", func() bool {
+		return strings.Contains(s.log.String(), "SIGHUP: parallel changed; it takes effect at the next restart")
+	})
+	w.drop("greeted", `{"function":"greet","vars":{"name":"Ada"}}`)
+	waitFor(t, "a job calling the new function to run", func() bool { return fileExists(filepath.Join(w.spool, "done", "greeted.json")) })
 	// A broken config is refused and the running settings kept.
 	writeFile(t, conf, "max_atempts: 2\n", 0o640)
 	_ = s.cmd.Process.Signal(syscall.SIGHUP)
