@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -187,41 +186,4 @@ func content(t *testing.T, r *spool.Record) string {
 
 func chat(model, text string) string {
 	return fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}]}`, model, text)
-}
-
-// transitions records the events the runner emits, as (previous, state)
-// pairs by job.
-type transitions struct {
-	mu  sync.Mutex
-	job map[string][][2]spool.State
-}
-
-func (tr *transitions) EmitJob(rec *spool.Record, previous spool.State, _ *spool.Job) error {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if tr.job == nil {
-		tr.job = map[string][][2]spool.State{}
-	}
-	tr.job[rec.ID] = append(tr.job[rec.ID], [2]spool.State{previous, rec.State})
-	return nil
-}
-
-// chain checks that id's events are one chain of state changes: the first
-// says no previous state, each other names the state of the one before
-// and differs from it. It returns the events.
-func (tr *transitions) chain(t *testing.T, id string) [][2]spool.State {
-	t.Helper()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	evs := tr.job[id]
-	for i, ev := range evs {
-		want := spool.State("")
-		if i > 0 {
-			want = evs[i-1][1]
-		}
-		if ev[0] != want || ev[0] == ev[1] {
-			t.Errorf("%s: event %d is %s after %q, want a change from %q; all: %v", id, i+1, ev[1], ev[0], want, evs)
-		}
-	}
-	return evs
 }
