@@ -80,7 +80,11 @@ func TestConfigNamesTheBadKey(t *testing.T) {
 		{cluster.Config{Name: "lab", URL: "nats://h:4222", Listen: "127.0.0.1:7422"}, "cluster.url: joins an existing"},
 		{cluster.Config{Name: "lab", URL: "http://h:4222"}, "cluster.url: must be nats://"},
 		{cluster.Config{Name: "lab", URL: "nats://h:4222", Credentials: "/nonexistent/x.creds"}, "cluster.credentials: cannot read"},
-		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Credentials: "x.creds"}, "cluster.credentials: and the tls_* files"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", Credentials: "x.creds"}, "cluster.credentials: is for joining"},
+		{cluster.Config{Name: "lab", TLSCert: "c.pem", TLSKey: "k.pem", TLSCA: "ca.pem"}, "cluster.tls_cert: encrypts the routes"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", TLSCert: "c.pem", TLSKey: "k.pem"}, "cluster.tls_ca: cluster.tls_cert and cluster.tls_key go together"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", TLSCert: "c.pem", TLSCA: "ca.pem"}, "cluster.tls_cert: and cluster.tls_key go together"},
+		{cluster.Config{Name: "lab", Listen: "127.0.0.1:7422", TLSCert: "/nonexistent/c.pem", TLSKey: "/nonexistent/k.pem", TLSCA: "/nonexistent/ca.pem"}, "cluster.tls_ca: cannot read"},
 		{cluster.Config{Name: "lab", Listen: "10.0.0.5:7422", Routes: []string{"nats-route://10.0.0.6:7422"}}, "cluster.secret: must be set"},
 		{cluster.Config{Name: "lab", Secret: "s"}, "cluster.secret: authenticates the routes"},
 	} {

@@ -29,6 +29,9 @@ type Config struct {
 	Secret string `yaml:"secret" mapstructure:"secret"`
 
 	// For url: a NATS credentials file (JWT and nkey seed), and TLS files.
+	// With listen, the TLS files encrypt the routes: every host presents
+	// tls_cert (tls_key) and takes only peers whose certificate tls_ca
+	// signed.
 	Credentials string `yaml:"credentials" mapstructure:"credentials"`
 	TLSCA       string `yaml:"tls_ca" mapstructure:"tls_ca"`
 	TLSCert     string `yaml:"tls_cert" mapstructure:"tls_cert"`
@@ -134,24 +137,27 @@ func (c Config) Validate() error {
 				return bad("url", "must be nats://host:port (or tls://, ws://, wss://), comma-separated for several, got %q", u)
 			}
 		}
-		if (c.TLSCert == "") != (c.TLSKey == "") {
-			return bad("tls_cert", "and cluster.tls_key go together")
-		}
-		for field, f := range map[string]string{"credentials": c.Credentials, "tls_ca": c.TLSCA, "tls_cert": c.TLSCert, "tls_key": c.TLSKey} {
-			if f == "" {
-				continue
-			}
-			if _, err := os.Stat(f); err != nil {
-				return bad(field, "cannot read %s: %v", f, err)
-			}
+		if err := c.checkFiles(bad); err != nil {
+			return err
 		}
 		if c.ClientListen != "" {
 			return bad("client_listen", "opens the embedded server's client port; with cluster.url there is none")
 		}
 		return nil
 	}
-	if c.Credentials != "" || c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" {
-		return bad("credentials", "and the tls_* files are for joining with cluster.url")
+	if c.Credentials != "" {
+		return bad("credentials", "is for joining a NATS cluster with cluster.url")
+	}
+	if c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" {
+		if c.Listen == "" {
+			return bad("tls_cert", "encrypts the routes of cluster.listen (or the connection to cluster.url): set one of them")
+		}
+		if c.TLSCert == "" || c.TLSCA == "" {
+			return bad("tls_ca", "cluster.tls_cert and cluster.tls_key go together for the routes: each host shows its certificate and takes peers that tls_ca signed")
+		}
+		if err := c.checkFiles(bad); err != nil {
+			return err
+		}
 	}
 	if c.Secret != "" && c.Listen == "" {
 		return bad("secret", "authenticates the routes of cluster.listen: set that too")
@@ -163,8 +169,8 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.Listen); err != nil {
 			return bad("listen", "%v", err)
 		}
-		if host, _, _ := net.SplitHostPort(c.Listen); c.Secret == "" && !loopback(host) {
-			return bad("secret", "must be set (the same on every host) when cluster.listen is not a loopback address: without it anyone who reaches %s joins the cluster and reads its jobs", c.Listen)
+		if host, _, _ := net.SplitHostPort(c.Listen); c.Secret == "" && c.TLSCert == "" && !loopback(host) {
+			return bad("secret", "must be set (the same on every host), or the routes' certificates (cluster.tls_*), when cluster.listen is not a loopback address: without either anyone who reaches %s joins the cluster and reads its jobs", c.Listen)
 		}
 	}
 	if c.ClientListen != "" {
@@ -180,6 +186,23 @@ func (c Config) Validate() error {
 	}
 	if n := len(c.Routes) + 1; c.replicas() > n {
 		return bad("replicas", "is %d but the cluster has %d hosts (this one and cluster.routes)", c.replicas(), n)
+	}
+	return nil
+}
+
+// checkFiles checks that the credentials and TLS files named can be read,
+// and that tls_cert and tls_key come together.
+func (c Config) checkFiles(bad func(field, format string, args ...any) error) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return bad("tls_cert", "and cluster.tls_key go together")
+	}
+	for _, f := range []struct{ field, path string }{{"credentials", c.Credentials}, {"tls_ca", c.TLSCA}, {"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return bad(f.field, "cannot read %s: %v", f.path, err)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,6 +158,17 @@ func embed(cfg Config, name, storeDir, token string) (*server.Server, error) {
 			return nil, &ConfigError{Field: "cluster.listen", Err: err}
 		}
 		o.Cluster = server.ClusterOpts{Name: cfg.Name, Host: host, Port: port}
+		if cfg.TLSCert != "" {
+			// Mutual TLS: each side shows its certificate, and takes the
+			// other's only if tls_ca signed it for the address it dials.
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: true})
+			if err != nil {
+				return nil, &ConfigError{Field: "cluster.tls_cert", Err: err}
+			}
+			// As NATS's own cluster tls block: a route is a client too.
+			tc.ClientAuth, tc.RootCAs = tls.RequireAndVerifyClientCert, tc.ClientCAs
+			o.Cluster.TLSConfig, o.Cluster.TLSTimeout = tc, 5
+		}
 		if cfg.Secret != "" {
 			o.Cluster.Username, o.Cluster.Password = routeUser, cfg.Secret
 		}

@@ -51,7 +51,11 @@ func clusterURL(c cluster.Config) string {
 	if !c.Embedded() {
 		return c.URL
 	}
-	return fmt.Sprintf("nats cluster %s, node %s, routes on %s", c.Name, c.NodeName(), cmp.Or(c.Listen, "(none)"))
+	tls := ""
+	if c.Listen != "" && c.TLSCert != "" {
+		tls = " (TLS)"
+	}
+	return fmt.Sprintf("nats cluster %s, node %s, routes on %s%s", c.Name, c.NodeName(), cmp.Or(c.Listen, "(none)"), tls)
 }
 
 // runCluster keeps this host in the cluster until ctx ends: it creates or
