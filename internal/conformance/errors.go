@@ -111,6 +111,10 @@ func testErrors(t *testing.T, c client) {
 	}
 	add("WrongFieldType", "/api/chat", `{"model":"m1","messages":"hi"}`,
 		apiError(400, "json: cannot unmarshal string into Go struct field ChatRequest.messages of type []api.Message"))
+	add("WrongModelType", "/api/chat", `{"model":1}`,
+		apiError(400, "json: cannot unmarshal number into Go struct field ChatRequest.model of type string"))
+	add("WrongStreamType", "/api/generate", `{"model":"m1","stream":"yes"}`,
+		apiError(400, "json: cannot unmarshal string into Go struct field GenerateRequest.stream of type bool"))
 	add("WrongInputType", "/api/embed", `{"model":"m1","input":5}`, apiError(400, "invalid input type"))
 	add("NoMessages", "/v1/chat/completions", `{"model":"m1","messages":[]}`, openaiBadRequest("[] is too short - 'messages'"))
 

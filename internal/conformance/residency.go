@@ -66,13 +66,20 @@ func waitPS(t testing.TB, c client, want ...string) []running {
 	return rs
 }
 
-// expiresIn checks that the only resident model expires keep after a moment
-// between before and after.
-func expiresIn(t testing.TB, rs []running, before, after time.Time, keep time.Duration) {
+// expiresIn checks that model, the only resident one, comes to expire
+// keep after a moment between before and after. The server sets the timer
+// once it is done with the request, a moment after it answered: until
+// then /api/ps may still show the expiry an earlier request set.
+func expiresIn(t testing.TB, c client, model string, before, after time.Time, keep time.Duration) {
 	t.Helper()
-	const slack = 10 * time.Second // the server starts the timer when it is done with the request
+	const slack = 10 * time.Second
 	lo, hi := before.Add(keep-slack), after.Add(keep+slack)
-	if len(rs) != 1 || rs[0].expires.Before(lo) || rs[0].expires.After(hi) {
+	var rs []running
+	set := func() bool {
+		rs = waitPS(t, c, model)
+		return len(rs) == 1 && !rs[0].expires.Before(lo) && !rs[0].expires.After(hi)
+	}
+	if !runtest.Poll(patience, 20*time.Millisecond, set) { // polling the server: nothing to wait on
 		t.Errorf("/api/ps %+v, want one model expiring between %v and %v (keep_alive %v)", rs, lo, hi, keep)
 	}
 }
@@ -97,7 +104,7 @@ func testKeepAlive(t *testing.T, c client) {
 			before := time.Now()
 			c.post("/api/generate", body).ok(t, "generate")
 			after := time.Now()
-			expiresIn(t, waitPS(t, c, "m1:latest"), before, after, tc.want)
+			expiresIn(t, c, "m1:latest", before, after, tc.want)
 		})
 	}
 	for _, keep := range []any{-1, "-1s"} {

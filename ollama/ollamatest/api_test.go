@@ -41,6 +41,8 @@ func TestErrorsAreOllamas(t *testing.T) {
 		{"RawWithSystem", "POST", "/api/generate", `{"model":"tiny","prompt":"x","raw":true,"system":"s"}`, 400, jsonType, `{"error":"raw mode does not support template, system, or context"}`},
 		{"TopLogprobsOutOfRange", "POST", "/api/chat", `{"model":"tiny","top_logprobs":21}`, 400, jsonType, `{"error":"top_logprobs must be between 0 and 20"}`},
 		{"ChatTypeError", "POST", "/api/chat", `{"model":"tiny","messages":[{"role":"user","content":5}]}`, 400, jsonType, `{"error":"json: cannot unmarshal number into Go struct field ChatRequest.messages.content of type string"}`},
+		{"ChatModelTypeError", "POST", "/api/chat", `{"model":1}`, 400, jsonType, `{"error":"json: cannot unmarshal number into Go struct field ChatRequest.model of type string"}`},
+		{"GenerateStreamTypeError", "POST", "/api/generate", `{"model":"tiny","stream":"yes"}`, 400, jsonType, `{"error":"json: cannot unmarshal string into Go struct field GenerateRequest.stream of type bool"}`},
 		{"GenerateTypeError", "POST", "/api/generate", `{"model":"tiny","messages":[],"prompt":["x"]}`, 400, jsonType, `{"error":"json: cannot unmarshal array into Go struct field GenerateRequest.prompt of type string"}`},
 		// The OpenAI layer's own refusals: 400, invalid_request_error, written by gin.
 		{"OpenAIEmptyMessages", "POST", "/v1/chat/completions", `{"model":"tiny","messages":[]}`, 400, jsonType, `{"error":{"message":"[] is too short - 'messages'","type":"invalid_request_error","param":null,"code":null}}`},

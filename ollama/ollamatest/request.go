@@ -36,8 +36,11 @@ func decodeOpenAIBody(body []byte, v any, apiType string) error {
 		names := strings.NewReplacer("ollamatest.message", "api.Message", "ollamatest.duration", "api.Duration",
 			"ollamatest.thinkValue", "api.ThinkValue", "ollamatest.openaiMessage", "openai.Message",
 			"ollamatest.openaiStreamOptions", "openai.StreamOptions")
+		// Ollama's request types hold their fields themselves; the fake's
+		// share some through an embedded struct, which encoding/json names.
+		field := strings.TrimPrefix(te.Field, "nativeFields.")
 		return fmt.Errorf("json: cannot unmarshal %s into Go struct field %s.%s of type %s",
-			te.Value, apiType, te.Field, names.Replace(te.Type.String()))
+			te.Value, apiType, field, names.Replace(te.Type.String()))
 	}
 	return err
 }
