@@ -327,6 +327,12 @@ func (s *Spool) Close() error {
 // Path is the spool's absolute path.
 func (s *Spool) Path() string { return s.path }
 
+// Location is the path of rel, a file's name relative to the spool
+// ("done/tickets.jsonl", as records and batch records give it), for a
+// person or another program to open; hopper's packages go through the
+// spool's verbs instead.
+func (s *Spool) Location(rel string) string { return filepath.Join(s.path, filepath.FromSlash(rel)) }
+
 // Options returns the options the spool was opened with.
 func (s *Spool) Options() Options { return s.opts }
 

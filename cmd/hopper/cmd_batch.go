@@ -97,10 +97,10 @@ func (a *app) batchEnded(s *spool.Spool, b *batch.Record) error {
 	}
 	fmt.Fprintf(a.stdout, "%s: %d done, %d failed\n", b.State, b.Done, b.Failed)
 	if b.Output != "" {
-		fmt.Fprintln(a.stdout, filepath.Join(s.Path(), b.Output))
+		fmt.Fprintln(a.stdout, s.Location(b.Output))
 	}
 	if b.ErrorsFile != "" {
-		fmt.Fprintln(a.stdout, filepath.Join(s.Path(), b.ErrorsFile))
+		fmt.Fprintln(a.stdout, s.Location(b.ErrorsFile))
 	}
 	return nil
 }
@@ -213,7 +213,7 @@ func newBatchShowCmd(a *app) *cobra.Command {
 			fmt.Fprintf(tw, "created\t%s\n", b.CreatedAt.Local().Format(time.DateTime))
 			for _, p := range []struct{ label, path string }{{"input", b.Input}, {"output", b.Output}, {"errors", b.ErrorsFile}} {
 				if p.path != "" {
-					fmt.Fprintf(tw, "%s\t%s\n", p.label, filepath.Join(s.Path(), p.path))
+					fmt.Fprintf(tw, "%s\t%s\n", p.label, s.Location(p.path))
 				}
 			}
 			for _, e := range b.Errors {
