@@ -45,7 +45,17 @@ process, as another user, beside the runner.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			go func() { _ = reg.Watch(ctx) }()
+			// SIGHUP (systemctl reload) re-reads the functions; the front's
+			// own settings wait for a restart, and the reload says which.
+			stopReload := a.reloadOnHUP(cfg, func(next Config) {
+				if err := reg.ReloadFrom(next.Functions); err != nil {
+					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
+				}
+			})
+			defer stopReload()
+			watched := make(chan struct{})
+			go func() { _ = reg.Watch(ctx); close(watched) }()
+			defer func() { stop(); <-watched }() // the watch ends with ctx
 			fmt.Fprintf(a.stdout, "hopper http front on http://%s for spool %s (target %s)\n", ln.Addr(), s.Path(), cfg.Ollama)
 			return a.serveFront(ctx, cfg, s, reg, ln)
 		}),

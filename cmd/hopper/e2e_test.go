@@ -549,6 +549,26 @@ func TestServeSIGHUPReloadsSettingsWithoutDroppingTheRunningJob(t *testing.T) {
 	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(s.log.String(), "keeping the running one") })
 }
 
+// TestHTTPFrontReloadsOnSIGHUP: the front alone (hopper http) takes
+// SIGHUP as serve does, instead of dying of it: it keeps serving, reloads
+// the functions section, and says which of its settings wait for a restart.
+func TestHTTPFrontReloadsOnSIGHUP(t *testing.T) {
+	w := newWorld(t)
+	conf := w.config("max_attempts: 3\n")
+	s, base := w.startFront("http")
+	writeFile(t, conf, "tokens: [t0k3n-for-the-test]\nfunctions:\n  greet:\n    model: m1\n    prompt: \"Say hi to {{.name}}\"\n    vars: {name: {required: true}}\n", 0o640)
+	_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload to be logged", func() bool { return strings.Contains(s.log.String(), "SIGHUP: configuration reloaded") })
+	if !strings.Contains(s.log.String(), "SIGHUP: tokens changed; it takes effect at the next restart") {
+		t.Errorf("the front did not say its tokens wait for a restart:\n%s", s.log.String())
+	}
+	status, _, body := runtest.Call(t, 10*time.Second, "GET", base+"/functions", nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"greet"`) {
+		t.Errorf("GET /functions after the reload: %d %s, want greet listed (and no token asked yet)", status, body)
+	}
+	s.stop(t, syscall.SIGTERM)
+}
+
 func TestServeTellsSystemdItIsReady(t *testing.T) {
 	w := newWorld(t)
 	sock := filepath.Join(t.TempDir(), "notify")
