@@ -302,3 +302,22 @@ func TestRoutesNeedTheSecret(t *testing.T) {
 		t.Error("host c made the stream with the wrong secret")
 	}
 }
+
+// TestCloseRightAfterProvision closes nodes the moment they are provisioned,
+// while their answer watch is still being set up: Close must return. (A
+// watch that its context ended mid-subscribe was never closed by nats.go,
+// and Close waited for it forever; CI saw it once.)
+func TestCloseRightAfterProvision(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 30 {
+		n, err := cluster.Start(cluster.Config{Name: "solo", Node: "only"}, filepath.Join(dir, fmt.Sprint(i)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		provision(t, n)
+		time.Sleep(time.Duration(i%10) * 200 * time.Microsecond) // somewhere in the watch's setup
+		closed := make(chan struct{})
+		go func() { n.Close(); close(closed) }()
+		runtest.Receive(t, (<-chan struct{})(closed), patience, fmt.Sprintf("Close to return (round %d)", i))
+	}
+}

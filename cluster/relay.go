@@ -365,7 +365,24 @@ func (n *Node) watchAnswers(ctx context.Context, kv jetstream.KeyValue) {
 			wait(ctx, time.Second)
 			continue
 		}
-		for e := range w.Updates() {
+		n.deliverAnswers(ctx, w.Updates(), prefix)
+		_ = w.Stop()
+	}
+}
+
+// deliverAnswers hands the answers of updates to their waiting Relay calls
+// until updates closes or ctx ends. Not the channel alone: nats.go closes
+// it from the subscription's closed handler, which it installs only after
+// subscribing, so a watch that ctx ends in between never closes it.
+func (n *Node) deliverAnswers(ctx context.Context, updates <-chan jetstream.KeyValueEntry, prefix string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-updates:
+			if !ok {
+				return
+			}
 			if e == nil || e.Operation() != jetstream.KeyValuePut || !strings.HasPrefix(e.Key(), prefix) {
 				continue
 			}
@@ -374,6 +391,5 @@ func (n *Node) watchAnswers(ctx context.Context, kv jetstream.KeyValue) {
 				n.answers.deliver(e.Key(), a)
 			}
 		}
-		_ = w.Stop()
 	}
 }
