@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -315,7 +316,9 @@ func TestCloseRightAfterProvision(t *testing.T) {
 			t.Fatal(err)
 		}
 		provision(t, n)
-		time.Sleep(time.Duration(i%10) * 200 * time.Microsecond) // somewhere in the watch's setup
+		for range i % 10 * 50 { // close somewhere in the watch's setup: no clock, only yields
+			runtime.Gosched()
+		}
 		closed := make(chan struct{})
 		go func() { n.Close(); close(closed) }()
 		runtest.Receive(t, (<-chan struct{})(closed), patience, fmt.Sprintf("Close to return (round %d)", i))

@@ -44,14 +44,9 @@ process, as another user, beside the runner.`,
 				return fmt.Errorf("functions: %w (check them with 'hopper functions validate')", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			// SIGHUP (systemctl reload) re-reads the functions; the front's
 			// own settings wait for a restart, and the reload says which.
-			stopReload := a.reloadOnHUP(cfg, func(next Config) {
-				if err := reg.ReloadFrom(next.Functions); err != nil {
-					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
-				}
-			})
+			stopReload := a.reloadOnHUP(cfg, func(next Config) { a.reloadFunctions(reg, next) })
 			defer stopReload()
 			watched := make(chan struct{})
 			go func() { _ = reg.Watch(ctx); close(watched) }()

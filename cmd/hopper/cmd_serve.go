@@ -199,9 +199,7 @@ with no attempt charged.`,
 				rc := runnerConfig(next, s, lanes, a.logger)
 				rc.Functions, rc.Hooks = reg, hk
 				r.Reconfigure(rc)
-				if err := reg.ReloadFrom(next.Functions); err != nil {
-					a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
-				}
+				a.reloadFunctions(reg, next)
 			})
 			defer stopReload()
 			group.Go(func() {
@@ -259,6 +257,14 @@ func (a *app) reloadOnHUP(current Config, apply func(Config)) (stop func()) {
 	return func() {
 		signal.Stop(hup)
 		close(done)
+	}
+}
+
+// reloadFunctions hands reg the functions section next holds, keeping the
+// last good set when they have errors.
+func (a *app) reloadFunctions(reg *functions.Registry, next Config) {
+	if err := reg.ReloadFrom(next.Functions); err != nil {
+		a.logger.Error("SIGHUP: the functions have errors; keeping the last good ones", "err", err)
 	}
 }
 
