@@ -200,13 +200,9 @@ func (l *Lane) down(err error) {
 		l.up = false
 		l.downSince = l.r.cfg.Load().Now()
 		l.log.Warn("target unavailable; its lane stops until it answers", "err", err)
-		// A target that does not answer at all strands what is in flight
-		// there: back in line with it. One that says it is busy (429,
-		// 503) still serves the requests it has.
-		var busy *ollama.UnavailableError
-		if !errors.As(err, &busy) || busy.Status == 0 {
+		if l.strands(err) {
 			for _, abort := range l.running {
-				abort(errTargetDown)
+				abort(errTargetDown) // back in line with them
 			}
 		}
 	}
@@ -218,6 +214,20 @@ func (l *Lane) down(err error) {
 	l.outages++
 	round := l.outages
 	l.r.jobs.Go(func() { l.probe(round) })
+}
+
+// strands reports whether an outage with err leaves the requests in flight
+// on the lane without an answer. A target that does not answer at all
+// does; one that says it is busy (429, 503) still serves the requests it
+// has; and a cluster (a Relay) keeps the jobs it was handed in its
+// replicated stream, answered once its quorum is back: aborting them
+// would only run them again.
+func (l *Lane) strands(err error) bool {
+	if l.relayOf() != nil {
+		return false
+	}
+	var busy *ollama.UnavailableError
+	return !errors.As(err, &busy) || busy.Status == 0
 }
 
 // probe waits with capped exponential backoff and jitter, then asks the

@@ -1,14 +1,19 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hopper-dev/hopper/internal/runtest"
+	"github.com/hopper-dev/hopper/ollama"
 	"github.com/hopper-dev/hopper/ollama/ollamatest"
 	"github.com/hopper-dev/hopper/runner"
 	"github.com/hopper-dev/hopper/spool"
@@ -255,4 +260,83 @@ func (tr *transitions) chain(t *testing.T, id string) [][2]spool.State {
 		}
 	}
 	return evs
+}
+
+// flakyRelay is a Relay over a fake Ollama whose cluster loses its quorum
+// for a moment: the first attempt of job "b" finds it gone (and Version
+// fails until release), while job "a", handed on before, waits for its
+// answer until release.
+type flakyRelay struct {
+	runner.Target
+	down    atomic.Bool
+	started chan string   // job a was handed on
+	release chan struct{} // closed: the quorum is back, a's answer comes
+	mu      sync.Mutex
+	calls   map[string]int
+}
+
+var errNoQuorum = &ollama.UnavailableError{Err: errors.New("no quorum")}
+
+func (f *flakyRelay) Version(ctx context.Context) (string, error) {
+	select {
+	case <-f.release: // the quorum is back
+	default:
+		if f.down.Load() {
+			return "", errNoQuorum
+		}
+	}
+	return f.Target.Version(ctx)
+}
+
+func (f *flakyRelay) Relay(ctx context.Context, req runner.RelayRequest, onStart func(runner.Where), _ func([]byte) error) (runner.RelayResult, error) {
+	f.mu.Lock()
+	f.calls[req.ID]++
+	first := f.calls[req.ID] == 1
+	f.mu.Unlock()
+	if req.ID == "b" && first {
+		f.down.Store(true)
+		return runner.RelayResult{}, errNoQuorum
+	}
+	where := runner.Where{Node: "elsewhere", Target: "gpu"}
+	onStart(where)
+	if req.ID == "a" {
+		f.started <- req.ID
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return runner.RelayResult{}, ctx.Err()
+		}
+	}
+	return runner.RelayResult{Response: json.RawMessage(`{"model":"m1","message":{"role":"assistant","content":"hi"},"done":true}`), Where: where}, nil
+}
+
+// TestRelayLaneKeepsItsJobsThroughAnOutage: a cluster that loses its
+// quorum stops its lane from handing on more, but the jobs it holds are
+// not taken back and handed on again (each would run twice): they wait for
+// their answers.
+func TestRelayLaneKeepsItsJobsThroughAnOutage(t *testing.T) {
+	relay := &flakyRelay{started: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
+	lh := newLanes(t, []string{"cluster"}, 4, func(c *runner.Config) {
+		relay.Target = c.Targets[0].Target
+		c.Targets[0].Target = relay
+	}, func(string) []ollamatest.Option { return []ollamatest.Option{ollamatest.WithModels("m1")} })
+	lh.drop("a", chat("m1", "first"))
+	lh.start()
+	runtest.Receive(t, (<-chan string)(relay.started), 30*time.Second, "job a to be handed on")
+	lh.drop("b", chat("m1", "second"))
+	eventually(t, "the lane to be reported down", func() bool {
+		pub, err := lh.s.ReadTargets()
+		return err == nil && len(pub.Targets) == 1 && !pub.Targets[0].Up
+	})
+	close(relay.release)
+	for _, id := range []string{"a", "b"} {
+		if r := lh.wait(id); r.State != spool.StateDone || r.Attempts != 1 {
+			t.Errorf("%s: got %s after %d attempts, want done after 1", id, r.State, r.Attempts)
+		}
+	}
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	if relay.calls["a"] != 1 {
+		t.Errorf("job a was handed on %d times, want once: the outage took it back", relay.calls["a"])
+	}
 }
